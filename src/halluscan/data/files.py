@@ -1,0 +1,85 @@
+"""Read a user's question set from CSV or JSONL (``question``, ``answer``, optional ``aliases``)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from halluscan.errors import HalluscanError
+from halluscan.records import Dataset, Question
+
+REQUIRED = ("question", "answer")
+
+
+def read_table(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a .csv or .jsonl/.json-lines file as dicts; clear errors for bad files."""
+    p = Path(path)
+    if not p.is_file():
+        raise HalluscanError(f"{p}: dataset file not found; give a CSV or JSONL path or 'world-facts'")
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        with open(p, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = [dict(r) for r in reader]
+            header = reader.fieldnames or []
+    elif suffix in (".jsonl", ".ndjson"):
+        rows = []
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise HalluscanError(f"{p}: line {i} is not valid JSON ({e.msg}); fix that line") from e
+            if not isinstance(row, dict):
+                raise HalluscanError(f"{p}: line {i} is not a JSON object; each line needs {{'question': ..., 'answer': ...}}")
+            rows.append(row)
+        header = list(rows[0]) if rows else []
+    else:
+        raise HalluscanError(f"{p}: unknown dataset format {suffix!r}; use .csv or .jsonl")
+    if not rows:
+        raise HalluscanError(f"{p}: the dataset is empty; it needs at least one row with 'question' and 'answer'")
+    for col in REQUIRED:
+        if col not in header:
+            raise HalluscanError(f"{p}: missing column {col!r} (found: {', '.join(map(str, header)) or 'none'}); add it")
+    return rows
+
+
+def _aliases(raw: Any, answer: str) -> tuple[str, ...]:
+    if raw is None or raw == "":
+        items: list[str] = []
+    elif isinstance(raw, list):
+        items = [str(x) for x in raw]
+    else:
+        text = str(raw).strip()
+        if text.startswith("["):
+            try:
+                items = [str(x) for x in json.loads(text)]
+            except json.JSONDecodeError:
+                items = text.strip("[]").split("|")
+        else:
+            items = text.split("|")
+    out = [answer] + [a.strip() for a in items if a.strip()]
+    return tuple(dict.fromkeys(out))
+
+
+def load_dataset(spec: str) -> Dataset:
+    """``world-facts`` or a user file; each row must have a non-empty question and answer."""
+    if spec == "world-facts":
+        from halluscan.data.worldfacts import build_world_facts
+
+        return build_world_facts()
+    rows = read_table(spec)
+    qs = []
+    for i, row in enumerate(rows, start=1):
+        q, a = str(row.get("question") or "").strip(), str(row.get("answer") or "").strip()
+        if not q or not a:
+            field = "question" if not q else "answer"
+            raise HalluscanError(f"{spec}: row {i} has an empty {field!r}; fill it or remove the row")
+        qid = str(row.get("id") or row.get("qid") or i)
+        qs.append(Question(qid=qid, question=q, answer=a, aliases=_aliases(row.get("aliases"), a), relation=str(row.get("relation") or "custom")))
+    digest = hashlib.sha256(Path(spec).read_bytes()).hexdigest()
+    return Dataset(name=Path(spec).name, questions=tuple(qs), sha256=digest)

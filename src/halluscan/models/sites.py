@@ -1,0 +1,63 @@
+"""Declarative table of hook sites per architecture family.
+
+A family maps the generic sites (the block list, and inside a block the attention
+and MLP modules) to module paths. ``residual`` at layer ``l`` is the output of block
+``l`` (before the final norm); layer 0 is the input of block 0 (the embedding output,
+scaled where the model scales it), so a model with L blocks has L + 1 residual layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from halluscan.errors import HalluscanError
+
+
+@dataclass(frozen=True)
+class SiteTable:
+    """Module paths for one architecture family."""
+
+    blocks: str  # path from the model root to the ModuleList of blocks
+    attn: str  # path inside a block to the attention module (output before the residual add)
+    mlp: str  # path inside a block to the MLP module
+
+
+_LLAMA_LIKE = SiteTable(blocks="model.layers", attn="self_attn", mlp="mlp")
+
+SITE_TABLES: dict[str, SiteTable] = {
+    "llama": _LLAMA_LIKE,
+    "mistral": _LLAMA_LIKE,
+    "qwen2": _LLAMA_LIKE,
+    "qwen3": _LLAMA_LIKE,
+    "gemma": _LLAMA_LIKE,
+    "gemma2": _LLAMA_LIKE,
+    "gemma3_text": _LLAMA_LIKE,
+    "phi3": _LLAMA_LIKE,
+    "gpt2": SiteTable(blocks="transformer.h", attn="attn", mlp="mlp"),
+    "gpt_neox": SiteTable(blocks="gpt_neox.layers", attn="attention", mlp="mlp"),
+}
+
+
+def site_table(model: Any) -> SiteTable:
+    """The site table for ``model``'s architecture, or a clear error naming what to extend."""
+    arch = getattr(model.config, "model_type", "?")
+    if arch not in SITE_TABLES:
+        raise HalluscanError(
+            f"architecture {arch!r} has no hook-site table; add an entry to SITE_TABLES in "
+            f"halluscan/models/sites.py (known: {', '.join(sorted(SITE_TABLES))})"
+        )
+    return SITE_TABLES[arch]
+
+
+def get_module(root: Any, path: str) -> Any:
+    """Resolve a dotted module path (``model.layers``) from ``root``."""
+    obj = root
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def blocks(model: Any) -> Any:
+    """The ModuleList of transformer blocks."""
+    return get_module(model, site_table(model).blocks)

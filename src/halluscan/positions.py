@@ -1,0 +1,62 @@
+"""Named token positions -> indices into the full sequence (prompt + response).
+
+``last_q`` is the last prompt token (the one that predicts the first answer token).
+``-k`` counts from the end of the full sequence, as the reference study does, so a short
+response reaches back into the prompt. Exact-answer positions need a located answer
+span; without one they resolve to None and the example is left out of those cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from halluscan.errors import HalluscanError
+from halluscan.records import Span
+
+NAMED = (
+    "last_q",
+    "first_answer",
+    "second_answer",
+    "exact_answer_before_first",
+    "exact_answer_first",
+    "exact_answer_last",
+    "exact_answer_after_last",
+)
+NEGATIVE = tuple(str(-k) for k in range(8, 0, -1))
+VALID = NAMED + NEGATIVE
+EXACT = tuple(p for p in NAMED if p.startswith("exact_answer"))
+
+
+def check_position_names(names: Sequence[str]) -> None:
+    """Raise a clear error for an unknown position name."""
+    for n in names:
+        if n not in VALID:
+            raise HalluscanError(f"unknown position {n!r}; valid positions: {', '.join(VALID)}")
+    if not names:
+        raise HalluscanError(f"no positions given; choose from: {', '.join(VALID)}")
+
+
+def token_span(span: Span, starts: Sequence[int], text_len: int) -> tuple[int, int] | None:
+    """First and last response-token index overlapping a character span."""
+    ends = list(starts[1:]) + [text_len]
+    hit = [i for i, (s, e) in enumerate(zip(starts, ends, strict=True)) if s < span.end and e > span.start]
+    return (hit[0], hit[-1]) if hit else None
+
+
+def resolve(name: str, n_prompt: int, n_resp: int, exact: tuple[int, int] | None) -> int | None:
+    """Index of position ``name`` in the full sequence, or None when it does not exist."""
+    rules: dict[str, Callable[[], int | None]] = {
+        "last_q": lambda: n_prompt - 1,
+        "first_answer": lambda: n_prompt if n_resp >= 1 else None,
+        "second_answer": lambda: n_prompt + 1 if n_resp >= 2 else None,
+        "exact_answer_before_first": lambda: n_prompt + exact[0] - 1 if exact else None,
+        "exact_answer_first": lambda: n_prompt + exact[0] if exact else None,
+        "exact_answer_last": lambda: n_prompt + exact[1] if exact else None,
+        "exact_answer_after_last": lambda: n_prompt + exact[1] + 1 if exact and exact[1] + 1 < n_resp else None,
+    }
+    if name in rules:
+        return rules[name]()
+    if name in NEGATIVE:
+        return max(n_prompt + n_resp + int(name), 0)
+    check_position_names([name])
+    return None

@@ -1,0 +1,200 @@
+"""Linear probes: a batched sweep over (layer, position) cells, and an sklearn-style probe.
+
+The sweep fits one L2-regularised logistic regression per layer for a position, all layers
+at once as one torch problem (full-batch L-BFGS on standardised features). The objective
+is sklearn's: ``C * sum(logloss) + 0.5 * ||w||^2`` with an unpenalised intercept, so the
+solutions match ``LogisticRegression(C=C)``. Cross-validation folds are stratified by label
+and grouped by question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import StratifiedGroupKFold
+
+from halluscan.errors import HalluscanError
+
+
+def fit_logreg_batched(
+    x: torch.Tensor, y: torch.Tensor, c: float = 1.0, max_iter: int = 300, tol: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit ``x`` [cell, n, d] (standardised) against ``y`` [n] in {0,1}; return w [cell, d], b [cell]."""
+    cells, _, d = x.shape
+    w = torch.zeros(cells, d, dtype=x.dtype, requires_grad=True)
+    b = torch.zeros(cells, dtype=x.dtype, requires_grad=True)
+    yf = y.to(x.dtype).expand(cells, -1)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-10,
+                            history_size=20, line_search_fn="strong_wolfe")  # fmt: skip
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        logits = torch.einsum("cnd,cd->cn", x, w) + b[:, None]
+        loss = c * torch.nn.functional.binary_cross_entropy_with_logits(logits, yf, reduction="sum") + 0.5 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return w.detach(), b.detach()
+
+
+def auc_rows(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """ROC-AUC of each row of ``scores`` [cell, n] against labels ``y`` [n] (ties averaged)."""
+    pos = y.astype(bool)
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return np.full(scores.shape[0], np.nan)
+    ranks = rankdata(scores, axis=1)
+    return (ranks[:, pos].sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """Scale features by the training mean and std (over dim -2); constant features get std 1."""
+    mu = train.mean(dim=-2, keepdim=True)
+    sd = train.std(dim=-2, keepdim=True)
+    sd = torch.where(sd > 1e-8, sd, torch.ones_like(sd))
+    return [(t - mu) / sd for t in (train, *others)]
+
+
+def folds_for(y: np.ndarray, groups: Sequence[str], k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified, question-grouped k-fold splits; a clear error when a class is too small."""
+    n_min = int(min(y.sum(), len(y) - y.sum()))
+    if n_min < k:
+        raise HalluscanError(
+            f"only {n_min} examples in the smaller class, fewer than {k} folds; "
+            "use more questions or fewer --folds"
+        )
+    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(cv.split(np.zeros(len(y)), y, groups))
+
+
+def cv_auc(x: torch.Tensor, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], c: float) -> np.ndarray:
+    """Per-fold test AUC of a probe per cell: ``x`` [n, cell, d] -> [fold, cell]."""
+    out = []
+    xc = x.transpose(0, 1)  # [cell, n, d]
+    for tr, te in splits:
+        xtr, xte = standardise(xc[:, tr], xc[:, te])
+        w, b = fit_logreg_batched(xtr, torch.from_numpy(y[tr]), c=c)
+        scores = torch.einsum("cnd,cd->cn", xte, w) + b[:, None]
+        out.append(auc_rows(scores.numpy(), y[te]))
+    return np.stack(out)
+
+
+@dataclass
+class SweepResult:
+    """AUC per (layer, position): mean and std over folds, and examples per position."""
+
+    layers: list[int]
+    positions: list[str]
+    auc: np.ndarray  # [layer, position] mean over folds (NaN where a position had no data)
+    auc_std: np.ndarray  # [layer, position]
+    n: list[int]  # examples per position
+    folds: int
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def best(self, pos: str) -> tuple[int, float]:
+        """(layer, mean AUC) of the best layer at ``pos``."""
+        j = self.positions.index(pos)
+        col = self.auc[:, j]
+        if np.all(np.isnan(col)):
+            return -1, float("nan")
+        i = int(np.nanargmax(col))
+        return self.layers[i], float(col[i])
+
+
+def sweep(
+    get_position: Callable[[str], torch.Tensor],
+    valid: np.ndarray,
+    y: np.ndarray,
+    groups: Sequence[str],
+    layers: list[int],
+    positions: list[str],
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    c: float = 1.0,
+    progress: Callable[[int], None] | None = None,
+) -> SweepResult:
+    """Cross-validated probe AUC for every (layer, position) cell.
+
+    ``get_position(pos)`` returns ``[example, layer, hidden]``; ``valid`` is [example, position].
+    """
+    auc = np.full((len(layers), len(positions)), np.nan)
+    sd = np.full_like(auc, np.nan)
+    ns = []
+    g = np.asarray(groups)
+    for j, pos in enumerate(positions):
+        keep = valid[:, j]
+        ns.append(int(keep.sum()))
+        yk = y[keep]
+        if ns[-1] >= 2 * folds and min(yk.sum(), len(yk) - yk.sum()) >= folds:
+            x = get_position(pos)[torch.from_numpy(keep)]
+            per_fold = cv_auc(x, yk, folds_for(yk, g[keep], folds, seed), c)
+            auc[:, j], sd[:, j] = per_fold.mean(0), per_fold.std(0)
+        if progress is not None:
+            progress(1)
+    return SweepResult(layers, positions, auc, sd, ns, folds)
+
+
+def metadata_prior_auc(categories: Sequence[str], y: np.ndarray, groups: Sequence[str], folds: int, seed: int) -> float:
+    """AUC of predicting ``y`` from a category alone (train-fold rate of the category)."""
+    cats = np.asarray(categories)
+    aucs = []
+    for tr, te in folds_for(y, groups, folds, seed):
+        rate = {cat: y[tr][cats[tr] == cat].mean() for cat in np.unique(cats[tr])}
+        prior = y[tr].mean()
+        scores = np.array([rate.get(cat, prior) for cat in cats[te]])
+        aucs.append(auc_rows(scores[None], y[te])[0])
+    return float(np.mean(aucs))
+
+
+class LinearProbe(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """An L2 logistic-regression probe on standardised features (sklearn estimator contract)."""
+
+    def __init__(self, C: float = 1.0, max_iter: int = 500):  # noqa: N803 (sklearn's name)
+        self.C = C
+        self.max_iter = max_iter
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LinearProbe:  # noqa: N803
+        """Standardise ``X`` and fit the probe."""
+        from sklearn.utils.multiclass import unique_labels
+        from sklearn.utils.validation import check_X_y
+
+        X, y = check_X_y(X, y)
+        self.classes_ = unique_labels(y)
+        if len(self.classes_) != 2:
+            raise ValueError(f"LinearProbe needs two classes, got {len(self.classes_)}")
+        x = torch.from_numpy(np.asarray(X, dtype=np.float64))
+        self.mean_ = x.mean(0).numpy()
+        sd = x.std(0)
+        self.scale_ = torch.where(sd > 1e-12, sd, torch.ones_like(sd)).numpy()
+        xs = (x - torch.from_numpy(self.mean_)) / torch.from_numpy(self.scale_)
+        yy = torch.from_numpy((y == self.classes_[1]).astype(np.float64))
+        w, b = fit_logreg_batched(xs[None], yy, c=self.C, max_iter=self.max_iter)
+        self.coef_ = (w[0] / torch.from_numpy(self.scale_)).numpy()[None]
+        self.intercept_ = np.array([float(b[0]) - float((self.coef_[0] * self.mean_).sum())])
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        """Log-odds of the second class."""
+        from sklearn.utils.validation import check_is_fitted, validate_data
+
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        return np.asarray(X, dtype=np.float64) @ self.coef_[0] + self.intercept_[0]
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        """Class probabilities, columns ordered as ``classes_``."""
+        p = 1 / (1 + np.exp(-self.decision_function(X)))
+        return np.stack([1 - p, p], axis=1)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        """The more likely class."""
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]

@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny random models per family (tier 1) and the bundled model (tier 2)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64, vocab_size=128)
+
+
+def tiny_model(family: str):
+    """A randomly initialised model of ``family`` small enough for a unit test."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    if family == "gpt2":
+        cfg = tf.GPT2Config(n_embd=32, n_layer=3, n_head=4, vocab_size=128, n_positions=64)
+    elif family == "gpt_neox":
+        cfg = tf.GPTNeoXConfig(**TINY, max_position_embeddings=64)
+    else:
+        cls = {"llama": tf.LlamaConfig, "qwen2": tf.Qwen2Config, "gemma3_text": tf.Gemma3TextConfig,
+               "mistral": tf.MistralConfig, "phi3": tf.Phi3Config}[family]  # fmt: skip
+        extra = {"num_key_value_heads": 2, "max_position_embeddings": 64, "pad_token_id": 0}
+        if family == "gemma3_text":
+            extra["head_dim"] = 8
+        cfg = cls(**TINY, **extra)
+    model = tf.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager")
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def smol():
+    """The bundled SmolLM2-135M-Instruct, loaded once per session."""
+    from halluscan.models import load_model
+
+    return load_model("smollm2")

@@ -1,0 +1,57 @@
+"""Tier 2: the bundled SmolLM2-135M-Instruct (one session-scoped load)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from halluscan.config import StudyConfig
+from halluscan.data import build_world_facts
+from halluscan.extract import extract_positions
+from halluscan.generate import GenerateOptions, generate
+
+pytestmark = pytest.mark.slow
+
+
+def test_bundled_model_shape_and_provenance(smol):
+    p = smol.provenance()
+    assert p["architecture"] == "llama" and p["n_layers"] == 30 and p["hidden_size"] == 576
+    assert p["revision"].startswith("sha256:") and smol.is_chat
+
+
+def test_capture_during_generation_equals_teacher_forcing(smol):
+    qs = [q for q in build_world_facts().questions if q.relation == "capital_of_country"][:6]
+    opts = GenerateOptions(max_new_tokens=12, system_prompt="Answer the question in one short sentence.", batch_size=6)
+    gens, states, tail = next(generate(smol, qs, opts, layers=list(range(31))))
+    assert states is not None and states.shape[:2] == (6, 31)
+    for i, g in enumerate(gens):
+        p, r = len(g.prompt_ids), len(g.response_ids)
+        assert r >= 1 and g.response.strip()
+        idx = list(range(p - tail, p + r))
+        ref = extract_positions(smol, [list(g.prompt_ids) + list(g.response_ids)], [idx])[0]
+        got = states[i, :, : tail + r]
+        torch.testing.assert_close(got, ref, rtol=1e-3, atol=2e-3 * float(ref.abs().max()))
+
+
+def test_end_to_end_small_slice(tmp_path):
+    from halluscan.pipeline import run_study
+
+    cfg = StudyConfig(n_questions=72, batch_size=36, folds=3, name="slice", runs_dir=str(tmp_path), quiet=True)
+    m = run_study(cfg)
+    out = tmp_path / "slice"
+    for f in ("report.html", "metrics.json", "heatmap.png", "heatmap.html", "provenance.json", "store/manifest.json"):
+        assert (out / f).is_file(), f
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["n_graded"] == 72 and 0 < saved["accuracy"] < 1
+    auc = np.array(saved["heatmap"]["auc"], dtype=float)
+    assert auc.shape == (31, 15) and saved["heatmap"]["layers"] == list(range(31))
+    assert saved["heatmap"]["auc"][0][0] == pytest.approx(0.5, abs=0.02)  # layer 0 at last_q: same token for all
+    for key in ("accuracy_by_relation", "exact_answer_found", "best_cells", "controls", "locator_agreement_correct", "timings_s"):
+        assert key in saved
+    assert saved["provenance"]["dataset"]["sha256"] == build_world_facts().sha256
+    html = (out / "report.html").read_text()
+    assert "Best exact-answer cell" in html and "data:image/png;base64," in html and "plotly" in html.lower()
+    # a second run with the same config resumes: nothing is generated again
+    m2 = run_study(cfg)
+    assert m2["n_graded"] == 72 and m2["timings_s"]["generate_extract"] < m["timings_s"]["generate_extract"]

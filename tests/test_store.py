@@ -1,0 +1,52 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from halluscan.errors import HalluscanError
+from halluscan.store import ActivationStore
+
+LAYOUT = {"site": "residual", "layers": [0, 1, 2], "positions": ["last_q", "-1"], "hidden": 4, "dtype": "float32"}
+
+
+def make(root, key="k", dtype="float32"):
+    return ActivationStore.open_or_create(root, key=key, layout={**LAYOUT, "dtype": dtype}, provenance={"model": "m"})
+
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 0.0), ("bfloat16", 1e-2)])
+def test_round_trip_by_position_and_layer(tmp_path, dtype, tol):
+    s = make(tmp_path / "s", dtype=dtype)
+    a = torch.randn(5, 3, 2, 4)
+    b = torch.randn(2, 3, 2, 4)
+    s.append(a, np.ones((5, 2), bool), [{"qid": str(i)} for i in range(5)])
+    s.append(b, np.zeros((2, 2), bool), [{"qid": str(i)} for i in range(5, 7)])
+    r = ActivationStore.open(tmp_path / "s")
+    full = torch.cat([a, b])
+    torch.testing.assert_close(r.position("-1"), full[:, :, 1], atol=tol * full.abs().max(), rtol=tol)
+    torch.testing.assert_close(r.layer(2), full[:, 2], atol=tol * full.abs().max(), rtol=tol)
+    assert r.n_examples == 7 and r.valid().sum() == 10 and r.stored_ids() == {str(i) for i in range(7)}
+    m = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert [c["rows"] for c in m["chunks"]] == [5, 2] and all(len(c["sha256"]) == 64 for c in m["chunks"])
+
+
+def test_store_from_another_config_is_refused_and_kept(tmp_path):
+    s = make(tmp_path / "s")
+    s.append(torch.zeros(1, 3, 2, 4), np.ones((1, 2), bool), [{"qid": "a"}])
+    with pytest.raises(HalluscanError, match="made with another model, dataset or config"):
+        make(tmp_path / "s", key="other")
+    assert ActivationStore.open(tmp_path / "s").n_examples == 1
+    assert make(tmp_path / "s").n_examples == 1  # same key resumes
+
+
+def test_shape_mismatch_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="does not match layout"):
+        make(tmp_path / "s").append(torch.zeros(1, 2, 2, 4), np.ones((1, 2), bool), [{"qid": "a"}])
+
+
+def test_unwritable_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(HalluscanError, match="choose a writable folder"):
+        make(blocker / "s")
+    assert blocker.read_text() == "not a folder"
