@@ -1,5 +1,3 @@
-import pytest
-
 from halluscan.cli import main
 from halluscan.config import StudyConfig
 
@@ -49,7 +47,9 @@ def test_unknown_model_is_one_line(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     qs = tmp_path / "q.csv"
     qs.write_text("question,answer\nQ?,A\n")
-    code, err = run_cli(capsys, "run", "--model", "no-such-org/no-such-model", "--dataset", str(qs), "--runs-dir", str(tmp_path / "r"))
+    code, err = run_cli(
+        capsys, "run", "--model", "no-such-org/no-such-model", "--dataset", str(qs), "--runs-dir", str(tmp_path / "r")
+    )
     assert code == 2 and err.count("\n") == 0
     assert err.startswith("halluscan: error: model 'no-such-org/no-such-model': could not load it")
 
@@ -57,7 +57,11 @@ def test_unknown_model_is_one_line(capsys, tmp_path, monkeypatch):
 def test_missing_gguf_and_non_model_folder(capsys, tmp_path):
     qs = tmp_path / "q.csv"
     qs.write_text("question,answer\nQ?,A\n")
-    code, err = run_cli(capsys, "run", "--model", str(tmp_path / "m.gguf"), "--dataset", str(qs), "--runs-dir", str(tmp_path / "r"))
+    code, err = run_cli(
+        capsys, "run", "--model", str(tmp_path / "m.gguf"), "--dataset", str(qs), "--runs-dir", str(tmp_path / "r")
+    )
     assert code == 2 and "GGUF file not found" in err
-    code, err = run_cli(capsys, "run", "--model", str(tmp_path), "--dataset", str(qs), "--runs-dir", str(tmp_path / "r"))
+    code, err = run_cli(
+        capsys, "run", "--model", str(tmp_path), "--dataset", str(qs), "--runs-dir", str(tmp_path / "r")
+    )
     assert code == 2 and "no config.json in this folder" in err

@@ -33,7 +33,7 @@ def test_world_facts_known_rows(wf):
 
 def test_csv_and_jsonl_are_read(tmp_path):
     p = tmp_path / "q.csv"
-    p.write_text('question,answer,aliases\nWho wrote Hamlet?,Shakespeare,William Shakespeare|Shakespear\n')
+    p.write_text("question,answer,aliases\nWho wrote Hamlet?,Shakespeare,William Shakespeare|Shakespear\n")
     ds = load_dataset(str(p))
     assert ds.questions[0].aliases == ("Shakespeare", "William Shakespeare", "Shakespear")
     j = tmp_path / "q.jsonl"

@@ -40,7 +40,13 @@ def test_whole_words_only():
 
 
 def test_aliases_count():
-    q = Question("4", "What is the currency of Kiribati?", "Australian dollar", ("Australian dollar", "AUD"), "currency_of_country")
+    q = Question(
+        "4",
+        "What is the currency of Kiribati?",
+        "Australian dollar",
+        ("Australian dollar", "AUD"),
+        "currency_of_country",
+    )
     assert grader().grade(q, gen("Kiribati uses AUD.")).correct
     g = grader().grade(q, gen("It is the Australian dollar."))
     assert g.correct and g.exact_text == "Australian dollar" and g.locator == "relation"

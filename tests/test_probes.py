@@ -5,7 +5,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from halluscan.errors import HalluscanError
-from halluscan.probes import LinearProbe, auc_rows, fit_logreg_batched, folds_for, metadata_prior_auc, standardise, sweep
+from halluscan.probes import (
+    LinearProbe,
+    auc_rows,
+    fit_logreg_batched,
+    folds_for,
+    metadata_prior_auc,
+    standardise,
+    sweep,
+)
 
 
 def synthetic(n=300, cells=4, d=20, seed=0):
@@ -31,7 +39,12 @@ def test_batched_fit_agrees_with_sklearn():
     for c in (1.0, 0.05):
         w, bias = fit_logreg_batched(a, torch.from_numpy(y[tr]), c=c)
         ours = auc_rows((torch.einsum("cnd,cd->cn", b, w) + bias[:, None]).numpy(), y[te])
-        ref = [roc_auc_score(y[te], LogisticRegression(C=c, max_iter=2000).fit(a[k].numpy(), y[tr]).decision_function(b[k].numpy())) for k in range(4)]
+        ref = [
+            roc_auc_score(
+                y[te], LogisticRegression(C=c, max_iter=2000).fit(a[k].numpy(), y[tr]).decision_function(b[k].numpy())
+            )
+            for k in range(4)
+        ]
         assert np.abs(ours - ref).max() <= 0.01
     assert ours[2] > 0.8 and max(ours[[0, 1, 3]]) < 0.7  # the signal is in cell 2 only
 
@@ -41,7 +54,16 @@ def test_sweep_finds_the_informative_cell_and_golden_auc():
     xt = torch.from_numpy(x)
     valid = np.ones((400, 2), bool)
     valid[:50, 1] = False
-    res = sweep(lambda p: xt if p == "a" else -xt, valid, y, [str(i) for i in range(400)], [0, 1, 2], ["a", "b"], folds=5, seed=0)
+    res = sweep(
+        lambda p: xt if p == "a" else -xt,
+        valid,
+        y,
+        [str(i) for i in range(400)],
+        [0, 1, 2],
+        ["a", "b"],
+        folds=5,
+        seed=0,
+    )
     assert res.n == [400, 350]
     assert res.best("a")[0] == 2 and res.best("b")[0] == 2
     assert res.auc[2, 0] == pytest.approx(0.903, abs=0.005)  # golden value: seed 0, fixed data

@@ -12,16 +12,17 @@ from halluscan.errors import HalluscanError
 
 
 def _summary(m: dict) -> str:
-    f = m["finding"]
-    c = m["controls"]
+    f, c, ea = m["finding"], m["controls"], m["exact_answer_found"]
+    last_q = m["best_cells"].get("last_q", {}).get("auc", float("nan"))
     lines = [
         f"graded {m['n_graded']} questions, accuracy {m['accuracy']:.3f}",
         "accuracy by relation: " + ", ".join(f"{r} {a:.2f}" for r, a in m["accuracy_by_relation"].items()),
-        f"exact answer found: correct {m['exact_answer_found']['correct']:.3f}, wrong {m['exact_answer_found']['wrong']:.3f}; "
+        f"exact answer found: correct {ea['correct']:.3f}, wrong {ea['wrong']:.3f}; "
         f"locator agreement on correct {m['locator_agreement_correct']:.3f}",
-        f"best exact-answer cell: {f['best_exact_position']} layer {f['best_exact_layer']} AUC {f['best_exact_auc']:.3f}; "
-        f"best last_q AUC {m['best_cells'].get('last_q', {}).get('auc', float('nan')):.3f}",
-        f"controls: relation only {c['relation_prior_auc']:.3f}, layer 0 at exact-answer positions {c['layer0_exact_auc']:.3f}",
+        f"best exact-answer cell: {f['best_exact_position']} layer {f['best_exact_layer']} "
+        f"AUC {f['best_exact_auc']:.3f}; best last_q AUC {last_q:.3f}",
+        f"controls: relation only {c['relation_prior_auc']:.3f}, "
+        f"layer 0 at exact-answer positions {c['layer0_exact_auc']:.3f}",
         "timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in m["timings_s"].items()),
     ]
     return "\n".join(lines)

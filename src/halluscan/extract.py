@@ -8,7 +8,7 @@ the last layer that is needed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -44,10 +44,8 @@ def extract_positions(
             ids[r, off:] = torch.tensor(list(sequences[i]))
             mask[r, off:] = 1
             gather[r] = torch.tensor(list(indices[i])) + off
-        gather = gather.to(dev)
-        rows = torch.arange(len(idx), device=dev)[:, None]
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        with capture_residual(model, layers, lambda h: h[rows, gather], stop_early=True) as cap:
+        with capture_residual(model, layers, _gatherer(gather.to(dev)), stop_early=True) as cap:
             try:
                 model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=False)
             except StopForward:
@@ -56,3 +54,9 @@ def extract_positions(
         for r, i in enumerate(idx):
             out[i] = acts[r]
     return torch.stack([o for o in out if o is not None])
+
+
+def _gatherer(gather: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A selector that keeps ``gather[b]`` positions of row ``b``: [B, T, H] -> [B, k, H]."""
+    rows = torch.arange(gather.shape[0], device=gather.device)[:, None]
+    return lambda h: h[rows, gather]

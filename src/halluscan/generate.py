@@ -33,6 +33,7 @@ class GenerateOptions:
     system_prompt: str = ""
     batch_size: int = 64
     tail: int = 8  # prompt tokens whose activations are kept (last_q and negative positions)
+    share_prefix: bool = True  # run the prompts' common prefix once per batch
 
 
 def build_prompt_ids(lm: LoadedModel, question: str, system_prompt: str) -> list[int]:
@@ -130,16 +131,31 @@ def generate_batch(
 
     model = lm.model
     dev = next(model.parameters()).device
-    ids, mask = _left_pad(prompts, lm.tokenizer.pad_token_id)
-    ids, mask = ids.to(dev), mask.to(dev)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    tail = min(opts.tail, ids.shape[1])
     cache = DynamicCache(config=model.config)
+    n_pre = _shared_prefix(prompts, opts.tail) if opts.share_prefix else 0
+    if n_pre:
+        # The shared prefix (system prompt, template) is run once and its KV cache copied to
+        # every row; the rows' own tokens then follow after a gap of masked padding.
+        model(input_ids=torch.tensor([prompts[0][:n_pre]], device=dev), past_key_values=cache, use_cache=True,
+              logits_to_keep=1)  # fmt: skip
+        cache.batch_repeat_interleave(len(prompts))
+    ids, mask = _left_pad([p[n_pre:] for p in prompts], lm.tokenizer.pad_token_id)
+    ids, mask = ids.to(dev), mask.to(dev)
+    pos = n_pre + (mask.cumsum(-1) - 1).clamp(min=0)
+    mask = torch.cat([mask.new_ones(len(prompts), n_pre), mask], dim=1)
+    tail = min(opts.tail, ids.shape[1])
     rows = [_Row(ids=[]) for _ in prompts]
     active = torch.arange(len(rows))
     buf: torch.Tensor | None = None
     with capture_residual(model, layers, lambda h: h[:, -tail:]) if layers is not None else _null() as cap:
-        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         if cap is not None:
             first = cap.stacked()  # [B, layer, tail, H]
             buf = first.new_zeros(first.shape[0], first.shape[1], tail + opts.max_new_tokens, first.shape[3])
@@ -160,12 +176,25 @@ def generate_batch(
                 active, cand, mask, pos = active[keep], cand[sel.to(dev)], mask[sel.to(dev)], pos[sel.to(dev)]
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
             pos = pos[:, -1:] + 1
-            out = model(input_ids=cand[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+            out = model(
+                input_ids=cand[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+            )
             if cap is not None and buf is not None:
                 buf[active, :, tail + step] = cap.stacked()[:, :, 0]
             if all(r.done for r in rows):
                 break
     return rows, buf, tail
+
+
+def _shared_prefix(prompts: list[list[int]], tail: int) -> int:
+    """Length of the common prefix, leaving at least ``tail`` own tokens in every prompt."""
+    n = min(len(p) for p in prompts)
+    first = prompts[0]
+    k = 0
+    while k < n and all(p[k] == first[k] for p in prompts):
+        k += 1
+    k = min(k, n - tail)
+    return k if k >= 2 else 0
 
 
 class _null:

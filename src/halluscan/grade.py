@@ -79,7 +79,9 @@ def _question_phrases(question: str) -> set[str]:
 class Grader:
     """Grades responses and locates exact answers for one dataset."""
 
-    def __init__(self, relation_vocab: dict[str, tuple[str, ...]], entity_vocab: Iterable[str], mode: str = "class-blind"):
+    def __init__(
+        self, relation_vocab: dict[str, tuple[str, ...]], entity_vocab: Iterable[str], mode: str = "class-blind"
+    ):
         self.relation = {r: Matcher.of(v) for r, v in relation_vocab.items()}
         self.entities = Matcher.of(entity_vocab)
         self.mode = mode

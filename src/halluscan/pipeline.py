@@ -40,6 +40,7 @@ class Timer:
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
+        """Time the ``with`` block and add it to ``stage``."""
         t = time.perf_counter()
         yield
         self.s[stage] = round(self.s.get(stage, 0.0) + time.perf_counter() - t, 2)
@@ -56,7 +57,9 @@ def select_questions(ds: Dataset, n: int, seed: int) -> list[Question]:
     return qs
 
 
-def example_record(q: Question, g: Generation, gr: Grade, lm: LoadedModel, idx: dict[str, int | None]) -> dict[str, Any]:
+def example_record(
+    q: Question, g: Generation, gr: Grade, lm: LoadedModel, idx: dict[str, int | None]
+) -> dict[str, Any]:
     """The JSON record stored beside an example's activations."""
     span = lambda s: [s.start, s.end] if s else None  # noqa: E731
     return {
@@ -122,7 +125,9 @@ def summarise(examples: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "n_graded": len(examples),
         "accuracy": float(np.mean([e["correct"] for e in examples])),
-        "accuracy_by_relation": {r: float(np.mean([e["correct"] for e in examples if e["relation"] == r])) for r in sorted(rel)},
+        "accuracy_by_relation": {
+            r: float(np.mean([e["correct"] for e in examples if e["relation"] == r])) for r in sorted(rel)
+        },
         "n_by_relation": dict(sorted(rel.items())),
         "exact_answer_found": {"correct": found(corr), "wrong": found(wrong)},
         "exact_answer_missing": sum(e["exact_span"] is None for e in examples),
@@ -138,27 +143,31 @@ def _span(s: list[int] | None) -> Any:
     return Span(*s) if s else None
 
 
-def probe_study(cfg: StudyConfig, store: ActivationStore, examples: list[dict[str, Any]]) -> tuple[SweepResult, dict[str, float]]:
+def probe_study(
+    cfg: StudyConfig, store: ActivationStore, examples: list[dict[str, Any]]
+) -> tuple[SweepResult, dict[str, float]]:
     """The (layer, position) sweep and the two controls."""
     y = np.array([0 if e["correct"] else 1 for e in examples])
     groups = [e["qid"] for e in examples]
     lay = store.layout
     bar = tqdm(total=len(lay["positions"]), desc="probe sweep", unit="pos", disable=cfg.quiet)
-    res = sweep(store.position, store.valid(), y, groups, lay["layers"], lay["positions"], folds=cfg.folds, seed=cfg.seed,
-                c=cfg.probe_c, progress=bar.update)  # fmt: skip
+    res = sweep(store.position, store.valid(), y, groups, lay["layers"], lay["positions"],
+                folds=cfg.folds, seed=cfg.seed, c=cfg.probe_c, progress=bar.update)  # fmt: skip
     bar.close()
     exact = [p for p in res.positions if p in EXACT]
     l0 = res.auc[0, [res.positions.index(p) for p in exact]] if exact else np.array([np.nan])
     controls = {
         "relation_prior_auc": metadata_prior_auc([e["relation"] for e in examples], y, groups, cfg.folds, cfg.seed),
         "layer0_exact_auc": float(np.nanmax(l0)) if not np.all(np.isnan(l0)) else float("nan"),
-        "layer0_last_q_auc": float(res.auc[0, res.positions.index("last_q")]) if "last_q" in res.positions else float("nan"),
+        "layer0_last_q_auc": float(res.auc[0, res.positions.index("last_q")])
+        if "last_q" in res.positions
+        else float("nan"),
     }
     return res, controls
 
 
 def finding(res: SweepResult, controls: dict[str, float]) -> dict[str, Any]:
-    """Does the best exact-answer cell beat last_q and both controls?"""
+    """Check whether the best exact-answer cell beats last_q and both controls."""
     exact = [(p, *res.best(p)) for p in res.positions if p in EXACT]
     pos, layer, auc = max(exact, key=lambda t: -1 if np.isnan(t[2]) else t[2]) if exact else ("", -1, float("nan"))
     last_q = res.best("last_q")[1] if "last_q" in res.positions else float("nan")
@@ -198,10 +207,9 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
         res, controls = probe_study(cfg, store, examples)
     metrics: dict[str, Any] = {"name": cfg.name, **summarise(examples)}
     metrics["heatmap"] = {"site": cfg.site, "layers": res.layers, "positions": res.positions, "folds": res.folds,
-                          "auc": _nan_to_none(res.auc), "auc_std": _nan_to_none(res.auc_std), "n_per_position": res.n}  # fmt: skip
-    metrics["best_cells"] = {p: {"layer": res.best(p)[0], "auc": res.best(p)[1],
-                                 "std": float(res.auc_std[res.layers.index(res.best(p)[0]), j]) if res.best(p)[0] >= 0 else None}
-                             for j, p in enumerate(res.positions)}  # fmt: skip
+                          "auc": _nan_to_none(res.auc), "auc_std": _nan_to_none(res.auc_std),
+                          "n_per_position": res.n}  # fmt: skip
+    metrics["best_cells"] = best_cells(res)
     metrics["controls"] = controls
     metrics["finding"] = finding(res, controls)
     with timer("report"):
@@ -217,6 +225,16 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
     metrics["timings_s"] = dict(timer.s)
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def best_cells(res: SweepResult) -> dict[str, dict[str, Any]]:
+    """Position -> best layer, its mean AUC and fold std."""
+    out = {}
+    for j, p in enumerate(res.positions):
+        layer, auc = res.best(p)
+        std = float(res.auc_std[res.layers.index(layer), j]) if layer >= 0 else None
+        out[p] = {"layer": layer, "auc": None if np.isnan(auc) else auc, "std": std}
+    return out
 
 
 def _nan_to_none(a: np.ndarray) -> list[list[float | None]]:

@@ -19,7 +19,9 @@ def heatmap_png(auc: np.ndarray, layers: list[int], positions: list[str], path: 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(1.0 + 0.62 * len(positions), 1.6 + 0.27 * len(layers)), constrained_layout=True)
-    im = ax.imshow(np.ma.masked_invalid(auc), cmap=CMAP, vmin=AUC_RANGE[0], vmax=AUC_RANGE[1], origin="lower", aspect="auto")
+    im = ax.imshow(
+        np.ma.masked_invalid(auc), cmap=CMAP, vmin=AUC_RANGE[0], vmax=AUC_RANGE[1], origin="lower", aspect="auto"
+    )
     ax.set_xticks(range(len(positions)), positions, rotation=55, ha="right", fontsize=9)
     step = 1 if len(layers) <= 36 else max(1, len(layers) // 24)
     ax.set_yticks(range(0, len(layers), step), [str(x) for x in layers[::step]], fontsize=8)
@@ -31,7 +33,15 @@ def heatmap_png(auc: np.ndarray, layers: list[int], positions: list[str], path: 
         if not np.all(np.isnan(col)):
             i = int(np.nanargmax(col))
             ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="#d62728", lw=1.4))
-            ax.text(j, i, f"{col[i]:.2f}", ha="center", va="center", fontsize=6.5, color="white" if col[i] > 0.8 else "black")
+            ax.text(
+                j,
+                i,
+                f"{col[i]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6.5,
+                color="white" if col[i] > 0.8 else "black",
+            )
     cb = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
     cb.set_label("probe ROC-AUC (predicting a wrong answer)")
     fig.savefig(path, dpi=130)
@@ -39,7 +49,9 @@ def heatmap_png(auc: np.ndarray, layers: list[int], positions: list[str], path: 
     return path
 
 
-def heatmap_figure(auc: np.ndarray, auc_std: np.ndarray, n: list[int], layers: list[int], positions: list[str], title: str) -> Any:
+def heatmap_figure(
+    auc: np.ndarray, auc_std: np.ndarray, n: list[int], layers: list[int], positions: list[str], title: str
+) -> Any:
     """Interactive plotly heatmap with the fold spread and example count on hover."""
     import plotly.graph_objects as go
 
@@ -54,7 +66,10 @@ def heatmap_figure(auc: np.ndarray, auc_std: np.ndarray, n: list[int], layers: l
             colorscale=CMAP,
             customdata=custom,
             colorbar={"title": "AUC"},
-            hovertemplate="layer %{y}, %{x}<br>AUC %{z:.3f} ± %{customdata[0]:.3f} (fold std)<br>n = %{customdata[1]}<extra></extra>",
+            hovertemplate=(
+                "layer %{y}, %{x}<br>AUC %{z:.3f} ± %{customdata[0]:.3f} (fold std)"
+                "<br>n = %{customdata[1]}<extra></extra>"
+            ),
         )
     )
     fig.update_layout(title=title, xaxis_title="token position", yaxis_title="layer (0 = embedding output)",

@@ -31,7 +31,11 @@ def record(model: dict[str, Any], dataset: dict[str, Any], config: dict[str, Any
         "dataset": dataset,
         "config": config,
         "seed": config.get("seed"),
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()},
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+        },
         "host": {"machine": platform.machine(), "threads": torch.get_num_threads()},
     }
 

@@ -22,27 +22,37 @@ def _highlight(text: str, span: list[int] | None) -> str:
     return html.escape(text[:a]) + f"<mark>{html.escape(text[a:b])}</mark>" + html.escape(text[b:])
 
 
-def _examples(examples: list[dict[str, Any]], k: int = 8) -> str:
+def pick_examples(examples: list[dict[str, Any]], per_cell: int = 2) -> list[dict[str, Any]]:
+    """A few correct and wrong examples of every relation (the first ones in store order)."""
+    out = []
+    for rel in sorted({e["relation"] for e in examples}):
+        for label in (True, False):
+            out += [e for e in examples if e["relation"] == rel and e["correct"] is label][:per_cell]
+    return out
+
+
+def _examples(examples: list[dict[str, Any]]) -> str:
     rows = []
-    for label in (True, False):
-        picked = [e for e in examples if e["correct"] is label][:k]
-        for e in picked:
-            verdict = "correct" if label else "wrong"
-            rows.append(
-                f"<tr><td>{verdict}</td><td>{html.escape(e['relation'])}</td><td>{html.escape(e['question'])}</td>"
-                f"<td>{html.escape(e['gold'])}</td><td>{_highlight(e['response'], e['exact_span'])}</td>"
-                f"<td>{html.escape(e['locator'])}</td></tr>"
-            )
-    head = "<tr><th>grade</th><th>relation</th><th>question</th><th>gold</th><th>response (exact answer marked)</th><th>located by</th></tr>"
+    for e in pick_examples(examples):
+        verdict = "correct" if e["correct"] else "wrong"
+        rows.append(
+            f"<tr><td class='{'ok' if e['correct'] else 'no'}'>{verdict}</td><td>{html.escape(e['relation'])}</td>"
+            f"<td>{html.escape(e['question'])}</td><td>{html.escape(e['gold'])}</td>"
+            f"<td>{_highlight(e['response'], e['exact_span'])}</td><td>{html.escape(e['locator'])}</td></tr>"
+        )
+    cols = ("grade", "relation", "question", "gold", "response (exact answer marked)", "located by")
+    head = "<tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"
     return f"<table class='ex'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#1b1f24}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:24px auto;
+  padding:0 16px;color:#1b1f24}
 h1{font-size:1.6em;margin-bottom:4px} h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
 .finding{background:#eef5fc;border-left:4px solid #2a6fb0;padding:10px 14px;margin:14px 0}
 .ok{color:#1a7f37;font-weight:600} .no{color:#b42318;font-weight:600}
-table{border-collapse:collapse;margin:8px 0;font-size:0.92em} td,th{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:8px 0;font-size:0.92em}
+td,th{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f6f8fa} mark{background:#ffe58f} .ex td:nth-child(5){max-width:420px}
 pre{background:#f6f8fa;padding:10px;overflow:auto;font-size:0.85em} .muted{color:#57606a;font-size:0.9em}
 img{max-width:100%}
@@ -52,8 +62,16 @@ img{max-width:100%}
 def _finding(m: dict[str, Any]) -> str:
     f = m["finding"]
     checks = [
-        ("beats the best <code>last_q</code> cell", f["exact_beats_last_q"], m["best_cells"].get("last_q", {}).get("auc")),
-        ("beats the layer-0 (token identity) control at the exact-answer positions", f["exact_beats_layer0"], m["controls"]["layer0_exact_auc"]),
+        (
+            "beats the best <code>last_q</code> cell",
+            f["exact_beats_last_q"],
+            m["best_cells"].get("last_q", {}).get("auc"),
+        ),
+        (
+            "beats the layer-0 (token identity) control at the exact-answer positions",
+            f["exact_beats_layer0"],
+            m["controls"]["layer0_exact_auc"],
+        ),
         ("beats the relation-only control", f["exact_beats_relation_prior"], m["controls"]["relation_prior_auc"]),
     ]
     items = "".join(
@@ -67,7 +85,9 @@ def _finding(m: dict[str, Any]) -> str:
     )
 
 
-def write_report(out: Path, metrics: dict[str, Any], examples: list[dict[str, Any]], heatmap_png: Path, heatmap_div: str) -> Path:
+def write_report(
+    out: Path, metrics: dict[str, Any], examples: list[dict[str, Any]], heatmap_png: Path, heatmap_div: str
+) -> Path:
     """Write ``out/report.html``; images and plotly.js are inlined so it opens offline."""
     prov = metrics["provenance"]
     png = base64.b64encode(heatmap_png.read_bytes()).decode()
@@ -75,35 +95,51 @@ def write_report(out: Path, metrics: dict[str, Any], examples: list[dict[str, An
     best_rows = [(p, c["layer"], f"{c['auc']:.3f}", f"± {c['std']:.3f}") for p, c in metrics["best_cells"].items()]
     ea = metrics["exact_answer_found"]
     tim = [(k, f"{v:.1f}") for k, v in metrics["timings_s"].items()]
-    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>halluscan: {html.escape(metrics['name'])}</title>
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>halluscan: {html.escape(metrics["name"])}</title>
 <style>{CSS}</style></head><body>
-<h1>halluscan report: {html.escape(metrics['name'])}</h1>
-<div class="muted">model <b>{html.escape(prov['model']['model_id'])}</b> ({html.escape(prov['model']['revision'][:23])}) ·
-dataset <b>{html.escape(prov['dataset']['name'])}</b> (sha256 {prov['dataset']['sha256'][:12]}) · halluscan {prov['halluscan_version']} · seed {prov['config']['seed']} · {html.escape(prov['created'])}</div>
+<h1>halluscan report: {html.escape(metrics["name"])}</h1>
+<div class="muted">model <b>{html.escape(prov["model"]["model_id"])}</b> ({
+        html.escape(prov["model"]["revision"][:23])
+    }) ·
+dataset <b>{html.escape(prov["dataset"]["name"])}</b> (sha256 {prov["dataset"]["sha256"][:12]}) · halluscan {
+        prov["halluscan_version"]
+    } · seed {prov["config"]["seed"]} · {html.escape(prov["created"])}</div>
 <h2>Does the model know when it is wrong?</h2>
-<p>{metrics['n_graded']} questions graded; accuracy <b>{metrics['accuracy']:.3f}</b>. A linear probe per (layer, token position)
-predicts <i>the answer is wrong</i> from the {html.escape(metrics['heatmap']['site'])} stream; AUC is the mean over
-{metrics['heatmap']['folds']}-fold cross-validation (stratified, grouped by question).</p>
+<p>{metrics["n_graded"]} questions graded; accuracy <b>{
+        metrics["accuracy"]:.3f}</b>. A linear probe per (layer, token position)
+predicts <i>the answer is wrong</i> from the {html.escape(metrics["heatmap"]["site"])} stream; AUC is the mean over
+{metrics["heatmap"]["folds"]}-fold cross-validation (stratified, grouped by question).</p>
 {_finding(metrics)}
 <h2>Probe AUC heatmap</h2>
-<p class="muted">Rows: layers (0 = embedding output, the token-identity control). Columns: token positions. Red boxes mark the best layer per position.</p>
+<p class="muted">Rows: layers (0 = embedding output, the token-identity control). Columns: token positions.
+Red boxes mark the best layer per position.</p>
 <img alt="probe AUC heatmap" src="data:image/png;base64,{png}">
 <h3>Interactive</h3>
 {heatmap_div}
 <h2>Best cell per position</h2>
 {_table(best_rows, ("position", "layer", "AUC (mean)", "fold std"))}
 <h2>Controls</h2>
-{_table([("relation only (metadata prior)", f"{metrics['controls']['relation_prior_auc']:.3f}"),
-         ("layer 0 at the exact-answer positions (best)", f"{metrics['controls']['layer0_exact_auc']:.3f}"),
-         ("layer 0 at last_q", f"{metrics['controls']['layer0_last_q_auc']:.3f}")], ("control", "AUC"))}
+{
+        _table(
+            [
+                ("relation only (metadata prior)", f"{metrics['controls']['relation_prior_auc']:.3f}"),
+                ("layer 0 at the exact-answer positions (best)", f"{metrics['controls']['layer0_exact_auc']:.3f}"),
+                ("layer 0 at last_q", f"{metrics['controls']['layer0_last_q_auc']:.3f}"),
+            ],
+            ("control", "AUC"),
+        )
+    }
 <h2>Accuracy by relation</h2>
 {_table(acc_rows, ("relation", "accuracy", "n"))}
 <h2>Exact-answer location</h2>
-<p>Located by one class-blind rule for correct and wrong responses (mode: <code>{html.escape(prov['config']['locator'])}</code>).
-Found for <b>{ea['correct']:.1%}</b> of correct and <b>{ea['wrong']:.1%}</b> of wrong responses;
-{metrics['exact_answer_missing']} responses without a located answer are left out of the exact-answer cells.
-On correct responses the located span overlaps the gold alias span in <b>{metrics['locator_agreement_correct']:.1%}</b> of cases.</p>
-{_table(sorted(metrics['locator_rules'].items()), ("rule", "responses"))}
+<p>Located by one class-blind rule for correct and wrong responses (mode: <code>{
+        html.escape(prov["config"]["locator"])
+    }</code>).
+Found for <b>{ea["correct"]:.1%}</b> of correct and <b>{ea["wrong"]:.1%}</b> of wrong responses;
+{metrics["exact_answer_missing"]} responses without a located answer are left out of the exact-answer cells.
+On correct responses the located span overlaps the gold alias span in <b>{
+        metrics["locator_agreement_correct"]:.1%}</b> of cases.</p>
+{_table(sorted(metrics["locator_rules"].items()), ("rule", "responses"))}
 <h2>Examples</h2>
 {_examples(examples)}
 <h2>Timings</h2>

@@ -41,7 +41,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise HalluscanError(f"could not write {path}: {e.strerror or e}; free disk space or choose another folder") from e
+        raise HalluscanError(
+            f"could not write {path}: {e.strerror or e}; free disk space or choose another folder"
+        ) from e
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -69,7 +71,9 @@ class ActivationStore:
         self.m = manifest
 
     @classmethod
-    def open_or_create(cls, root: str | Path, *, key: str, layout: dict[str, Any], provenance: dict[str, Any]) -> ActivationStore:
+    def open_or_create(
+        cls, root: str | Path, *, key: str, layout: dict[str, Any], provenance: dict[str, Any]
+    ) -> ActivationStore:
         """Open a store made with the same ``key`` (to resume), or create an empty one.
 
         A store made with another key (model, dataset or config) is refused, never overwritten.
@@ -88,7 +92,9 @@ class ActivationStore:
             for sub in (layout["site"], "valid", "examples"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise HalluscanError(f"could not create the store at {root}: {e.strerror or e}; choose a writable folder") from e
+            raise HalluscanError(
+                f"could not create the store at {root}: {e.strerror or e}; choose a writable folder"
+            ) from e
         m = {"format": 1, "key": key, "layout": layout, "provenance": provenance, "chunks": []}
         atomic_write_json(mpath, m)
         return cls(root, m)
@@ -136,7 +142,7 @@ class ActivationStore:
 
     def examples(self) -> list[dict[str, Any]]:
         """All example records, in store order."""
-        out = []
+        out: list[dict[str, Any]] = []
         for c in self.m["chunks"]:
             with open(self.root / "examples" / f"{c['name']}.jsonl", encoding="utf-8") as f:
                 out.extend(json.loads(line) for line in f)

@@ -47,7 +47,14 @@ def test_end_to_end_small_slice(tmp_path):
     auc = np.array(saved["heatmap"]["auc"], dtype=float)
     assert auc.shape == (31, 15) and saved["heatmap"]["layers"] == list(range(31))
     assert saved["heatmap"]["auc"][0][0] == pytest.approx(0.5, abs=0.02)  # layer 0 at last_q: same token for all
-    for key in ("accuracy_by_relation", "exact_answer_found", "best_cells", "controls", "locator_agreement_correct", "timings_s"):
+    for key in (
+        "accuracy_by_relation",
+        "exact_answer_found",
+        "best_cells",
+        "controls",
+        "locator_agreement_correct",
+        "timings_s",
+    ):
         assert key in saved
     assert saved["provenance"]["dataset"]["sha256"] == build_world_facts().sha256
     html = (out / "report.html").read_text()
@@ -55,3 +62,17 @@ def test_end_to_end_small_slice(tmp_path):
     # a second run with the same config resumes: nothing is generated again
     m2 = run_study(cfg)
     assert m2["n_graded"] == 72 and m2["timings_s"]["generate_extract"] < m["timings_s"]["generate_extract"]
+
+
+def test_shared_prefix_gives_the_same_answers(smol):
+    from dataclasses import replace
+
+    qs = [q for q in build_world_facts().questions if q.relation == "currency_of_country"][:8]
+    opts = GenerateOptions(max_new_tokens=16, system_prompt="Answer the question in one short sentence.", batch_size=8)
+    a, sa, _ = next(generate(smol, qs, opts, layers=[0, 15, 30]))
+    b, sb, _ = next(generate(smol, qs, replace(opts, share_prefix=False), layers=[0, 15, 30]))
+    assert [g.response for g in a] == [g.response for g in b]
+    assert sa is not None and sb is not None
+    for i, g in enumerate(a):
+        n = 8 + len(g.response_ids)
+        torch.testing.assert_close(sa[i, :, :n], sb[i, :, :n], rtol=1e-3, atol=2e-3 * float(sb[i, :, :n].abs().max()))

@@ -35,7 +35,9 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError as e:
                 raise HalluscanError(f"{p}: line {i} is not valid JSON ({e.msg}); fix that line") from e
             if not isinstance(row, dict):
-                raise HalluscanError(f"{p}: line {i} is not a JSON object; each line needs {{'question': ..., 'answer': ...}}")
+                raise HalluscanError(
+                    f"{p}: line {i} is not a JSON object; each line needs {{'question': ..., 'answer': ...}}"
+                )
             rows.append(row)
         header = list(rows[0]) if rows else []
     else:
@@ -44,7 +46,9 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
         raise HalluscanError(f"{p}: the dataset is empty; it needs at least one row with 'question' and 'answer'")
     for col in REQUIRED:
         if col not in header:
-            raise HalluscanError(f"{p}: missing column {col!r} (found: {', '.join(map(str, header)) or 'none'}); add it")
+            raise HalluscanError(
+                f"{p}: missing column {col!r} (found: {', '.join(map(str, header)) or 'none'}); add it"
+            )
     return rows
 
 
@@ -80,6 +84,14 @@ def load_dataset(spec: str) -> Dataset:
             field = "question" if not q else "answer"
             raise HalluscanError(f"{spec}: row {i} has an empty {field!r}; fill it or remove the row")
         qid = str(row.get("id") or row.get("qid") or i)
-        qs.append(Question(qid=qid, question=q, answer=a, aliases=_aliases(row.get("aliases"), a), relation=str(row.get("relation") or "custom")))
+        qs.append(
+            Question(
+                qid=qid,
+                question=q,
+                answer=a,
+                aliases=_aliases(row.get("aliases"), a),
+                relation=str(row.get("relation") or "custom"),
+            )
+        )
     digest = hashlib.sha256(Path(spec).read_bytes()).hexdigest()
     return Dataset(name=Path(spec).name, questions=tuple(qs), sha256=digest)

@@ -128,19 +128,42 @@ def build_world_facts() -> Dataset:
         if ci.get(iso) is not None and ci[iso].capital():
             cap_aliases.append(ci[iso].capital())
         capitals.append(c["capital"])
-        qs.append(_q(f"capital_of_country/{iso}", f"What is the capital of {name}?", _dedupe(cap_aliases), "capital_of_country"))
-        qs.append(_q(f"country_of_capital/{iso}", f"{c['capital']} is the capital of which country?", aliases, "country_of_capital"))
+        qs.append(
+            _q(
+                f"capital_of_country/{iso}",
+                f"What is the capital of {name}?",
+                _dedupe(cap_aliases),
+                "capital_of_country",
+            )
+        )
+        qs.append(
+            _q(
+                f"country_of_capital/{iso}",
+                f"{c['capital']} is the capital of which country?",
+                aliases,
+                "country_of_capital",
+            )
+        )
         cont = CONTINENTS[c["continentcode"]]
         if iso in TRANSCONTINENTAL:
             cont = cont + CONTINENTS[TRANSCONTINENTAL[iso]]
         qs.append(_q(f"continent_of_country/{iso}", f"On which continent is {name}?", cont, "continent_of_country"))
         if c["currencycode"] in currencies:
-            qs.append(_q(f"currency_of_country/{iso}", f"What is the currency of {name}?", currencies[c["currencycode"]], "currency_of_country"))
+            qs.append(
+                _q(
+                    f"currency_of_country/{iso}",
+                    f"What is the currency of {name}?",
+                    currencies[c["currencycode"]],
+                    "currency_of_country",
+                )
+            )
     qs.extend(_city_questions(gc, countries, ci, set(capitals)))
     qs = [q for q in qs if q.aliases]
     vocab = {
         "capital_of_country": _dedupe(capitals),
-        "country_of_capital": _dedupe([a for iso in sorted(countries) for a in _country_aliases(iso, countries[iso]["name"], ci)]),
+        "country_of_capital": _dedupe(
+            [a for iso in sorted(countries) for a in _country_aliases(iso, countries[iso]["name"], ci)]
+        ),
         "continent_of_country": tuple(n for names in CONTINENTS.values() for n in names),
         "currency_of_country": _dedupe([n for names in currencies.values() for n in names]),
     }
@@ -176,7 +199,14 @@ def _city_questions(gc: Any, countries: dict[str, Any], ci: dict[str, Any], capi
     for c in big[:MAX_CITIES]:
         iso = c["countrycode"]
         aliases = _country_aliases(iso, countries[iso]["name"], ci)
-        out.append(_q(f"country_of_city/{c['geonameid']}", f"In which country is the city of {c['name']}?", aliases, "country_of_city"))
+        out.append(
+            _q(
+                f"country_of_city/{c['geonameid']}",
+                f"In which country is the city of {c['name']}?",
+                aliases,
+                "country_of_city",
+            )
+        )
     return out
 
 

