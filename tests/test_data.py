@@ -61,3 +61,10 @@ def test_bad_files_name_the_file_and_field(tmp_path, name, content, pattern):
 def test_missing_file(tmp_path):
     with pytest.raises(HalluscanError, match="dataset file not found"):
         load_dataset(str(tmp_path / "nope.csv"))
+
+
+def test_user_file_answers_form_the_relation_vocabulary(tmp_path):
+    p = tmp_path / "q.csv"
+    p.write_text("question,answer,relation\nCapital of Peru?,Lima,capital\nCapital of Chile?,Santiago,capital\n")
+    ds = load_dataset(str(p))
+    assert ds.relation_vocab == {"capital": ("Lima", "Santiago")}

@@ -35,8 +35,14 @@ def test_whole_words_only():
     g = grader().grade(q, gen("Niamey is the capital of Nigeria."))
     assert not g.correct
     assert g.exact_text == "Nigeria"  # located like any answer, by the same rule
-    q2 = Question("3", "Which element has symbol H?", "H", ("H",), "custom")
+    q2 = Question("3", "Which element has atomic number 1?", "H", ("H",), "custom")
     assert not grader().grade(q2, gen("It is the lightest one.")).correct
+
+
+def test_aliases_that_repeat_the_question_are_dropped():
+    q = Question("10", "What is the capital of Kuwait?", "Kuwait City", ("Kuwait City", "Kuwait"), "custom")
+    assert not grader().grade(q, gen("The capital of Kuwait is Jahra.")).correct
+    assert grader().grade(q, gen("It is Kuwait City.")).correct
 
 
 def test_aliases_count():

@@ -50,3 +50,11 @@ def test_unwritable_folder_is_a_clear_error(tmp_path):
     with pytest.raises(HalluscanError, match="choose a writable folder"):
         make(blocker / "s")
     assert blocker.read_text() == "not a folder"
+
+
+def test_json_output_is_strict(tmp_path):
+    from halluscan.store import atomic_write_json
+
+    atomic_write_json(tmp_path / "m.json", {"a": float("nan"), "b": [np.float64(0.5), float("inf")]})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": None, "b": [0.5, None]}
+    assert not list(tmp_path.glob("*.tmp"))

@@ -87,8 +87,14 @@ class Grader:
         self.mode = mode
 
     def alias_span(self, q: Question, response: str) -> Span | None:
-        """Earliest whole-word match of a gold alias (aliases already exclude question words)."""
-        hits = Matcher.of(q.aliases).find(normalized_words_with_spans(response))
+        """Earliest whole-word match of a gold alias.
+
+        Aliases that occur in the question are dropped (an echo of the question is not an
+        answer), unless every alias does, in which case all are used.
+        """
+        qn = f" {normalize(q.question)} "
+        aliases = [a for a in q.aliases if f" {normalize(a)} " not in qn] or list(q.aliases)
+        hits = Matcher.of(aliases).find(normalized_words_with_spans(response))
         return hits[0] if hits else None
 
     def locate(self, q: Question, response: str) -> tuple[Span | None, str]:

@@ -47,8 +47,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    """JSON variant of :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, json.dumps(obj, indent=2, ensure_ascii=False).encode())
+    """JSON variant of :func:`atomic_write_bytes`; NaN and infinities become null (strict JSON)."""
+    atomic_write_bytes(path, json.dumps(_finite(obj), indent=2, ensure_ascii=False, allow_nan=False).encode())
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _finite(obj.item())
+    return obj
 
 
 def _to_numpy(x: torch.Tensor, dtype: str) -> np.ndarray:
