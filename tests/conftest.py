@@ -19,9 +19,10 @@ def tiny_model(family: str):
         cfg = tf.GPTNeoXConfig(**TINY, max_position_embeddings=64)
     else:
         cls = {"llama": tf.LlamaConfig, "qwen2": tf.Qwen2Config, "gemma3_text": tf.Gemma3TextConfig,
-               "mistral": tf.MistralConfig, "phi3": tf.Phi3Config}[family]  # fmt: skip
+               "mistral": tf.MistralConfig, "phi3": tf.Phi3Config, "qwen3": tf.Qwen3Config,
+               "gemma": tf.GemmaConfig, "gemma2": tf.Gemma2Config}[family]  # fmt: skip
         extra = {"num_key_value_heads": 2, "max_position_embeddings": 64, "pad_token_id": 0}
-        if family == "gemma3_text":
+        if family in ("gemma", "gemma2", "gemma3_text", "qwen3"):
             extra["head_dim"] = 8
         cfg = cls(**TINY, **extra)
     model = tf.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager")

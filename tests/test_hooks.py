@@ -7,7 +7,7 @@ from halluscan.models.sites import site_table
 
 from .conftest import tiny_model
 
-FAMILIES = ["llama", "gpt2", "qwen2", "gemma3_text", "mistral", "phi3", "gpt_neox"]
+FAMILIES = ["llama", "gpt2", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "mistral", "phi3", "gpt_neox"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -51,7 +51,7 @@ def test_stop_early_skips_later_layers_and_hooks_are_removed():
             model(ids)
     h.remove()
     assert calls == []  # block 3 (index 2) never ran
-    assert sorted(cap.out) == [0, 2]
+    assert sorted(cap.buf) == [0, 2]
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.model.layers)
 
 

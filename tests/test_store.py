@@ -7,7 +7,7 @@ import torch
 from halluscan.errors import HalluscanError
 from halluscan.store import ActivationStore
 
-LAYOUT = {"site": "residual", "layers": [0, 1, 2], "positions": ["last_q", "-1"], "hidden": 4, "dtype": "float32"}
+LAYOUT = {"positions": ["last_q", "-1"], "dtype": "float32", "sites": {"residual": {"layers": [0, 1, 2], "dims": [4]}}}
 
 
 def make(root, key="k", dtype="float32"):
@@ -19,8 +19,8 @@ def test_round_trip_by_position_and_layer(tmp_path, dtype, tol):
     s = make(tmp_path / "s", dtype=dtype)
     a = torch.randn(5, 3, 2, 4)
     b = torch.randn(2, 3, 2, 4)
-    s.append(a, np.ones((5, 2), bool), [{"qid": str(i)} for i in range(5)])
-    s.append(b, np.zeros((2, 2), bool), [{"qid": str(i)} for i in range(5, 7)])
+    s.append({"residual": a}, np.ones((5, 2), bool), [{"qid": str(i)} for i in range(5)])
+    s.append({"residual": b}, np.zeros((2, 2), bool), [{"qid": str(i)} for i in range(5, 7)])
     r = ActivationStore.open(tmp_path / "s")
     full = torch.cat([a, b])
     torch.testing.assert_close(r.position("-1"), full[:, :, 1], atol=tol * full.abs().max(), rtol=tol)
@@ -32,7 +32,7 @@ def test_round_trip_by_position_and_layer(tmp_path, dtype, tol):
 
 def test_store_from_another_config_is_refused_and_kept(tmp_path):
     s = make(tmp_path / "s")
-    s.append(torch.zeros(1, 3, 2, 4), np.ones((1, 2), bool), [{"qid": "a"}])
+    s.append({"residual": torch.zeros(1, 3, 2, 4)}, np.ones((1, 2), bool), [{"qid": "a"}])
     with pytest.raises(HalluscanError, match="made with another model, dataset or config"):
         make(tmp_path / "s", key="other")
     assert ActivationStore.open(tmp_path / "s").n_examples == 1
@@ -41,7 +41,7 @@ def test_store_from_another_config_is_refused_and_kept(tmp_path):
 
 def test_shape_mismatch_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="does not match layout"):
-        make(tmp_path / "s").append(torch.zeros(1, 2, 2, 4), np.ones((1, 2), bool), [{"qid": "a"}])
+        make(tmp_path / "s").append({"residual": torch.zeros(1, 2, 2, 4)}, np.ones((1, 2), bool), [{"qid": "a"}])
 
 
 def test_unwritable_folder_is_a_clear_error(tmp_path):

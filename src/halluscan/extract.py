@@ -1,62 +1,145 @@
-"""Teacher-forced extraction: residual activations at given token indices of given sequences.
+"""Teacher-forced extraction: activations at named positions of given token sequences.
 
-Used for answers that already exist (no generation) and to check that activations captured
-during generation equal those of a plain forward pass. Sequences are left-padded in batches
-sorted by length; hooks gather only the requested indices, and the forward pass stops after
-the last layer that is needed.
+Used for answers that already exist (no generation), for the extraction benchmark, and to
+check that activations captured during generation equal those of a plain forward pass.
+Sequences are sorted by length to cut padding and left-padded in batches; hooks gather only
+the requested positions on the model's device; the forward pass stops after the last layer
+that is needed (the final norm and the LM head never run). Each batch is one store chunk,
+so a killed run resumes at the first batch that was not committed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 
-from halluscan.models.hooks import StopForward, capture_residual
-from halluscan.models.loading import LoadedModel
+from halluscan.models.hooks import StopForward, capture
+from halluscan.store import ActivationStore
+
+
+@dataclass(frozen=True)
+class Item:
+    """One sequence to extract: its id, token ids, and index per named position (None = absent)."""
+
+    id: str
+    ids: tuple[int, ...]
+    positions: dict[str, int | None]
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def _gatherer(gather: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A selector that keeps ``gather[b]`` positions of row ``b``: [B, T, ...] -> [B, k, ...]."""
+    rows = torch.arange(gather.shape[0], device=gather.device)[:, None]
+    return lambda h: h[rows, gather]
+
+
+def _left_pad(seqs: list[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    offs = []
+    for r, s in enumerate(seqs):
+        off = width - len(s)
+        ids[r, off:] = torch.tensor(list(s), dtype=torch.long)
+        mask[r, off:] = 1
+        offs.append(off)
+    return ids, mask, offs
+
+
+@torch.inference_mode()
+def forward_capture(
+    model: Any, seqs: list[Sequence[int]], gather: torch.Tensor, sites: dict[str, list[int]], pad_id: int
+) -> dict[str, torch.Tensor]:
+    """One left-padded batch -> {site: [B, layer, k, *dims]} at ``gather`` [B, k] (sequence coordinates).
+
+    Attention weights come back as [B, layer, k, head, S] with keys in sequence coordinates
+    (padding removed, shorter rows zero-filled at the end).
+    """
+    dev = next(model.parameters()).device
+    ids, mask, offs = _left_pad(seqs, pad_id)
+    off = torch.tensor(offs)[:, None]
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    with capture(model, sites, _gatherer((gather + off).to(dev)), stop_early=True) as cap:
+        try:
+            model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=False,
+                  logits_to_keep=1)  # fmt: skip
+        except StopForward:
+            pass
+        out = {s: cap.stacked(s) for s in sites}
+    if "attn_weights" in out:
+        w = out["attn_weights"]
+        keys = torch.zeros_like(w)
+        for r, o in enumerate(offs):
+            keys[r, ..., : w.shape[-1] - o] = w[r, ..., o:]
+        out["attn_weights"] = keys
+    return out
+
+
+def extract_to_store(
+    model: Any,
+    pad_id: int,
+    items: Sequence[Item],
+    store: ActivationStore,
+    *,
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Extract every item not yet in ``store``; returns how many were extracted now."""
+    lay = store.layout
+    names = lay["positions"]
+    sites = {s: spec["layers"] for s, spec in lay["sites"].items()}
+    done = store.stored_ids()
+    todo = sorted((it for it in items if it.id not in done), key=lambda it: (len(it.ids), it.id))
+    for b in range(0, len(todo), batch_size):
+        batch = todo[b : b + batch_size]
+        valid = np.array([[it.positions.get(n) is not None for n in names] for it in batch])
+        gather = torch.tensor([[it.positions.get(n) or 0 for n in names] for it in batch], dtype=torch.long)
+        got = forward_capture(model, [it.ids for it in batch], gather, sites, pad_id)
+        for site, spec in lay["sites"].items():
+            if site == "attn_weights":  # pad keys to the store's fixed width
+                w = got[site]
+                fixed = w.new_zeros(*w.shape[:-1], spec["dims"][-1])
+                fixed[..., : min(w.shape[-1], fixed.shape[-1])] = w[..., : fixed.shape[-1]]
+                got[site] = fixed
+            keep = torch.from_numpy(valid).view(len(batch), 1, len(names), *[1] * (got[site].dim() - 3))
+            got[site] = torch.where(keep, got[site], torch.zeros((), dtype=got[site].dtype))
+        recs = [{"qid": it.id, "n_tokens": len(it.ids), "positions": it.positions, **it.record} for it in batch]
+        store.append(got, valid, recs)
+        if progress is not None:
+            progress(len(batch))
+    return len(todo)
 
 
 @torch.inference_mode()
 def extract_positions(
-    lm: LoadedModel,
+    lm: Any,
     sequences: Sequence[Sequence[int]],
     indices: Sequence[Sequence[int]],
     layers: list[int] | None = None,
     batch_size: int = 32,
 ) -> torch.Tensor:
-    """``[example, layer, k, hidden]`` at ``indices[i]`` (k per example, equal) of each sequence."""
-    model = lm.model
-    dev = next(model.parameters()).device
+    """``[example, layer, k, hidden]`` residual at ``indices[i]`` (k per example, equal) of each sequence."""
     layers = list(range(lm.n_layers + 1)) if layers is None else sorted(layers)
     k = len(indices[0])
     if any(len(ix) != k for ix in indices):
         raise ValueError("every example needs the same number of indices")
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    out: list[torch.Tensor | None] = [None] * len(sequences)
+    out: dict[int, torch.Tensor] = {}
     for b in range(0, len(order), batch_size):
         idx = order[b : b + batch_size]
-        width = max(len(sequences[i]) for i in idx)
-        ids = torch.full((len(idx), width), lm.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        gather = torch.zeros((len(idx), k), dtype=torch.long)
+        gather = torch.tensor([list(indices[i]) for i in idx], dtype=torch.long)
+        got = forward_capture(
+            lm.model, [sequences[i] for i in idx], gather, {"residual": layers}, lm.tokenizer.pad_token_id
+        )
         for r, i in enumerate(idx):
-            off = width - len(sequences[i])
-            ids[r, off:] = torch.tensor(list(sequences[i]))
-            mask[r, off:] = 1
-            gather[r] = torch.tensor(list(indices[i])) + off
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        with capture_residual(model, layers, _gatherer(gather.to(dev)), stop_early=True) as cap:
-            try:
-                model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=False)
-            except StopForward:
-                pass
-            acts = cap.stacked()
-        for r, i in enumerate(idx):
-            out[i] = acts[r]
-    return torch.stack([o for o in out if o is not None])
+            out[i] = got["residual"][r]
+    return torch.stack([out[i] for i in range(len(sequences))])
 
 
-def _gatherer(gather: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A selector that keeps ``gather[b]`` positions of row ``b``: [B, T, H] -> [B, k, H]."""
-    rows = torch.arange(gather.shape[0], device=gather.device)[:, None]
-    return lambda h: h[rows, gather]
+def pool_tokens(x: torch.Tensor, n_tokens: int) -> torch.Tensor:
+    """Average-pool a full ``[layer, token, hidden]`` tensor to ``[layer, n_tokens, hidden]`` bins."""
+    return torch.nn.functional.adaptive_avg_pool1d(x.transpose(1, 2), n_tokens).transpose(1, 2)

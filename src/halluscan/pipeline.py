@@ -110,7 +110,7 @@ def extract_study(cfg: StudyConfig, lm: LoadedModel, ds: Dataset, qs: list[Quest
         grades = [grader.grade(by_id[g.qid], g) for g in gens]
         acts, valid, idx = gather_batch(gens, grades, states, tail, positions)
         recs = [example_record(by_id[g.qid], g, gr, lm, ix) for g, gr, ix in zip(gens, grades, idx, strict=True)]
-        store.append(acts, valid, recs)
+        store.append({cfg.site: acts}, valid, recs)
         bar.set_postfix(acc=f"{np.mean([e['correct'] for e in recs]):.2f}")
     bar.close()
 
@@ -149,10 +149,9 @@ def probe_study(
     """The (layer, position) sweep and the two controls."""
     y = np.array([0 if e["correct"] else 1 for e in examples])
     groups = [e["qid"] for e in examples]
-    lay = store.layout
-    bar = tqdm(total=len(lay["positions"]), desc="probe sweep", unit="pos", disable=cfg.quiet)
-    res = sweep(store.position, store.valid(), y, groups, lay["layers"], lay["positions"],
-                folds=cfg.folds, seed=cfg.seed, c=cfg.probe_c, progress=bar.update)  # fmt: skip
+    bar = tqdm(total=len(store.positions), desc="probe sweep", unit="pos", disable=cfg.quiet)
+    res = sweep(lambda p: store.position(p, cfg.site), store.valid(), y, groups, store.layers(cfg.site),
+                store.positions, folds=cfg.folds, seed=cfg.seed, c=cfg.probe_c, progress=bar.update)  # fmt: skip
     bar.close()
     exact = [p for p in res.positions if p in EXACT]
     l0 = res.auc[0, [res.positions.index(p) for p in exact]] if exact else np.array([np.nan])
@@ -197,8 +196,11 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
     conf = cfg.to_dict()
     prov = provenance.record(lm.provenance(), {"name": ds.name, "sha256": ds.sha256, "n_questions": len(qs)}, conf)
     key = provenance.digest({"model": lm.provenance(), "dataset": ds.sha256, **{k: conf[k] for k in STORE_FIELDS}})
-    layout = {"site": cfg.site, "layers": list(range(lm.n_layers + 1)), "positions": list(cfg.positions),
-              "hidden": int(lm.model.config.hidden_size), "dtype": cfg.store_dtype}  # fmt: skip
+    layout = {
+        "positions": list(cfg.positions),
+        "dtype": cfg.store_dtype,
+        "sites": {cfg.site: {"layers": list(range(lm.n_layers + 1)), "dims": [int(lm.model.config.hidden_size)]}},
+    }
     store = ActivationStore.open_or_create(out / "store", key=key, layout=layout, provenance=prov)
     with timer("generate_extract"):
         extract_study(cfg, lm, ds, qs, store)

@@ -3,7 +3,7 @@
 Layout of a store folder::
 
     manifest.json               provenance, layout, and one entry per chunk (rows, sha256)
-    <site>/chunk_000000.npy     [example, layer, position, hidden]; bfloat16 kept as uint16 bits
+    <site>/chunk_000000.npy     [example, layer, position, *dims]; bfloat16 kept as uint16 bits
     valid/chunk_000000.npy      [example, position] bool: does the position exist for the example
     examples/chunk_000000.jsonl one JSON record per example (question, response, grade, indices)
 
@@ -76,7 +76,13 @@ def _from_numpy(a: np.ndarray, dtype: str) -> torch.Tensor:
 
 
 class ActivationStore:
-    """Append-only activation store for one site at named positions."""
+    """Append-only activation store: one array per site, at named positions.
+
+    ``layout`` = ``{"positions": [...], "dtype": "bfloat16"|"float32",
+    "sites": {site: {"layers": [...], "dims": [...]}}}``; site ``s`` is stored as
+    ``[example, layer, position, *dims]`` (dims: ``[hidden]``, or ``[heads, keys]`` for
+    attention weights, or ``[tokens, hidden]`` for pooled full tensors).
+    """
 
     def __init__(self, root: str | Path, manifest: dict[str, Any]):
         self.root = Path(root)
@@ -101,13 +107,13 @@ class ActivationStore:
                 )
             return cls(root, m)
         try:
-            for sub in (layout["site"], "valid", "examples"):
+            for sub in (*layout["sites"], "valid", "examples"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise HalluscanError(
                 f"could not create the store at {root}: {e.strerror or e}; choose a writable folder"
             ) from e
-        m = {"format": 1, "key": key, "layout": layout, "provenance": provenance, "chunks": []}
+        m = {"format": 2, "key": key, "layout": layout, "provenance": provenance, "chunks": []}
         atomic_write_json(mpath, m)
         return cls(root, m)
 
@@ -121,8 +127,23 @@ class ActivationStore:
 
     @property
     def layout(self) -> dict[str, Any]:
-        """Site, layers, positions, hidden size and dtype."""
+        """Positions, dtype, and per site its layers and trailing dims."""
         return dict(self.m["layout"])
+
+    @property
+    def positions(self) -> list[str]:
+        """Named positions, in store order."""
+        return list(self.m["layout"]["positions"])
+
+    def layers(self, site: str = "residual") -> list[int]:
+        """Layers stored for ``site``."""
+        return list(self._site(site)["layers"])
+
+    def _site(self, site: str) -> dict[str, Any]:
+        sites = self.m["layout"]["sites"]
+        if site not in sites:
+            raise HalluscanError(f"{self.root}: no site {site!r} in this store (it has {', '.join(sites)})")
+        return dict(sites[site])
 
     @property
     def n_examples(self) -> int:
@@ -133,24 +154,44 @@ class ActivationStore:
         """Example ids already stored (to skip them on resume)."""
         return {r["qid"] for r in self.examples()}
 
-    def append(self, acts: torch.Tensor, valid: np.ndarray, records: list[dict[str, Any]]) -> None:
-        """Append one chunk: ``acts`` [example, layer, position, hidden], ``valid`` [example, position]."""
+    def append(self, arrays: dict[str, torch.Tensor], valid: np.ndarray, records: list[dict[str, Any]]) -> None:
+        """Append one chunk: ``arrays[site]`` is [example, layer, position, *dims]; ``valid`` [example, position]."""
         lay = self.layout
-        expect = (len(records), len(lay["layers"]), len(lay["positions"]), lay["hidden"])
-        if tuple(acts.shape) != expect or valid.shape != expect[:1] + expect[2:3]:
-            raise ValueError(f"chunk shape {tuple(acts.shape)} / {valid.shape} does not match layout {expect}")
-        i = len(self.m["chunks"])
-        name = f"chunk_{i:06d}"
+        n_pos = len(lay["positions"])
+        if set(arrays) != set(lay["sites"]) or valid.shape != (len(records), n_pos):
+            raise ValueError(f"chunk sites {sorted(arrays)} / valid {valid.shape} do not match layout")
+        for site, acts in arrays.items():
+            spec = lay["sites"][site]
+            expect = (len(records), len(spec["layers"]), n_pos, *spec["dims"])
+            if tuple(acts.shape) != expect:
+                raise ValueError(f"chunk shape {tuple(acts.shape)} of {site} does not match layout {expect}")
+        name = f"chunk_{len(self.m['chunks']):06d}"
         digest = hashlib.sha256()
-        for sub, arr in ((lay["site"], _to_numpy(acts, lay["dtype"])), ("valid", valid.astype(bool))):
+        files = [(site, _to_numpy(a, lay["dtype"])) for site, a in sorted(arrays.items())] + [
+            ("valid", valid.astype(bool))
+        ]
+        for sub, arr in files:
             data = _npy_bytes(arr)
             digest.update(data)
             atomic_write_bytes(self.root / sub / f"{name}.npy", data)
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
         digest.update(lines)
         atomic_write_bytes(self.root / "examples" / f"{name}.jsonl", lines)
+        # The manifest is the commit point: a chunk exists once it is listed here.
         self.m["chunks"].append({"name": name, "rows": len(records), "sha256": digest.hexdigest()})
         atomic_write_json(self.root / MANIFEST, self.m)
+
+    def verify(self) -> list[str]:
+        """Names of chunks whose files no longer match their checksum."""
+        bad = []
+        for c in self.m["chunks"]:
+            digest = hashlib.sha256()
+            for sub in [*sorted(self.m["layout"]["sites"]), "valid"]:
+                digest.update((self.root / sub / f"{c['name']}.npy").read_bytes())
+            digest.update((self.root / "examples" / f"{c['name']}.jsonl").read_bytes())
+            if digest.hexdigest() != c["sha256"]:
+                bad.append(c["name"])
+        return bad
 
     def examples(self) -> list[dict[str, Any]]:
         """All example records, in store order."""
@@ -168,16 +209,19 @@ class ActivationStore:
         """``[example, position]`` bool."""
         return np.concatenate(list(self._chunks("valid")), axis=0)
 
-    def position(self, pos: str) -> torch.Tensor:
-        """``[example, layer, hidden]`` float32 at one named position (reads only that slice)."""
-        j = self.layout["positions"].index(pos)
-        parts = [_from_numpy(a[:, :, j, :], self.layout["dtype"]) for a in self._chunks(self.layout["site"])]
+    def position(self, pos: str, site: str = "residual") -> torch.Tensor:
+        """``[example, layer, *dims]`` float32 at one named position (reads only that slice)."""
+        self._site(site)
+        if pos not in self.positions:
+            raise HalluscanError(f"{self.root}: position {pos!r} is not stored (stored: {', '.join(self.positions)})")
+        j = self.positions.index(pos)
+        parts = [_from_numpy(a[:, :, j], self.layout["dtype"]) for a in self._chunks(site)]
         return torch.cat(parts, dim=0)
 
-    def layer(self, layer: int) -> torch.Tensor:
-        """``[example, position, hidden]`` float32 at one layer."""
-        li = self.layout["layers"].index(layer)
-        parts = [_from_numpy(a[:, li], self.layout["dtype"]) for a in self._chunks(self.layout["site"])]
+    def layer(self, layer: int, site: str = "residual") -> torch.Tensor:
+        """``[example, position, *dims]`` float32 at one layer (reads only that slice)."""
+        li = self.layers(site).index(layer)
+        parts = [_from_numpy(a[:, li], self.layout["dtype"]) for a in self._chunks(site)]
         return torch.cat(parts, dim=0)
 
 

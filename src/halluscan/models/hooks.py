@@ -1,49 +1,130 @@
-"""Forward hooks that capture residual-stream activations at selected positions.
+"""Hooks that capture activations at selected token positions, for any site in the site table.
 
-Inside a hook we detach, gather only the selected positions, cast and copy to CPU;
-no reference to a model tensor is kept. Hooks are always removed on exit.
+Sites: ``residual`` (layer 0 = block 0's input, layer l = block l's output), ``mlp`` (the MLP
+module's output in block l), ``attn`` (the attention module's output before the residual
+add), and ``attn_weights`` (softmax weights per head from each selected query position to
+every key). Inside a hook we detach, gather only the selected positions, cast and copy to
+the CPU; no reference to a model tensor is kept. Hooks are always removed on exit.
+
+Attention weights are read without changing the attention kernel: the model's own attention
+function (sdpa, eager, ...) still computes the output that flows on, and a thin wrapper
+around it recomputes ``softmax(q k^T * scale + mask)`` for the selected query rows only.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-from halluscan.models.sites import blocks
+from halluscan.errors import HalluscanError
+from halluscan.models.sites import blocks, get_module, site_table
 
-# select(hidden [B, T, H]) -> [B, K, H]: which positions to keep from one forward call.
+# select(x [B, T, ...]) -> [B, K, ...]: which positions to keep from one forward call.
 Selector = Callable[[torch.Tensor], torch.Tensor]
+SITES = ("residual", "mlp", "attn", "attn_weights")
 
 
 class StopForward(Exception):
     """Raised inside the last needed hook to skip the remaining layers."""
 
 
-class ResidualCapture:
-    """Holds the captured ``[B, layer, K, H]`` tensors of the latest forward call."""
+class Capture:
+    """Holds what the latest forward call captured, per site and layer."""
 
-    def __init__(self, layers: list[int], select: Selector, dtype: torch.dtype, stop_early: bool):
-        self.layers = sorted(layers)
+    def __init__(self, sites: dict[str, list[int]], select: Selector, dtype: torch.dtype, stop_early: bool):
+        self.sites = {s: sorted(ls) for s, ls in sites.items()}
         self.select = select
         self.dtype = dtype
         self.stop_early = stop_early
-        self.out: dict[int, torch.Tensor] = {}
+        self.last_layer = max((max(ls) for ls in self.sites.values() if ls), default=0)
+        self.out: dict[str, dict[int, torch.Tensor]] = {s: {} for s in self.sites}
 
-    def keep(self, layer: int, hidden: torch.Tensor) -> None:
-        """Gather the selected positions of ``hidden`` [B, T, H] and keep a CPU copy."""
-        if layer in self.layers:
-            self.out[layer] = self.select(hidden.detach()).to(device="cpu", dtype=self.dtype)
-            if self.stop_early and layer == self.layers[-1]:
+    def keep(self, site: str, layer: int, x: torch.Tensor, selected: bool = False) -> None:
+        """Keep a CPU copy of the selected positions of ``x`` [B, T, ...] (``selected``: already done)."""
+        x = x.detach() if selected else self.select(x.detach())
+        self.out[site][layer] = x.to(device="cpu", dtype=self.dtype)
+
+    def stacked(self, site: str = "residual") -> torch.Tensor:
+        """``[B, layer, K, ...]`` over the captured layers of ``site``, in order; clears that buffer."""
+        got = self.out[site]
+        out = torch.stack([got[layer] for layer in self.sites[site]], dim=1)
+        self.out[site] = {}
+        return out
+
+    @property
+    def buf(self) -> dict[int, torch.Tensor]:
+        """Residual buffer (layer -> tensor), for callers that only capture the residual stream."""
+        return self.out["residual"]
+
+
+def _first(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+@contextmanager
+def capture(
+    model: Any,
+    sites: dict[str, list[int]] | None = None,
+    select: Selector | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    stop_early: bool = False,
+) -> Iterator[Capture]:
+    """Capture ``sites`` ({site: layers}) during forward calls inside the ``with`` block.
+
+    Residual layers run 0..L; mlp, attn and attn_weights layers run 1..L (block l).
+    ``stop_early`` raises :class:`StopForward` once the block of the last layer asked for (of
+    any site) has run, so later blocks, the final norm and the LM head are skipped.
+    """
+    mods = blocks(model)
+    n = len(mods)
+    sites = {"residual": list(range(n + 1))} if sites is None else sites
+    for site, layers in sites.items():
+        lo = 0 if site == "residual" else 1
+        if site not in SITES:
+            raise HalluscanError(f"unknown site {site!r}; valid sites: {', '.join(SITES)}")
+        bad = [x for x in layers if not lo <= x <= n]
+        if bad:
+            raise HalluscanError(f"site {site!r} has no layer {bad[0]}; valid layers are {lo}..{n}")
+    cap = Capture(sites, select or (lambda h: h), dtype, stop_early)
+    table = site_table(model)
+    handles: list[Any] = []
+
+    def out_hook(site: str, layer: int) -> Callable[..., None]:
+        return lambda _m, _a, output: cap.keep(site, layer, _first(output))
+
+    def pre_hook(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        cap.keep("residual", 0, args[0] if args else kwargs["hidden_states"])
+
+    try:
+        for layer in sites.get("residual", []):
+            if layer == 0:
+                handles.append(mods[0].register_forward_pre_hook(pre_hook, with_kwargs=True))
+            else:
+                handles.append(mods[layer - 1].register_forward_hook(out_hook("residual", layer)))
+        for site, path in (("mlp", table.mlp), ("attn", table.attn)):
+            for layer in sites.get(site, []):
+                handles.append(get_module(mods[layer - 1], path).register_forward_hook(out_hook(site, layer)))
+        if stop_early:  # registered last, so it runs after the other hooks of that block
+
+            def stop(*_a: Any) -> None:
                 raise StopForward
 
-    def stacked(self) -> torch.Tensor:
-        """``[B, layer, K, H]`` over the captured layers, in order; clears the buffer."""
-        out = torch.stack([self.out[layer] for layer in self.layers], dim=1)
-        self.out = {}
-        return out
+            last = cap.last_layer
+            handles.append(
+                mods[0].register_forward_pre_hook(stop) if last == 0 else mods[last - 1].register_forward_hook(stop)
+            )
+        with _attention_weights(
+            model, cap, {get_module(mods[x - 1], table.attn): x for x in sites.get("attn_weights", [])}
+        ):
+            yield cap
+    finally:
+        for h in handles:
+            h.remove()
 
 
 @contextmanager
@@ -54,30 +135,64 @@ def capture_residual(
     *,
     dtype: torch.dtype = torch.float32,
     stop_early: bool = False,
-) -> Iterator[ResidualCapture]:
-    """Capture the residual stream at ``layers`` (0 = embedding output, l = block l's output)."""
-    mods = blocks(model)
-    n = len(mods)
-    layers = list(range(n + 1)) if layers is None else layers
-    cap = ResidualCapture(layers, select or (lambda h: h), dtype, stop_early)
-    handles = []
-
-    def pre_hook(_mod: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        cap.keep(0, args[0] if args else kwargs["hidden_states"])
-
-    def make_hook(layer: int) -> Callable[..., None]:
-        def hook(_mod: Any, _args: Any, output: Any) -> None:
-            cap.keep(layer, output[0] if isinstance(output, tuple) else output)
-
-        return hook
-
-    try:
-        if 0 in layers:
-            handles.append(mods[0].register_forward_pre_hook(pre_hook, with_kwargs=True))
-        for layer in layers:
-            if layer > 0:
-                handles.append(mods[layer - 1].register_forward_hook(make_hook(layer)))
+) -> Iterator[Capture]:
+    """Capture the residual stream only (0 = embedding output, l = block l's output)."""
+    n = len(blocks(model))
+    with capture(model, {"residual": list(range(n + 1)) if layers is None else layers}, select,
+                 dtype=dtype, stop_early=stop_early) as cap:  # fmt: skip
         yield cap
+
+
+@contextmanager
+def _attention_weights(model: Any, cap: Capture, modules: dict[Any, int]) -> Iterator[None]:
+    """Wrap the model's attention function so that it also records weights of ``modules``."""
+    if not modules:
+        yield
+        return
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    impl = getattr(model.config, "_attn_implementation", None) or "eager"
+    had_local = impl in ALL_ATTENTION_FUNCTIONS._local_mapping
+    previous = ALL_ATTENTION_FUNCTIONS._local_mapping.get(impl)
+    registered = ALL_ATTENTION_FUNCTIONS._global_mapping.get(impl)
+
+    def wrapper(
+        module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any, *a: Any, **kw: Any
+    ) -> Any:
+        base = previous or registered or sys.modules[type(module).__module__].eager_attention_forward
+        out = base(module, query, key, value, mask, *a, **kw)
+        layer = modules.get(module)
+        if layer is not None:
+            cap.keep("attn_weights", layer, _weights(query, key, mask, cap.select, kw), selected=True)
+        return out
+
+    ALL_ATTENTION_FUNCTIONS[impl] = wrapper
+    try:
+        yield
     finally:
-        for h in handles:
-            h.remove()
+        if had_local:
+            ALL_ATTENTION_FUNCTIONS[impl] = previous
+        else:
+            del ALL_ATTENTION_FUNCTIONS[impl]
+
+
+def _weights(query: torch.Tensor, key: torch.Tensor, mask: Any, select: Selector, kw: dict[str, Any]) -> torch.Tensor:
+    """Softmax weights [B, T_sel, head, S] for the selected query rows (query [B, H, T, D])."""
+    b, h, t, d = query.shape
+    s = key.shape[2]
+    key = key.repeat_interleave(h // key.shape[1], dim=1) if key.shape[1] != h else key
+    scale = kw.get("scaling") or d**-0.5
+    q = query.transpose(1, 2)  # [B, T, H, D]
+    if mask is None:  # causal, with the cache offset
+        mask = torch.ones(t, s, dtype=torch.bool, device=query.device).tril(s - t)[None, None].expand(b, 1, t, s)
+    m = mask[..., :s].expand(b, 1, t, s).transpose(1, 2)  # [B, T, 1, S]
+    rows = torch.arange(t, device=query.device)[None, :, None].expand(b, t, 1)
+    sel = select(rows)[:, :, 0]  # [B, K] query indices chosen by the selector
+    idx = sel[:, :, None, None]
+    qs = torch.gather(q, 1, idx.expand(-1, -1, h, d))  # [B, K, H, D]
+    ms = torch.gather(m, 1, idx.expand(-1, -1, 1, s))  # [B, K, 1, S]
+    scores = torch.einsum("bkhd,bhsd->bkhs", qs.float(), key.float()) * scale
+    if kw.get("softcap"):
+        scores = torch.tanh(scores / kw["softcap"]) * kw["softcap"]
+    scores = scores.masked_fill(~ms, float("-inf")) if ms.dtype == torch.bool else scores + ms.float()
+    return torch.softmax(scores, dim=-1)

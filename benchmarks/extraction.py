@@ -1,0 +1,166 @@
+"""Extraction benchmark: halluscan's extraction vs a bare forward pass and an LLMsKnow-style path.
+
+On the bundled model, in one run, with the same sequences and the same batches:
+
+- ``bare``: the model's forward pass in length-sorted, left-padded batches; no hooks, nothing kept;
+- ``halluscan``: the same batches through :func:`halluscan.extract.extract_to_store`: residual
+  stream at every layer x 15 named positions, gathered in hooks, written to the store;
+- ``llmsknow_style``: one example at a time, ``output_hidden_states=True``, full logits, the whole
+  sequence's hidden states copied out, positions picked afterwards (the reference code's shape).
+
+Peak RSS is measured in child processes extracting 500 and 4,000 examples: it must not grow with N.
+Each timing is the best of ``--repeats`` alternating rounds (the machine is shared and noisy).
+Writes benchmarks/results/extraction.json.
+
+    python benchmarks/extraction.py [--n 256] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from halluscan.config import DEFAULT_POSITIONS
+from halluscan.data import build_world_facts
+from halluscan.extract import Item, _left_pad, extract_to_store
+from halluscan.generate import build_prompt_ids
+from halluscan.models import load_model
+from halluscan.positions import resolve
+from halluscan.store import ActivationStore
+
+SYSTEM = "Answer the question in one short sentence."
+
+
+def make_items(lm, n: int, seed: int = 0) -> list[Item]:
+    """Prompt + a templated answer for ``n`` world-facts questions (repeated with new ids past 1,550)."""
+    qs = list(build_world_facts().questions)
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        q = qs[rng.randrange(len(qs))]
+        prompt = build_prompt_ids(lm, q.question, SYSTEM)
+        head = lm.tokenizer("The answer is", add_special_tokens=False).input_ids
+        ans = lm.tokenizer(f" {q.answer}", add_special_tokens=False).input_ids
+        tail = lm.tokenizer(".", add_special_tokens=False).input_ids
+        resp = head + ans + tail
+        exact = (len(head), len(head) + len(ans) - 1)
+        pos = {name: resolve(name, len(prompt), len(resp), exact) for name in DEFAULT_POSITIONS}
+        out.append(Item(f"{i:06d}", tuple(prompt + resp), pos))
+    return out
+
+
+def batches(items: list[Item], bs: int) -> list[list[Item]]:
+    order = sorted(items, key=lambda it: (len(it.ids), it.id))
+    return [order[b : b + bs] for b in range(0, len(order), bs)]
+
+
+@torch.inference_mode()
+def run_bare(lm, items: list[Item], bs: int) -> float:
+    t = time.perf_counter()
+    for batch in batches(items, bs):
+        ids, mask, _ = _left_pad([it.ids for it in batch], lm.tokenizer.pad_token_id)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        lm.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, logits_to_keep=1)
+    return time.perf_counter() - t
+
+
+def run_halluscan(lm, items: list[Item], bs: int, root: Path, dtype: str = "bfloat16") -> float:
+    layout = {"positions": list(DEFAULT_POSITIONS), "dtype": dtype,
+              "sites": {"residual": {"layers": list(range(lm.n_layers + 1)), "dims": [lm.model.config.hidden_size]}}}  # fmt: skip
+    store = ActivationStore.open_or_create(root, key="bench", layout=layout, provenance={})
+    t = time.perf_counter()
+    extract_to_store(lm.model, lm.tokenizer.pad_token_id, items, store, batch_size=bs)
+    return time.perf_counter() - t
+
+
+@torch.inference_mode()
+def run_llmsknow_style(lm, items: list[Item]) -> float:
+    kept = []
+    t = time.perf_counter()
+    for it in items:
+        out = lm.model(input_ids=torch.tensor([it.ids]), output_hidden_states=True)
+        hs = torch.stack(out.hidden_states)[:, 0].cpu()  # [layer, T, H]: the whole sequence
+        idx = [it.positions[n] if it.positions[n] is not None else 0 for n in DEFAULT_POSITIONS]
+        kept.append(hs[:, idx].clone())
+    return time.perf_counter() - t
+
+
+def child_rss(n: int, bs: int) -> dict:
+    """Peak RSS of a fresh process that extracts ``n`` examples into a store."""
+    code = (
+        "import sys, resource, tempfile, pathlib; sys.path.insert(0, %r)\n"
+        "from extraction import make_items, run_halluscan\n"
+        "from halluscan.models import load_model\n"
+        "lm = load_model('smollm2'); items = make_items(lm, %d, seed=1)\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "d = tempfile.mkdtemp(); s = run_halluscan(lm, items, %d, pathlib.Path(d) / 's')\n"
+        "import shutil; shutil.rmtree(d)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, base, s, sum(len(i.ids) for i in items))\n"
+    ) % (str(Path(__file__).parent), n, bs)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    peak, base, secs, toks = out.stdout.split()[-4:]
+    return {
+        "n": n,
+        "peak_rss_kb": int(peak),
+        "rss_after_load_kb": int(base),
+        "seconds": float(secs),
+        "tokens": int(toks),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "extraction.json"))
+    args = ap.parse_args()
+    lm = load_model("smollm2")
+    items = make_items(lm, args.n)
+    n_tok = sum(len(it.ids) for it in items)
+    times: dict[str, list[float]] = {"bare": [], "halluscan": [], "llmsknow_style": []}
+    run_bare(lm, items[:32], args.batch_size)  # warm-up
+    for r in range(args.repeats):
+        times["bare"].append(run_bare(lm, items, args.batch_size))
+        with tempfile.TemporaryDirectory() as d:
+            times["halluscan"].append(run_halluscan(lm, items, args.batch_size, Path(d) / "s"))
+        if r == 0 or args.repeats <= 2:
+            times["llmsknow_style"].append(run_llmsknow_style(lm, items))
+    best = {k: min(v) for k, v in times.items()}
+    tps = {k: n_tok / v for k, v in best.items()}
+    res = {
+        "model": lm.model_id, "n_examples": args.n, "tokens": n_tok, "batch_size": args.batch_size,
+        "positions": len(DEFAULT_POSITIONS), "layers": lm.n_layers + 1, "threads": torch.get_num_threads(),
+        "seconds": times, "tokens_per_s": tps,
+        "ratio_vs_bare": tps["halluscan"] / tps["bare"],
+        "ratio_vs_llmsknow_style": tps["halluscan"] / tps["llmsknow_style"],
+        "bytes_per_example": (lm.n_layers + 1) * len(DEFAULT_POSITIONS) * lm.model.config.hidden_size * 2,
+    }  # fmt: skip
+    print(f"bare forward      {tps['bare']:8.1f} tok/s")
+    print(f"halluscan extract {tps['halluscan']:8.1f} tok/s  ({res['ratio_vs_bare']:.3f} x bare)")
+    print(
+        f"llmsknow style    {tps['llmsknow_style']:8.1f} tok/s  (halluscan is {res['ratio_vs_llmsknow_style']:.2f} x faster)"
+    )
+    if not args.skip_rss:
+        small, large = child_rss(500, args.batch_size), child_rss(4000, args.batch_size)
+        res["rss"] = {"500": small, "4000": large}
+        res["rss_ratio_4000_vs_500"] = large["peak_rss_kb"] / small["peak_rss_kb"]
+        print(f"peak RSS 500: {small['peak_rss_kb'] / 1024:.0f} MiB, 4000: {large['peak_rss_kb'] / 1024:.0f} MiB "
+              f"(ratio {res['rss_ratio_4000_vs_500']:.3f})")  # fmt: skip
+    res["peak_rss_this_process_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
