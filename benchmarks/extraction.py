@@ -74,8 +74,8 @@ def run_bare(lm, items: list[Item], bs: int) -> float:
 
 
 def run_halluscan(lm, items: list[Item], bs: int, root: Path, dtype: str = "bfloat16") -> float:
-    layout = {"positions": list(DEFAULT_POSITIONS), "dtype": dtype,
-              "sites": {"residual": {"layers": list(range(lm.n_layers + 1)), "dims": [lm.model.config.hidden_size]}}}  # fmt: skip
+    residual = {"layers": list(range(lm.n_layers + 1)), "dims": [lm.model.config.hidden_size]}
+    layout = {"positions": list(DEFAULT_POSITIONS), "dtype": dtype, "sites": {"residual": residual}}
     store = ActivationStore.open_or_create(root, key="bench", layout=layout, provenance={})
     t = time.perf_counter()
     extract_to_store(lm.model, lm.tokenizer.pad_token_id, items, store, batch_size=bs)
@@ -96,16 +96,17 @@ def run_llmsknow_style(lm, items: list[Item]) -> float:
 
 def child_rss(n: int, bs: int) -> dict:
     """Peak RSS of a fresh process that extracts ``n`` examples into a store."""
+    here = str(Path(__file__).parent)
     code = (
-        "import sys, resource, tempfile, pathlib; sys.path.insert(0, %r)\n"
+        f"import sys, resource, tempfile, pathlib; sys.path.insert(0, {here!r})\n"
         "from extraction import make_items, run_halluscan\n"
         "from halluscan.models import load_model\n"
-        "lm = load_model('smollm2'); items = make_items(lm, %d, seed=1)\n"
+        f"lm = load_model('smollm2'); items = make_items(lm, {n}, seed=1)\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "d = tempfile.mkdtemp(); s = run_halluscan(lm, items, %d, pathlib.Path(d) / 's')\n"
+        f"d = tempfile.mkdtemp(); s = run_halluscan(lm, items, {bs}, pathlib.Path(d) / 's')\n"
         "import shutil; shutil.rmtree(d)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, base, s, sum(len(i.ids) for i in items))\n"
-    ) % (str(Path(__file__).parent), n, bs)
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     peak, base, secs, toks = out.stdout.split()[-4:]
     return {
@@ -148,9 +149,8 @@ def main() -> None:
     }  # fmt: skip
     print(f"bare forward      {tps['bare']:8.1f} tok/s")
     print(f"halluscan extract {tps['halluscan']:8.1f} tok/s  ({res['ratio_vs_bare']:.3f} x bare)")
-    print(
-        f"llmsknow style    {tps['llmsknow_style']:8.1f} tok/s  (halluscan is {res['ratio_vs_llmsknow_style']:.2f} x faster)"
-    )
+    speedup = res["ratio_vs_llmsknow_style"]
+    print(f"llmsknow style    {tps['llmsknow_style']:8.1f} tok/s  (halluscan is {speedup:.2f} x faster)")
     if not args.skip_rss:
         small, large = child_rss(500, args.batch_size), child_rss(4000, args.batch_size)
         res["rss"] = {"500": small, "4000": large}

@@ -6,14 +6,11 @@ import subprocess
 import sys
 import textwrap
 
-
-import numpy as np
 import pytest
 import torch
 
 from halluscan.errors import HalluscanError
 from halluscan.extract import Item, extract_to_store, forward_capture, pool_tokens
-from halluscan.models.hooks import capture
 from halluscan.store import ActivationStore
 
 from .conftest import tiny_model
@@ -33,9 +30,10 @@ def items(n, seed=0):
 
 def layout(model, sites=("residual",), max_keys=16):
     n, h = model.config.num_hidden_layers, model.config.hidden_size
-    spec = {"residual": {"layers": list(range(n + 1)), "dims": [h]}, "mlp": {"layers": list(range(1, n + 1)), "dims": [h]},
-            "attn": {"layers": list(range(1, n + 1)), "dims": [h]},
-            "attn_weights": {"layers": list(range(1, n + 1)), "dims": [model.config.num_attention_heads, max_keys]}}  # fmt: skip
+    blocks = list(range(1, n + 1))
+    spec = {"residual": {"layers": list(range(n + 1)), "dims": [h]}, "mlp": {"layers": blocks, "dims": [h]},
+            "attn": {"layers": blocks, "dims": [h]},
+            "attn_weights": {"layers": blocks, "dims": [model.config.num_attention_heads, max_keys]}}  # fmt: skip
     return {"positions": POS, "dtype": "float32", "sites": {s: spec[s] for s in sites}}
 
 

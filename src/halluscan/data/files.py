@@ -96,7 +96,7 @@ def load_dataset(spec: str) -> Dataset:
     digest = hashlib.sha256(Path(spec).read_bytes()).hexdigest()
     # The answers of a relation are its answer-type vocabulary for class-blind location.
     vocab: dict[str, list[str]] = {}
-    for q in qs:
-        vocab.setdefault(q.relation, []).extend(q.aliases)
+    for item in qs:
+        vocab.setdefault(item.relation, []).extend(item.aliases)
     relation_vocab = {r: tuple(dict.fromkeys(v)) for r, v in vocab.items()}
     return Dataset(name=Path(spec).name, questions=tuple(qs), sha256=digest, relation_vocab=relation_vocab)
