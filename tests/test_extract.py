@@ -156,3 +156,77 @@ def test_pool_tokens_to_a_fixed_grid():
     p = pool_tokens(x, 3)
     assert p.shape == (2, 3, 3)
     torch.testing.assert_close(p[:, 0], x[:, :2].mean(1))
+
+
+def test_full_tensors_whole_and_pooled(tmp_path):
+    from halluscan.extract import extract_full_to_store, full_layout
+
+    model = tiny_model("llama")
+    its = items(5)
+    spans = {it.id: (1, len(it.ids)) for it in its}
+    raw = ActivationStore.open_or_create(
+        tmp_path / "raw", key="k", layout=full_layout(3, 32, 16, "float32"), provenance={}
+    )
+    pooled = ActivationStore.open_or_create(
+        tmp_path / "p", key="k", layout=full_layout(3, 32, 4, "float32"), provenance={}
+    )
+    extract_full_to_store(model, 0, its, raw, spans, pool=False)
+    extract_full_to_store(model, 0, its, pooled, spans, pool=True)
+    with torch.inference_mode():
+        for i, e in enumerate(raw.examples()):
+            it = next(x for x in its if x.id == e["qid"])
+            ref = torch.stack(model(torch.tensor([it.ids]), output_hidden_states=True).hidden_states[:3])[:, 0, 1:]
+            got = raw.position("all")[i]  # [layer, grid, H]
+            torch.testing.assert_close(got[:3, : len(it.ids) - 1], ref, rtol=1e-4, atol=1e-5)
+            assert torch.all(got[:, len(it.ids) - 1 :] == 0)
+            torch.testing.assert_close(
+                pooled.position("all")[i], pool_tokens(got[:, : len(it.ids) - 1], 4), rtol=1e-4, atol=1e-5
+            )
+
+
+RSS_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys, tempfile
+    sys.path.insert(0, {repo!r})
+    from tests.conftest import tiny_model
+    from tests.test_extract import items, layout
+    from halluscan.extract import extract_to_store
+    from halluscan.store import ActivationStore
+    model = tiny_model("llama")
+    its = items({n})
+    warm = ActivationStore.open_or_create(tempfile.mkdtemp(), key="k", layout=layout(model), provenance={{}})
+    extract_to_store(model, 0, its[:16], warm, batch_size=8)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    store = ActivationStore.open_or_create(tempfile.mkdtemp(), key="k", layout=layout(model), provenance={{}})
+    extract_to_store(model, 0, its, store, batch_size=16)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)
+    """
+)
+
+
+def test_peak_memory_does_not_grow_with_the_number_of_examples(tmp_path):
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def growth_kb(n):
+        out = subprocess.run([sys.executable, "-c", RSS_SCRIPT.format(repo=repo, n=n)], capture_output=True, text=True,
+                             check=True)  # fmt: skip
+        return int(out.stdout.split()[-1])
+
+    small, large = growth_kb(100), growth_kb(3200)
+    # 32x the examples: peak RSS may move by allocator noise, not by the data (3,200 examples x
+    # 4 layers x 3 positions x 32 floats are 4.9 MB, which must not stay in memory).
+    assert large - small < 2048, (small, large)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3_text"])
+def test_shared_prefix_gives_the_same_activations_for_every_site(family):
+    model = tiny_model(family)
+    n = model.config.num_hidden_layers
+    prefix = (5, 9, 11, 3, 7, 2)
+    seqs = [prefix + tuple(range(20, 20 + k)) for k in (3, 6, 4)]
+    gather = torch.tensor([[6, len(s) - 1] for s in seqs])
+    sites = {"residual": list(range(n + 1)), "mlp": [1, n], "attn": [2], "attn_weights": list(range(1, n + 1))}
+    a = forward_capture(model, seqs, gather, sites, 0, share_prefix=True)
+    b = forward_capture(model, seqs, gather, sites, 0, share_prefix=False)
+    for s in sites:
+        torch.testing.assert_close(a[s], b[s], rtol=1e-4, atol=1e-5)

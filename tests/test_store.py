@@ -58,3 +58,12 @@ def test_json_output_is_strict(tmp_path):
     atomic_write_json(tmp_path / "m.json", {"a": float("nan"), "b": [np.float64(0.5), float("inf")]})
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": None, "b": [0.5, None]}
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_store_of_another_format_is_refused(tmp_path):
+    make(tmp_path / "s")
+    m = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    m["format"] = 1
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(HalluscanError, match="has format 1 but this halluscan writes format 2"):
+        make(tmp_path / "s")

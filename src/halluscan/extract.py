@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from halluscan.batching import left_pad, prefill_prefix, shared_prefix_len, suffix_inputs
 from halluscan.models.hooks import StopForward, capture
 from halluscan.store import ActivationStore
 
@@ -37,46 +38,46 @@ def _gatherer(gather: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda h: h[rows, gather]
 
 
-def _left_pad(seqs: list[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    offs = []
-    for r, s in enumerate(seqs):
-        off = width - len(s)
-        ids[r, off:] = torch.tensor(list(s), dtype=torch.long)
-        mask[r, off:] = 1
-        offs.append(off)
-    return ids, mask, offs
-
-
 @torch.inference_mode()
 def forward_capture(
-    model: Any, seqs: list[Sequence[int]], gather: torch.Tensor, sites: dict[str, list[int]], pad_id: int
+    model: Any,
+    seqs: list[Sequence[int]],
+    gather: torch.Tensor,
+    sites: dict[str, list[int]],
+    pad_id: int,
+    share_prefix: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """One left-padded batch -> {site: [B, layer, k, *dims]} at ``gather`` [B, k] (sequence coordinates).
+    """One batch -> {site: [B, layer, k, *dims]} at ``gather`` [B, k] (sequence coordinates).
 
-    Attention weights come back as [B, layer, k, head, S] with keys in sequence coordinates
-    (padding removed, shorter rows zero-filled at the end).
+    With ``share_prefix`` the tokens that every sequence starts with (a system prompt, the
+    chat template) run once and are reused from the KV cache, as long as no gathered position
+    falls inside them. Attention weights come back as [B, layer, k, head, S] with keys in
+    sequence coordinates (padding removed, shorter rows zero-filled at the end).
     """
     dev = next(model.parameters()).device
-    ids, mask, offs = _left_pad(seqs, pad_id)
-    off = torch.tensor(offs)[:, None]
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    with capture(model, sites, _gatherer((gather + off).to(dev)), stop_early=True) as cap:
+    n_pre = shared_prefix_len(seqs, min(int(gather.min()), min(len(s) for s in seqs) - 1)) if share_prefix else 0
+    cache = prefill_prefix(model, seqs[0][:n_pre], len(seqs)) if n_pre else None
+    ids, mask, pos, offs = suffix_inputs(seqs, n_pre, pad_id)
+    cols = gather - n_pre + torch.tensor(offs)[:, None]
+    with capture(model, sites, _gatherer(cols.to(dev)), stop_early=True) as cap:
         try:
-            model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=False,
-                  logits_to_keep=1)  # fmt: skip
+            model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
+                  past_key_values=cache, use_cache=cache is not None, logits_to_keep=1)  # fmt: skip
         except StopForward:
             pass
         out = {s: cap.stacked(s) for s in sites}
-    if "attn_weights" in out:
+    if "attn_weights" in out:  # keys: [prefix | pad | own tokens] -> [prefix | own tokens | zeros]
         w = out["attn_weights"]
         keys = torch.zeros_like(w)
+        keys[..., :n_pre] = w[..., :n_pre]
         for r, o in enumerate(offs):
-            keys[r, ..., : w.shape[-1] - o] = w[r, ..., o:]
+            keys[r, ..., n_pre : w.shape[-1] - o] = w[r, ..., n_pre + o :]
         out["attn_weights"] = keys
     return out
+
+
+def _or_last(index: int | None, item: Item) -> int:
+    return len(item.ids) - 1 if index is None else index
 
 
 def extract_to_store(
@@ -97,7 +98,8 @@ def extract_to_store(
     for b in range(0, len(todo), batch_size):
         batch = todo[b : b + batch_size]
         valid = np.array([[it.positions.get(n) is not None for n in names] for it in batch])
-        gather = torch.tensor([[it.positions.get(n) or 0 for n in names] for it in batch], dtype=torch.long)
+        # an absent position reads the last token (zeroed below), so it cannot block prefix sharing
+        gather = torch.tensor([[_or_last(it.positions.get(n), it) for n in names] for it in batch], dtype=torch.long)
         got = forward_capture(model, [it.ids for it in batch], gather, sites, pad_id)
         for site, spec in lay["sites"].items():
             if site == "attn_weights":  # pad keys to the store's fixed width
@@ -143,3 +145,60 @@ def extract_positions(
 def pool_tokens(x: torch.Tensor, n_tokens: int) -> torch.Tensor:
     """Average-pool a full ``[layer, token, hidden]`` tensor to ``[layer, n_tokens, hidden]`` bins."""
     return torch.nn.functional.adaptive_avg_pool1d(x.transpose(1, 2), n_tokens).transpose(1, 2)
+
+
+def full_layout(n_layers: int, hidden: int, n_tokens: int, dtype: str = "bfloat16") -> dict[str, Any]:
+    """Store layout for whole ``[layer, token, hidden]`` tensors on a fixed grid of ``n_tokens``."""
+    return {"positions": ["all"], "dtype": dtype,
+            "sites": {"residual": {"layers": list(range(n_layers + 1)), "dims": [n_tokens, hidden]}}}  # fmt: skip
+
+
+@torch.inference_mode()
+def extract_full_to_store(
+    model: Any,
+    pad_id: int,
+    items: Sequence[Item],
+    store: ActivationStore,
+    spans: dict[str, tuple[int, int]] | None = None,
+    *,
+    pool: bool = True,
+    batch_size: int = 16,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Store each item's whole residual tensor over ``spans[id]`` (default: all tokens).
+
+    With ``pool`` the span is average-pooled to the layout's token grid (for detectors that
+    need a fixed ``layers x tokens`` input); without it the span is kept as is, zero-padded
+    to the grid width (longer spans are an error). The span length goes in each record.
+    """
+    spec = store.layout["sites"]["residual"]
+    n_grid = spec["dims"][0]
+    done = store.stored_ids()
+    todo = sorted((it for it in items if it.id not in done), key=lambda it: (len(it.ids), it.id))
+    for b in range(0, len(todo), batch_size):
+        batch = todo[b : b + batch_size]
+        ids, mask, offs = left_pad([it.ids for it in batch], pad_id)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        dev = next(model.parameters()).device
+        with capture(model, {"residual": spec["layers"]}, stop_early=True) as cap:
+            try:
+                model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=False)
+            except StopForward:
+                pass
+            full = cap.stacked("residual")  # [B, layer, T, H]
+        out = full.new_zeros(len(batch), full.shape[1], 1, n_grid, full.shape[-1])
+        recs = []
+        for r, it in enumerate(batch):
+            a, e = (spans or {}).get(it.id, (0, len(it.ids)))
+            x = full[r, :, offs[r] + a : offs[r] + e]  # [layer, span, H]
+            if pool:
+                out[r, :, 0] = pool_tokens(x, n_grid)
+            elif x.shape[1] > n_grid:
+                raise ValueError(f"{it.id}: span of {x.shape[1]} tokens is wider than the grid ({n_grid}); pool it")
+            else:
+                out[r, :, 0, : x.shape[1]] = x
+            recs.append({"qid": it.id, "n_tokens": len(it.ids), "span": [a, e], "pooled": pool, **it.record})
+        store.append({"residual": out}, np.ones((len(batch), 1), dtype=bool), recs)
+        if progress is not None:
+            progress(len(batch))
+    return len(todo)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from halluscan.batching import prefill_prefix, shared_prefix_len, suffix_inputs
 from halluscan.models.hooks import capture_residual
 from halluscan.models.loading import LoadedModel
 from halluscan.records import Generation, Question
@@ -82,16 +83,6 @@ class _Row:
     cut: int | None = None  # char offset where the answer ends
 
 
-def _left_pad(batch: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(x) for x in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, x in enumerate(batch):
-        ids[i, width - len(x) :] = torch.tensor(x)
-        mask[i, width - len(x) :] = 1
-    return ids, mask
-
-
 def _advance(rows: list[_Row], cand: torch.Tensor, lm: LoadedModel, opts: GenerateOptions) -> bool:
     """Append this step's tokens to unfinished rows; True if any row took a token."""
     eos = set(_eos_ids(lm))
@@ -131,18 +122,13 @@ def generate_batch(
 
     model = lm.model
     dev = next(model.parameters()).device
-    cache = DynamicCache(config=model.config)
-    n_pre = _shared_prefix(prompts, opts.tail) if opts.share_prefix else 0
-    if n_pre:
-        # The shared prefix (system prompt, template) is run once and its KV cache copied to
-        # every row; the rows' own tokens then follow after a gap of masked padding.
-        model(input_ids=torch.tensor([prompts[0][:n_pre]], device=dev), past_key_values=cache, use_cache=True,
-              logits_to_keep=1)  # fmt: skip
-        cache.batch_repeat_interleave(len(prompts))
-    ids, mask = _left_pad([p[n_pre:] for p in prompts], lm.tokenizer.pad_token_id)
-    ids, mask = ids.to(dev), mask.to(dev)
-    pos = n_pre + (mask.cumsum(-1) - 1).clamp(min=0)
-    mask = torch.cat([mask.new_ones(len(prompts), n_pre), mask], dim=1)
+    pad = lm.tokenizer.pad_token_id
+    # The prompts' common prefix (system prompt, template) runs once and its KV cache is copied
+    # to every row; each row's own tokens then follow a gap of masked padding.
+    n_pre = shared_prefix_len(prompts, min(len(p) for p in prompts) - opts.tail) if opts.share_prefix else 0
+    cache = prefill_prefix(model, prompts[0][:n_pre], len(prompts)) if n_pre else DynamicCache(config=model.config)
+    ids, mask, pos, _ = suffix_inputs(prompts, n_pre, pad)
+    ids, mask, pos = ids.to(dev), mask.to(dev), pos.to(dev)
     tail = min(opts.tail, ids.shape[1])
     rows = [_Row(ids=[]) for _ in prompts]
     active = torch.arange(len(rows))
@@ -184,17 +170,6 @@ def generate_batch(
             if all(r.done for r in rows):
                 break
     return rows, buf, tail
-
-
-def _shared_prefix(prompts: list[list[int]], tail: int) -> int:
-    """Length of the common prefix, leaving at least ``tail`` own tokens in every prompt."""
-    n = min(len(p) for p in prompts)
-    first = prompts[0]
-    k = 0
-    while k < n and all(p[k] == first[k] for p in prompts):
-        k += 1
-    k = min(k, n - tail)
-    return k if k >= 2 else 0
 
 
 class _null:

@@ -28,6 +28,7 @@ import torch
 from halluscan.errors import HalluscanError
 
 MANIFEST = "manifest.json"
+FORMAT = 2
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -71,8 +72,8 @@ def _to_numpy(x: torch.Tensor, dtype: str) -> np.ndarray:
 
 def _from_numpy(a: np.ndarray, dtype: str) -> torch.Tensor:
     if dtype == "bfloat16":
-        return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16).float()
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+        return torch.from_numpy(np.array(a, copy=True).view(np.int16)).view(torch.bfloat16).float()
+    return torch.from_numpy(np.array(a, dtype=np.float32, copy=True))  # a copy: chunks are read-only mmaps
 
 
 class ActivationStore:
@@ -100,6 +101,11 @@ class ActivationStore:
         mpath = root / MANIFEST
         if mpath.is_file():
             m = json.loads(mpath.read_text())
+            if m.get("format") != FORMAT:
+                raise HalluscanError(
+                    f"{root}: this store has format {m.get('format')} but this halluscan writes format {FORMAT}; "
+                    "use another --name, or delete the folder to extract again"
+                )
             if m.get("key") != key:
                 raise HalluscanError(
                     f"{root}: this store was made with another model, dataset or config; "
@@ -113,7 +119,7 @@ class ActivationStore:
             raise HalluscanError(
                 f"could not create the store at {root}: {e.strerror or e}; choose a writable folder"
             ) from e
-        m = {"format": 2, "key": key, "layout": layout, "provenance": provenance, "chunks": []}
+        m = {"format": FORMAT, "key": key, "layout": layout, "provenance": provenance, "chunks": []}
         atomic_write_json(mpath, m)
         return cls(root, m)
 
