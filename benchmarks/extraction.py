@@ -31,9 +31,9 @@ from pathlib import Path
 
 import torch
 
+from halluscan.batching import prefill_prefix, shared_prefix_len, suffix_inputs
 from halluscan.config import DEFAULT_POSITIONS
 from halluscan.data import build_world_facts
-from halluscan.batching import left_pad, prefill_prefix, shared_prefix_len, suffix_inputs
 from halluscan.extract import Item, extract_to_store
 from halluscan.generate import build_prompt_ids
 from halluscan.models import load_model
