@@ -230,3 +230,21 @@ def test_shared_prefix_gives_the_same_activations_for_every_site(family):
     b = forward_capture(model, seqs, gather, sites, 0, share_prefix=False)
     for s in sites:
         torch.testing.assert_close(a[s], b[s], rtol=1e-4, atol=1e-5)
+
+
+def test_attention_received_matches_eager_output_attentions():
+    from halluscan.extract import attention_received, normalise_rows
+
+    model = tiny_model("llama")
+    seq = (3, 14, 15, 92, 65, 35)
+    with torch.inference_mode():
+        att = torch.stack(model(torch.tensor([seq]), output_attentions=True).attentions)[:, 0].mean(1)  # [L, q, k]
+    got = attention_received(model, [seq], 0)[0]
+    later = torch.ones(6, 6).tril(-1)
+    want = (att * later).sum(1) / later.sum(0).clamp(min=1)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    assert torch.all(got[:, -1] == 0)
+    last = attention_received(model, [seq], 0, query=-1)[0]
+    torch.testing.assert_close(last, att[:, -1], rtol=1e-4, atol=1e-6)
+    norm = normalise_rows(got)
+    assert torch.allclose(norm.max(-1).values, torch.ones(3)) and torch.allclose(norm.min(-1).values, torch.zeros(3))

@@ -19,7 +19,7 @@ import torch
 
 from halluscan.batching import left_pad, prefill_prefix, shared_prefix_len, suffix_inputs
 from halluscan.models.hooks import StopForward, capture
-from halluscan.store import ActivationStore
+from halluscan.store import ActivationStore, ChunkWriter
 
 
 @dataclass(frozen=True)
@@ -91,29 +91,34 @@ def extract_to_store(
 ) -> int:
     """Extract every item not yet in ``store``; returns how many were extracted now."""
     lay = store.layout
-    names = lay["positions"]
-    sites = {s: spec["layers"] for s, spec in lay["sites"].items()}
     done = store.stored_ids()
     todo = sorted((it for it in items if it.id not in done), key=lambda it: (len(it.ids), it.id))
-    for b in range(0, len(todo), batch_size):
-        batch = todo[b : b + batch_size]
-        valid = np.array([[it.positions.get(n) is not None for n in names] for it in batch])
-        # an absent position reads the last token (zeroed below), so it cannot block prefix sharing
-        gather = torch.tensor([[_or_last(it.positions.get(n), it) for n in names] for it in batch], dtype=torch.long)
-        got = forward_capture(model, [it.ids for it in batch], gather, sites, pad_id)
-        for site, spec in lay["sites"].items():
-            if site == "attn_weights":  # pad keys to the store's fixed width
-                w = got[site]
-                fixed = w.new_zeros(*w.shape[:-1], spec["dims"][-1])
-                fixed[..., : min(w.shape[-1], fixed.shape[-1])] = w[..., : fixed.shape[-1]]
-                got[site] = fixed
-            keep = torch.from_numpy(valid).view(len(batch), 1, len(names), *[1] * (got[site].dim() - 3))
-            got[site] = torch.where(keep, got[site], torch.zeros((), dtype=got[site].dtype))
-        recs = [{"qid": it.id, "n_tokens": len(it.ids), "positions": it.positions, **it.record} for it in batch]
-        store.append(got, valid, recs)
-        if progress is not None:
-            progress(len(batch))
+    with ChunkWriter(store, progress) as writer:
+        for b in range(0, len(todo), batch_size):
+            writer.put(*_extract_batch(model, pad_id, todo[b : b + batch_size], lay))
     return len(todo)
+
+
+def _extract_batch(
+    model: Any, pad_id: int, batch: list[Item], lay: dict[str, Any]
+) -> tuple[dict[str, torch.Tensor], np.ndarray, list[dict[str, Any]]]:
+    """Arrays, validity mask and records of one batch, laid out for the store."""
+    names = lay["positions"]
+    sites = {s: spec["layers"] for s, spec in lay["sites"].items()}
+    valid = np.array([[it.positions.get(n) is not None for n in names] for it in batch])
+    # an absent position reads the last token (zeroed below), so it cannot block prefix sharing
+    gather = torch.tensor([[_or_last(it.positions.get(n), it) for n in names] for it in batch], dtype=torch.long)
+    got = forward_capture(model, [it.ids for it in batch], gather, sites, pad_id)
+    for site, spec in lay["sites"].items():
+        if site == "attn_weights":  # pad keys to the store's fixed width
+            w = got[site]
+            fixed = w.new_zeros(*w.shape[:-1], spec["dims"][-1])
+            fixed[..., : min(w.shape[-1], fixed.shape[-1])] = w[..., : fixed.shape[-1]]
+            got[site] = fixed
+        keep = torch.from_numpy(valid).view(len(batch), 1, len(names), *[1] * (got[site].dim() - 3))
+        got[site] = torch.where(keep, got[site], torch.zeros((), dtype=got[site].dtype))
+    recs = [{"qid": it.id, "n_tokens": len(it.ids), "positions": it.positions, **it.record} for it in batch]
+    return got, valid, recs
 
 
 @torch.inference_mode()
@@ -202,3 +207,38 @@ def extract_full_to_store(
         if progress is not None:
             progress(len(batch))
     return len(todo)
+
+
+@torch.inference_mode()
+def attention_received(
+    model: Any, seqs: list[Sequence[int]], pad_id: int, layers: list[int] | None = None, query: int | None = None
+) -> list[torch.Tensor]:
+    """Per sequence, ``[layer, token]``: the attention each token receives, averaged over heads.
+
+    By default a token's score is the mean over the *later* query positions of the weight they
+    give it (the last token, with no later query, gets 0); with ``query`` (e.g. -1) it is the
+    weight from that one query position. Layers default to 1..L (block l's attention).
+    """
+    from halluscan.models.sites import blocks
+
+    layers = list(range(1, len(blocks(model)) + 1)) if layers is None else layers
+    out: list[torch.Tensor] = []
+    for s in seqs:  # one at a time: full attention matrices, no padding to undo
+        n = len(s)
+        q = torch.arange(n)[None] if query is None else torch.tensor([[query % n]])
+        w = forward_capture(model, [s], q, {"attn_weights": layers}, pad_id, share_prefix=False)["attn_weights"]
+        a = w[0].mean(dim=2)[..., :n]  # [layer, queries, keys]
+        if query is None:
+            later = torch.ones(n, n).tril(-1)  # query i > key j
+            cnt = later.sum(0).clamp(min=1)
+            out.append((a * later).sum(1) / cnt)
+        else:
+            out.append(a[:, 0])
+    return out
+
+
+def normalise_rows(x: torch.Tensor) -> torch.Tensor:
+    """Scale each row (layer) of ``[layer, token]`` to 0-1 (min-max); a constant row becomes 0."""
+    lo = x.min(dim=-1, keepdim=True).values
+    span = x.max(dim=-1, keepdim=True).values - lo
+    return torch.where(span > 0, (x - lo) / span.clamp(min=1e-12), torch.zeros_like(x))

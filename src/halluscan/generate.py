@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -133,7 +134,7 @@ def generate_batch(
     rows = [_Row(ids=[]) for _ in prompts]
     active = torch.arange(len(rows))
     buf: torch.Tensor | None = None
-    with capture_residual(model, layers, lambda h: h[:, -tail:]) if layers is not None else _null() as cap:
+    with capture_residual(model, layers, lambda h: h[:, -tail:]) if layers is not None else nullcontext() as cap:
         out = model(
             input_ids=ids,
             attention_mask=mask,
@@ -170,14 +171,6 @@ def generate_batch(
             if all(r.done for r in rows):
                 break
     return rows, buf, tail
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: object) -> None:
-        return None
 
 
 def finish_row(lm: LoadedModel, qid: str, prompt: list[int], row: _Row) -> Generation:

@@ -25,7 +25,7 @@ from halluscan.models.loading import LoadedModel
 from halluscan.positions import EXACT, resolve, token_span
 from halluscan.probes import SweepResult, metadata_prior_auc, sweep
 from halluscan.records import Dataset, Generation, Grade, Question
-from halluscan.store import ActivationStore, atomic_write_json
+from halluscan.store import ActivationStore, ChunkWriter, atomic_write_json
 
 # Config fields that change what goes into the store (the rest only change the analysis).
 STORE_FIELDS = ("model", "dataset", "n_questions", "max_new_tokens", "stop", "system_prompt", "positions", "site",
@@ -105,13 +105,14 @@ def extract_study(cfg: StudyConfig, lm: LoadedModel, ds: Dataset, qs: list[Quest
     layers = list(range(lm.n_layers + 1))
     positions = list(cfg.positions)
     bar = tqdm(total=len(qs), initial=len(qs) - len(todo), desc="generate+extract", unit="q", disable=cfg.quiet)
-    for gens, states, tail in generate(lm, todo, opts, layers, progress=bar.update):
-        assert states is not None
-        grades = [grader.grade(by_id[g.qid], g) for g in gens]
-        acts, valid, idx = gather_batch(gens, grades, states, tail, positions)
-        recs = [example_record(by_id[g.qid], g, gr, lm, ix) for g, gr, ix in zip(gens, grades, idx, strict=True)]
-        store.append({cfg.site: acts}, valid, recs)
-        bar.set_postfix(acc=f"{np.mean([e['correct'] for e in recs]):.2f}")
+    with ChunkWriter(store) as writer:  # disk writes overlap the next batch's generation
+        for gens, states, tail in generate(lm, todo, opts, layers, progress=bar.update):
+            assert states is not None
+            grades = [grader.grade(by_id[g.qid], g) for g in gens]
+            acts, valid, idx = gather_batch(gens, grades, states, tail, positions)
+            recs = [example_record(by_id[g.qid], g, gr, lm, ix) for g, gr, ix in zip(gens, grades, idx, strict=True)]
+            writer.put({cfg.site: acts}, valid, recs)
+            bar.set_postfix(acc=f"{np.mean([e['correct'] for e in recs]):.2f}")
     bar.close()
 
 
