@@ -32,8 +32,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run a study and print its headline numbers."""
     from pathlib import Path
 
+    from transformers.utils import logging as hf_logging
+
     from halluscan.pipeline import run_study
 
+    hf_logging.disable_progress_bar()  # its per-load weight bar is noise next to ours
     cfg = config_from_args(args)
     m = run_study(cfg)
     out = Path(cfg.runs_dir) / cfg.name

@@ -10,24 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from halluscan.errors import HalluscanError
+from halluscan.positions import VALID, check_position_names
 
-DEFAULT_POSITIONS: tuple[str, ...] = (
-    "last_q",
-    "first_answer",
-    "second_answer",
-    "exact_answer_before_first",
-    "exact_answer_first",
-    "exact_answer_last",
-    "exact_answer_after_last",
-    "-8",
-    "-7",
-    "-6",
-    "-5",
-    "-4",
-    "-3",
-    "-2",
-    "-1",
-)
+# The 15 named positions of the reference study, in heatmap order.
+DEFAULT_POSITIONS: tuple[str, ...] = VALID
 
 
 @dataclass(frozen=True)
@@ -61,8 +47,6 @@ class StudyConfig:
 
     def validate(self) -> StudyConfig:
         """Check values that argparse cannot; return self for chaining."""
-        from halluscan.positions import check_position_names
-
         check_position_names(self.positions)
         _choice("stop", self.stop, ("sentence", "line", "none"))
         _choice("store_dtype", self.store_dtype, ("bfloat16", "float32"))
