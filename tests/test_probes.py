@@ -95,3 +95,29 @@ def test_linear_probe_estimator_basics():
     assert proba.shape == (300, 2) and np.allclose(proba.sum(1), 1)
     assert roc_auc_score(y, p.decision_function(x[:, 2])) > 0.85
     assert p.get_params() == {"C": 1.0, "max_iter": 500}
+
+
+def test_fold_interval_covers_the_mean():
+    from halluscan.probes import fold_interval
+
+    per_fold = np.array([[0.80, 0.5], [0.82, 0.5], [0.84, 0.5], [0.78, 0.5], [0.81, 0.5]])
+    lo, hi = fold_interval(per_fold)
+    assert lo[0] < 0.81 < hi[0] and hi[0] - lo[0] == pytest.approx(
+        2 * 2.776 * per_fold[:, 0].std(ddof=1) / np.sqrt(5), rel=1e-3
+    )
+    assert lo[1] == hi[1] == 0.5
+
+
+def test_probe_bank_round_trip_matches_per_layer_probes(tmp_path):
+    from halluscan.probes import ProbeBank
+
+    x, y = synthetic(n=200, cells=3)
+    bank = ProbeBank.fit(torch.from_numpy(x), y, [0, 1, 2], "exact_answer_last", c=1.0, meta={"site": "residual"})
+    back = ProbeBank.load(bank.save(tmp_path / "bank"))
+    assert back.layers == [0, 1, 2] and back.position == "exact_answer_last" and back.meta["site"] == "residual"
+    z = back.decision_function(torch.from_numpy(x))  # [n, layer]
+    torch.testing.assert_close(z, bank.decision_function(torch.from_numpy(x)))
+    ref = LinearProbe(C=1.0).fit(x[:, 2], y).decision_function(x[:, 2])
+    assert np.corrcoef(z[:, 2].numpy(), ref)[0, 1] > 0.999
+    with pytest.raises(HalluscanError, match="no probe bank here"):
+        ProbeBank.load(tmp_path / "nothing")

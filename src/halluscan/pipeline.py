@@ -23,7 +23,7 @@ from halluscan.grade import Grader, spans_overlap
 from halluscan.models import load_model
 from halluscan.models.loading import LoadedModel
 from halluscan.positions import EXACT, resolve, token_span
-from halluscan.probes import SweepResult, metadata_prior_auc, sweep
+from halluscan.probes import ProbeBank, SweepResult, metadata_prior_auc, sweep
 from halluscan.records import Dataset, Generation, Grade, Question
 from halluscan.store import ActivationStore, ChunkWriter, atomic_write_json
 
@@ -212,9 +212,11 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
     metrics["heatmap"] = {"site": cfg.site, "layers": res.layers, "positions": res.positions, "folds": res.folds,
                           "auc": _nan_to_none(res.auc), "auc_std": _nan_to_none(res.auc_std),
                           "n_per_position": res.n}  # fmt: skip
-    metrics["best_cells"] = best_cells(res)
+    metrics["best_cells"] = best_cells(res, controls)
     metrics["controls"] = controls
     metrics["finding"] = finding(res, controls)
+    with timer("probe_bank"):
+        metrics["probe_bank"] = save_probe_bank(cfg, store, examples, out / "probes", prov)
     with timer("report"):
         title = f"{lm.model_id} · {ds.name} · n={len(examples)} · {cfg.folds}-fold CV"
         png = plots.heatmap_png(res.auc, res.layers, res.positions, out / "heatmap.png", title)
@@ -230,13 +232,38 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
     return metrics
 
 
-def best_cells(res: SweepResult) -> dict[str, dict[str, Any]]:
-    """Position -> best layer, its mean AUC and fold std."""
-    out = {}
+def save_probe_bank(cfg: StudyConfig, store: ActivationStore, examples: list[dict[str, Any]], folder: Path,
+                    prov: dict[str, Any], position: str = "exact_answer_last") -> str | None:  # fmt: skip
+    """Fit one probe per layer at ``position`` on every example that has it, for per-response scoring."""
+    if position not in store.positions:
+        return None
+    keep = store.valid()[:, store.positions.index(position)]
+    y = np.array([0 if e["correct"] else 1 for e in examples])[keep]
+    if len(set(y.tolist())) < 2:
+        return None
+    x = store.position(position, cfg.site)[torch.from_numpy(keep)]
+    meta = {"site": cfg.site, "model": prov["model"], "dataset": prov["dataset"], "seed": cfg.seed}
+    ProbeBank.fit(x, y, store.layers(cfg.site), position, c=cfg.probe_c, meta=meta).save(folder)
+    return str(folder)
+
+
+def best_cells(res: SweepResult, controls: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Position -> best layer, its mean AUC, fold std, 95 % interval, and whether it is informative.
+
+    A cell is informative when its interval's lower end clears both controls: the relation-only
+    AUC and the embedding layer (token identity) at the same position.
+    """
+    out: dict[str, dict[str, Any]] = {}
     for j, p in enumerate(res.positions):
         layer, auc = res.best(p)
-        std = float(res.auc_std[res.layers.index(layer), j]) if layer >= 0 else None
-        out[p] = {"layer": layer, "auc": None if np.isnan(auc) else auc, "std": std}
+        if layer < 0:
+            out[p] = {"layer": layer, "auc": None, "std": None, "ci95": None, "informative": False}
+            continue
+        lo, hi = res.interval(layer, p)
+        layer0 = float(res.auc[0, j]) if res.layers[0] == 0 else float("nan")
+        bar = max(controls["relation_prior_auc"], layer0 if not np.isnan(layer0) else 0.5)
+        out[p] = {"layer": layer, "auc": auc, "std": float(res.auc_std[res.layers.index(layer), j]),
+                  "ci95": [lo, hi], "informative": bool(lo > bar)}  # fmt: skip
     return out
 
 

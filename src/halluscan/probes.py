@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,10 +132,19 @@ class SweepResult:
     layers: list[int]
     positions: list[str]
     auc: np.ndarray  # [layer, position] mean over folds (NaN where a position had no data)
-    auc_std: np.ndarray  # [layer, position]
+    auc_std: np.ndarray  # [layer, position] std over folds
     n: list[int]  # examples per position
     folds: int
+    auc_lo: np.ndarray | None = None  # [layer, position] 95 % interval of the mean over folds (t)
+    auc_hi: np.ndarray | None = None
     extra: dict[str, float] = field(default_factory=dict)
+
+    def interval(self, layer: int, pos: str) -> tuple[float, float]:
+        """95 % interval of a cell's mean AUC over folds (Student t on the fold AUCs)."""
+        i, j = self.layers.index(layer), self.positions.index(pos)
+        if self.auc_lo is None or self.auc_hi is None:
+            return float("nan"), float("nan")
+        return float(self.auc_lo[i, j]), float(self.auc_hi[i, j])
 
     def best(self, pos: str) -> tuple[int, float]:
         """(layer, mean AUC) of the best layer at ``pos``."""
@@ -163,7 +174,7 @@ def sweep(
     ``get_position(pos)`` returns ``[example, layer, hidden]``; ``valid`` is [example, position].
     """
     auc = np.full((len(layers), len(positions)), np.nan)
-    sd = np.full_like(auc, np.nan)
+    sd, lo, hi = np.full_like(auc, np.nan), np.full_like(auc, np.nan), np.full_like(auc, np.nan)
     ns = []
     g = np.asarray(groups)
     for j, pos in enumerate(positions):
@@ -174,9 +185,20 @@ def sweep(
             x = get_position(pos)[torch.from_numpy(keep)]
             per_fold = cv_auc(x, yk, folds_for(yk, g[keep], folds, seed), c)
             auc[:, j], sd[:, j] = per_fold.mean(0), per_fold.std(0)
+            lo[:, j], hi[:, j] = fold_interval(per_fold)
         if progress is not None:
             progress(1)
-    return SweepResult(layers, positions, auc, sd, ns, folds)
+    return SweepResult(layers, positions, auc, sd, ns, folds, lo, hi)
+
+
+def fold_interval(per_fold: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Interval of the mean over folds (rows), Student t with k - 1 degrees of freedom."""
+    from scipy.stats import t
+
+    k = per_fold.shape[0]
+    half = t.ppf(0.5 + level / 2, k - 1) * per_fold.std(0, ddof=1) / np.sqrt(k)
+    m = per_fold.mean(0)
+    return m - half, m + half
 
 
 def metadata_prior_auc(categories: Sequence[str], y: np.ndarray, groups: Sequence[str], folds: int, seed: int) -> float:
@@ -235,3 +257,69 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     def predict(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
         """The more likely class."""
         return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+
+@dataclass
+class ProbeBank:
+    """One probe per layer at one position (with its scaler): what per-response scoring uses.
+
+    Saved as ``probes.safetensors`` (coef, intercept, mean, scale; one row per layer) plus
+    ``probes.json`` (layers, position, site, C, training size, provenance).
+    """
+
+    layers: list[int]
+    position: str
+    coef: torch.Tensor  # [layer, d] on standardised features
+    intercept: torch.Tensor  # [layer]
+    mean: torch.Tensor  # [layer, d]
+    scale: torch.Tensor  # [layer, d]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, x: torch.Tensor, y: np.ndarray, layers: list[int], position: str, c: float = 0.05,
+            meta: dict[str, Any] | None = None) -> ProbeBank:  # fmt: skip
+        """Fit on ``x`` [example, layer, d] (all examples: the bank is for new responses)."""
+        xc = x.transpose(0, 1).to(torch.float32)  # [layer, n, d]
+        mean = xc.mean(1)
+        sd = xc.std(1)
+        scale = torch.where(sd > 1e-6, sd, torch.ones_like(sd))
+        w, b = fit_logreg_batched((xc - mean[:, None]) / scale[:, None], torch.from_numpy(y), c=c)
+        info = {"c": c, "n_train": int(len(y)), "n_wrong": int(y.sum()), **(meta or {})}
+        return cls(list(layers), position, w, b, mean, scale, info)
+
+    def decision_function(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-odds of *wrong* per layer: ``x`` [..., layer, d] -> [..., layer]."""
+        z = (x.to(torch.float32) - self.mean) / self.scale
+        return (z * self.coef).sum(-1) + self.intercept
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``probes.safetensors`` and ``probes.json`` into ``folder``."""
+        from safetensors.torch import save_file
+
+        from halluscan.store import atomic_write_json
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        tensors = {"coef": self.coef, "intercept": self.intercept, "mean": self.mean, "scale": self.scale}
+        tmp = out / "probes.safetensors.tmp"
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        tmp.replace(out / "probes.safetensors")
+        atomic_write_json(out / "probes.json", {"layers": self.layers, "position": self.position, **self.meta})
+        return out
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ProbeBank:
+        """Read a bank written by :meth:`save`."""
+        import json
+
+        from safetensors.torch import load_file
+
+        p = Path(folder)
+        if not (p / "probes.json").is_file() or not (p / "probes.safetensors").is_file():
+            raise HalluscanError(
+                f"{p}: no probe bank here (probes.json, probes.safetensors); run `halluscan run` first"
+            )
+        meta = json.loads((p / "probes.json").read_text())
+        t = load_file(str(p / "probes.safetensors"))
+        layers, position = meta.pop("layers"), meta.pop("position")
+        return cls(layers, position, t["coef"], t["intercept"], t["mean"], t["scale"], meta)

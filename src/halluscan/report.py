@@ -92,7 +92,12 @@ def write_report(
     prov = metrics["provenance"]
     png = base64.b64encode(heatmap_png.read_bytes()).decode()
     acc_rows = [(r, f"{a:.3f}", metrics["n_by_relation"][r]) for r, a in metrics["accuracy_by_relation"].items()]
-    best_rows = [(p, c["layer"], f"{c['auc']:.3f}", f"± {c['std']:.3f}") for p, c in metrics["best_cells"].items()]
+    best_rows = [
+        (p, c["layer"], f"{c['auc']:.3f}", f"{c['ci95'][0]:.3f} – {c['ci95'][1]:.3f}", f"{c['std']:.3f}",
+         "yes" if c["informative"] else "no")
+        for p, c in metrics["best_cells"].items()
+        if c["auc"] is not None
+    ]  # fmt: skip
     ea = metrics["exact_answer_found"]
     tim = [(k, f"{v:.1f}") for k, v in metrics["timings_s"].items()]
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>halluscan: {html.escape(metrics["name"])}</title>
@@ -117,7 +122,9 @@ Red boxes mark the best layer per position.</p>
 <h3>Interactive</h3>
 {heatmap_div}
 <h2>Best cell per position</h2>
-{_table(best_rows, ("position", "layer", "AUC (mean)", "fold std"))}
+<p class="muted">Interval: 95 % Student-t interval of the mean over folds. Informative: the interval's lower end
+clears both controls (relation only, and layer 0 at the same position).</p>
+{_table(best_rows, ("position", "layer", "AUC (mean)", "95 % interval", "fold std", "informative"))}
 <h2>Controls</h2>
 {
         _table(

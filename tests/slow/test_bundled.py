@@ -40,7 +40,16 @@ def test_end_to_end_small_slice(tmp_path):
     cfg = StudyConfig(n_questions=72, batch_size=36, folds=3, name="slice", runs_dir=str(tmp_path), quiet=True)
     m = run_study(cfg)
     out = tmp_path / "slice"
-    for f in ("report.html", "metrics.json", "heatmap.png", "heatmap.html", "provenance.json", "store/manifest.json"):
+    for f in (
+        "report.html",
+        "metrics.json",
+        "heatmap.png",
+        "heatmap.html",
+        "provenance.json",
+        "store/manifest.json",
+        "probes/probes.json",
+        "probes/probes.safetensors",
+    ):
         assert (out / f).is_file(), f
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["n_graded"] == 72 and 0 < saved["accuracy"] < 1
@@ -57,6 +66,12 @@ def test_end_to_end_small_slice(tmp_path):
     ):
         assert key in saved
     assert saved["provenance"]["dataset"]["sha256"] == build_world_facts().sha256
+    cell = saved["best_cells"]["exact_answer_last"]
+    assert cell["ci95"][0] <= cell["auc"] <= cell["ci95"][1] and isinstance(cell["informative"], bool)
+    from halluscan.probes import ProbeBank
+
+    bank = ProbeBank.load(out / "probes")
+    assert bank.layers == list(range(31)) and bank.position == "exact_answer_last" and bank.coef.shape == (31, 576)
     html = (out / "report.html").read_text()
     assert "Best exact-answer cell" in html and "data:image/png;base64," in html and "plotly" in html.lower()
     # a second run with the same config resumes: nothing is generated again
