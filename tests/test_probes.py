@@ -121,3 +121,16 @@ def test_probe_bank_round_trip_matches_per_layer_probes(tmp_path):
     assert np.corrcoef(z[:, 2].numpy(), ref)[0, 1] > 0.999
     with pytest.raises(HalluscanError, match="no probe bank here"):
         ProbeBank.load(tmp_path / "nothing")
+
+
+def test_degenerate_inputs_are_handled_not_crashed():
+    x, y = synthetic(n=200, cells=3, d=6)
+    x[:, :, 0] = 3.0  # a constant feature
+    xt = torch.from_numpy(x)
+    valid = np.ones((200, 3), bool)
+    valid[:, 2] = y == 1  # only one class at the third position
+    valid[5:, 1] = False  # only 5 examples at the second
+    res = sweep(lambda p: xt, valid, y, [str(i) for i in range(200)], [0, 1, 2], ["a", "b", "c"], folds=5)
+    assert np.isfinite(res.auc[:, 0]).all()
+    assert np.isnan(res.auc[:, 1]).all() and np.isnan(res.auc[:, 2]).all()
+    assert res.n == [200, 5, int(y.sum())] and res.best("c")[0] == -1 and np.isnan(res.best("c")[1])

@@ -34,12 +34,19 @@ def test_capture_during_generation_equals_teacher_forcing(smol):
         torch.testing.assert_close(got, ref, rtol=1e-3, atol=2e-3 * float(ref.abs().max()))
 
 
-def test_end_to_end_small_slice(tmp_path):
+@pytest.fixture(scope="module")
+def slice_run(tmp_path_factory):
     from halluscan.pipeline import run_study
 
-    cfg = StudyConfig(n_questions=72, batch_size=36, folds=3, name="slice", runs_dir=str(tmp_path), quiet=True)
-    m = run_study(cfg)
-    out = tmp_path / "slice"
+    root = tmp_path_factory.mktemp("runs")
+    cfg = StudyConfig(n_questions=72, batch_size=36, folds=3, name="slice", runs_dir=str(root), quiet=True)
+    return cfg, run_study(cfg), root / "slice"
+
+
+def test_end_to_end_small_slice(slice_run):
+    from halluscan.pipeline import run_study
+
+    cfg, m, out = slice_run
     for f in (
         "report.html",
         "metrics.json",
@@ -91,3 +98,29 @@ def test_shared_prefix_gives_the_same_answers(smol):
     for i, g in enumerate(a):
         n = 8 + len(g.response_ids)
         torch.testing.assert_close(sa[i, :, :n], sb[i, :, :n], rtol=1e-3, atol=2e-3 * float(sb[i, :, :n].abs().max()))
+
+
+def test_sweep_agrees_with_sklearn_on_real_activations(slice_run):
+    from sklearn.linear_model import LogisticRegression
+
+    from halluscan.probes import auc_rows, cv_auc, folds_for
+    from halluscan.store import ActivationStore
+
+    cfg, _, out = slice_run
+    store = ActivationStore.open(out / "store")
+    ex = store.examples()
+    keep = store.valid()[:, store.positions.index("exact_answer_last")]
+    y = np.array([0 if e["correct"] else 1 for e in ex])[keep]
+    x = store.position("exact_answer_last")[torch.from_numpy(keep)]
+    splits = folds_for(y, [e["qid"] for e, k in zip(ex, keep, strict=True) if k], 3, 0)
+    ours = cv_auc(x, y, splits, cfg.probe_c)  # [fold, layer]
+    xt = x[:, ::3].numpy()  # every third layer keeps the test quick
+    for f, (tr, te) in enumerate(splits):
+        mu, sd = xt[tr].mean(0), xt[tr].std(0, ddof=1)
+        sd[sd < 1e-6] = 1
+        ref = []
+        for j in range(xt.shape[1]):
+            lr = LogisticRegression(C=cfg.probe_c, max_iter=5000).fit((xt[tr, j] - mu[j]) / sd[j], y[tr])
+            ref.append(lr.decision_function((xt[te, j] - mu[j]) / sd[j]))
+        sk = auc_rows(np.stack(ref), y[te])
+        assert np.abs(ours[f, ::3] - sk).max() <= 0.01
