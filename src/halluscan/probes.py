@@ -222,14 +222,17 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearProbe:  # noqa: N803
         """Standardise ``X`` and fit the probe."""
-        from sklearn.utils.multiclass import unique_labels
+        from sklearn.utils.multiclass import type_of_target, unique_labels
         from sklearn.utils.validation import check_X_y
 
         X, y = check_X_y(X, y)
         self.classes_ = unique_labels(y)
-        if len(self.classes_) != 2:
-            raise ValueError(f"LinearProbe needs two classes, got {len(self.classes_)}")
-        x = torch.from_numpy(np.asarray(X, dtype=np.float64))
+        if len(self.classes_) < 2:
+            raise ValueError(f"LinearProbe needs two classes in y; got {len(self.classes_)} class")
+        y_type = type_of_target(y, input_name="y", raise_unknown=True)
+        if y_type != "binary":
+            raise ValueError(f"Only binary classification is supported. The type of the target is {y_type}.")
+        x = torch.from_numpy(np.array(X, dtype=np.float64, copy=True))
         self.mean_ = x.mean(0).numpy()
         sd = x.std(0)
         self.scale_ = torch.where(sd > 1e-12, sd, torch.ones_like(sd)).numpy()
@@ -239,6 +242,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         self.coef_ = (w[0] / torch.from_numpy(self.scale_)).numpy()[None]
         self.intercept_ = np.array([float(b[0]) - float((self.coef_[0] * self.mean_).sum())])
         self.n_features_in_ = X.shape[1]
+        self.n_iter_ = np.array([self.max_iter])  # an upper bound: L-BFGS stops earlier when converged
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
@@ -256,7 +260,14 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
         """The more likely class."""
-        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+        z = self.decision_function(X)
+        return self.classes_[(z > 0).astype(int)]
+
+    def __sklearn_tags__(self) -> Any:
+        """A binary classifier (a probe predicts *wrong* vs *right*)."""
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
 
 
 @dataclass
