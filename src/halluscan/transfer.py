@@ -1,0 +1,77 @@
+"""Generalisation: train probes on one study's store, test them on another's.
+
+``halluscan probe --train A --test B`` fits one probe per (layer, position) on every example
+of run A and scores run B, giving B's heatmap; with several runs it gives the matrix of
+best-cell AUCs (train on row, test on column; the diagonal is each run's own CV sweep).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from halluscan.errors import HalluscanError
+from halluscan.probes import auc_rows, fit_logreg_batched
+from halluscan.store import ActivationStore
+
+
+def _labels(store: ActivationStore) -> np.ndarray:
+    return np.array([0 if e["correct"] else 1 for e in store.examples()])
+
+
+def transfer_auc(
+    train: ActivationStore, test: ActivationStore, site: str = "residual", c: float = 0.05
+) -> dict[str, Any]:
+    """AUC on ``test`` of probes fitted on all of ``train``: ``{"layers", "positions", "auc"}``."""
+    layers, positions = train.layers(site), train.positions
+    if test.layers(site) != layers or test.positions != positions:
+        raise HalluscanError(
+            f"{test.root}: its layers or positions differ from {train.root}'s; train and test runs need the same "
+            "model and positions"
+        )
+    ytr, yte = _labels(train), _labels(test)
+    vtr, vte = train.valid(), test.valid()
+    auc = np.full((len(layers), len(positions)), np.nan)
+    for j, pos in enumerate(positions):
+        a, b = vtr[:, j], vte[:, j]
+        if len(set(ytr[a].tolist())) < 2 or len(set(yte[b].tolist())) < 2:
+            continue
+        xtr = train.position(pos, site)[torch.from_numpy(a)].transpose(0, 1)  # [layer, n, d]
+        xte = test.position(pos, site)[torch.from_numpy(b)].transpose(0, 1)
+        mu, sd = xtr.mean(1, keepdim=True), xtr.std(1, keepdim=True)
+        sd = torch.where(sd > 1e-6, sd, torch.ones_like(sd))
+        w, bias = fit_logreg_batched((xtr - mu) / sd, torch.from_numpy(ytr[a]), c=c)
+        scores = torch.einsum("lnd,ld->ln", (xte - mu) / sd, w) + bias[:, None]
+        auc[:, j] = auc_rows(scores.numpy(), yte[b])
+    return {"layers": layers, "positions": positions, "auc": auc}
+
+
+def best(auc: np.ndarray) -> float:
+    """Best cell of a heatmap (NaN-safe)."""
+    return float(np.nanmax(auc)) if not np.all(np.isnan(auc)) else float("nan")
+
+
+def run_dir_store(run: str | Path) -> ActivationStore:
+    """The store of a run folder (``runs/NAME``) or a store folder itself."""
+    p = Path(run)
+    return ActivationStore.open(p / "store" if (p / "store").is_dir() else p)
+
+
+def transfer_matrix(runs: list[str], site: str = "residual", c: float = 0.05) -> dict[str, Any]:
+    """Best-cell AUC for every (train run, test run) pair; the diagonal is the run's own CV sweep."""
+    stores = [run_dir_store(r) for r in runs]
+    m = np.full((len(runs), len(runs)), np.nan)
+    for i, a in enumerate(stores):
+        for j, b in enumerate(stores):
+            if i == j:
+                metrics = Path(runs[i]) / "metrics.json"
+                if metrics.is_file():
+                    grid = json.loads(metrics.read_text())["heatmap"]["auc"]
+                    m[i, j] = best(np.array(grid, dtype=float))
+            else:
+                m[i, j] = best(transfer_auc(a, b, site, c)["auc"])
+    return {"runs": runs, "best_auc": m}

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+import torch
+
+from halluscan.errors import HalluscanError
+from halluscan.store import ActivationStore
+from halluscan.transfer import transfer_auc, transfer_matrix
+
+LAYOUT = {"positions": ["a", "b"], "dtype": "float32", "sites": {"residual": {"layers": [0, 1], "dims": [8]}}}
+
+
+def make_store(root, n, seed, signal_layer=1, flip=False):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.normal(size=(n, 2, 2, 8)).astype(np.float32)
+    x[:, signal_layer, :, 0] += (1 - 2 * y if flip else 2 * y - 1)[:, None] * 1.5  # wrong answers shift feature 0
+    s = ActivationStore.open_or_create(root, key="k", layout=LAYOUT, provenance={})
+    s.append(
+        {"residual": torch.from_numpy(x)},
+        np.ones((n, 2), bool),
+        [{"qid": str(i), "correct": not y[i]} for i in range(n)],
+    )
+    return s
+
+
+def test_probes_transfer_when_the_signal_is_shared(tmp_path):
+    a, b = make_store(tmp_path / "a", 300, 0), make_store(tmp_path / "b", 200, 1)
+    res = transfer_auc(a, b)
+    assert res["auc"].shape == (2, 2)
+    assert np.all(res["auc"][1] > 0.8) and np.all(np.abs(res["auc"][0] - 0.5) < 0.15)
+    flipped = transfer_auc(a, make_store(tmp_path / "c", 200, 2, flip=True))
+    assert np.all(flipped["auc"][1] < 0.2)  # the direction does not generalise: AUC falls below chance
+
+
+def test_matrix_and_mismatch(tmp_path):
+    make_store(tmp_path / "a", 120, 0)
+    make_store(tmp_path / "b", 120, 1)
+    m = transfer_matrix([str(tmp_path / "a"), str(tmp_path / "b")])["best_auc"]
+    assert np.isnan(m[0, 0]) and m[0, 1] > 0.8 and m[1, 0] > 0.8  # no metrics.json: no diagonal
+    other = ActivationStore.open_or_create(
+        tmp_path / "o", key="k", layout={**LAYOUT, "positions": ["a"]}, provenance={}
+    )
+    with pytest.raises(HalluscanError, match="layers or positions differ"):
+        transfer_auc(ActivationStore.open(tmp_path / "a"), other)
+
+
+def test_cli_probe_train_test_and_matrix(tmp_path, capsys):
+    import json
+
+    from halluscan.cli import main
+
+    make_store(tmp_path / "a" / "store", 200, 0)
+    make_store(tmp_path / "b" / "store", 200, 1)
+    out = tmp_path / "out"
+    assert main(["probe", "--train", str(tmp_path / "a"), "--test", str(tmp_path / "b"), "--out", str(out)]) == 0
+    assert "best cell on" in capsys.readouterr().out
+    saved = json.loads((out / "transfer.json").read_text())
+    assert np.array(saved["auc"]).shape == (2, 2) and (out / "transfer_heatmap.png").is_file()
+    assert main(["probe", "--runs", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0
+    assert json.loads((out / "transfer_matrix.json").read_text())["best_auc"][0][1] > 0.8
+    assert main(["probe", "--train", str(tmp_path / "a"), "--out", str(out)]) == 2
+    assert "give --train RUN and --test RUN" in capsys.readouterr().err
