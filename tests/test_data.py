@@ -68,3 +68,9 @@ def test_user_file_answers_form_the_relation_vocabulary(tmp_path):
     p.write_text("question,answer,relation\nCapital of Peru?,Lima,capital\nCapital of Chile?,Santiago,capital\n")
     ds = load_dataset(str(p))
     assert ds.relation_vocab == {"capital": ("Lima", "Santiago")}
+
+
+def test_column_names_ignore_case(tmp_path):
+    p = tmp_path / "movies.csv"
+    p.write_text("Question,Answer\nWho directed Alien?,Ridley Scott\n")
+    assert load_dataset(str(p)).questions[0].answer == "Ridley Scott"

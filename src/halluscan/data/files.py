@@ -44,6 +44,9 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
         raise HalluscanError(f"{p}: unknown dataset format {suffix!r}; use .csv or .jsonl")
     if not rows:
         raise HalluscanError(f"{p}: the dataset is empty; it needs at least one row with 'question' and 'answer'")
+    # Column names are matched without case ("Question,Answer" as in the LLMsKnow files).
+    rows = [{str(k).strip().lower(): v for k, v in r.items()} for r in rows]
+    header = [str(h).strip().lower() for h in header]
     for col in REQUIRED:
         if col not in header:
             raise HalluscanError(
