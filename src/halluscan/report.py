@@ -5,8 +5,18 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+
+def _num(v: Any, spec: str = ".3f") -> str:
+    """``v`` formatted with ``spec``, or "n/a" when it is missing (None) or not a number (NaN)."""
+    if v is None or (isinstance(v, int | float | np.floating) and math.isnan(v)):
+        return "n/a"
+    return format(v, spec)
 
 
 def _table(rows: list[tuple[Any, ...]], head: tuple[str, ...]) -> str:
@@ -65,7 +75,7 @@ def _finding(m: dict[str, Any]) -> str:
         (
             "beats the best <code>last_q</code> cell",
             f["exact_beats_last_q"],
-            m["best_cells"].get("last_q", {}).get("auc"),
+            (m["best_cells"].get("last_q") or {}).get("auc"),
         ),
         (
             "beats the layer-0 (token identity) control at the exact-answer positions",
@@ -76,12 +86,12 @@ def _finding(m: dict[str, Any]) -> str:
     ]
     items = "".join(
         f"<li><span class='{'ok' if ok else 'no'}'>{'yes' if ok else 'no'}</span>: {txt} "
-        f"({f['best_exact_auc']:.3f} vs {other:.3f})</li>"
+        f"({_num(f['best_exact_auc'])} vs {_num(other)})</li>"
         for txt, ok, other in checks
     )
     return (
         f"<div class='finding'><b>Best exact-answer cell:</b> <code>{f['best_exact_position']}</code> at layer "
-        f"{f['best_exact_layer']}, AUC {f['best_exact_auc']:.3f}. It<ul>{items}</ul></div>"
+        f"{f['best_exact_layer']}, AUC {_num(f['best_exact_auc'])}. It<ul>{items}</ul></div>"
     )
 
 
@@ -91,15 +101,15 @@ def write_report(
     """Write ``out/report.html``; images and plotly.js are inlined so it opens offline."""
     prov = metrics["provenance"]
     png = base64.b64encode(heatmap_png.read_bytes()).decode()
-    acc_rows = [(r, f"{a:.3f}", metrics["n_by_relation"][r]) for r, a in metrics["accuracy_by_relation"].items()]
+    acc_rows = [(r, _num(a), metrics["n_by_relation"][r]) for r, a in metrics["accuracy_by_relation"].items()]
     best_rows = [
-        (p, c["layer"], f"{c['auc']:.3f}", f"{c['ci95'][0]:.3f} – {c['ci95'][1]:.3f}", f"{c['std']:.3f}",
+        (p, c["layer"], _num(c["auc"]), " – ".join(_num(v) for v in c["ci95"] or (None, None)), _num(c["std"]),
          "yes" if c["informative"] else "no")
         for p, c in metrics["best_cells"].items()
         if c["auc"] is not None
     ]  # fmt: skip
     ea = metrics["exact_answer_found"]
-    tim = [(k, f"{v:.1f}") for k, v in metrics["timings_s"].items()]
+    tim = [(k, _num(v, ".1f")) for k, v in metrics["timings_s"].items()]
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>halluscan: {html.escape(metrics["name"])}</title>
 <style>{CSS}</style></head><body>
 <h1>halluscan report: {html.escape(metrics["name"])}</h1>
@@ -111,7 +121,8 @@ dataset <b>{html.escape(prov["dataset"]["name"])}</b> (sha256 {prov["dataset"]["
     } · seed {prov["config"]["seed"]} · {html.escape(prov["created"])}</div>
 <h2>Does the model know when it is wrong?</h2>
 <p>{metrics["n_graded"]} questions graded; accuracy <b>{
-        metrics["accuracy"]:.3f}</b>. A linear probe per (layer, token position)
+        _num(metrics["accuracy"])
+    }</b>. A linear probe per (layer, token position)
 predicts <i>the answer is wrong</i> from the {html.escape(metrics["heatmap"]["site"])} stream; AUC is the mean over
 {metrics["heatmap"]["folds"]}-fold cross-validation (stratified, grouped by question).</p>
 {_finding(metrics)}
@@ -129,9 +140,9 @@ clears both controls (relation only, and layer 0 at the same position).</p>
 {
         _table(
             [
-                ("relation only (metadata prior)", f"{metrics['controls']['relation_prior_auc']:.3f}"),
-                ("layer 0 at the exact-answer positions (best)", f"{metrics['controls']['layer0_exact_auc']:.3f}"),
-                ("layer 0 at last_q", f"{metrics['controls']['layer0_last_q_auc']:.3f}"),
+                ("relation only (metadata prior)", _num(metrics["controls"]["relation_prior_auc"])),
+                ("layer 0 at the exact-answer positions (best)", _num(metrics["controls"]["layer0_exact_auc"])),
+                ("layer 0 at last_q", _num(metrics["controls"]["layer0_last_q_auc"])),
             ],
             ("control", "AUC"),
         )
@@ -142,10 +153,11 @@ clears both controls (relation only, and layer 0 at the same position).</p>
 <p>Located by one class-blind rule for correct and wrong responses (mode: <code>{
         html.escape(prov["config"]["locator"])
     }</code>).
-Found for <b>{ea["correct"]:.1%}</b> of correct and <b>{ea["wrong"]:.1%}</b> of wrong responses;
+Found for <b>{_num(ea["correct"], ".1%")}</b> of correct and <b>{_num(ea["wrong"], ".1%")}</b> of wrong responses;
 {metrics["exact_answer_missing"]} responses without a located answer are left out of the exact-answer cells.
 On correct responses the located span overlaps the gold alias span in <b>{
-        metrics["locator_agreement_correct"]:.1%}</b> of cases.</p>
+        _num(metrics["locator_agreement_correct"], ".1%")
+    }</b> of cases.</p>
 {_table(sorted(metrics["locator_rules"].items()), ("rule", "responses"))}
 <h2>Examples</h2>
 {_examples(examples)}

@@ -1,0 +1,77 @@
+"""The HTML report: built from a metrics dict like the one ``run_study`` writes."""
+
+import copy
+
+import pytest
+
+from halluscan.report import write_report
+
+
+def metrics(positions=("last_q", "exact_answer_last")):
+    cell = {"layer": 2, "auc": 0.71, "std": 0.03, "ci95": [0.65, 0.77], "informative": True}
+    return {
+        "name": "unit",
+        "n_graded": 4,
+        "accuracy": 0.5,
+        "accuracy_by_relation": {"capital": 0.5},
+        "n_by_relation": {"capital": 4},
+        "exact_answer_found": {"correct": 1.0, "wrong": 0.5},
+        "exact_answer_missing": 1,
+        "locator_agreement_correct": 1.0,
+        "locator_rules": {"relation": 3, "none": 1},
+        "stopped_by": {"sentence": 4},
+        "heatmap": {"site": "residual", "layers": [0, 1, 2], "positions": list(positions), "folds": 2},
+        "best_cells": {p: dict(cell) for p in positions},
+        "controls": {"relation_prior_auc": 0.5, "layer0_exact_auc": 0.55, "layer0_last_q_auc": 0.5},
+        "finding": {
+            "best_exact_position": "exact_answer_last",
+            "best_exact_layer": 2,
+            "best_exact_auc": 0.71,
+            "exact_beats_last_q": False,
+            "exact_beats_layer0": True,
+            "exact_beats_relation_prior": True,
+        },
+        "timings_s": {"probe_sweep": 1.25},
+        "provenance": {
+            "model": {"model_id": "tiny", "revision": "sha256:abc"},
+            "dataset": {"name": "q.csv", "sha256": "0" * 64},
+            "halluscan_version": "0.1.0",
+            "config": {"seed": 0, "locator": "class-blind"},
+            "created": "2025-01-01T00:00:00+00:00",
+        },
+    }
+
+
+EXAMPLES = [
+    {"relation": "capital", "correct": c, "question": "Q?", "gold": "Paris", "response": "Paris.",
+     "exact_span": [0, 5] if c else None, "locator": "relation"}
+    for c in (True, False)
+]  # fmt: skip
+
+
+def report(tmp_path, m):
+    png = tmp_path / "heatmap.png"
+    png.write_bytes(b"\x89PNG fake")
+    return write_report(tmp_path, m, EXAMPLES, png, "<div>plot</div>").read_text(encoding="utf-8")
+
+
+def test_report_without_last_q_says_n_a(tmp_path):
+    html = report(tmp_path, metrics(positions=("exact_answer_last",)))
+    assert "beats the best <code>last_q</code> cell (0.710 vs n/a)" in html
+    assert "<mark>Paris</mark>" in html
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m["controls"].update(layer0_exact_auc=None, layer0_last_q_auc=float("nan")),
+        lambda m: m["finding"].update(best_exact_position="", best_exact_layer=-1, best_exact_auc=float("nan")),
+        lambda m: m["best_cells"]["last_q"].update(auc=None, std=None, ci95=None),
+        lambda m: m["best_cells"]["exact_answer_last"].update(std=float("nan"), ci95=[None, None]),
+        lambda m: m.update(accuracy=None, locator_agreement_correct=None),
+    ],
+)
+def test_missing_numbers_print_n_a(tmp_path, edit):
+    m = copy.deepcopy(metrics())
+    edit(m)
+    assert "n/a" in report(tmp_path, m)
