@@ -75,3 +75,29 @@ def test_missing_numbers_print_n_a(tmp_path, edit):
     m = copy.deepcopy(metrics())
     edit(m)
     assert "n/a" in report(tmp_path, m)
+
+
+def test_a_failed_write_keeps_the_old_report_and_is_a_clear_error(tmp_path, monkeypatch):
+    import halluscan.store as st
+    from halluscan.errors import HalluscanError
+
+    report(tmp_path, metrics())
+    before = (tmp_path / "report.html").read_text(encoding="utf-8")
+
+    def full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(st.os, "replace", full)
+    m = metrics()
+    m["name"] = "second"
+    with pytest.raises(HalluscanError, match=r"could not write .*report.html: No space left on device"):
+        report(tmp_path, m)
+    assert (tmp_path / "report.html").read_text(encoding="utf-8") == before
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_missing_heatmap_is_a_clear_error(tmp_path):
+    from halluscan.errors import HalluscanError
+
+    with pytest.raises(HalluscanError, match="could not read the heatmap"):
+        write_report(tmp_path, metrics(), EXAMPLES, tmp_path / "nope.png", "")

@@ -11,6 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from halluscan.errors import HalluscanError
+from halluscan.store import atomic_write_text
+
 
 def _num(v: Any, spec: str = ".3f") -> str:
     """``v`` formatted with ``spec``, or "n/a" when it is missing (None) or not a number (NaN)."""
@@ -100,7 +103,10 @@ def write_report(
 ) -> Path:
     """Write ``out/report.html``; images and plotly.js are inlined so it opens offline."""
     prov = metrics["provenance"]
-    png = base64.b64encode(heatmap_png.read_bytes()).decode()
+    try:
+        png = base64.b64encode(heatmap_png.read_bytes()).decode()
+    except OSError as e:
+        raise HalluscanError(f"could not read the heatmap {heatmap_png}: {e.strerror or e}; run the study again") from e
     acc_rows = [(r, _num(a), metrics["n_by_relation"][r]) for r, a in metrics["accuracy_by_relation"].items()]
     best_rows = [
         (p, c["layer"], _num(c["auc"]), " – ".join(_num(v) for v in c["ci95"] or (None, None)), _num(c["std"]),
@@ -167,7 +173,5 @@ On correct responses the located span overlaps the gold alias span in <b>{
 <pre>{html.escape(json.dumps(prov, indent=2))}</pre>
 </body></html>"""
     path = out / "report.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(doc, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, doc)  # a failed write leaves the previous report, never half a one
     return path

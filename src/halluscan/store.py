@@ -47,6 +47,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         ) from e
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """UTF-8 text variant of :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     """JSON variant of :func:`atomic_write_bytes`; NaN and infinities become null (strict JSON)."""
     atomic_write_bytes(path, json.dumps(_finite(obj), indent=2, ensure_ascii=False, allow_nan=False).encode())
