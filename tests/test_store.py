@@ -67,3 +67,27 @@ def test_store_of_another_format_is_refused(tmp_path):
     (tmp_path / "s" / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(HalluscanError, match="has format 1 but this halluscan writes format 2"):
         make(tmp_path / "s")
+
+
+def test_a_failed_manifest_write_leaves_memory_equal_to_disk(tmp_path, monkeypatch):
+    import halluscan.store as st
+
+    s = make(tmp_path / "s")
+    s.append({"residual": torch.ones(2, 3, 2, 4)}, np.ones((2, 2), bool), [{"qid": "a"}, {"qid": "b"}])
+    real = st.atomic_write_json
+
+    def failing(path, obj):
+        if path.name == "manifest.json":
+            raise HalluscanError(f"could not write {path}: No space left on device; free disk space")
+        return real(path, obj)
+
+    monkeypatch.setattr(st, "atomic_write_json", failing)
+    with pytest.raises(HalluscanError, match="No space left on device"):
+        s.append({"residual": torch.zeros(1, 3, 2, 4)}, np.ones((1, 2), bool), [{"qid": "c"}])
+    monkeypatch.undo()
+    on_disk = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert s.m == on_disk and s.n_examples == 2 and s.stored_ids() == {"a", "b"}
+    # the same object goes on: the next chunk takes the free name and the store stays consistent
+    s.append({"residual": torch.zeros(1, 3, 2, 4)}, np.ones((1, 2), bool), [{"qid": "c"}])
+    r = ActivationStore.open(tmp_path / "s")
+    assert r.n_examples == 3 and r.verify() == [] and s.m == r.m

@@ -188,9 +188,12 @@ class ActivationStore:
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
         digest.update(lines)
         atomic_write_bytes(self.root / "examples" / f"{name}.jsonl", lines)
-        # The manifest is the commit point: a chunk exists once it is listed here.
-        self.m["chunks"].append({"name": name, "rows": len(records), "sha256": digest.hexdigest()})
-        atomic_write_json(self.root / MANIFEST, self.m)
+        # The manifest is the commit point: a chunk exists once it is listed here. The in-memory
+        # manifest changes only after the new one is on disk, so a failed write leaves both equal.
+        chunk = {"name": name, "rows": len(records), "sha256": digest.hexdigest()}
+        new = {**self.m, "chunks": [*self.m["chunks"], chunk]}
+        atomic_write_json(self.root / MANIFEST, new)
+        self.m = new
 
     def verify(self) -> list[str]:
         """Names of chunks whose files no longer match their checksum."""
