@@ -91,3 +91,33 @@ def test_a_failed_manifest_write_leaves_memory_equal_to_disk(tmp_path, monkeypat
     s.append({"residual": torch.zeros(1, 3, 2, 4)}, np.ones((1, 2), bool), [{"qid": "c"}])
     r = ActivationStore.open(tmp_path / "s")
     assert r.n_examples == 3 and r.verify() == [] and s.m == r.m
+
+
+@pytest.mark.parametrize(
+    "change,made,asked",
+    [
+        ({"dtype": "bfloat16"}, "dtype=float32", "dtype=bfloat16"),
+        ({"positions": ["last_q"]}, 'positions=["last_q", "-1"]', 'positions=["last_q"]'),
+        (
+            {"sites": {"residual": {"layers": [0, 1, 2, 3], "dims": [4]}}},
+            "residual.layers=0..2",
+            "residual.layers=0..3",
+        ),
+        ({"sites": {"residual": {"layers": [0, 1, 2], "dims": [8]}}}, "residual.dims=[4]", "residual.dims=[8]"),
+        ({"sites": {"mlp": {"layers": [1, 2], "dims": [4]}}}, 'sites=["residual"]', 'sites=["mlp"]'),
+    ],
+)
+def test_resume_with_another_layout_is_refused_and_kept(tmp_path, change, made, asked):
+    s = make(tmp_path / "s")
+    s.append({"residual": torch.ones(1, 3, 2, 4)}, np.ones((1, 2), bool), [{"qid": "a"}])
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in sorted((tmp_path / "s").rglob("*")) if p.is_file()}
+    with pytest.raises(HalluscanError) as e:
+        ActivationStore.open_or_create(tmp_path / "s", key="k", layout={**LAYOUT, **change}, provenance={})
+    msg = str(e.value)
+    assert f"was made with layout {made}, but {asked} was asked" in msg
+    assert "use another --name, or delete the folder" in msg and "\n" not in msg
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in sorted((tmp_path / "s").rglob("*")) if p.is_file()}
+    assert after == before
+    # the same layout (tuples or lists alike) still resumes
+    same = {**LAYOUT, "positions": tuple(LAYOUT["positions"])}
+    assert ActivationStore.open_or_create(tmp_path / "s", key="k", layout=same, provenance={}).n_examples == 1
