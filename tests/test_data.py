@@ -74,3 +74,53 @@ def test_column_names_ignore_case(tmp_path):
     p = tmp_path / "movies.csv"
     p.write_text("Question,Answer\nWho directed Alien?,Ridley Scott\n")
     assert load_dataset(str(p)).questions[0].answer == "Ridley Scott"
+
+
+@pytest.mark.parametrize(
+    "name,content,pattern",
+    [
+        (
+            "dup.csv",
+            "id,question,answer\na,Q1?,A\nb,Q2?,B\na,Q3?,C\n",
+            r"dup.csv: duplicate question id\(s\): 'a' in rows 1, 3",
+        ),
+        (
+            "dup.jsonl",
+            '{"qid": "x", "question": "Q1?", "answer": "A"}\n\n{"qid": "x", "question": "Q2?", "answer": "B"}\n',
+            r"dup.jsonl: duplicate question id\(s\): 'x' in rows 1, 2",
+        ),
+        # a row without an id gets its row number, which may clash with an explicit id
+        ("mixed.csv", "id,question,answer\n2,Q1?,A\n,Q2?,B\n", r"'2' in rows 1, 2; give every row its own id"),
+    ],
+)
+def test_duplicate_ids_are_refused(tmp_path, name, content, pattern):
+    p = tmp_path / name
+    p.write_text(content)
+    with pytest.raises(HalluscanError, match=pattern):
+        load_dataset(str(p))
+
+
+def test_utf8_bom_is_dropped(tmp_path):
+    p = tmp_path / "excel.csv"
+    p.write_bytes("\ufeffQuestion,Answer\r\nWho wrote Faust?,Goethe\r\n".encode())
+    q = load_dataset(str(p)).questions[0]
+    assert (q.question, q.answer) == ("Who wrote Faust?", "Goethe")
+    j = tmp_path / "bom.jsonl"
+    j.write_bytes('\ufeff{"question": "2+2?", "answer": "4"}\n'.encode())
+    assert load_dataset(str(j)).questions[0].answer == "4"
+
+
+def test_csv_keeps_line_breaks_inside_quoted_fields(tmp_path):
+    p = tmp_path / "multi.csv"
+    p.write_bytes(b'question,answer\r\n"Line one\r\nline two?",A\r\n')
+    assert load_dataset(str(p)).questions[0].question == "Line one\r\nline two?"
+
+
+@pytest.mark.parametrize("name", ["latin1.csv", "latin1.jsonl"])
+def test_non_utf8_file_is_a_clear_error(tmp_path, name):
+    p = tmp_path / name
+    p.write_bytes("question,answer\nWo liegt Köln?,Deutschland\n".encode("latin-1"))
+    with pytest.raises(
+        HalluscanError, match=rf"{name} is not UTF-8 text: byte 0xf6 at offset \d+.*save the file as UTF-8"
+    ):
+        load_dataset(str(p))

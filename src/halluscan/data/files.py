@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,26 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
     if not p.is_file():
         raise HalluscanError(f"{p}: dataset file not found; give a CSV or JSONL path or 'world-facts'")
     suffix = p.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".ndjson"):
+        raise HalluscanError(f"{p}: unknown dataset format {suffix!r}; use .csv or .jsonl")
+    try:
+        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is dropped, not read into the first column name
+        with open(p, encoding="utf-8-sig", newline="") as f:  # newline="": the csv module reads \r\n itself
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise HalluscanError(
+            f"{p} is not UTF-8 text: byte {e.object[e.start]:#04x} at offset {e.start} cannot be decoded; "
+            "save the file as UTF-8"
+        ) from e
+    except OSError as e:
+        raise HalluscanError(f"{p}: could not read it: {e.strerror or e}; check the file and its permissions") from e
     if suffix == ".csv":
-        with open(p, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            rows = [dict(r) for r in reader]
-            header = reader.fieldnames or []
-    elif suffix in (".jsonl", ".ndjson"):
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # newline="": no translation of what was read
+        rows = [dict(r) for r in reader]
+        header = reader.fieldnames or []
+    else:
         rows = []
-        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        for i, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -40,8 +53,6 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
                 )
             rows.append(row)
         header = list(rows[0]) if rows else []
-    else:
-        raise HalluscanError(f"{p}: unknown dataset format {suffix!r}; use .csv or .jsonl")
     if not rows:
         raise HalluscanError(f"{p}: the dataset is empty; it needs at least one row with 'question' and 'answer'")
     # Column names are matched without case ("Question,Answer" as in the LLMsKnow files).
@@ -81,12 +92,14 @@ def load_dataset(spec: str) -> Dataset:
         return build_world_facts()
     rows = read_table(spec)
     qs = []
+    rows_of: dict[str, list[int]] = {}  # id -> the rows that carry it
     for i, row in enumerate(rows, start=1):
         q, a = str(row.get("question") or "").strip(), str(row.get("answer") or "").strip()
         if not q or not a:
             field = "question" if not q else "answer"
             raise HalluscanError(f"{spec}: row {i} has an empty {field!r}; fill it or remove the row")
         qid = str(row.get("id") or row.get("qid") or i)
+        rows_of.setdefault(qid, []).append(i)
         qs.append(
             Question(
                 qid=qid,
@@ -95,6 +108,14 @@ def load_dataset(spec: str) -> Dataset:
                 aliases=_aliases(row.get("aliases"), a),
                 relation=str(row.get("relation") or "custom"),
             )
+        )
+    dups = {q: r for q, r in rows_of.items() if len(r) > 1}
+    if dups:
+        shown = "; ".join(f"{q!r} in rows {', '.join(map(str, r))}" for q, r in list(dups.items())[:5])
+        more = f" and {len(dups) - 5} more" if len(dups) > 5 else ""
+        raise HalluscanError(
+            f"{spec}: duplicate question id(s): {shown}{more}; give every row its own id (rows without an id "
+            "get their row number)"
         )
     digest = hashlib.sha256(Path(spec).read_bytes()).hexdigest()
     # The answers of a relation are its answer-type vocabulary for class-blind location.
