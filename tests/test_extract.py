@@ -248,3 +248,23 @@ def test_attention_received_matches_eager_output_attentions():
     torch.testing.assert_close(last, att[:, -1], rtol=1e-4, atol=1e-6)
     norm = normalise_rows(got)
     assert torch.allclose(norm.max(-1).values, torch.ones(3)) and torch.allclose(norm.min(-1).values, torch.zeros(3))
+
+
+@pytest.mark.parametrize(
+    "positions,pattern",
+    [
+        ({"first": -1}, r"item 'bad': position 'first' is -1, not an index into its 5 tokens \(0..4\)"),
+        ({"last": 5}, r"item 'bad': position 'last' is 5, not an index into its 5 tokens"),
+        ({"last": 2.0}, r"position 'last' is 2.0, not an index"),
+        ({"lats": 4}, r"item 'bad': unknown position 'lats'; the store's positions are: first, last, missing"),
+    ],
+)
+def test_bad_item_positions_are_refused_before_anything_is_written(tmp_path, positions, pattern):
+    model = tiny_model("llama")
+    store = ActivationStore.open_or_create(tmp_path / "s", key="k", layout=layout(model), provenance={})
+    bad = Item("bad", (1, 2, 3, 4, 5), positions)
+    with pytest.raises(HalluscanError, match=pattern):
+        extract_to_store(model, 0, [*items(6), bad], store, batch_size=4)
+    assert ActivationStore.open(tmp_path / "s").n_examples == 0 and not list((tmp_path / "s").rglob("*.npy"))
+    with pytest.raises(HalluscanError, match="has no tokens"):
+        extract_to_store(model, 0, [Item("empty", (), {})], store)

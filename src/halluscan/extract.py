@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from halluscan.batching import left_pad, prefill_prefix, shared_prefix_len, suffix_inputs
+from halluscan.errors import HalluscanError
 from halluscan.models.hooks import StopForward, capture
 from halluscan.store import ActivationStore, ChunkWriter
 
@@ -76,6 +77,28 @@ def forward_capture(
     return out
 
 
+def check_items(items: Sequence[Item], names: Sequence[str]) -> None:
+    """Raise a clear error for an item with a position the store does not have, or an index outside its tokens.
+
+    Torch would wrap a negative index silently (and fail deep inside the model for one past the end).
+    """
+    for it in items:
+        if not it.ids:
+            raise HalluscanError(f"item {it.id!r} has no tokens; give at least one token id")
+        for name, index in it.positions.items():
+            if name not in names:
+                raise HalluscanError(
+                    f"item {it.id!r}: unknown position {name!r}; the store's positions are: {', '.join(names)}"
+                )
+            if index is None:
+                continue
+            if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < len(it.ids):
+                raise HalluscanError(
+                    f"item {it.id!r}: position {name!r} is {index!r}, not an index into its {len(it.ids)} tokens "
+                    f"(0..{len(it.ids) - 1}); give an int index into its ids, or None when it is absent"
+                )
+
+
 def _or_last(index: int | None, item: Item) -> int:
     return len(item.ids) - 1 if index is None else index
 
@@ -93,6 +116,7 @@ def extract_to_store(
     lay = store.layout
     done = store.stored_ids()
     todo = sorted((it for it in items if it.id not in done), key=lambda it: (len(it.ids), it.id))
+    check_items(todo, lay["positions"])  # before the first chunk: a bad item stops the run with nothing written
     with ChunkWriter(store, progress) as writer:
         for b in range(0, len(todo), batch_size):
             writer.put(*_extract_batch(model, pad_id, todo[b : b + batch_size], lay))
@@ -104,6 +128,7 @@ def _extract_batch(
 ) -> tuple[dict[str, torch.Tensor], np.ndarray, list[dict[str, Any]]]:
     """Arrays, validity mask and records of one batch, laid out for the store."""
     names = lay["positions"]
+    check_items(batch, names)
     sites = {s: spec["layers"] for s, spec in lay["sites"].items()}
     valid = np.array([[it.positions.get(n) is not None for n in names] for it in batch])
     # an absent position reads the last token (zeroed below), so it cannot block prefix sharing
