@@ -1,14 +1,15 @@
-"""Load any HF causal LM: a hub id, a local folder, a .gguf file, or the bundled model.
+"""Load a causal LM of a supported architecture: a hub id, a local folder, a .gguf file, or the bundled model.
 
 A GGUF is de-quantised once by transformers (slow: 15-60 s) and cached as float32
 safetensors under the user's cache folder, keyed by the file's SHA-256; later loads
-read the cache (about 1 s).
+read the cache (about 1 s) and cast it to the dtype asked for, so one cache serves every dtype.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -144,23 +145,37 @@ def _finish(model: Any, tok: Any, model_id: str, source: str, revision: str) -> 
     return LoadedModel(model, tok, model_id, source, revision, is_chat)
 
 
+def _cache_dtype(cache: Path) -> str | None:
+    """The dtype a converted model was saved in (from its config.json), or None without a usable cache."""
+    try:
+        cfg = json.loads((cache / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cfg, dict):
+        return None
+    return cfg.get("dtype") or cfg.get("torch_dtype")  # transformers 5 writes "dtype", 4.x "torch_dtype"
+
+
 def _load_gguf(path: Path, torch_dtype: Any, *, model_id: str) -> LoadedModel:
     digest = file_sha256(path)
     cache = cache_root() / "models" / digest[:24]
-    if not (cache / "config.json").is_file():
-        _convert_gguf(path, cache, torch_dtype)
+    # The cache always holds float32 (a cache in another dtype, from an older halluscan, is converted again);
+    # loading casts it to torch_dtype, so asking for bfloat16 first never degrades a later float32 load.
+    if _cache_dtype(cache) != "float32":
+        _convert_gguf(path, cache)
     lm = _load_pretrained(str(cache), torch_dtype, source="gguf", revision="sha256:" + digest, model_id=model_id)
     return lm
 
 
-def _convert_gguf(path: Path, cache: Path, torch_dtype: Any) -> None:
-    """De-quantise a GGUF with transformers and save it as safetensors (atomic rename)."""
+def _convert_gguf(path: Path, cache: Path) -> None:
+    """De-quantise a GGUF with transformers and save it as float32 safetensors (atomic rename)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.warning("converting %s to a safetensors cache at %s (once; takes up to a minute)", path.name, cache)
     try:
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     except Exception as e:  # gguf reader errors come in many types
         raise HalluscanError(f"{path}: could not read this GGUF file ({type(e).__name__}: {str(e)[:160]})") from e
     # The de-quantised weights are plain tensors; drop the GGUF quantisation marker so it saves.
@@ -173,8 +188,13 @@ def _convert_gguf(path: Path, cache: Path, torch_dtype: Any) -> None:
     try:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        if cache.exists():  # another process finished first
+        if _cache_dtype(cache) == "float32":  # another process finished first
             shutil.rmtree(tmp)
+        elif cache.exists():  # a stale cache in another dtype: move it aside, put the new one in its place
+            stale = Path(tempfile.mkdtemp(prefix=cache.name + ".stale.", dir=cache.parent)) / "old"
+            os.replace(cache, stale)
+            os.replace(tmp, cache)
+            shutil.rmtree(stale.parent, ignore_errors=True)
         else:
             os.replace(tmp, cache)
     except OSError as e:
