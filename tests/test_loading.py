@@ -64,3 +64,34 @@ def test_a_cache_in_another_dtype_is_converted_again(fake_gguf):
     assert len(conversions) == 2 and loading._cache_dtype(cache) == "float32"
     assert [p.name for p in (loading.cache_root() / "models").iterdir()] == [cache.name]  # nothing stale left
     assert torch.equal(lm.model.lm_head.weight, tiny_model("llama").lm_head.weight)
+
+
+def tiny_opt_folder(folder):
+    """A tiny random OPT model (an architecture with no site table) with a word-level tokenizer."""
+    import transformers as tf
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({"<unk>": 0, "Q": 1, "A": 2}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tf.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<unk>").save_pretrained(folder)
+    cfg = tf.OPTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, ffn_dim=32, vocab_size=8,
+                       max_position_embeddings=32, word_embed_proj_dim=16)  # fmt: skip
+    tf.AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
+    return folder
+
+
+def test_unsupported_architecture_is_refused_before_a_run_folder_exists(tmp_path, capsys):
+    from halluscan.cli import main
+    from halluscan.errors import HalluscanError
+
+    model = tiny_opt_folder(tmp_path / "opt")
+    with pytest.raises(HalluscanError, match="architecture 'opt' has no hook-site table; add an entry to SITE_TABLES"):
+        loading.load_model(str(model))
+    qs = tmp_path / "q.csv"
+    qs.write_text("question,answer\nQ?,A\n")
+    runs = tmp_path / "runs"
+    capsys.readouterr()  # drop transformers' progress bars from saving the model
+    code = main(["run", "--model", str(model), "--dataset", str(qs), "--runs-dir", str(runs), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "architecture 'opt' has no hook-site table" in err
+    assert not runs.exists()

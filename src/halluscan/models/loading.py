@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from halluscan.errors import HalluscanError
+from halluscan.models.sites import site_table
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,10 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
 
 
 def load_model(spec: str, *, dtype: str = "float32", device: str = "cpu") -> LoadedModel:
-    """Load ``spec`` (bundled name, .gguf file, local folder or hub id) in eval mode."""
+    """Load ``spec`` (bundled name, .gguf file, local folder or hub id) in eval mode.
+
+    An architecture without a hook-site table (see :mod:`halluscan.models.sites`) is a HalluscanError.
+    """
     import torch
 
     torch_dtype = getattr(torch, dtype)
@@ -105,6 +109,8 @@ def load_model(spec: str, *, dtype: str = "float32", device: str = "cpu") -> Loa
         )
     else:
         lm = _load_pretrained(spec, torch_dtype, source="hub", revision="")
+    # Refuse an architecture without hook sites now, before a caller makes a run folder or a store for it.
+    site_table(lm.model)
     lm.model.to(device)
     lm.model.eval()
     return lm
