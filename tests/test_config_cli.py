@@ -1,5 +1,10 @@
+import re
+
+import pytest
+
 from halluscan.cli import main
 from halluscan.config import StudyConfig
+from halluscan.errors import HalluscanError
 
 
 def test_yaml_then_flags(tmp_path):
@@ -65,3 +70,47 @@ def test_missing_gguf_and_non_model_folder(capsys, tmp_path):
         capsys, "run", "--model", str(tmp_path), "--dataset", str(qs), "--runs-dir", str(tmp_path / "r")
     )
     assert code == 2 and "no config.json in this folder" in err
+
+
+@pytest.mark.parametrize(
+    "yaml_text,pattern",
+    [
+        ("positions: last_q\n", r"config key positions must be a list of position names.*got 'last_q' \(str\)"),
+        ("positions: 5\n", r"config key positions must be a list of position names.*got 5 \(int\)"),
+        ("folds: '5'\n", r"config key folds must be an integer, got '5' \(str\)"),
+        ("folds: 2.5\n", r"config key folds must be an integer, got 2.5 \(float\)"),
+        ("quiet: 'yes'\n", r"config key quiet must be true or false, got 'yes' \(str\)"),
+        ("probe_c: 1e-2\n", r"config key probe_c must be a number, got '1e-2' \(str\) \(YAML reads 1e-2 as text"),
+        ("name: 7\n", r"config key name must be a string, got 7 \(int\)"),
+        ("seed:\n", r"config key seed must be an integer, got None"),
+        ("n_questions: -1\n", r"config: n_questions=-1 is negative; give 0 \(all\) or a positive count"),
+        ("probe_c: 0\n", r"config: probe_c=0 must be a positive number"),
+        ("probe_c: -0.5\n", r"config: probe_c=-0.5 must be a positive number"),
+        ("name: ''\n", r"config: name is empty; give a run name"),
+        ("name: '  '\n", r"config: name is empty"),
+        ("positions: [last_q, '-1', last_q]\n", r"config: positions lists 'last_q' more than once; give each once"),
+    ],
+)
+def test_bad_yaml_values_name_the_key_and_type(capsys, tmp_path, yaml_text, pattern):
+    y = tmp_path / "c.yaml"
+    y.write_text(yaml_text)
+    code, err = run_cli(capsys, "run", "--config", str(y), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2 and err.count("\n") == 0
+    assert re.search(pattern, err), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_yaml_positions_may_be_unquoted_numbers(tmp_path):
+    from halluscan.config import load_yaml
+
+    y = tmp_path / "c.yaml"
+    y.write_text("positions: [last_q, -1, -8]\nprobe_c: 1\n")
+    assert load_yaml(y) == {"positions": ("last_q", "-1", "-8"), "probe_c": 1}
+    assert StudyConfig(**load_yaml(y)).validate().probe_c == 1
+
+
+def test_python_api_values_are_checked_too():
+    with pytest.raises(HalluscanError, match=r"config: folds must be an integer, got '5' \(str\)"):
+        StudyConfig(folds="5").validate()  # type: ignore[arg-type]
+    with pytest.raises(HalluscanError, match=r"config: positions must be a list of position names"):
+        StudyConfig(positions="last_q").validate()  # type: ignore[arg-type]

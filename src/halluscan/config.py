@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,22 @@ class StudyConfig:
 
     def validate(self) -> StudyConfig:
         """Check values that argparse cannot; return self for chaining."""
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), "config:")
         check_position_names(self.positions)
+        dup = sorted({p for p in self.positions if self.positions.count(p) > 1})
+        if dup:
+            raise HalluscanError(f"config: positions lists {', '.join(map(repr, dup))} more than once; give each once")
+        if not self.name.strip():
+            raise HalluscanError("config: name is empty; give a run name (a folder name under runs_dir)")
+        if self.n_questions < 0:
+            raise HalluscanError(
+                f"config: n_questions={self.n_questions} is negative; give 0 (all) or a positive count"
+            )
+        if not (math.isfinite(self.probe_c) and self.probe_c > 0):
+            raise HalluscanError(f"config: probe_c={self.probe_c} must be a positive number (sklearn's C, e.g. 0.05)")
+        if self.threads < 0:
+            raise HalluscanError(f"config: threads={self.threads} is negative; give 0 (torch's default) or more")
         _choice("stop", self.stop, ("sentence", "line", "none"))
         _choice("store_dtype", self.store_dtype, ("bfloat16", "float32"))
         _choice("locator", self.locator, ("class-blind", "asymmetric"))
@@ -67,6 +83,26 @@ class StudyConfig:
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise HalluscanError(f"config: {key}={value!r} is not one of {', '.join(allowed)}")
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _check_type(key: str, value: Any, where: str) -> None:
+    """Raise a clear error when ``value`` is not of the type of config key ``key``."""
+    typ = typing.get_type_hints(StudyConfig)[key]
+    if key == "positions":
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        want = "a list of position names, e.g. [last_q, exact_answer_last, '-1']"
+    elif typ is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        want = _TYPE_NAMES[float]
+    else:
+        ok = isinstance(value, typ) and (typ is bool or not isinstance(value, bool))
+        want = _TYPE_NAMES[typ]
+    if not ok:
+        hint = " (YAML reads 1e-2 as text; write 0.01 or 1.0e-2)" if typ is float and isinstance(value, str) else ""
+        raise HalluscanError(f"{where} {key} must be {want}, got {value!r} ({type(value).__name__}){hint}")
 
 
 def _field_type(f: dataclasses.Field[Any]) -> Any:
@@ -91,8 +127,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     unknown = sorted(set(data) - known)
     if unknown:
         raise HalluscanError(f"{p}: unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
-    if "positions" in data:
-        data["positions"] = tuple(str(x) for x in data["positions"])
+    pos = data.get("positions")
+    if isinstance(pos, list) and all(isinstance(x, str | int) and not isinstance(x, bool) for x in pos):
+        data["positions"] = tuple(str(x) for x in pos)  # an unquoted -1 is read as a number
+    for key, value in data.items():
+        _check_type(key, value, f"{p}: config key")
     return data
 
 
