@@ -9,12 +9,13 @@ from halluscan.transfer import transfer_auc, transfer_matrix
 LAYOUT = {"positions": ["a", "b"], "dtype": "float32", "sites": {"residual": {"layers": [0, 1], "dims": [8]}}}
 
 
-def make_store(root, n, seed, signal_layer=1, flip=False):
+def make_store(root, n, seed, signal_layer=1, flip=False, provenance=None, dims=8):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
-    x = rng.normal(size=(n, 2, 2, 8)).astype(np.float32)
+    x = rng.normal(size=(n, 2, 2, dims)).astype(np.float32)
     x[:, signal_layer, :, 0] += (1 - 2 * y if flip else 2 * y - 1)[:, None] * 1.5  # wrong answers shift feature 0
-    s = ActivationStore.open_or_create(root, key="k", layout=LAYOUT, provenance={})
+    lay = {**LAYOUT, "sites": {"residual": {"layers": [0, 1], "dims": [dims]}}}
+    s = ActivationStore.open_or_create(root, key="k", layout=lay, provenance=provenance or {})
     s.append(
         {"residual": torch.from_numpy(x)},
         np.ones((n, 2), bool),
@@ -60,3 +61,28 @@ def test_cli_probe_train_test_and_matrix(tmp_path, capsys):
     assert json.loads((out / "transfer_matrix.json").read_text())["best_auc"][0][1] > 0.8
     assert main(["probe", "--train", str(tmp_path / "a"), "--out", str(out)]) == 2
     assert "give --train RUN and --test RUN" in capsys.readouterr().err
+
+
+def model_prov(model_id, revision, source="hub"):
+    return {"model": {"model_id": model_id, "revision": revision, "source": source}}
+
+
+def test_runs_of_different_models_or_dims_are_refused(tmp_path):
+    a = make_store(tmp_path / "a", 60, 0, provenance=model_prov("org/llama-1b", "abc123"))
+    b = make_store(tmp_path / "b", 60, 1, provenance=model_prov("org/qwen-1b", "def456"))
+    with pytest.raises(HalluscanError, match=r"b was made with model org/qwen-1b \(def456\) but .*a with org/llama-1b"):
+        transfer_auc(a, b)
+    other_rev = make_store(tmp_path / "r", 60, 1, provenance=model_prov("org/llama-1b", "fff000"))
+    with pytest.raises(HalluscanError, match="probes transfer only between runs of the same model"):
+        transfer_auc(a, other_rev)
+    with pytest.raises(HalluscanError, match="probes transfer only between runs of the same model"):
+        transfer_matrix([str(tmp_path / "a"), str(tmp_path / "b")])
+    wide = make_store(tmp_path / "w", 60, 1, dims=16)
+    with pytest.raises(HalluscanError, match=r"w: its residual features have dims \[16\] but .*a's have \[8\]"):
+        transfer_auc(a, wide)
+    # the same model (a GGUF known by its file hash, here at another path) transfers
+    g1 = make_store(tmp_path / "g1", 60, 0, provenance=model_prov("/x/m.gguf", "sha256:99", source="gguf"))
+    g2 = make_store(tmp_path / "g2", 60, 1, provenance=model_prov("/y/m.gguf", "sha256:99", source="gguf"))
+    assert transfer_auc(g1, g2)["auc"].shape == (2, 2)
+    same = make_store(tmp_path / "s", 60, 1, provenance=model_prov("org/llama-1b", "abc123"))
+    assert transfer_auc(a, same)["auc"].shape == (2, 2)

@@ -28,6 +28,7 @@ def transfer_auc(
 ) -> dict[str, Any]:
     """AUC on ``test`` of probes fitted on all of ``train``: ``{"layers", "positions", "auc"}``."""
     layers, positions = train.layers(site), train.positions
+    check_same_model(train, test, site)
     if test.layers(site) != layers or test.positions != positions:
         raise HalluscanError(
             f"{test.root}: its layers or positions differ from {train.root}'s; train and test runs need the same "
@@ -48,6 +49,37 @@ def transfer_auc(
         scores = torch.einsum("lnd,ld->ln", (xte - mu) / sd, w) + bias[:, None]
         auc[:, j] = auc_rows(scores.numpy(), yte[b])
     return {"layers": layers, "positions": positions, "auc": auc}
+
+
+def _model_identity(model: dict[str, Any]) -> tuple[Any, ...]:
+    # A GGUF is known by its file hash (the same file may sit at another path); other models by id and revision.
+    if model.get("source") == "gguf":
+        return ("gguf", model.get("revision"))
+    return (model.get("model_id"), model.get("revision"))
+
+
+def _describe(model: dict[str, Any]) -> str:
+    return f"{model.get('model_id')} ({str(model.get('revision') or 'no revision')[:23]})"
+
+
+def check_same_model(train: ActivationStore, test: ActivationStore, site: str = "residual") -> None:
+    """Refuse runs whose features differ in shape or that come from different models (per their provenance).
+
+    Stores without a model provenance record (made through the Python API) are compared by shape only.
+    """
+    train.layers(site), test.layers(site)  # a clear error when either lacks the site
+    dims_a, dims_b = train.layout["sites"][site]["dims"], test.layout["sites"][site]["dims"]
+    if dims_a != dims_b:
+        raise HalluscanError(
+            f"{test.root}: its {site} features have dims {dims_b} but {train.root}'s have {dims_a}; "
+            "train and test runs need the same model"
+        )
+    a, b = ((st.m.get("provenance") or {}).get("model") for st in (train, test))
+    if isinstance(a, dict) and isinstance(b, dict) and _model_identity(a) != _model_identity(b):
+        raise HalluscanError(
+            f"{test.root} was made with model {_describe(b)} but {train.root} with {_describe(a)}; "
+            "probes transfer only between runs of the same model: give runs made with one model"
+        )
 
 
 def best(auc: np.ndarray) -> float:
