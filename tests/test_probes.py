@@ -11,7 +11,6 @@ from halluscan.probes import (
     fit_logreg_batched,
     folds_for,
     metadata_prior_auc,
-    standardise,
     sweep,
 )
 
@@ -35,7 +34,9 @@ def test_batched_fit_agrees_with_sklearn():
     x, y = synthetic()
     xt = torch.from_numpy(x).transpose(0, 1)
     tr, te = np.arange(200), np.arange(200, 300)
-    a, b = standardise(xt[:, tr], xt[:, te])
+    a, b = xt[:, tr], xt[:, te]
+    mu, sd = a.mean(1, keepdim=True), a.std(1, keepdim=True)
+    a, b = (a - mu) / sd, (b - mu) / sd
     for c in (1.0, 0.05):
         w, bias = fit_logreg_batched(a, torch.from_numpy(y[tr]), c=c)
         ours = auc_rows((torch.einsum("cnd,cd->cn", b, w) + bias[:, None]).numpy(), y[te])
@@ -134,3 +135,59 @@ def test_degenerate_inputs_are_handled_not_crashed():
     assert np.isfinite(res.auc[:, 0]).all()
     assert np.isnan(res.auc[:, 1]).all() and np.isnan(res.auc[:, 2]).all()
     assert res.n == [200, 5, int(y.sum())] and res.best("c")[0] == -1 and np.isnan(res.best("c")[1])
+
+
+def test_fit_logreg_folds_match_sklearn_per_fold_with_odd_features():
+    """Every fold of every problem equals sklearn's StandardScaler + LogisticRegression on that fold."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from halluscan.probes import fit_logreg
+
+    x, y = synthetic(n=240, cells=3, d=12, seed=3)
+    x[:, :, 0] = 7.0  # a constant feature
+    x[:, :, 1] *= 300.0  # a huge-scale feature (residual streams have these)
+    splits = folds_for(y, [str(i // 2) for i in range(len(y))], 4, 0)
+    train = torch.zeros(len(y), 4)
+    for f, (tr, _) in enumerate(splits):
+        train[tr, f] = 1
+    fit = fit_logreg(torch.from_numpy(x).transpose(0, 1).contiguous(), y, 0.05, train, tol=1e-7)
+    assert bool(fit.converged.all())
+    w, b = fit.raw()
+    for p in range(3):
+        for f, (tr, _) in enumerate(splits):
+            ref = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, tol=1e-8, max_iter=5000))
+            ref.fit(x[tr, p], y[tr])
+            ours = x[:, p] @ w[p, f].numpy() + float(b[p, f])
+            assert np.allclose(ours, ref.decision_function(x[:, p]), atol=2e-3)
+            assert np.allclose(fit.logits[p, f].numpy(), ours, atol=1e-3)  # logits kept along the way
+
+
+def test_fit_logreg_shrinking_batch_keeps_early_results():
+    """Problems that converge early leave the batch; their results equal a fit on their own."""
+    from halluscan.probes import fit_logreg
+
+    rng = np.random.default_rng(5)
+    n, d = 200, 30
+    y = rng.integers(0, 2, n)
+    easy = rng.normal(size=(4, n, d)) * 0.01  # almost nothing to fit: converges in a few steps
+    hard = rng.normal(size=(4, n, d)) + y[None, :, None] * rng.normal(size=(4, 1, d))
+    x = torch.from_numpy(np.concatenate([easy, hard]).astype(np.float32))
+    together = fit_logreg(x, y, 1.0)
+    for p in (0, 5):
+        alone = fit_logreg(x[p : p + 1], y, 1.0)
+        assert torch.allclose(together.coef[p], alone.coef[0], atol=1e-3)
+        assert torch.allclose(together.intercept[p], alone.intercept[0], atol=1e-3)
+
+
+def test_fit_logreg_refuses_bad_shapes_and_tiny_folds():
+    from halluscan.probes import fit_logreg
+
+    with pytest.raises(HalluscanError, match="problem, example, feature"):
+        fit_logreg(torch.zeros(5, 3), np.zeros(5), 1.0)
+    with pytest.raises(HalluscanError, match="labels"):
+        fit_logreg(torch.zeros(1, 5, 3), np.zeros(4), 1.0)
+    train = torch.zeros(5, 1)
+    train[0] = 1
+    with pytest.raises(HalluscanError, match="fewer than 2 training"):
+        fit_logreg(torch.zeros(1, 5, 3), np.array([0, 1, 0, 1, 0]), 1.0, train)

@@ -1,10 +1,12 @@
 """Linear probes: a batched sweep over (layer, position) cells, and an sklearn-style probe.
 
-The sweep fits one L2-regularised logistic regression per layer for a position, all layers
-at once as one torch problem (full-batch L-BFGS on standardised features). The objective
-is sklearn's: ``C * sum(logloss) + 0.5 * ||w||^2`` with an unpenalised intercept, so the
-solutions match ``LogisticRegression(C=C)``. Cross-validation folds are stratified by label
-and grouped by question.
+Every probe here is an L2-regularised logistic regression on standardised features with
+sklearn's objective, ``C * sum(logloss) + 0.5 * ||w||^2`` and an unpenalised intercept, so
+the solutions match ``LogisticRegression(C=C)``. :func:`fit_logreg` fits many such problems
+at once (every layer of a position x every cross-validation fold) with a batched L-BFGS that
+needs no autograd: a logistic model is linear in its weights, so the exact line search along
+a direction costs one matrix product, and each step reads the data twice (logits, gradient).
+Cross-validation folds are stratified by label and grouped by question.
 """
 
 from __future__ import annotations
@@ -23,29 +25,167 @@ from sklearn.model_selection import StratifiedGroupKFold
 from halluscan.errors import HalluscanError
 
 
+def fold_moments(x: torch.Tensor, train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training mean and std of ``x`` [P, n, d] for each fold of ``train`` [n, F] -> [P, F, d].
+
+    The std is the population one (ddof 0), as sklearn's ``StandardScaler`` computes it.
+
+    A (near-)constant feature gets std 1, so it standardises to ~0 instead of dividing by 0.
+    This is the one place features are standardised: probes, the sweep and transfer share it.
+    """
+    cnt = train.sum(0).to(x.dtype)[:, None]  # [F, 1]
+    tr = train.T.to(x.dtype).contiguous()  # [F, n]: this operand order is the fast matmul layout
+    mu = torch.matmul(tr, x) / cnt
+    var = (torch.matmul(tr, x * x) / cnt - mu * mu).clamp(min=0)
+    sd = var.sqrt()
+    tiny = 1e-6 * (1 + mu.abs())
+    return mu, torch.where(sd > tiny, sd, torch.ones_like(sd))
+
+
+@dataclass
+class LogRegFit:
+    """Result of :func:`fit_logreg`: weights in standardised units and the standardisation."""
+
+    coef: torch.Tensor  # [P, F, d] on standardised features
+    intercept: torch.Tensor  # [P, F]
+    mean: torch.Tensor  # [P, F, d]
+    scale: torch.Tensor  # [P, F, d]
+    logits: torch.Tensor  # [P, F, n]: every example's log-odds under every fold's probe
+    n_iter: int
+    converged: torch.Tensor  # [P, F] bool
+
+    def raw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weights and intercept on the raw features: ``logit = x @ w + b``."""
+        w = self.coef / self.scale
+        return w, self.intercept - (self.mean * w).sum(-1)
+
+
+def fit_logreg(
+    x: torch.Tensor,
+    y: torch.Tensor | np.ndarray,
+    c: float,
+    train: torch.Tensor | None = None,
+    *,
+    max_iter: int = 500,
+    tol: float = 1e-4,
+    history: int = 20,
+) -> LogRegFit:
+    """Fit one probe per problem ``p`` and fold ``f``: ``x`` [P, n, d], ``y`` [n] in {0, 1}.
+
+    ``train`` [n, F] marks each fold's training rows (default: one fold, every row). Each
+    problem minimises ``C * sum_train logloss + 0.5 * ||w||^2`` on features standardised by
+    its fold's training mean and std. That standardisation is folded into the weights
+    (``logit = x @ (w / sd) - mu . (w / sd) + b``), so all folds share one copy of ``x``.
+
+    Stops when every problem's largest gradient entry, on sklearn's scale (divided by
+    ``C * n_train``), is below ``tol`` (sklearn's default 1e-4), or after ``max_iter`` steps.
+    Converged problems stop moving; cells whose folds have all converged leave the batch.
+    Works in ``x``'s dtype (float32 for the sweep, float64 for :class:`LinearProbe`).
+    """
+    if x.dim() != 3:
+        raise HalluscanError(f"fit_logreg wants x as [problem, example, feature]; got shape {tuple(x.shape)}")
+    n_prob, n, d = x.shape
+    dt = x.dtype
+    yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).to(dt)
+    if yt.shape != (n,):
+        raise HalluscanError(f"fit_logreg: {yt.numel()} labels for {n} examples")
+    train = torch.ones(n, 1, dtype=dt) if train is None else train.to(dt)
+    n_folds = train.shape[1]
+    if bool((train.sum(0) < 2).any()):
+        raise HalluscanError("fit_logreg: a fold has fewer than 2 training examples; use fewer folds or more data")
+    mu, sd = fold_moments(x, train)
+    m = train.T.contiguous()[None]  # [1, F, n]
+    yy = yt[None, None]  # [1, 1, n]
+    scale = c * m.sum(-1)  # [1, F]: sklearn's objective is ours divided by C * n_train
+
+    out_w = torch.zeros(n_prob, n_folds, d, dtype=dt)
+    out_b = torch.zeros(n_prob, n_folds, dtype=dt)
+    out_z = torch.zeros(n_prob, n_folds, n, dtype=dt)
+    out_ok = torch.zeros(n_prob, n_folds, dtype=torch.bool)
+
+    active = torch.arange(n_prob)
+    xa, mua, sda = x, mu, sd
+    w = torch.zeros(n_prob, n_folds, d, dtype=dt)
+    b = torch.zeros(n_prob, n_folds, dtype=dt)
+    z = torch.zeros(n_prob, n_folds, n, dtype=dt)
+
+    def project(vw: torch.Tensor, vb: torch.Tensor) -> torch.Tensor:
+        """Logits of weights ``vw`` [P, F, d] (standardised units) and bias ``vb`` [P, F] -> [P, F, n]."""
+        v = vw / sda
+        return torch.bmm(v, xa.mT) - (mua * v).sum(-1, keepdim=True) + vb[..., None]
+
+    def gradient(z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        r = m * (torch.sigmoid(z) - yy)  # [P, F, n]
+        rs = r.sum(-1)
+        gw = c * (torch.bmm(r, xa) - mua * rs[..., None]) / sda + w
+        return torch.cat([gw, (c * rs)[..., None]], -1)  # [P, F, d + 1]
+
+    def converged(g: torch.Tensor) -> torch.Tensor:
+        return (g.abs().amax(-1) / scale) <= tol
+
+    g = gradient(z, w)
+    done = converged(g)
+    mem: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, rho) pairs
+    it = 0
+    for it in range(1, max_iter + 1):
+        # L-BFGS two-loop recursion, per problem
+        q = g.clone()
+        alphas = []
+        for s, yv, rho in reversed(mem):
+            a = rho * (s * q).sum(-1, keepdim=True)
+            q -= a * yv
+            alphas.append(a)
+        if mem:
+            s, yv, _ = mem[-1]
+            q *= (s * yv).sum(-1, keepdim=True) / (yv * yv).sum(-1, keepdim=True).clamp(min=1e-30)
+        for (s, yv, rho), a in zip(mem, reversed(alphas), strict=True):
+            q += s * (a - rho * (yv * q).sum(-1, keepdim=True))
+        step = torch.where(done[..., None], torch.zeros_like(q), -q)
+        dw, db = step[..., :d], step[..., d]
+        dz = project(dw, db)
+        # exact line search: phi(a) = C sum logloss(z + a dz) + 0.5 ||w + a dw||^2 is convex in a
+        wd, dd = (w * dw).sum(-1), (dw * dw).sum(-1)
+        alpha = torch.ones_like(wd) if mem else 1.0 / (1.0 + dd.sqrt())
+        for _ in range(3):
+            p = torch.sigmoid(z + alpha[..., None] * dz)
+            d1 = c * (m * (p - yy) * dz).sum(-1) + wd + alpha * dd
+            d2 = c * (m * p * (1 - p) * dz * dz).sum(-1) + dd
+            alpha = (alpha - d1 / d2.clamp(min=1e-30)).clamp(0, 1e3)
+        z = z + alpha[..., None] * dz
+        s_new = torch.cat([alpha[..., None] * dw, (alpha * db)[..., None]], -1)
+        w, b = w + s_new[..., :d], b + s_new[..., d]
+        g_new = gradient(z, w)
+        y_new = g_new - g
+        sy = (s_new * y_new).sum(-1, keepdim=True)
+        ok = sy > 1e-10 * (s_new * s_new).sum(-1, keepdim=True).sqrt() * (y_new * y_new).sum(-1, keepdim=True).sqrt()
+        zero = torch.zeros_like(s_new)
+        mem.append((torch.where(ok, s_new, zero), torch.where(ok, y_new, zero),
+                    torch.where(ok, 1.0 / sy.clamp(min=1e-30), torch.zeros_like(sy))))  # fmt: skip
+        if len(mem) > history:
+            mem.pop(0)
+        g = g_new
+        done = done | converged(g)
+        finished = done.all(-1)
+        if bool(finished.all()) or it == max_iter:
+            break
+        if int(finished.sum()) * 4 >= len(active):  # a quarter of the batch is done: shrink it
+            keep = ~finished
+            idx = active[finished]
+            out_w[idx], out_b[idx], out_z[idx], out_ok[idx] = w[finished], b[finished], z[finished], True
+            active = active[keep]
+            xa, mua, sda = x[active], mu[active], sd[active]
+            w, b, z, g, done = w[keep], b[keep], z[keep], g[keep], done[keep]
+            mem = [(s[keep], yv[keep], rho[keep]) for s, yv, rho in mem]
+    out_w[active], out_b[active], out_z[active], out_ok[active] = w, b, z, done
+    return LogRegFit(out_w, out_b, mu, sd, out_z, it, out_ok)
+
+
 def fit_logreg_batched(
-    x: torch.Tensor, y: torch.Tensor, c: float = 1.0, max_iter: int = 300, tol: float = 1e-6
+    x: torch.Tensor, y: torch.Tensor, c: float = 1.0, max_iter: int = 500, tol: float = 1e-4
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fit ``x`` [cell, n, d] (standardised) against ``y`` [n] in {0,1}; return w [cell, d], b [cell]."""
-    cells, _, d = x.shape
-    w = torch.zeros(cells, d, dtype=x.dtype, requires_grad=True)
-    b = torch.zeros(cells, dtype=x.dtype, requires_grad=True)
-    yf = y.to(x.dtype).expand(cells, -1)
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-10,
-                            history_size=20, line_search_fn="strong_wolfe")  # fmt: skip
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        logits = torch.einsum("cnd,cd->cn", x, w) + b[:, None]
-        loss = (
-            c * torch.nn.functional.binary_cross_entropy_with_logits(logits, yf, reduction="sum") + 0.5 * (w * w).sum()
-        )
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    return w.detach(), b.detach()
+    """Fit ``x`` [cell, n, d] against ``y`` [n] on all rows; return w [cell, d], b [cell] on raw ``x``."""
+    w, b = fit_logreg(x, y, c, max_iter=max_iter, tol=tol).raw()
+    return w[:, 0], b[:, 0]
 
 
 def auc_rows(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -56,14 +196,6 @@ def auc_rows(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.full(scores.shape[0], np.nan)
     ranks = rankdata(scores, axis=1)
     return (ranks[:, pos].sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-
-def standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
-    """Scale features by the training mean and std (over dim -2); constant features get std 1."""
-    mu = train.mean(dim=-2, keepdim=True)
-    sd = train.std(dim=-2, keepdim=True)
-    sd = torch.where(sd > 1e-8, sd, torch.ones_like(sd))
-    return [(t - mu) / sd for t in (train, *others)]
 
 
 def folds_for(y: np.ndarray, groups: Sequence[str], k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -78,51 +210,18 @@ def folds_for(y: np.ndarray, groups: Sequence[str], k: int, seed: int) -> list[t
 
 
 def cv_auc(x: torch.Tensor, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], c: float,
-           max_iter: int = 100, tol: float = 1e-5) -> np.ndarray:  # fmt: skip
+           max_iter: int = 500, tol: float = 1e-4) -> np.ndarray:  # fmt: skip
     """Per-fold test AUC of a probe per cell: ``x`` [n, cell, d] -> [fold, cell].
 
-    All folds of all cells are fitted in one L-BFGS problem that reads ``x`` once per step:
-    fold ``f``'s standardisation (its training mean and std) is folded into the weights,
-    ``logit = x @ (w / sd_f) - mu_f . (w / sd_f) + b``, which is exactly a probe on
-    per-fold standardised features without a per-fold copy of the data. Turning many
-    matrix-vector products into one matrix-matrix product is what makes the sweep fast:
-    on a CPU it is limited by memory traffic, not arithmetic.
+    All folds of all cells are one :func:`fit_logreg` problem that reads ``x`` twice per step.
     """
     xc = x.transpose(0, 1).to(torch.float32)  # [cell, n, d]
-    xc = xc - xc.mean(dim=1, keepdim=True)  # exact: per-fold means are taken after this
-    n_folds = len(splits)
-    train = torch.zeros(xc.shape[1], n_folds)
+    xc = xc - xc.mean(dim=1, keepdim=True)  # exact (each fold re-centres), and kinder to float32
+    train = torch.zeros(xc.shape[1], len(splits))
     for f, (tr, _) in enumerate(splits):
         train[tr, f] = 1.0
-    cnt = train.sum(0)
-    mu = torch.einsum("cnd,nf->cdf", xc, train) / cnt
-    var = (torch.einsum("cnd,nf->cdf", xc * xc, train) - cnt * mu * mu) / (cnt - 1)
-    sd = var.clamp(min=0).sqrt()
-    sd = torch.where(sd > 1e-6, sd, torch.ones_like(sd))
-    w = torch.zeros_like(mu, requires_grad=True)  # [cell, d, fold] in standardised units
-    b = torch.zeros(xc.shape[0], n_folds, requires_grad=True)
-    yy = torch.from_numpy(y).to(torch.float32)[None, :, None].expand(xc.shape[0], -1, n_folds)
-    mask = train[None].expand(xc.shape[0], -1, -1)
-
-    def logits() -> torch.Tensor:
-        v = w / sd
-        return torch.bmm(xc, v) - (mu * v).sum(1)[:, None, :] + b[:, None, :]  # [cell, n, fold]
-
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-9,
-                            history_size=20, line_search_fn="strong_wolfe")  # fmt: skip
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits(), yy, reduction="none")
-        loss = c * (bce * mask).sum() + 0.5 * (w * w).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    with torch.no_grad():
-        z = logits().numpy()
-    return np.stack([auc_rows(z[:, te, f], y[te]) for f, (_, te) in enumerate(splits)])
+    z = fit_logreg(xc, y, c, train, max_iter=max_iter, tol=tol).logits.numpy()  # [cell, fold, n]
+    return np.stack([auc_rows(z[:, f, te], y[te]) for f, (_, te) in enumerate(splits)])
 
 
 @dataclass
@@ -132,12 +231,11 @@ class SweepResult:
     layers: list[int]
     positions: list[str]
     auc: np.ndarray  # [layer, position] mean over folds (NaN where a position had no data)
-    auc_std: np.ndarray  # [layer, position] std over folds
+    auc_std: np.ndarray  # [layer, position] sample std (ddof 1) of the fold AUCs
     n: list[int]  # examples per position
     folds: int
     auc_lo: np.ndarray | None = None  # [layer, position] 95 % interval of the mean over folds (t)
     auc_hi: np.ndarray | None = None
-    extra: dict[str, float] = field(default_factory=dict)
 
     def interval(self, layer: int, pos: str) -> tuple[float, float]:
         """95 % interval of a cell's mean AUC over folds (Student t on the fold AUCs)."""
@@ -184,7 +282,7 @@ def sweep(
         if ns[-1] >= 2 * folds and min(yk.sum(), len(yk) - yk.sum()) >= folds:
             x = get_position(pos)[torch.from_numpy(keep)]
             per_fold = cv_auc(x, yk, folds_for(yk, g[keep], folds, seed), c)
-            auc[:, j], sd[:, j] = per_fold.mean(0), per_fold.std(0)
+            auc[:, j], sd[:, j] = per_fold.mean(0), per_fold.std(0, ddof=1)
             lo[:, j], hi[:, j] = fold_interval(per_fold)
         if progress is not None:
             progress(1)
@@ -233,16 +331,14 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         if y_type != "binary":
             raise ValueError(f"Only binary classification is supported. The type of the target is {y_type}.")
         x = torch.from_numpy(np.array(X, dtype=np.float64, copy=True))
-        self.mean_ = x.mean(0).numpy()
-        sd = x.std(0)
-        self.scale_ = torch.where(sd > 1e-12, sd, torch.ones_like(sd)).numpy()
-        xs = (x - torch.from_numpy(self.mean_)) / torch.from_numpy(self.scale_)
         yy = torch.from_numpy((y == self.classes_[1]).astype(np.float64))
-        w, b = fit_logreg_batched(xs[None], yy, c=self.C, max_iter=self.max_iter)
-        self.coef_ = (w[0] / torch.from_numpy(self.scale_)).numpy()[None]
-        self.intercept_ = np.array([float(b[0]) - float((self.coef_[0] * self.mean_).sum())])
+        fit = fit_logreg(x[None], yy, self.C, max_iter=self.max_iter)
+        self.mean_, self.scale_ = fit.mean[0, 0].numpy(), fit.scale[0, 0].numpy()
+        w, b = fit.raw()
+        self.coef_ = w[0].numpy()
+        self.intercept_ = b[0].numpy()
+        self.n_iter_ = np.array([fit.n_iter])
         self.n_features_in_ = X.shape[1]
-        self.n_iter_ = np.array([self.max_iter])  # an upper bound: L-BFGS stops earlier when converged
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
@@ -291,12 +387,11 @@ class ProbeBank:
             meta: dict[str, Any] | None = None) -> ProbeBank:  # fmt: skip
         """Fit on ``x`` [example, layer, d] (all examples: the bank is for new responses)."""
         xc = x.transpose(0, 1).to(torch.float32)  # [layer, n, d]
-        mean = xc.mean(1)
-        sd = xc.std(1)
-        scale = torch.where(sd > 1e-6, sd, torch.ones_like(sd))
-        w, b = fit_logreg_batched((xc - mean[:, None]) / scale[:, None], torch.from_numpy(y), c=c)
+        centre = xc.mean(1, keepdim=True)
+        fit = fit_logreg(xc - centre, y, c)
         info = {"c": c, "n_train": int(len(y)), "n_wrong": int(y.sum()), **(meta or {})}
-        return cls(list(layers), position, w, b, mean, scale, info)
+        mean = centre[:, 0] + fit.mean[:, 0]
+        return cls(list(layers), position, fit.coef[:, 0], fit.intercept[:, 0], mean, fit.scale[:, 0], info)
 
     def decision_function(self, x: torch.Tensor) -> torch.Tensor:
         """Log-odds of *wrong* per layer: ``x`` [..., layer, d] -> [..., layer]."""
