@@ -100,7 +100,7 @@ def _advance(rows: list[_Row], cand: torch.Tensor, lm: LoadedModel, opts: Genera
         cut = find_stop(text, opts.stop)
         if cut is not None:
             r.done, r.cut = True, cut
-            r.stopped_by = "line" if text[cut - 1 : cut] == "\n" or "\n" in text[cut - 1 : cut + 1] else opts.stop
+            r.stopped_by = "line" if text[cut : cut + 1] == "\n" else opts.stop  # find_stop cuts before a newline
     return took
 
 
@@ -186,7 +186,7 @@ def finish_row(lm: LoadedModel, qid: str, prompt: list[int], row: _Row) -> Gener
         response_ids=tuple(row.ids[:n]),
         response=text,
         token_starts=tuple(starts[:n]),
-        stopped_by=row.stopped_by if row.cut is not None or row.stopped_by == "eos" else "length",
+        stopped_by=row.stopped_by,  # "length" unless _advance saw an eos or a stop
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections import Counter
@@ -57,9 +56,7 @@ def select_questions(ds: Dataset, n: int, seed: int) -> list[Question]:
     return qs
 
 
-def example_record(
-    q: Question, g: Generation, gr: Grade, lm: LoadedModel, idx: dict[str, int | None]
-) -> dict[str, Any]:
+def example_record(q: Question, g: Generation, gr: Grade, idx: dict[str, int | None]) -> dict[str, Any]:
     """The JSON record stored beside an example's activations."""
     span = lambda s: [s.start, s.end] if s else None  # noqa: E731
     return {
@@ -110,7 +107,7 @@ def extract_study(cfg: StudyConfig, lm: LoadedModel, ds: Dataset, qs: list[Quest
             assert states is not None
             grades = [grader.grade(by_id[g.qid], g) for g in gens]
             acts, valid, idx = gather_batch(gens, grades, states, tail, positions)
-            recs = [example_record(by_id[g.qid], g, gr, lm, ix) for g, gr, ix in zip(gens, grades, idx, strict=True)]
+            recs = [example_record(by_id[g.qid], g, gr, ix) for g, gr, ix in zip(gens, grades, idx, strict=True)]
             writer.put({cfg.site: acts}, valid, recs)
             bar.set_postfix(acc=f"{np.mean([e['correct'] for e in recs]):.2f}")
     bar.close()
@@ -269,8 +266,3 @@ def best_cells(res: SweepResult, controls: dict[str, float]) -> dict[str, dict[s
 
 def _nan_to_none(a: np.ndarray) -> list[list[float | None]]:
     return [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in a]
-
-
-def load_metrics(path: str | Path) -> dict[str, Any]:
-    """Read a run's metrics.json."""
-    return json.loads(Path(path).read_text())
