@@ -83,3 +83,18 @@ def test_bad_site_or_layer():
     with pytest.raises(HalluscanError, match=r"site 'mlp' has no layer 0; valid layers are 1..3"):
         with capture(model, {"mlp": [0]}):
             pass
+
+
+def test_readme_lists_exactly_the_supported_architectures():
+    from pathlib import Path
+
+    from halluscan.models.sites import SITE_TABLES
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    text = " ".join(readme.read_text(encoding="utf-8").split())
+    documented = {"Llama": {"llama"}, "Mistral": {"mistral"}, "Qwen2/3": {"qwen2", "qwen3"},
+                  "Gemma 1/2/3 (text)": {"gemma", "gemma2", "gemma3_text"}, "Phi-3": {"phi3"}, "GPT-2": {"gpt2"},
+                  "GPT-NeoX": {"gpt_neox"}}  # fmt: skip
+    assert set().union(*documented.values()) == set(SITE_TABLES)
+    line = "any Hugging Face causal LM of a supported architecture (see `src/halluscan/models/sites.py`: "
+    assert line + ", ".join(documented) + ")" in text
