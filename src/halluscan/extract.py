@@ -241,7 +241,7 @@ def attention_received(
     """Per sequence, ``[layer, token]``: the attention each token receives, averaged over heads.
 
     By default a token's score is the mean over the *later* query positions of the weight they
-    give it (the last token, with no later query, gets 0); with ``query`` (e.g. -1) it is the
+    give it (the last token, with no later query, gets NaN); with ``query`` (e.g. -1) it is the
     weight from that one query position. Layers default to 1..L (block l's attention).
     """
     from halluscan.models.sites import blocks
@@ -253,17 +253,37 @@ def attention_received(
         q = torch.arange(n)[None] if query is None else torch.tensor([[query % n]])
         w = forward_capture(model, [s], q, {"attn_weights": layers}, pad_id, share_prefix=False)["attn_weights"]
         a = w[0].mean(dim=2)[..., :n]  # [layer, queries, keys]
-        if query is None:
-            later = torch.ones(n, n).tril(-1)  # query i > key j
-            cnt = later.sum(0).clamp(min=1)
-            out.append((a * later).sum(1) / cnt)
-        else:
-            out.append(a[:, 0])
+        out.append(received(a) if query is None else a[:, 0])
     return out
 
 
-def normalise_rows(x: torch.Tensor) -> torch.Tensor:
-    """Scale each row (layer) of ``[layer, token]`` to 0-1 (min-max); a constant row becomes 0."""
-    lo = x.min(dim=-1, keepdim=True).values
-    span = x.max(dim=-1, keepdim=True).values - lo
-    return torch.where(span > 0, (x - lo) / span.clamp(min=1e-12), torch.zeros_like(x))
+def received(weights: torch.Tensor, query: int | None = None) -> torch.Tensor:
+    """Attention each token receives: ``weights`` [layer, query, key] over the same k tokens -> [layer, k].
+
+    With ``query=None`` the mean over the *later* query tokens (the last token has none: NaN);
+    with an index (e.g. -1), the weight that one query token gives each token (tokens after
+    that query cannot receive any: NaN).
+    """
+    k = weights.shape[-1]
+    if query is not None:
+        q = query % k
+        out = weights[:, q].clone()
+        out[:, q + 1 :] = float("nan")
+        return out
+    later = torch.ones(k, k, dtype=weights.dtype).tril(-1)  # query i > key j
+    out = (weights * later).sum(1) / later.sum(0).clamp(min=1)
+    out[:, -1] = float("nan")
+    return out
+
+
+def normalise_layers(x: torch.Tensor) -> torch.Tensor:
+    """Min-max scale each layer (row) of ``[layer, token]`` to 0-1, ignoring NaN (kept as NaN).
+
+    A constant row becomes 0.
+    """
+    finite = ~torch.isnan(x)
+    lo = torch.where(finite, x, torch.full_like(x, float("inf"))).min(dim=-1, keepdim=True).values
+    hi = torch.where(finite, x, torch.full_like(x, float("-inf"))).max(dim=-1, keepdim=True).values
+    span = hi - lo
+    out = torch.where(span > 0, (x - lo) / span.clamp(min=1e-12), torch.zeros_like(x))
+    return torch.where(finite, out, x)

@@ -213,7 +213,9 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
     metrics["controls"] = controls
     metrics["finding"] = finding(res, controls)
     with timer("probe_bank"):
-        metrics["probe_bank"] = save_probe_bank(cfg, store, examples, out / "probes", prov)
+        metrics["probe_bank"] = save_probe_bank(cfg, store, examples, out / "probes", prov,
+                                                best_layer=res.best("exact_answer_last")[0]
+                                                if "exact_answer_last" in res.positions else None)  # fmt: skip
     with timer("report"):
         title = f"{lm.model_id} · {ds.name} · n={len(examples)} · {cfg.folds}-fold CV"
         png = plots.heatmap_png(res.auc, res.layers, res.positions, out / "heatmap.png", title)
@@ -230,7 +232,8 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
 
 
 def save_probe_bank(cfg: StudyConfig, store: ActivationStore, examples: list[dict[str, Any]], folder: Path,
-                    prov: dict[str, Any], position: str = "exact_answer_last") -> str | None:  # fmt: skip
+                    prov: dict[str, Any], position: str = "exact_answer_last",
+                    best_layer: int | None = None) -> str | None:  # fmt: skip
     """Fit one probe per layer at ``position`` on every example that has it, for per-response scoring."""
     if position not in store.positions:
         return None
@@ -239,7 +242,16 @@ def save_probe_bank(cfg: StudyConfig, store: ActivationStore, examples: list[dic
     if len(set(y.tolist())) < 2:
         return None
     x = store.position(position, cfg.site)[torch.from_numpy(keep)]
-    meta = {"site": cfg.site, "model": prov["model"], "dataset": prov["dataset"], "seed": cfg.seed}
+    meta = {
+        "site": cfg.site,
+        "model": prov["model"],
+        "dataset": prov["dataset"],
+        "seed": cfg.seed,
+        "system_prompt": cfg.system_prompt,
+        "max_new_tokens": cfg.max_new_tokens,
+    }
+    if best_layer is not None and best_layer >= 0:
+        meta["best_layer"] = best_layer  # the sweep's best layer at this position: the verdict's probe
     ProbeBank.fit(x, y, store.layers(cfg.site), position, c=cfg.probe_c, meta=meta).save(folder)
     return str(folder)
 

@@ -381,6 +381,8 @@ class ProbeBank:
     mean: torch.Tensor  # [layer, d]
     scale: torch.Tensor  # [layer, d]
     meta: dict[str, Any] = field(default_factory=dict)
+    score_mean: torch.Tensor | None = None  # [layer] mean log-odds on the training set
+    score_std: torch.Tensor | None = None  # [layer] their std (to standardise activity maps)
 
     @classmethod
     def fit(cls, x: torch.Tensor, y: np.ndarray, layers: list[int], position: str, c: float = 0.05,
@@ -389,9 +391,11 @@ class ProbeBank:
         xc = x.transpose(0, 1).to(torch.float32)  # [layer, n, d]
         centre = xc.mean(1, keepdim=True)
         fit = fit_logreg(xc - centre, y, c)
-        info = {"c": c, "n_train": int(len(y)), "n_wrong": int(y.sum()), **(meta or {})}
+        info = {"c": c, "n_train": int(len(y)), "n_wrong": int(y.sum()), "hidden": int(x.shape[-1]), **(meta or {})}
         mean = centre[:, 0] + fit.mean[:, 0]
-        return cls(list(layers), position, fit.coef[:, 0], fit.intercept[:, 0], mean, fit.scale[:, 0], info)
+        z = fit.logits[:, 0]  # [layer, n] training-set log-odds
+        return cls(list(layers), position, fit.coef[:, 0], fit.intercept[:, 0], mean, fit.scale[:, 0], info,
+                   z.mean(1), z.std(1).clamp(min=1e-6))  # fmt: skip
 
     def decision_function(self, x: torch.Tensor) -> torch.Tensor:
         """Log-odds of *wrong* per layer: ``x`` [..., layer, d] -> [..., layer]."""
@@ -407,6 +411,8 @@ class ProbeBank:
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         tensors = {"coef": self.coef, "intercept": self.intercept, "mean": self.mean, "scale": self.scale}
+        if self.score_mean is not None and self.score_std is not None:
+            tensors |= {"score_mean": self.score_mean, "score_std": self.score_std}
         tmp = out / "probes.safetensors.tmp"
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
         tmp.replace(out / "probes.safetensors")
@@ -428,4 +434,5 @@ class ProbeBank:
         meta = json.loads((p / "probes.json").read_text())
         t = load_file(str(p / "probes.safetensors"))
         layers, position = meta.pop("layers"), meta.pop("position")
-        return cls(layers, position, t["coef"], t["intercept"], t["mean"], t["scale"], meta)
+        return cls(layers, position, t["coef"], t["intercept"], t["mean"], t["scale"], meta,
+                   t.get("score_mean"), t.get("score_std"))  # fmt: skip
