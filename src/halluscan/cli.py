@@ -83,6 +83,116 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_bank(model: str, runs_dir: str, quiet: bool) -> str:
+    """The probe bank of the default study for ``model``; runs that study first when there is none."""
+    from pathlib import Path
+
+    from halluscan.config import StudyConfig
+    from halluscan.pipeline import run_study
+
+    name = StudyConfig().name
+    if model != StudyConfig().model:
+        name = "default-" + "".join(ch if ch.isalnum() else "-" for ch in Path(model).name)[:60]
+    cfg = StudyConfig(model=model, runs_dir=runs_dir, quiet=quiet, name=name)
+    folder = Path(cfg.runs_dir) / cfg.name / "probes"
+    if not (folder / "probes.json").is_file():
+        print(f"halluscan: no probe bank at {folder}; running the default study for {model} first "
+              f"(`halluscan run --name {cfg.name}`, a few minutes on the bundled model)", file=sys.stderr)  # fmt: skip
+        run_study(cfg)
+    return str(folder)
+
+
+def _read_jsonl(path: str) -> list[dict]:
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise HalluscanError(f'{p}: no such file; give a JSONL file with one {{"question", "answer"}} per line')
+    rows = []
+    for i, line in enumerate(p.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise HalluscanError(f"{p}:{i}: not valid JSON ({e.msg}); each line must be one JSON object") from e
+        if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
+            raise HalluscanError(f'{p}:{i}: needs a non-empty "question" string (and optionally "answer")')
+        if row.get("answer") is not None and not isinstance(row["answer"], str):
+            raise HalluscanError(f'{p}:{i}: "answer" must be a string')
+        rows.append(row)
+    if not rows:
+        raise HalluscanError(f'{p}: no rows; add lines like {{"question": "...", "answer": "..."}}')
+    return rows
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score one answer (given, or generated first) or a JSONL of them; write score.json and figures."""
+    import json
+    from pathlib import Path
+
+    from tqdm import tqdm
+    from transformers.utils import logging as hf_logging
+
+    from halluscan.models import load_model
+    from halluscan.probes import ProbeBank
+    from halluscan.scan import Scanner
+    from halluscan.store import atomic_write_json, atomic_write_text
+
+    hf_logging.disable_progress_bar()
+    if not args.question and not args.jsonl:
+        raise HalluscanError("score: give --question Q (with --answer A to score a given answer) or --jsonl FILE")
+    rows = _read_jsonl(args.jsonl) if args.jsonl else None
+    probes = args.probes or _default_bank(args.model, args.runs_dir, args.quiet)
+    bank = ProbeBank.load(probes)
+    lm = load_model(args.model)
+    query = None if args.query == "later" else int(args.query)
+    scanner = Scanner(lm, bank, layer=args.layer, standardise=args.standardise, query=query)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HalluscanError(f"cannot create {out}: {e.strerror or e}; choose another --out") from e
+    if rows is not None:
+        given = [(i, r) for i, r in enumerate(rows) if r.get("answer")]
+        results: list = [None] * len(rows)
+        bar = tqdm(total=len(rows), desc="score", unit="answer", disable=args.quiet)
+        tok = lm.tokenizer
+        items = [(r["question"], tok(r["answer"], add_special_tokens=False).input_ids, r.get("relation", "custom"))
+                 for _, r in given]  # fmt: skip
+        for (i, _), res in zip(given, scanner.score_many(items, progress=bar.update), strict=True):
+            results[i] = res
+        for i, r in enumerate(rows):
+            if results[i] is None:
+                results[i] = scanner.score(r["question"], relation=r.get("relation", "custom"))
+                bar.update(1)
+        bar.close()
+        lines = [
+            json.dumps({"id": r.get("id", i), **res.to_json()})
+            for i, (r, res) in enumerate(zip(rows, results, strict=True))
+        ]
+        atomic_write_text(out / "scores.jsonl", "\n".join(lines) + "\n")
+        n_wrong = sum(res.verdict == "hallucinated" for res in results)
+        print(f"scored {len(rows)} answers: {n_wrong} flagged hallucinated; wrote {out / 'scores.jsonl'}")
+        return 0
+    if args.stream and args.answer is None:
+        ids = []
+        for step in scanner.stream(args.question):
+            ids.append(step.token_id)
+            print(f"{step.token:>16}  p(wrong) {step.p_wrong:.2f}", flush=True)
+        res = scanner.score_ids(args.question, ids, relation=args.relation, generated=True)
+    else:
+        res = scanner.score(args.question, args.answer, relation=args.relation)
+    atomic_write_json(out / "score.json", res.to_json())
+    files = res.save_activity(out) + res.save_attention(out)
+    where = f"at {res.exact_answer!r}" if res.exact_answer else "at the last token (no exact answer found)"
+    print(f"answer: {res.response}")
+    print(f"verdict: {res.verdict} (p_wrong {res.p_wrong:.3f}; probe layer {res.verdict_layer} {where})")
+    print(f"wrote {out / 'score.json'}, " + ", ".join(str(f) for f in files))
+    return 0
+
+
 def cmd_positions(_args: argparse.Namespace) -> int:
     """List the valid position names."""
     from halluscan.positions import VALID
@@ -106,6 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--c", type=float, default=0.05, help="inverse L2 strength (default: 0.05)")
     probe.add_argument("--out", default="runs/transfer", help="output folder (default: runs/transfer)")
     probe.set_defaults(func=cmd_probe)
+    sc = sub.add_parser("score", help="score an answer token by token and layer by layer (writes score.json + figures)")
+    sc.add_argument("--question", help="the question")
+    sc.add_argument("--answer", help="the answer to score (teacher forcing); leave out to generate one")
+    sc.add_argument("--relation", default="custom", help="world-facts relation, helps locate the exact answer")
+    sc.add_argument("--jsonl", help="score a file of {question, answer?, relation?, id?} lines in batches")
+    sc.add_argument("--model", default="smollm2", help="model (default: the bundled smollm2)")
+    sc.add_argument("--probes", help="probe bank folder (default: runs/demo/probes, made by running the study)")
+    sc.add_argument("--runs-dir", default="runs", help="where the default study lives (default: runs)")
+    sc.add_argument("--layer", type=int, help="probe layer for the verdict (default: the study's best layer)")
+    sc.add_argument("--standardise", action="store_true", help="activity as z-scores per layer (training set)")
+    sc.add_argument("--query", default="later", help="attention from 'later' tokens (mean) or one token index, e.g. -1")
+    sc.add_argument("--stream", action="store_true", help="print each generated token and its score as it appears")
+    sc.add_argument("--out", default="runs/score", help="output folder (default: runs/score)")
+    sc.add_argument("--quiet", action="store_true", help="no progress bars")
+    sc.set_defaults(func=cmd_score)
     pos = sub.add_parser("positions", help="list the named token positions")
     pos.set_defaults(func=cmd_positions)
     return p

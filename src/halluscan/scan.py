@@ -28,7 +28,7 @@ from halluscan.errors import HalluscanError
 from halluscan.extract import forward_capture, normalise_layers, received
 from halluscan.generate import GenerateOptions, _eos_ids, build_prompt_ids, find_stop, token_starts
 from halluscan.models.hooks import capture_residual
-from halluscan.models.loading import LoadedModel
+from halluscan.models.loading import LoadedModel, model_identity
 from halluscan.positions import token_span
 from halluscan.probes import ProbeBank
 from halluscan.records import Question
@@ -144,6 +144,12 @@ class Scanner:
         max_new_tokens: int | None = None,
         grader: Any | None = None,
     ):
+        trained_on = bank.meta.get("model")
+        if isinstance(trained_on, dict) and model_identity(trained_on) != model_identity(lm.provenance()):
+            raise HalluscanError(
+                f"the probe bank was trained on {trained_on.get('model_id')} but the model is {lm.model_id}; "
+                "use the bank of a study of this model (--probes runs/NAME/probes)"
+            )
         if bank.meta.get("hidden") not in (None, int(lm.model.config.hidden_size)):
             raise HalluscanError(
                 f"the probe bank was trained on {bank.meta['hidden']}-dim activations but {lm.model_id} has "

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from halluscan.errors import HalluscanError
-from halluscan.probes import auc_rows, fit_logreg_batched
+from halluscan.models.loading import model_identity
+from halluscan.probes import ProbeBank, auc_rows
 from halluscan.store import ActivationStore
 
 
@@ -41,21 +42,10 @@ def transfer_auc(
         a, b = vtr[:, j], vte[:, j]
         if len(set(ytr[a].tolist())) < 2 or len(set(yte[b].tolist())) < 2:
             continue
-        xtr = train.position(pos, site)[torch.from_numpy(a)].transpose(0, 1)  # [layer, n, d]
-        xte = test.position(pos, site)[torch.from_numpy(b)].transpose(0, 1)
-        mu, sd = xtr.mean(1, keepdim=True), xtr.std(1, keepdim=True)
-        sd = torch.where(sd > 1e-6, sd, torch.ones_like(sd))
-        w, bias = fit_logreg_batched((xtr - mu) / sd, torch.from_numpy(ytr[a]), c=c)
-        scores = torch.einsum("lnd,ld->ln", (xte - mu) / sd, w) + bias[:, None]
-        auc[:, j] = auc_rows(scores.numpy(), yte[b])
+        bank = ProbeBank.fit(train.position(pos, site)[torch.from_numpy(a)], ytr[a], layers, pos, c=c)
+        scores = bank.decision_function(test.position(pos, site)[torch.from_numpy(b)])  # [n, layer]
+        auc[:, j] = auc_rows(scores.T.numpy(), yte[b])
     return {"layers": layers, "positions": positions, "auc": auc}
-
-
-def _model_identity(model: dict[str, Any]) -> tuple[Any, ...]:
-    # A GGUF is known by its file hash (the same file may sit at another path); other models by id and revision.
-    if model.get("source") == "gguf":
-        return ("gguf", model.get("revision"))
-    return (model.get("model_id"), model.get("revision"))
 
 
 def _describe(model: dict[str, Any]) -> str:
@@ -75,7 +65,7 @@ def check_same_model(train: ActivationStore, test: ActivationStore, site: str = 
             "train and test runs need the same model"
         )
     a, b = ((st.m.get("provenance") or {}).get("model") for st in (train, test))
-    if isinstance(a, dict) and isinstance(b, dict) and _model_identity(a) != _model_identity(b):
+    if isinstance(a, dict) and isinstance(b, dict) and model_identity(a) != model_identity(b):
         raise HalluscanError(
             f"{test.root} was made with model {_describe(b)} but {train.root} with {_describe(a)}; "
             "probes transfer only between runs of the same model: give runs made with one model"

@@ -57,6 +57,13 @@ class LoadedModel:
         }
 
 
+def model_identity(prov: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two provenance records the same model: a GGUF by its file hash, others by id and revision."""
+    if prov.get("source") == "gguf":
+        return ("gguf", prov.get("revision"))
+    return (prov.get("model_id"), prov.get("revision"))
+
+
 def cache_root() -> Path:
     """Folder for converted models: $HALLUSCAN_CACHE, else $XDG_CACHE_HOME/halluscan."""
     if os.environ.get("HALLUSCAN_CACHE"):
