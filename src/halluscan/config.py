@@ -45,6 +45,11 @@ class StudyConfig:
     seed: int = field(default=0, metadata={"help": "seed for sampling, splits and probes"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)"})
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
+    report_pairs: tuple[Any, ...] = field(
+        default=(),
+        metadata={"help": "YAML only: pairs of {question, answer?, relation?} whose activity maps the report "
+                  "draws side by side (no answer: the model's own)", "yaml_only": True},
+    )  # fmt: skip
 
     def validate(self) -> StudyConfig:
         """Check values that argparse cannot; return self for chaining."""
@@ -94,6 +99,9 @@ def _check_type(key: str, value: Any, where: str) -> None:
     if key == "positions":
         ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
         want = "a list of position names, e.g. [last_q, exact_answer_last, '-1']"
+    elif key == "report_pairs":
+        ok = isinstance(value, list | tuple) and all(_is_pair(v) for v in value)
+        want = "a list of pairs, each [{question: ..., answer: ...}, {question: ..., answer: ...}] (answer optional)"
     elif typ is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         want = _TYPE_NAMES[float]
@@ -103,6 +111,15 @@ def _check_type(key: str, value: Any, where: str) -> None:
     if not ok:
         hint = " (YAML reads 1e-2 as text; write 0.01 or 1.0e-2)" if typ is float and isinstance(value, str) else ""
         raise HalluscanError(f"{where} {key} must be {want}, got {value!r} ({type(value).__name__}){hint}")
+
+
+def _is_pair(v: Any) -> bool:
+    def entry(e: Any) -> bool:
+        return (isinstance(e, dict) and isinstance(e.get("question"), str) and bool(e["question"].strip())
+                and set(e) <= {"question", "answer", "relation"}
+                and all(isinstance(e.get(k, ""), str) for k in ("answer", "relation")))  # fmt: skip
+
+    return isinstance(v, list | tuple) and len(v) == 2 and all(entry(e) for e in v)
 
 
 def _field_type(f: dataclasses.Field[Any]) -> Any:
@@ -139,6 +156,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """Add one ``--flag`` per StudyConfig field; defaults are None so that YAML can sit between."""
     parser.add_argument("--config", help="YAML file of config keys (flags override it)")
     for f in dataclasses.fields(StudyConfig):
+        if f.metadata.get("yaml_only"):
+            continue
         flag = "--" + f.name.replace("_", "-")
         typ = _field_type(f)
         help_ = f.metadata.get("help", "") + f" (default: {f.default!r})"
@@ -159,4 +178,6 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         v = getattr(args, f.name, None)
         if v is not None:
             values[f.name] = tuple(v) if f.name == "positions" else v
+    if "report_pairs" in values:
+        values["report_pairs"] = tuple(tuple(p) for p in values["report_pairs"])
     return StudyConfig(**values).validate()

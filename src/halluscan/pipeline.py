@@ -216,6 +216,9 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
         metrics["probe_bank"] = save_probe_bank(cfg, store, examples, out / "probes", prov,
                                                 best_layer=res.best("exact_answer_last")[0]
                                                 if "exact_answer_last" in res.positions else None)  # fmt: skip
+    with timer("response_maps"):
+        maps = response_maps(cfg, lm, ds, examples, out / "probes", out / "responses") if metrics["probe_bank"] else []
+    metrics["response_maps"] = [{k: v for k, v in m.items() if k != "div"} for m in maps]
     with timer("report"):
         title = f"{lm.model_id} · {ds.name} · n={len(examples)} · {cfg.folds}-fold CV"
         png = plots.heatmap_png(res.auc, res.layers, res.positions, out / "heatmap.png", title)
@@ -225,7 +228,7 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
         metrics["provenance"] = prov
         atomic_write_json(out / "provenance.json", prov)
         div = fig.to_html(include_plotlyjs=True, full_html=False)
-        report.write_report(out, metrics, examples, png, div)
+        report.write_report(out, metrics, examples, png, div, maps)
     metrics["timings_s"] = dict(timer.s)
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
@@ -254,6 +257,52 @@ def save_probe_bank(cfg: StudyConfig, store: ActivationStore, examples: list[dic
         meta["best_layer"] = best_layer  # the sweep's best layer at this position: the verdict's probe
     ProbeBank.fit(x, y, store.layers(cfg.site), position, c=cfg.probe_c, meta=meta).save(folder)
     return str(folder)
+
+
+def pick_pair(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A hallucinated and a correct response to questions of one relation (the first in store order).
+
+    Prefers ``capital_of_country``; only responses whose exact answer was located qualify.
+    """
+    rels = sorted({e["relation"] for e in examples}, key=lambda r: (r != "capital_of_country", r))
+    for rel in rels:
+        pool = [e for e in examples if e["relation"] == rel and e["exact_span"]]
+        wrong = next((e for e in pool if not e["correct"]), None)
+        right = next((e for e in pool if e["correct"]), None)
+        if wrong and right:
+            return [wrong, right]
+    return []
+
+
+def response_maps(cfg: StudyConfig, lm: LoadedModel, ds: Dataset, examples: list[dict[str, Any]], bank_dir: Path,
+                  folder: Path) -> list[dict[str, Any]]:  # fmt: skip
+    """Activity surfaces and attention heatmaps for the automatic pair and the config's ``report_pairs``."""
+    from halluscan import plots
+    from halluscan.scan import Scanner
+
+    scanner = Scanner(lm, ProbeBank.load(bank_dir), grader=Grader(ds.relation_vocab, ds.entity_vocab, cfg.locator),
+                      system_prompt=cfg.system_prompt, max_new_tokens=cfg.max_new_tokens)  # fmt: skip
+    jobs: list[tuple[str, list[Any]]] = []
+    auto = pick_pair(examples)
+    if auto:
+        jobs.append(("auto", [scanner.score_ids(e["question"], e["response_ids"], relation=e["relation"])
+                              for e in auto]))  # fmt: skip
+    for k, pair in enumerate(cfg.report_pairs, start=1):
+        jobs.append((f"pair{k}", [scanner.score(e["question"], e.get("answer") or None,
+                                                relation=e.get("relation", "custom")) for e in pair]))  # fmt: skip
+    out = []
+    for name, results in jobs:
+        act = plots.activity_files(results, folder, f"{name}_activity")
+        att = [plots.attention_files(r, folder, f"{name}_{i}_attention")[0] for i, r in enumerate(results, start=1)]
+        graded = [("wrong" if not e["correct"] else "correct") for e in auto] if name == "auto" else [None] * 2
+        out.append({
+            "name": name,
+            "responses": [{"question": r.question, "response": r.response, "verdict": r.verdict, "p_wrong": r.p_wrong,
+                           "graded": g} for r, g in zip(results, graded, strict=True)],
+            "activity_png": str(act[0]), "activity_html": str(act[1]), "attention_png": [str(p) for p in att],
+            "div": plots.activity_figure(results).to_html(include_plotlyjs=False, full_html=False),
+        })  # fmt: skip
+    return out
 
 
 def best_cells(res: SweepResult, controls: dict[str, float]) -> dict[str, dict[str, Any]]:

@@ -233,7 +233,9 @@ def attention_png(r: Any, path: Path) -> Path:
         ax.set_xticks(range(a, b), r.tokens[a:b], rotation=60, ha="right", fontsize=8)
         ax.set_ylabel("layer")
     head = f"attention received ({r.attention_query}, mean over heads), 0-1 per layer; grey: no query after it"
-    axes[0, 0].set_title(f"Q: {_wrap(r.question, 90)}\nA: {_wrap(r.response, 90)}\n{head}", fontsize=9)
+    chars = max(40, int(size[0] * 9))  # what fits across the figure at this font size
+    axes[0, 0].set_title(f"Q: {_wrap(r.question, chars)}\nA: {_wrap(r.response, chars)}\n{_wrap(head, chars)}",
+                         fontsize=9)  # fmt: skip
     assert im is not None
     fig.colorbar(im, ax=axes[:, 0].tolist(), fraction=0.03, pad=0.01).set_label("attention received (0-1 per layer)")
     _atomic(path, lambda p: fig.savefig(p, dpi=110, format="png"))

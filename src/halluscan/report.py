@@ -98,8 +98,42 @@ def _finding(m: dict[str, Any]) -> str:
     )
 
 
+def _img(path: str | Path, alt: str) -> str:
+    try:
+        data = base64.b64encode(Path(path).read_bytes()).decode()
+    except OSError as e:
+        raise HalluscanError(f"could not read the figure {path}: {e.strerror or e}; run the study again") from e
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _response_maps(maps: list[dict[str, Any]]) -> str:
+    if not maps:
+        return "<p class='muted'>No probe bank at exact_answer_last, so no per-response maps.</p>"
+    parts = []
+    for m in maps:
+        who = "picked automatically: the first wrong and the first correct response of one relation" \
+            if m["name"] == "auto" else "named in the config (report_pairs)"  # fmt: skip
+        rows = [(r["question"], r["response"], r["graded"] or "n/a",
+                 f"{r['verdict']} ({r['p_wrong']:.2f})") for r in m["responses"]]  # fmt: skip
+        parts.append(
+            f"<h3>{html.escape(m['name'])} <span class='muted'>({who})</span></h3>"
+            + _table(rows, ("question", "response", "graded", "probe verdict (p wrong)"))
+            + _img(m["activity_png"], "activity surfaces")
+            + "<details><summary>Interactive (rotatable) surfaces</summary>"
+            + m.get("div", "")
+            + "</details>"
+            + "".join(_img(p, "attention heatmap") for p in m["attention_png"])
+        )
+    return "".join(parts)
+
+
 def write_report(
-    out: Path, metrics: dict[str, Any], examples: list[dict[str, Any]], heatmap_png: Path, heatmap_div: str
+    out: Path,
+    metrics: dict[str, Any],
+    examples: list[dict[str, Any]],
+    heatmap_png: Path,
+    heatmap_div: str,
+    maps: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Write ``out/report.html``; images and plotly.js are inlined so it opens offline."""
     prov = metrics["provenance"]
@@ -165,6 +199,11 @@ On correct responses the located span overlaps the gold alias span in <b>{
         _num(metrics["locator_agreement_correct"], ".1%")
     }</b> of cases.</p>
 {_table(sorted(metrics["locator_rules"].items()), ("rule", "responses"))}
+<h2>One response, token by token</h2>
+<p class="muted">Activity: the log-odds of <i>wrong</i> that each layer's probe (trained at the exact answer's last
+token on this study's examples, these included) gives at every generated token; green leans correct, red wrong, one
+colour scale per pair. Attention: what each token receives from the later tokens, mean over heads, 0-1 per layer.</p>
+{_response_maps(maps or [])}
 <h2>Examples</h2>
 {_examples(examples)}
 <h2>Timings</h2>

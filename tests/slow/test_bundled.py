@@ -1,6 +1,7 @@
 """Tier 2: the bundled SmolLM2-135M-Instruct (one session-scoped load)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,7 +40,10 @@ def slice_run(tmp_path_factory):
     from halluscan.pipeline import run_study
 
     root = tmp_path_factory.mktemp("runs")
-    cfg = StudyConfig(n_questions=72, batch_size=36, folds=3, name="slice", runs_dir=str(root), quiet=True)
+    pair = ({"question": "What is the capital of Australia?", "answer": "The capital of Australia is Sydney."},
+            {"question": "What is the capital of Australia?"})  # the second answer is generated  # fmt: skip
+    cfg = StudyConfig(n_questions=72, batch_size=36, folds=3, name="slice", runs_dir=str(root), quiet=True,
+                      report_pairs=(pair,))  # fmt: skip
     return cfg, run_study(cfg), root / "slice"
 
 
@@ -81,9 +85,34 @@ def test_end_to_end_small_slice(slice_run):
     assert bank.layers == list(range(31)) and bank.position == "exact_answer_last" and bank.coef.shape == (31, 576)
     html = (out / "report.html").read_text()
     assert "Best exact-answer cell" in html and "data:image/png;base64," in html and "plotly" in html.lower()
+    # per-response maps: the automatic wrong/correct pair and the config's pair, drawn and in the report
+    maps = {m["name"]: m for m in saved["response_maps"]}
+    assert set(maps) == {"auto", "pair1"}
+    assert [r["graded"] for r in maps["auto"]["responses"]] == ["wrong", "correct"]
+    assert maps["pair1"]["responses"][0]["response"] == "The capital of Australia is Sydney."
+    for m in maps.values():
+        for f in [m["activity_png"], m["activity_html"], *m["attention_png"]]:
+            assert Path(f).is_file() and Path(f).stat().st_size > 1000
+    assert html.count("activity surfaces") == 2 and "One response, token by token" in html
     # a second run with the same config resumes: nothing is generated again
     m2 = run_study(cfg)
     assert m2["n_graded"] == 72 and m2["timings_s"]["generate_extract"] < m["timings_s"]["generate_extract"]
+
+
+def test_scanner_on_the_bundled_model(smol, slice_run):
+    """Known labels from the real BPE tokenizer; streaming scores equal teacher-forced ones."""
+    from halluscan.probes import ProbeBank
+    from halluscan.scan import Scanner
+
+    _, _, out = slice_run
+    scanner = Scanner(smol, ProbeBank.load(out / "probes"))
+    r = scanner.score("What is the capital of Peru?", "The capital of Peru is Lima.", relation="capital_of_country")
+    assert r.tokens == ["The", "capital", "of", "Peru", "is", "Lima", "."]
+    assert r.exact_answer == "Lima" and r.verdict_token == 5 and r.activity.shape == (31, 7)
+    steps = list(scanner.stream("What is the capital of Peru?"))
+    forced = scanner.score_ids("What is the capital of Peru?", [s.token_id for s in steps])
+    acts = np.stack([s.activity for s in steps], axis=1)
+    np.testing.assert_allclose(acts, forced.activity, atol=1e-3 * max(1.0, float(np.abs(acts).max())))
 
 
 def test_shared_prefix_gives_the_same_answers(smol):

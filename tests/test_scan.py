@@ -1,0 +1,202 @@
+"""Per-response scoring on a tiny random Llama with a word-level tokenizer (fast tier)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from halluscan.errors import HalluscanError
+from halluscan.extract import normalise_layers, received
+from halluscan.probes import ProbeBank
+from halluscan.scan import Scanner, token_labels
+from tests.conftest import tiny_model
+
+WORDS = ["<pad>", "<eos>", "Q", "A", ":", "What", "is", "the", "capital", "of", "Peru", "France", "Lima", "Paris",
+         "Rome", ".", "It", "a", "city", "in"]  # fmt: skip
+
+
+def tiny_folder(folder):
+    """Tiny Llama + word-level tokenizer saved as a local model folder (what `--model DIR` loads)."""
+    import transformers as tf
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {w: i for i, w in enumerate(WORDS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = tf.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<pad>", pad_token="<pad>", eos_token="<eos>")
+    fast.save_pretrained(folder)
+    model = tiny_model("llama")
+    model.generation_config.eos_token_id = 1
+    model.save_pretrained(folder)
+    return folder
+
+
+def random_bank(layers=4, d=32, seed=0, position="exact_answer_last"):
+    g = torch.Generator().manual_seed(seed)
+    return ProbeBank(list(range(layers)), position, torch.randn(layers, d, generator=g), torch.zeros(layers),
+                     torch.zeros(layers, d), torch.ones(layers, d), {"best_layer": 2},
+                     torch.full((layers,), 0.5), torch.full((layers,), 2.0))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    from halluscan.models import load_model
+
+    return load_model(str(tiny_folder(tmp_path_factory.mktemp("tiny"))))
+
+
+@pytest.fixture(scope="module")
+def scanner(lm):
+    return Scanner(lm, random_bank(), max_new_tokens=6)
+
+
+def test_token_labels_are_the_texts_slices_without_markers():
+    text = "The capital is Lima.\nOk"
+    assert token_labels(text, [0, 3, 11, 14, 19, 20]) == ["The", "capital", "is", "Lima", ".", "⏎Ok"]
+    assert token_labels("a  b", [0, 1, 2]) == ["a", "␣", "b"]
+
+
+def test_scores_have_the_specified_shapes_and_labels(scanner):
+    r = scanner.score("What is the capital of Peru", "It is Lima .", relation="capital_of_country")
+    assert r.tokens == ["It", "is", "Lima", "."]
+    assert r.activity.shape == (4, 4) and r.attention.shape == (3, 4)  # layers 0..3; blocks 1..3
+    assert r.exact_answer == "Lima" and r.verdict_token == 2 and r.verdict_position == "exact_answer_last"
+    bank = scanner.bank
+    assert r.p_wrong == pytest.approx(float(torch.sigmoid(torch.tensor(r.activity[2, 2]))), abs=1e-6)
+    assert r.verdict == ("hallucinated" if r.p_wrong >= 0.5 else "correct")
+    js = r.to_json()
+    assert {"verdict", "p_wrong", "tokens", "activity", "attention"} <= set(js)
+    assert len(js["activity"]) == len(bank.layers) and len(js["activity"][0]) == 4
+    assert js["attention"][0][-1] is None  # the last token has no later query to receive from
+    json.dumps(js, allow_nan=False)
+
+
+def test_no_exact_answer_falls_back_to_the_last_token(scanner):
+    r = scanner.score("What is the capital of Peru", "it is a city")
+    assert r.exact_answer is None and r.verdict_position == "last_token" and r.verdict_token == 3
+
+
+def test_batches_equal_single_scores(scanner, lm):
+    items = [
+        ("What is the capital of Peru", [16, 6, 12, 15], "custom"),
+        ("What is the capital of France", [13], "custom"),
+        ("What is a city", [16, 6, 17, 18, 19, 11, 15], "custom"),
+    ]
+    many = scanner.score_many(items, batch_size=3)
+    for (q, ids, rel), m in zip(items, many, strict=True):
+        one = scanner.score_ids(q, ids, relation=rel)
+        np.testing.assert_allclose(m.activity, one.activity, atol=1e-4)
+        np.testing.assert_allclose(m.attention, one.attention, atol=1e-4)
+        assert m.tokens == one.tokens
+
+
+def test_streaming_scores_equal_teacher_forcing(scanner):
+    steps = list(scanner.stream("What is the capital of Peru"))
+    assert 1 <= len(steps) <= 6
+    forced = scanner.score_ids("What is the capital of Peru", [s.token_id for s in steps])
+    np.testing.assert_allclose(np.stack([s.activity for s in steps], axis=1), forced.activity, atol=1e-4)
+    li = scanner.bank.layers.index(scanner.layer)
+    for t, s in enumerate(steps):
+        assert s.p_wrong == pytest.approx(float(torch.sigmoid(torch.tensor(forced.activity[li, t]))), abs=1e-4)
+    assert scanner.score("What is the capital of Peru").response_ids == [s.token_id for s in steps]
+
+
+def test_standardised_activity_uses_the_training_statistics(lm):
+    raw = Scanner(lm, random_bank()).score("What is the capital of Peru", "It is Lima .")
+    z = Scanner(lm, random_bank(), standardise=True).score("What is the capital of Peru", "It is Lima .")
+    np.testing.assert_allclose(z.activity, (raw.activity - 0.5) / 2.0, atol=1e-5)
+    assert z.p_wrong == pytest.approx(raw.p_wrong) and z.to_json()["activity_scale"].startswith("z-score")
+
+
+def test_attention_received_rows_are_normalised_per_layer():
+    w = torch.softmax(torch.randn(3, 5, 5).masked_fill(torch.ones(5, 5).triu(1).bool(), -1e9), dim=-1)
+    got = received(w)
+    assert torch.isnan(got[:, -1]).all()
+    want = torch.stack([torch.stack([w[k, j + 1 :, j].mean() for j in range(4)]) for k in range(3)])
+    torch.testing.assert_close(got[:, :-1], want)
+    n = normalise_layers(got)
+    assert torch.allclose(n[:, :-1].amax(-1), torch.ones(3)) and torch.allclose(n[:, :-1].amin(-1), torch.zeros(3))
+    one = received(w, query=2)  # from token 2: tokens after it cannot receive
+    torch.testing.assert_close(one[:, :3], w[:, 2, :3])
+    assert torch.isnan(one[:, 3:]).all()
+    assert torch.equal(normalise_layers(torch.ones(2, 4)), torch.zeros(2, 4))  # a constant layer
+
+
+def test_figures_share_one_colour_scale_and_label_tokens(scanner, tmp_path):
+    from halluscan import plots
+
+    a = scanner.score("What is the capital of Peru", "It is Rome .")
+    b = scanner.score("What is the capital of France", "It is Paris .")
+    lim = plots.shared_limit([a, b])
+    assert lim == pytest.approx(max(np.abs(a.activity).max(), np.abs(b.activity).max()))
+    fig = a.activity_figure(b)
+    surfaces = [t for t in fig.data if t.type == "surface"]
+    heatmaps = [t for t in fig.data if t.type == "heatmap"]
+    assert len(surfaces) == 2 and len(heatmaps) == 2
+    for t in surfaces:
+        assert (t.cmin, t.cmax, t.cmid) == (-lim, lim, 0)
+    for t in heatmaps:
+        assert (t.zmin, t.zmax, t.zmid) == (-lim, lim, 0)
+        assert list(t.y) == a.activity_layers
+    assert surfaces[0].colorscale[0][1] == "#1a9850" and surfaces[0].colorscale[-1][1] == "#d73027"  # green..red
+    assert list(fig.layout.xaxis.ticktext) == a.tokens and list(fig.layout.xaxis2.ticktext) == b.tokens
+    assert "It is Rome ." in fig.layout.annotations[0].text and "capital of France" in fig.layout.annotations[1].text
+    paths = a.save_activity(tmp_path, other=b) + a.save_attention(tmp_path)
+    assert sorted(p.name for p in paths) == ["activity.html", "activity.png", "attention.html", "attention.png"]
+    for p in paths:
+        assert p.stat().st_size > 1000
+    assert not list(tmp_path.glob(".*.tmp"))
+    att = plots.attention_figure(a)
+    assert list(att.layout.xaxis.ticktext) == a.tokens and list(att.data[0].y) == [1, 2, 3]
+    assert (att.data[0].zmin, att.data[0].zmax) == (0, 1)
+
+
+def test_scanner_refuses_a_bank_that_does_not_fit(lm):
+    with pytest.raises(HalluscanError, match="trained at 'last_q'"):
+        Scanner(lm, random_bank(position="last_q"))
+    with pytest.raises(HalluscanError, match="64-dim activations"):
+        Scanner(lm, ProbeBank([0], "exact_answer_last", torch.zeros(1, 64), torch.zeros(1), torch.zeros(1, 64),
+                              torch.ones(1, 64), {"hidden": 64}))  # fmt: skip
+    bank = random_bank()
+    bank.meta["model"] = {"model_id": "someone/else", "source": "hub", "revision": "abc"}
+    with pytest.raises(HalluscanError, match="trained on someone/else"):
+        Scanner(lm, bank)
+    with pytest.raises(HalluscanError, match="layer 9 has no probe"):
+        Scanner(lm, random_bank(), layer=9)
+    with pytest.raises(HalluscanError, match="answer is empty"):
+        Scanner(lm, random_bank()).score("What is the capital of Peru", "  ")
+
+
+def test_score_cli_writes_score_json_and_figures(lm, tmp_path, capsys):
+    from halluscan.cli import main
+
+    model = tiny_folder(tmp_path / "m")
+    random_bank().save(tmp_path / "bank")
+    out = tmp_path / "out"
+    base = ["score", "--model", str(model), "--probes", str(tmp_path / "bank"), "--quiet"]
+    q = ["--question", "What is the capital of Peru", "--answer", "It is Lima ."]
+    assert main([*base, *q, "--out", str(out)]) == 0
+    js = json.loads((out / "score.json").read_text())
+    assert js["tokens"] == ["It", "is", "Lima", "."] and js["verdict"] in ("hallucinated", "correct")
+    assert np.array(js["activity"]).shape == (4, 4) and 0 <= js["p_wrong"] <= 1
+    for name in ("activity.png", "activity.html", "attention.png", "attention.html"):
+        assert (out / name).is_file()
+    assert "verdict:" in capsys.readouterr().out
+
+    rows = tmp_path / "qa.jsonl"
+    rows.write_text('{"question": "What is the capital of Peru", "answer": "It is Lima ."}\n'
+                    '{"id": "b", "question": "What is the capital of France"}\n')  # fmt: skip
+    assert main([*base, "--jsonl", str(rows), "--out", str(tmp_path / "many")]) == 0
+    lines = [json.loads(x) for x in (tmp_path / "many" / "scores.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in lines] == [0, "b"] and lines[1]["answer_source"] == "generated"
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "ok", "answer": "It"}\n{"answer": "no question"}\n')
+    assert main([*base, "--jsonl", str(bad), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad.jsonl:2" in err and "question" in err
+    assert main([*base, "--jsonl", str(tmp_path / "missing.jsonl")]) == 2
+    assert "no such file" in capsys.readouterr().err
