@@ -193,6 +193,27 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_choose(args: argparse.Namespace) -> int:
+    """Answer choice on a study's held-out questions: greedy vs majority vote vs the probe's pick."""
+    from transformers.utils import logging as hf_logging
+
+    from halluscan.choice import answer_choice
+
+    hf_logging.disable_progress_bar()
+    r = answer_choice(args.run, samples=args.samples, n_test=args.questions, temperature=args.temperature,
+                      seed=args.seed, quiet=args.quiet)  # fmt: skip
+    a = r["accuracy"]
+    print(f"{r['n_questions']} held-out questions, {r['samples']} samples each (temperature {r['temperature']}), "
+          f"probe layer {r['probe_layer']} trained on {r['n_train_examples']} other examples")  # fmt: skip
+    for k in ("greedy", "majority", "probe", "oracle", "sample_mean"):
+        print(f"  {k:<12} accuracy {a[k]:.3f}")
+    for k in ("probe_minus_greedy", "probe_minus_majority"):
+        lo, hi = r[k]["ci95"]
+        print(f"  {k:<21} {r[k]['mean']:+.3f} (95 % bootstrap {lo:+.3f} to {hi:+.3f})")
+    print(f"wrote {args.run}/answer_choice.json")
+    return 0
+
+
 def cmd_positions(_args: argparse.Namespace) -> int:
     """List the valid position names."""
     from halluscan.positions import VALID
@@ -231,6 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", default="runs/score", help="output folder (default: runs/score)")
     sc.add_argument("--quiet", action="store_true", help="no progress bars")
     sc.set_defaults(func=cmd_score)
+    ch = sub.add_parser("choose", help="sample answers to held-out questions; compare the probe's pick with greedy")
+    ch.add_argument("--run", default="runs/demo", help="a finished study folder (default: runs/demo)")
+    ch.add_argument("--samples", type=int, default=5, help="sampled answers per question (default: 5)")
+    ch.add_argument("--questions", type=int, default=300, help="held-out questions (default: 300)")
+    ch.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
+    ch.add_argument("--seed", type=int, default=0, help="seed of the split and the sampling (default: 0)")
+    ch.add_argument("--quiet", action="store_true", help="no progress bars")
+    ch.set_defaults(func=cmd_choose)
     pos = sub.add_parser("positions", help="list the named token positions")
     pos.set_defaults(func=cmd_positions)
     return p

@@ -36,6 +36,8 @@ class GenerateOptions:
     batch_size: int = 64
     tail: int = 8  # prompt tokens whose activations are kept (last_q and negative positions)
     share_prefix: bool = True  # run the prompts' common prefix once per batch
+    temperature: float = 0.0  # 0 = greedy; > 0 samples from softmax(logits / temperature)
+    seed: int = 0  # for sampling (each batch draws from its own generator seeded with seed + batch index)
 
 
 def build_prompt_ids(lm: LoadedModel, question: str, system_prompt: str) -> list[int]:
@@ -110,9 +112,21 @@ def _eos_ids(lm: LoadedModel) -> list[int]:
     return [i for i in ids + [lm.tokenizer.eos_token_id] if i is not None]
 
 
+def _pick(logits: torch.Tensor, temperature: float, rng: torch.Generator | None) -> torch.Tensor:
+    """Greedy (temperature 0) or sampled next tokens for a batch of logits [B, V]."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1).cpu()
+    return torch.multinomial(probs, 1, generator=rng).squeeze(1).to(logits.device)
+
+
 @torch.inference_mode()
 def generate_batch(
-    lm: LoadedModel, prompts: list[list[int]], opts: GenerateOptions, layers: list[int] | None
+    lm: LoadedModel,
+    prompts: list[list[int]],
+    opts: GenerateOptions,
+    layers: list[int] | None,
+    rng: torch.Generator | None = None,
 ) -> tuple[list[_Row], torch.Tensor | None, int]:
     """Generate for one batch. Returns rows, states ``[B, layer, tail + steps, H]`` and tail.
 
@@ -149,7 +163,7 @@ def generate_batch(
             buf[:, :, :tail] = first
             cap.select = lambda h: h[:, -1:]
         for step in range(opts.max_new_tokens):
-            cand = out.logits[:, -1].argmax(-1)
+            cand = _pick(out.logits[:, -1], opts.temperature, rng)
             live = [rows[i] for i in active.tolist()]
             before = [len(r.ids) for r in live]
             if not _advance(live, cand, lm, opts):
@@ -206,7 +220,8 @@ def generate(
     order = sorted(range(len(questions)), key=lambda i: (len(prompts[i]), i))
     for b in range(0, len(order), opts.batch_size):
         idx = order[b : b + opts.batch_size]
-        rows, states, tail = generate_batch(lm, [prompts[i] for i in idx], opts, layers)
+        rng = torch.Generator().manual_seed(opts.seed + b) if opts.temperature > 0 else None
+        rows, states, tail = generate_batch(lm, [prompts[i] for i in idx], opts, layers, rng)
         gens = [finish_row(lm, questions[i].qid, prompts[i], r) for i, r in zip(idx, rows, strict=True)]
         if progress is not None:
             progress(len(idx))

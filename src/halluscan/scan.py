@@ -224,8 +224,13 @@ class Scanner:
         batch_size: int = 16,
         progress: Callable[[int], None] | None = None,
         generated: bool = False,
+        attention: bool = True,
     ) -> list[ScoreResult]:
-        """Score ``(question, response_ids, relation)`` triples in padded batches."""
+        """Score ``(question, response_ids, relation)`` triples in padded batches.
+
+        ``attention=False`` skips the attention weights (their map is then empty), which is
+        what scoring many answers for a verdict needs.
+        """
         out: list[ScoreResult] = []
         for b in range(0, len(items), batch_size):
             chunk = items[b : b + batch_size]
@@ -238,13 +243,18 @@ class Scanner:
             gather = torch.tensor(
                 [[len(p) + min(j, len(r) - 1) for j in range(k)] for p, r in zip(prompts, resps, strict=True)]
             )
-            sites = {"residual": list(self.bank.layers), "attn_weights": list(range(1, self.n_blocks + 1))}
+            sites = {"residual": list(self.bank.layers)}
+            if attention:
+                sites["attn_weights"] = list(range(1, self.n_blocks + 1))
             cap = forward_capture(self.lm.model, seqs, gather, sites, self.lm.tokenizer.pad_token_id)
             for i, ((q, _, rel), p, r) in enumerate(zip(chunk, prompts, resps, strict=True)):
                 n = len(r)
                 acts = cap["residual"][i, :, :n].transpose(0, 1)  # [token, layer, d]
-                w = cap["attn_weights"][i, :, :n].mean(dim=2)  # [block, query, key]
-                w = w[..., len(p) : len(p) + n]  # keys: the response's own tokens
+                if attention:
+                    w = cap["attn_weights"][i, :, :n].mean(dim=2)  # [block, query, key]
+                    w = w[..., len(p) : len(p) + n]  # keys: the response's own tokens
+                else:
+                    w = torch.zeros(0, n, n)
                 out.append(self._result(q, r, rel, acts, w, generated))
             if progress is not None:
                 progress(len(chunk))
@@ -258,7 +268,7 @@ class Scanner:
         t = toks[1] if toks is not None else len(ids) - 1
         p = self._verdict_p(acts[t])
         activity = self._activity(acts).T  # [layer, token]
-        attention = normalise_layers(received(w, self.query))
+        attention = normalise_layers(received(w, self.query)) if len(w) else torch.zeros(0, len(ids))
         return ScoreResult(
             question=question,
             response=text,
@@ -266,7 +276,7 @@ class Scanner:
             activity=activity.numpy().astype(np.float64),
             attention=attention.numpy().astype(np.float64),
             activity_layers=list(self.bank.layers),
-            attention_layers=list(range(1, self.n_blocks + 1)),
+            attention_layers=list(range(1, self.n_blocks + 1)) if len(w) else [],
             p_wrong=p,
             verdict=WRONG if p >= 0.5 else RIGHT,
             verdict_layer=self.layer,

@@ -115,6 +115,18 @@ def test_scanner_on_the_bundled_model(smol, slice_run):
     np.testing.assert_allclose(acts, forced.activity, atol=1e-3 * max(1.0, float(np.abs(acts).max())))
 
 
+def test_answer_choice_on_held_out_questions(slice_run):
+    from halluscan.choice import answer_choice
+
+    _, _, out = slice_run
+    r = answer_choice(out, samples=2, n_test=12, quiet=True)
+    a = r["accuracy"]
+    assert r["n_questions"] == 12 and r["samples"] == 2 and all(0 <= v <= 1 for v in a.values())
+    assert a["oracle"] >= max(a["probe"], a["majority"], a["sample_mean"])
+    assert r["n_train_examples"] <= 72 - 12  # the held-out questions are not trained on
+    assert (out / "answer_choice.json").is_file()
+
+
 def test_shared_prefix_gives_the_same_answers(smol):
     from dataclasses import replace
 
