@@ -5,12 +5,15 @@ questions, residual stream at 31 layers x 15 positions), with the same 5 questio
 folds per position:
 
 - ``halluscan``: :func:`halluscan.probes.cv_auc` for each position (every layer and fold at
-  once), timed over ``--repeats`` rounds; the speedup uses the mean round, not the best;
+  once), timed over ``--repeats`` rounds (one before sklearn, the rest after); the speedup
+  uses the mean round, not the best;
 - ``sklearn``: for every (layer, position) cell and fold, ``StandardScaler`` +
   ``LogisticRegression(C, max_iter=1000)`` (lbfgs, tol 1e-4), one fit after another, in a
   child process that never imports torch (so the two BLAS/OpenMP runtimes do not compete).
 
-Both get the same float32 arrays in memory; reading the store is timed on its own. Writes
+Both get the same float32 arrays in memory; reading the store is timed on its own. Wall-clock
+and CPU seconds (``time.process_time``, all threads) are both kept: on a shared machine the
+CPU-time ratio is the one that other load does not move. Writes
 ``benchmarks/results/probes.json`` with ``speedup_vs_sklearn``, ``max_abs_auc_diff`` (over
 every cell and fold), ``n_examples``, ``n_cells`` and the raw seconds.
 
@@ -43,7 +46,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 folder, c = sys.argv[1], float(sys.argv[2])
 job = json.load(open(f"{folder}/job.json"))
-out, not_converged, t_fit = {}, 0, 0.0
+out, not_converged, t_fit, cpu_fit = {}, 0, 0.0, 0.0
 for pos in job["positions"]:
     x = np.load(f"{folder}/{pos}.npy", mmap_mode="r")  # [n, layer, d]
     y = np.load(f"{folder}/{pos}.y.npy")
@@ -52,7 +55,7 @@ for pos in job["positions"]:
     for li, layer in enumerate(job["layers"]):
         X = np.ascontiguousarray(x[:, layer])
         for f, (tr, te) in enumerate(splits):
-            t = time.perf_counter()
+            t, c0 = time.perf_counter(), time.process_time()
             with warnings.catch_warnings():
                 warnings.simplefilter("error", ConvergenceWarning)
                 try:
@@ -63,10 +66,12 @@ for pos in job["positions"]:
                     model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000)).fit(X[tr], y[tr])
             s = model.decision_function(X[te])
             t_fit += time.perf_counter() - t
+            cpu_fit += time.process_time() - c0
             aucs[f, li] = roc_auc_score(y[te], s)
     out[pos] = aucs.tolist()
     print(f"sklearn: {pos} done, {t_fit:.0f} s so far", file=sys.stderr, flush=True)
-json.dump({"auc": out, "seconds": t_fit, "not_converged": not_converged}, open(f"{folder}/sklearn.json", "w"))
+result = {"auc": out, "seconds": t_fit, "cpu_seconds": cpu_fit, "not_converged": not_converged}
+json.dump(result, open(f"{folder}/sklearn.json", "w"))
 """
 
 
@@ -123,13 +128,15 @@ def main() -> None:
     print(f"loaded {len(positions)} positions x {len(layers)} layers, {n_examples} examples, in {load_s:.1f} s")
 
     rounds: list[float] = []
+    cpu_rounds: list[float] = []
     ours: dict[str, np.ndarray] = {}
     sk: dict = {}
     for r in range(max(args.repeats, 1)):  # rounds before and after sklearn, so both see the same machine
-        t = time.perf_counter()
+        t, c0 = time.perf_counter(), time.process_time()
         for pos, (x, y, splits) in data.items():
             ours[pos] = cv_auc(x, y, splits, args.c)  # [fold, layer]
         rounds.append(time.perf_counter() - t)
+        cpu_rounds.append(time.process_time() - c0)
         print(f"halluscan sweep round {r + 1}: {rounds[-1]:.2f} s")
         if r == 0:
             sk = run_sklearn(data, positions, len(layers), args)
@@ -138,6 +145,7 @@ def main() -> None:
     mean_round = float(np.mean(rounds))
     result = {
         "speedup_vs_sklearn": sk["seconds"] / mean_round,
+        "speedup_vs_sklearn_cpu_time": sk["cpu_seconds"] / float(np.mean(cpu_rounds)),
         "max_abs_auc_diff": float(np.nanmax(diffs)),
         "mean_abs_auc_diff": float(np.nanmean(diffs)),
         "n_examples": n_examples,
@@ -147,7 +155,9 @@ def main() -> None:
         "c": args.c,
         "halluscan_seconds": mean_round,
         "halluscan_seconds_rounds": rounds,
+        "halluscan_cpu_seconds_rounds": cpu_rounds,
         "sklearn_seconds": sk["seconds"],
+        "sklearn_cpu_seconds": sk["cpu_seconds"],
         "sklearn_not_converged": sk["not_converged"],
         "load_seconds": load_s,
         "best_cell_auc": {p: float(ours[p].mean(0).max()) for p in positions},
