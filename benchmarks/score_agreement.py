@@ -1,0 +1,94 @@
+"""Does per-response scoring agree with the probe sweep? (`halluscan score` vs the sweep's cell)
+
+For each of the sweep's 5 folds at ``exact_answer_last`` (the same question-grouped splits):
+fit a probe bank on the fold's training examples, write the held-out examples (question, the
+model's own answer text, relation) to a JSONL file, and score them with the CLI,
+``halluscan score --jsonl ... --probes BANK --layer L`` (teacher forcing, the scanner's own
+exact-answer locator, L = the sweep's best layer there). The AUC of the CLI's ``p_wrong`` on
+each held-out fold is compared with the sweep's AUC for the same fold and cell.
+
+Writes ``benchmarks/results/score_agreement.json``.
+
+    python benchmarks/score_agreement.py [--run runs/demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default="runs/demo", help="a finished study folder")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "score_agreement.json"))
+    args = ap.parse_args()
+
+    from halluscan.cli import main as cli
+    from halluscan.probes import ProbeBank, auc_rows, cv_auc, folds_for
+    from halluscan.transfer import run_dir_store
+
+    run = Path(args.run)
+    store = run_dir_store(run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    cfg = store.m["provenance"]["config"]
+    pos = "exact_answer_last"
+    layer = int(metrics["best_cells"][pos]["layer"])
+    ex = store.examples()
+    keep = store.valid()[:, store.positions.index(pos)]
+    sub = [e for e, k in zip(ex, keep, strict=True) if k]
+    y = np.array([0 if e["correct"] else 1 for e in sub])
+    x = store.position(pos)[torch.from_numpy(keep)]
+    splits = folds_for(y, [e["qid"] for e in sub], cfg["folds"], cfg["seed"])
+    sweep = cv_auc(x, y, splits, cfg["probe_c"])[:, store.layers().index(layer)]  # [fold] at (layer, pos)
+
+    t0 = time.perf_counter()
+    folds, same_token = [], 0
+    meta = {"model": store.m["provenance"]["model"], "system_prompt": cfg["system_prompt"],
+            "max_new_tokens": cfg["max_new_tokens"], "best_layer": layer}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        for f, (tr, te) in enumerate(splits):
+            bank_dir = Path(tmp, f"bank{f}")
+            ProbeBank.fit(x[tr], y[tr], store.layers(), pos, c=cfg["probe_c"], meta=meta).save(bank_dir)
+            rows = Path(tmp, f"fold{f}.jsonl")
+            rows.write_text("".join(json.dumps({"id": sub[i]["qid"], "question": sub[i]["question"],
+                                                "answer": sub[i]["response"], "relation": sub[i]["relation"]}) + "\n"
+                                    for i in te))  # fmt: skip
+            out = Path(tmp, f"scores{f}")
+            code = cli(["score", "--jsonl", str(rows), "--probes", str(bank_dir), "--layer", str(layer),
+                        "--model", cfg["model"], "--out", str(out), "--quiet"])  # fmt: skip
+            if code != 0:
+                raise SystemExit(f"halluscan score failed on fold {f}")
+            scored = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
+            p = np.array([s["p_wrong"] for s in scored])
+            auc = float(auc_rows(p[None], y[te])[0])
+            for s, i in zip(scored, te, strict=True):
+                stored = sub[i]["positions"][pos] - sub[i]["n_prompt"]
+                same_token += int(s["verdict_position"] == pos and s["verdict_token"] == stored)
+            folds.append({"fold": f, "n": len(te), "score_auc": auc, "sweep_auc": float(sweep[f])})
+            print(f"fold {f}: halluscan score AUC {auc:.4f}, sweep cell AUC {sweep[f]:.4f} (n={len(te)})")
+    score_mean = float(np.mean([r["score_auc"] for r in folds]))
+    result = {
+        "position": pos, "layer": layer, "folds": folds,
+        "score_auc_mean": score_mean, "sweep_auc_mean": float(sweep.mean()),
+        "abs_diff_mean": abs(score_mean - float(sweep.mean())),
+        "max_abs_diff_per_fold": max(abs(r["score_auc"] - r["sweep_auc"]) for r in folds),
+        "same_verdict_token_fraction": same_token / len(sub), "n_examples": len(sub),
+        "seconds": time.perf_counter() - t0, "run": str(run), "model": cfg["model"],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }  # fmt: skip
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"mean AUC: halluscan score {score_mean:.4f} vs sweep {sweep.mean():.4f} "
+          f"(|diff| {result['abs_diff_mean']:.4f}); same verdict token {result['same_verdict_token_fraction']:.3f}; "
+          f"wrote {args.out}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
