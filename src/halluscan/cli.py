@@ -102,28 +102,17 @@ def _default_bank(model: str, runs_dir: str, quiet: bool) -> str:
     return str(folder)
 
 
-def _read_jsonl(path: str) -> list[dict]:
-    import json
-    from pathlib import Path
+def _read_answers(path: str) -> list[dict]:
+    """Rows of {question, answer?, relation?, id?} from a JSONL or CSV file, checked."""
+    from halluscan.data import read_table
 
-    p = Path(path)
-    if not p.is_file():
-        raise HalluscanError(f'{p}: no such file; give a JSONL file with one {{"question", "answer"}} per line')
-    rows = []
-    for i, line in enumerate(p.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise HalluscanError(f"{p}:{i}: not valid JSON ({e.msg}); each line must be one JSON object") from e
-        if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
-            raise HalluscanError(f'{p}:{i}: needs a non-empty "question" string (and optionally "answer")')
-        if row.get("answer") is not None and not isinstance(row["answer"], str):
-            raise HalluscanError(f'{p}:{i}: "answer" must be a string')
-        rows.append(row)
-    if not rows:
-        raise HalluscanError(f'{p}: no rows; add lines like {{"question": "...", "answer": "..."}}')
+    rows = read_table(path, required=("question",))
+    for i, row in enumerate(rows, start=1):
+        if not isinstance(row.get("question"), str) or not row["question"].strip():
+            raise HalluscanError(f'{path}: row {i} needs a non-empty "question" string (and optionally "answer")')
+        for key in ("answer", "relation"):
+            if row.get(key) not in (None, "") and not isinstance(row[key], str):
+                raise HalluscanError(f'{path}: row {i}: "{key}" must be a string')
     return rows
 
 
@@ -143,7 +132,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     hf_logging.disable_progress_bar()
     if not args.question and not args.jsonl:
         raise HalluscanError("score: give --question Q (with --answer A to score a given answer) or --jsonl FILE")
-    rows = _read_jsonl(args.jsonl) if args.jsonl else None
+    rows = _read_answers(args.jsonl) if args.jsonl else None
     probes = args.probes or _default_bank(args.model, args.runs_dir, args.quiet)
     bank = ProbeBank.load(probes)
     lm = load_model(args.model)
@@ -241,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--question", help="the question")
     sc.add_argument("--answer", help="the answer to score (teacher forcing); leave out to generate one")
     sc.add_argument("--relation", default="custom", help="world-facts relation, helps locate the exact answer")
-    sc.add_argument("--jsonl", help="score a file of {question, answer?, relation?, id?} lines in batches")
+    sc.add_argument("--jsonl", help="score a JSONL (or CSV) of {question, answer?, relation?, id?} rows in batches")
     sc.add_argument("--model", default="smollm2", help="model (default: the bundled smollm2)")
     sc.add_argument("--probes", help="probe bank folder (default: runs/demo/probes, made by running the study)")
     sc.add_argument("--runs-dir", default="runs", help="where the default study lives (default: runs)")

@@ -15,8 +15,11 @@ from halluscan.records import Dataset, Question
 REQUIRED = ("question", "answer")
 
 
-def read_table(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a .csv or .jsonl/.json-lines file as dicts; clear errors for bad files."""
+def read_table(path: str | Path, required: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Rows of a .csv or .jsonl/.json-lines file as dicts; clear errors for bad files.
+
+    Column names are lower-cased; ``required`` columns (default: question, answer) must exist.
+    """
     p = Path(path)
     if not p.is_file():
         raise HalluscanError(f"{p}: dataset file not found; give a CSV or JSONL path or 'world-facts'")
@@ -58,7 +61,7 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
     # Column names are matched without case ("Question,Answer" as in the LLMsKnow files).
     rows = [{str(k).strip().lower(): v for k, v in r.items()} for r in rows]
     header = [str(h).strip().lower() for h in header]
-    for col in REQUIRED:
+    for col in REQUIRED if required is None else required:
         if col not in header:
             raise HalluscanError(
                 f"{p}: missing column {col!r} (found: {', '.join(map(str, header)) or 'none'}); add it"
