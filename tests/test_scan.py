@@ -131,7 +131,8 @@ def test_figures_share_one_colour_scale_and_label_tokens(scanner, tmp_path):
     a = scanner.score("What is the capital of Peru", "It is Rome .")
     b = scanner.score("What is the capital of France", "It is Paris .")
     lim = plots.shared_limit([a, b])
-    assert lim == pytest.approx(max(np.abs(a.activity).max(), np.abs(b.activity).max()))
+    both = np.abs(np.concatenate([a.activity.ravel(), b.activity.ravel()]))
+    assert lim == pytest.approx(np.percentile(both, 98)) and 0 < lim <= both.max()
     fig = a.activity_figure(b)
     surfaces = [t for t in fig.data if t.type == "surface"]
     heatmaps = [t for t in fig.data if t.type == "heatmap"]

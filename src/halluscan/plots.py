@@ -112,9 +112,15 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(" ".join(text.split()), width)) or "(empty)"
 
 
-def shared_limit(results: list[Any]) -> float:
-    """One symmetric colour limit for several activity maps (so they are comparable)."""
-    return max(float(np.nanmax(np.abs(r.activity))) for r in results) or 1.0
+def shared_limit(results: list[Any], pct: float = 98.0) -> float:
+    """One symmetric colour limit for several activity maps (so they are comparable).
+
+    The ``pct`` percentile of |score| over all maps together: a few extreme cells saturate
+    instead of washing out everything else.
+    """
+    vals = np.concatenate([np.abs(r.activity).ravel() for r in results])
+    vals = vals[np.isfinite(vals)]
+    return float(np.percentile(vals, pct)) if vals.size and np.percentile(vals, pct) > 0 else 1.0
 
 
 def _scale_label(results: list[Any]) -> str:
@@ -131,6 +137,7 @@ def activity_figure(results: list[Any]) -> Any:
     from plotly.subplots import make_subplots
 
     lim = shared_limit(results)
+    top = shared_limit(results, 100.0)  # z axes: every point shows, the same range on both
     n = len(results)
     titles = [f"Q: {r.question}<br>A: {r.response}<br><b>{_caption(r)}</b>" for r in results]
     fig = make_subplots(rows=2, cols=n, specs=[[{"type": "surface"}] * n, [{"type": "heatmap"}] * n],
@@ -152,11 +159,11 @@ def activity_figure(results: list[Any]) -> Any:
         fig.update_yaxes(title_text="layer", row=2, col=c)
         scene = "scene" if c == 1 else f"scene{c}"
         fig.update_layout({scene: {"xaxis": {"title": "token", "tickvals": x, "ticktext": r.tokens},
-                                   "yaxis": {"title": "layer"}, "zaxis": {"title": "score", "range": [-lim, lim]},
+                                   "yaxis": {"title": "layer"}, "zaxis": {"title": "score", "range": [-top, top]},
                                    "camera": {"eye": {"x": -1.5, "y": -1.6, "z": 0.9}}}})  # fmt: skip
     fig.update_annotations(font_size=11)
-    fig.update_layout(title=f"Activity: probe score per layer and generated token ({label}; shared scale ±{lim:.1f})",
-                      height=1000, width=760 * n, margin={"t": 150})  # fmt: skip
+    head = f"Activity: probe score per layer and generated token ({label}; shared colour scale ±{lim:.1f})"
+    fig.update_layout(title=head, height=1000, width=760 * n, margin={"t": 150})
     return fig
 
 
@@ -168,7 +175,7 @@ def activity_png(results: list[Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
 
-    lim = shared_limit(results)
+    lim, top = shared_limit(results), shared_limit(results, 100.0)
     norm = TwoSlopeNorm(vmin=-lim, vcenter=0.0, vmax=lim)
     n = len(results)
     width = max(7.0, max(0.28 * len(r.tokens) + 3 for r in results))
@@ -178,7 +185,7 @@ def activity_png(results: list[Any], path: Path) -> Path:
         ax3 = fig.add_subplot(2, n, c + 1, projection="3d")
         xx, yy = np.meshgrid(np.arange(len(r.tokens)), r.activity_layers)
         ax3.plot_surface(xx, yy, r.activity, cmap=ACTIVITY_CMAP, norm=norm, linewidth=0, antialiased=True)
-        ax3.set_zlim(-lim, lim)
+        ax3.set_zlim(-top, top)
         ax3.set_xlabel("generated token")
         ax3.set_ylabel("layer")
         ax3.set_zlabel("score")
@@ -191,7 +198,7 @@ def activity_png(results: list[Any], path: Path) -> Path:
         ax.set_ylabel("layer")
         ax.axvline(r.verdict_token, color="black", lw=0.8, ls="--")
         fig.colorbar(im, ax=ax, fraction=0.035, pad=0.01).set_label(label, fontsize=8)
-    fig.suptitle(f"Activity per layer and generated token — {label}, shared scale ±{lim:.1f} "
+    fig.suptitle(f"Activity per layer and generated token — {label}, shared colour scale ±{lim:.1f} "
                  "(green: looks correct, red: looks wrong; dashed: verdict token)", fontsize=10)  # fmt: skip
     fig.tight_layout()
     _atomic(path, lambda p: fig.savefig(p, dpi=110, format="png"))
