@@ -204,3 +204,40 @@ def test_score_cli_writes_score_json_and_figures(lm, tmp_path, capsys):
     assert "row 1" in capsys.readouterr().err
     assert main([*base, "--jsonl", str(tmp_path / "missing.jsonl")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_long_responses_wrap_in_the_attention_png(tmp_path):
+    from types import SimpleNamespace
+
+    import matplotlib.image
+
+    from halluscan import plots
+
+    n = 2 * plots.ATTN_WRAP + 5
+    att = np.random.default_rng(0).random((3, n))
+    common = {"attention_layers": [1, 2, 3], "question": "Q?", "response": "long", "attention_query": "later"}
+    r = SimpleNamespace(tokens=[f"t{i}" for i in range(n)], attention=att, **common)
+    short = plots.attention_png(SimpleNamespace(tokens=r.tokens[:10], attention=att[:, :10], **common),
+                                tmp_path / "short.png")  # fmt: skip
+    long = plots.attention_png(r, tmp_path / "long.png")
+    h_short, w_short = matplotlib.image.imread(short).shape[:2]
+    h_long, w_long = matplotlib.image.imread(long).shape[:2]
+    assert h_long > 2 * h_short  # three rows of tokens, not one very wide strip
+    assert w_long < 0.32 * plots.ATTN_WRAP * 110 + 400
+
+
+def test_default_bank_runs_the_default_study_when_missing(tmp_path, monkeypatch, capsys):
+    from halluscan import cli, pipeline
+
+    calls = []
+
+    def fake_run(cfg):
+        calls.append(cfg)
+        random_bank().save(tmp_path / cfg.name / "probes")
+
+    monkeypatch.setattr(pipeline, "run_study", fake_run)
+    folder = cli._default_bank("smollm2", str(tmp_path), quiet=True)
+    assert folder == str(tmp_path / "demo" / "probes") and len(calls) == 1 and calls[0].model == "smollm2"
+    assert "running the default study" in capsys.readouterr().err
+    assert cli._default_bank("smollm2", str(tmp_path), quiet=True) == folder and len(calls) == 1  # now it exists
+    assert cli._default_bank("org/other-model", str(tmp_path), quiet=True).endswith("default-other-model/probes")

@@ -158,7 +158,8 @@ def activity_figure(results: list[Any]) -> Any:
         fig.update_xaxes(tickmode="array", tickvals=x, ticktext=r.tokens, tickangle=-60, row=2, col=c)
         fig.update_yaxes(title_text="layer", row=2, col=c)
         scene = "scene" if c == 1 else f"scene{c}"
-        fig.update_layout({scene: {"xaxis": {"title": "token", "tickvals": x, "ticktext": r.tokens},
+        ticks = {"tickvals": x, "ticktext": r.tokens} if len(x) <= 15 else {"dtick": 5}  # long: indices
+        fig.update_layout({scene: {"xaxis": {"title": "token", **ticks},
                                    "yaxis": {"title": "layer"}, "zaxis": {"title": "score", "range": [-top, top]},
                                    "camera": {"eye": {"x": -1.5, "y": -1.6, "z": 0.9}}}})  # fmt: skip
     fig.update_annotations(font_size=11)
