@@ -90,8 +90,8 @@ def test_end_to_end_small_slice(slice_run):
     assert set(maps) == {"auto", "pair1"}
     assert [r["graded"] for r in maps["auto"]["responses"]] == ["wrong", "correct"]
     assert maps["pair1"]["responses"][0]["response"] == "The capital of Australia is Sydney."
-    for m in maps.values():
-        for f in [m["activity_png"], m["activity_html"], *m["attention_png"]]:
+    for pm in maps.values():
+        for f in [pm["activity_png"], pm["activity_html"], *pm["attention_png"]]:
             assert Path(f).is_file() and Path(f).stat().st_size > 1000
     assert html.count("activity surfaces") == 2 and "One response, token by token" in html
     # a second run with the same config resumes: nothing is generated again
