@@ -49,6 +49,19 @@ def test_csv_and_jsonl_are_read(tmp_path):
         ("c.csv", "question,answer\nQ?,\n", r"c.csv: row 1 has an empty 'answer'"),
         ("d.jsonl", '{"question": "Q?", "answer": "A"}\nnot json\n', r"d.jsonl: line 2 is not valid JSON"),
         ("e.txt", "x", r"unknown dataset format '.txt'"),
+        # duplicate ids are refused, naming the ids and rows
+        (
+            "dup.csv",
+            "id,question,answer\na,Q1?,A\nb,Q2?,B\na,Q3?,C\n",
+            r"dup.csv: duplicate question id\(s\): 'a' in rows 1, 3",
+        ),
+        (
+            "dup.jsonl",
+            '{"qid": "x", "question": "Q1?", "answer": "A"}\n\n{"qid": "x", "question": "Q2?", "answer": "B"}\n',
+            r"dup.jsonl: duplicate question id\(s\): 'x' in rows 1, 2",
+        ),
+        # a row without an id gets its row number, which may clash with an explicit id
+        ("mixed.csv", "id,question,answer\n2,Q1?,A\n,Q2?,B\n", r"'2' in rows 1, 2; give every row its own id"),
     ],
 )
 def test_bad_files_name_the_file_and_field(tmp_path, name, content, pattern):
@@ -74,30 +87,6 @@ def test_column_names_ignore_case(tmp_path):
     p = tmp_path / "movies.csv"
     p.write_text("Question,Answer\nWho directed Alien?,Ridley Scott\n")
     assert load_dataset(str(p)).questions[0].answer == "Ridley Scott"
-
-
-@pytest.mark.parametrize(
-    "name,content,pattern",
-    [
-        (
-            "dup.csv",
-            "id,question,answer\na,Q1?,A\nb,Q2?,B\na,Q3?,C\n",
-            r"dup.csv: duplicate question id\(s\): 'a' in rows 1, 3",
-        ),
-        (
-            "dup.jsonl",
-            '{"qid": "x", "question": "Q1?", "answer": "A"}\n\n{"qid": "x", "question": "Q2?", "answer": "B"}\n',
-            r"dup.jsonl: duplicate question id\(s\): 'x' in rows 1, 2",
-        ),
-        # a row without an id gets its row number, which may clash with an explicit id
-        ("mixed.csv", "id,question,answer\n2,Q1?,A\n,Q2?,B\n", r"'2' in rows 1, 2; give every row its own id"),
-    ],
-)
-def test_duplicate_ids_are_refused(tmp_path, name, content, pattern):
-    p = tmp_path / name
-    p.write_text(content)
-    with pytest.raises(HalluscanError, match=pattern):
-        load_dataset(str(p))
 
 
 def test_utf8_bom_is_dropped(tmp_path):
