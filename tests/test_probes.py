@@ -8,7 +8,7 @@ from halluscan.errors import HalluscanError
 from halluscan.probes import (
     LinearProbe,
     auc_rows,
-    fit_logreg_batched,
+    fit_logreg,
     folds_for,
     metadata_prior_auc,
     sweep,
@@ -38,8 +38,8 @@ def test_batched_fit_agrees_with_sklearn():
     mu, sd = a.mean(1, keepdim=True), a.std(1, keepdim=True)
     a, b = (a - mu) / sd, (b - mu) / sd
     for c in (1.0, 0.05):
-        w, bias = fit_logreg_batched(a, torch.from_numpy(y[tr]), c=c)
-        ours = auc_rows((torch.einsum("cnd,cd->cn", b, w) + bias[:, None]).numpy(), y[te])
+        w, bias = fit_logreg(a, y[tr], c).raw()  # one fold: [cell, 1, d], [cell, 1]
+        ours = auc_rows((torch.einsum("cnd,cd->cn", b, w[:, 0]) + bias[:, :1]).numpy(), y[te])
         ref = [
             roc_auc_score(
                 y[te], LogisticRegression(C=c, max_iter=2000).fit(a[k].numpy(), y[tr]).decision_function(b[k].numpy())

@@ -88,7 +88,7 @@ class _Row:
 
 def _advance(rows: list[_Row], cand: torch.Tensor, lm: LoadedModel, opts: GenerateOptions) -> bool:
     """Append this step's tokens to unfinished rows; True if any row took a token."""
-    eos = set(_eos_ids(lm))
+    eos = set(eos_ids(lm))
     took = False
     for r, t in zip(rows, cand.tolist(), strict=True):
         if r.done:
@@ -106,7 +106,8 @@ def _advance(rows: list[_Row], cand: torch.Tensor, lm: LoadedModel, opts: Genera
     return took
 
 
-def _eos_ids(lm: LoadedModel) -> list[int]:
+def eos_ids(lm: LoadedModel) -> list[int]:
+    """Token ids that end a generation (the generation config's and the tokenizer's eos)."""
     ids = lm.model.generation_config.eos_token_id
     ids = ids if isinstance(ids, list) else [ids]
     return [i for i in ids + [lm.tokenizer.eos_token_id] if i is not None]

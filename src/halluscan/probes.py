@@ -180,14 +180,6 @@ def fit_logreg(
     return LogRegFit(out_w, out_b, mu, sd, out_z, it, out_ok)
 
 
-def fit_logreg_batched(
-    x: torch.Tensor, y: torch.Tensor, c: float = 1.0, max_iter: int = 500, tol: float = 1e-4
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fit ``x`` [cell, n, d] against ``y`` [n] on all rows; return w [cell, d], b [cell] on raw ``x``."""
-    w, b = fit_logreg(x, y, c, max_iter=max_iter, tol=tol).raw()
-    return w[:, 0], b[:, 0]
-
-
 def auc_rows(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
     """ROC-AUC of each row of ``scores`` [cell, n] against labels ``y`` [n] (ties averaged)."""
     pos = y.astype(bool)

@@ -26,7 +26,7 @@ import torch
 
 from halluscan.errors import HalluscanError
 from halluscan.extract import forward_capture, normalise_layers, received
-from halluscan.generate import GenerateOptions, _eos_ids, build_prompt_ids, find_stop, token_starts
+from halluscan.generate import GenerateOptions, build_prompt_ids, eos_ids, find_stop, token_starts
 from halluscan.models.hooks import capture_residual
 from halluscan.models.loading import LoadedModel, model_identity
 from halluscan.positions import token_span
@@ -305,7 +305,7 @@ class Scanner:
         model, tok = self.lm.model, self.lm.tokenizer
         dev = next(model.parameters()).device
         prompt = self.prompt_ids(question)
-        eos = set(_eos_ids(self.lm))
+        eos = set(eos_ids(self.lm))
         ids: list[int] = []
         li = self.bank.layers.index(self.layer)
         with capture_residual(model, list(self.bank.layers), lambda h: h[:, -1:]) as cap:
