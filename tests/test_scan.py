@@ -169,6 +169,13 @@ def test_scanner_refuses_a_bank_that_does_not_fit(lm):
         Scanner(lm, random_bank(), layer=9)
     with pytest.raises(HalluscanError, match="answer is empty"):
         Scanner(lm, random_bank()).score("What is the capital of Peru", "  ")
+    with pytest.raises(HalluscanError, match="outside the response's 4 tokens"):
+        Scanner(lm, random_bank(), query=5).score("What is the capital of Peru", "It is Lima .")
+    assert Scanner(lm, random_bank(), query=-1).score(
+        "What is the capital of Peru", "It is Lima ."
+    ).attention.shape == (3, 4)
+    with pytest.raises(HalluscanError, match="generated no answer"):
+        Scanner(lm, random_bank(), max_new_tokens=0).score("What is the capital of Peru")
 
 
 def test_score_cli_writes_score_json_and_figures(lm, tmp_path, capsys):
@@ -202,6 +209,8 @@ def test_score_cli_writes_score_json_and_figures(lm, tmp_path, capsys):
     bad.write_text('{"question": "ok", "answer": 3}\n')
     assert main([*base, "--jsonl", str(bad), "--out", str(tmp_path / "x")]) == 2
     assert "row 1" in capsys.readouterr().err
+    assert main([*base, *q, "--query", "last", "--out", str(out)]) == 2
+    assert "--query 'last'" in capsys.readouterr().err
     assert main([*base, "--jsonl", str(tmp_path / "missing.jsonl")]) == 2
     assert "not found" in capsys.readouterr().err
 

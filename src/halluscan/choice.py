@@ -4,7 +4,8 @@ On the held-out questions of a study, for each question draw ``k`` sampled answe
 one three ways: the greedy answer (the study's own), a majority vote over the sampled
 exact answers, and the sample the probe scores as least likely wrong. The probe bank is
 fitted on the study's *other* questions only (greedy answers, ``exact_answer_last``, the
-sweep's best layer), so no held-out question is seen in training. Accuracy of each choice,
+sweep's best layer), so no held-out question is seen in fitting the probe; the layer itself
+is the full study's best, chosen with all questions (a small leak, kept for simplicity). Accuracy of each choice,
 the oracle (any sample right) and the mean sample come with paired bootstrap intervals of
 the probe's gain over greedy decoding and over the majority vote.
 """
@@ -87,7 +88,10 @@ def answer_choice(run: str | Path, *, samples: int = 5, n_test: int = 300, tempe
     y = np.array([0 if e["correct"] else 1 for e in examples])[keep]
     x = store.position("exact_answer_last")[torch.from_numpy(keep)]
     meta = {"model": prov.get("model"), "system_prompt": cfg.get("system_prompt", ""),
-            "max_new_tokens": cfg.get("max_new_tokens", 32), "best_layer": best}  # fmt: skip
+            "max_new_tokens": cfg.get("max_new_tokens", 32), "stop": cfg.get("stop", "sentence")}  # fmt: skip
+    if not isinstance(best, int) or best < 0:
+        raise HalluscanError(f"{run}: the sweep found no best layer at exact_answer_last (too few examples?)")
+    meta["best_layer"] = best
     bank = ProbeBank.fit(x, y, store.layers(), "exact_answer_last", c=float(cfg.get("probe_c", 0.05)), meta=meta)
 
     lm = load_model(cfg["model"])

@@ -136,7 +136,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     probes = args.probes or _default_bank(args.model, args.runs_dir, args.quiet)
     bank = ProbeBank.load(probes)
     lm = load_model(args.model)
-    query = None if args.query == "later" else int(args.query)
+    try:
+        query = None if args.query == "later" else int(args.query)
+    except ValueError:
+        raise HalluscanError(
+            f"--query {args.query!r}: give 'later' (mean over later tokens) or a token index such as -1"
+        ) from None
     scanner = Scanner(lm, bank, layer=args.layer, standardise=args.standardise, query=query)
     out = Path(args.out)
     try:
@@ -144,17 +149,17 @@ def cmd_score(args: argparse.Namespace) -> int:
     except OSError as e:
         raise HalluscanError(f"cannot create {out}: {e.strerror or e}; choose another --out") from e
     if rows is not None:
-        given = [(i, r) for i, r in enumerate(rows) if r.get("answer")]
+        given = [(i, r) for i, r in enumerate(rows) if (r.get("answer") or "").strip()]
         results: list = [None] * len(rows)
         bar = tqdm(total=len(rows), desc="score", unit="answer", disable=args.quiet)
         tok = lm.tokenizer
-        items = [(r["question"], tok(r["answer"], add_special_tokens=False).input_ids, r.get("relation", "custom"))
+        items = [(r["question"], tok(r["answer"], add_special_tokens=False).input_ids, (r.get("relation") or "custom"))
                  for _, r in given]  # fmt: skip
         for (i, _), res in zip(given, scanner.score_many(items, progress=bar.update), strict=True):
             results[i] = res
         for i, r in enumerate(rows):
             if results[i] is None:
-                results[i] = scanner.score(r["question"], relation=r.get("relation", "custom"))
+                results[i] = scanner.score(r["question"], relation=(r.get("relation") or "custom"))
                 bar.update(1)
         bar.close()
         lines = [
@@ -232,7 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--relation", default="custom", help="world-facts relation, helps locate the exact answer")
     sc.add_argument("--jsonl", help="score a JSONL (or CSV) of {question, answer?, relation?, id?} rows in batches")
     sc.add_argument("--model", default="smollm2", help="model (default: the bundled smollm2)")
-    sc.add_argument("--probes", help="probe bank folder (default: runs/demo/probes, made by running the study)")
+    sc.add_argument(
+        "--probes",
+        help="probe bank folder (default: RUNS_DIR/demo/probes for the bundled model, "
+        "RUNS_DIR/default-MODEL/probes for another; made by running that study when missing)",
+    )
     sc.add_argument("--runs-dir", default="runs", help="where the default study lives (default: runs)")
     sc.add_argument("--layer", type=int, help="probe layer for the verdict (default: the study's best layer)")
     sc.add_argument("--standardise", action="store_true", help="activity as z-scores per layer (training set)")

@@ -266,6 +266,10 @@ def received(weights: torch.Tensor, query: int | None = None) -> torch.Tensor:
     """
     k = weights.shape[-1]
     if query is not None:
+        if not -k <= query < k:
+            raise HalluscanError(
+                f"attention query token {query} is outside the response's {k} tokens (use -{k}..{k - 1})"
+            )
         q = query % k
         out = weights[:, q].clone()
         out[:, q + 1 :] = float("nan")

@@ -252,6 +252,7 @@ def save_probe_bank(cfg: StudyConfig, store: ActivationStore, examples: list[dic
         "seed": cfg.seed,
         "system_prompt": cfg.system_prompt,
         "max_new_tokens": cfg.max_new_tokens,
+        "stop": cfg.stop,
     }
     if best_layer is not None and best_layer >= 0:
         meta["best_layer"] = best_layer  # the sweep's best layer at this position: the verdict's probe

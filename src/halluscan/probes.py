@@ -126,6 +126,7 @@ def fit_logreg(
     g = gradient(z, w)
     done = converged(g)
     mem: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, rho) pairs
+    gamma = torch.ones(n_prob, n_folds, 1, dtype=dt)
     it = 0
     for it in range(1, max_iter + 1):
         # L-BFGS two-loop recursion, per problem
@@ -135,9 +136,7 @@ def fit_logreg(
             a = rho * (s * q).sum(-1, keepdim=True)
             q -= a * yv
             alphas.append(a)
-        if mem:
-            s, yv, _ = mem[-1]
-            q *= (s * yv).sum(-1, keepdim=True) / (yv * yv).sum(-1, keepdim=True).clamp(min=1e-30)
+        q *= gamma  # initial inverse-Hessian scale: from each problem's last accepted pair
         for (s, yv, rho), a in zip(mem, reversed(alphas), strict=True):
             q += s * (a - rho * (yv * q).sum(-1, keepdim=True))
         step = torch.where(done[..., None], torch.zeros_like(q), -q)
@@ -159,6 +158,7 @@ def fit_logreg(
         sy = (s_new * y_new).sum(-1, keepdim=True)
         ok = sy > 1e-10 * (s_new * s_new).sum(-1, keepdim=True).sqrt() * (y_new * y_new).sum(-1, keepdim=True).sqrt()
         zero = torch.zeros_like(s_new)
+        gamma = torch.where(ok, sy / (y_new * y_new).sum(-1, keepdim=True).clamp(min=1e-30), gamma)
         mem.append((torch.where(ok, s_new, zero), torch.where(ok, y_new, zero),
                     torch.where(ok, 1.0 / sy.clamp(min=1e-30), torch.zeros_like(sy))))  # fmt: skip
         if len(mem) > history:
@@ -174,7 +174,7 @@ def fit_logreg(
             out_w[idx], out_b[idx], out_z[idx], out_ok[idx] = w[finished], b[finished], z[finished], True
             active = active[keep]
             xa, mua, sda = x[active], mu[active], sd[active]
-            w, b, z, g, done = w[keep], b[keep], z[keep], g[keep], done[keep]
+            w, b, z, g, done, gamma = w[keep], b[keep], z[keep], g[keep], done[keep], gamma[keep]
             mem = [(s[keep], yv[keep], rho[keep]) for s, yv, rho in mem]
     out_w[active], out_b[active], out_z[active], out_ok[active] = w, b, z, done
     return LogRegFit(out_w, out_b, mu, sd, out_z, it, out_ok)

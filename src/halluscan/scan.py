@@ -174,7 +174,8 @@ class Scanner:
         # By default the prompt is the one the bank's study used (its system prompt and cap).
         sp = bank.meta.get("system_prompt", "") if system_prompt is None else system_prompt
         cap = int(bank.meta.get("max_new_tokens", 32)) if max_new_tokens is None else max_new_tokens
-        self.opts = GenerateOptions(max_new_tokens=cap, system_prompt=sp, batch_size=1)
+        stop = str(bank.meta.get("stop", "sentence"))  # the study's stopping rule, too
+        self.opts = GenerateOptions(max_new_tokens=cap, system_prompt=sp, batch_size=1, stop=stop)
         if grader is None:
             from halluscan.data import build_world_facts
             from halluscan.grade import Grader
@@ -206,6 +207,8 @@ class Scanner:
         """Score ``answer`` to ``question`` by teacher forcing (or generate it first when None)."""
         if answer is None:
             ids = [s.token_id for s in self.stream(question)]
+            if not ids:
+                raise HalluscanError(f"the model generated no answer to {question!r} (it ended at once); give --answer")
             return self.score_ids(question, ids, relation=relation, generated=True)
         if not answer.strip():
             raise HalluscanError("the answer is empty; give the text to score (or leave --answer out to generate one)")
