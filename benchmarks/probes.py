@@ -103,7 +103,7 @@ def main() -> None:
 
     import torch
 
-    from halluscan.probes import cv_auc, folds_for
+    from halluscan.probes import cv_auc, folds_for, wrong_labels
     from halluscan.transfer import run_dir_store
 
     store = run_dir_store(args.run)
@@ -112,7 +112,7 @@ def main() -> None:
     all_layers = store.layers()
     layers = [int(v) for v in args.layers.split(",")] if args.layers else all_layers
     li = [all_layers.index(v) for v in layers]
-    y_all = np.array([0 if e["correct"] else 1 for e in examples])
+    y_all = wrong_labels(examples)
     g_all = np.array([e["qid"] for e in examples])
     valid = store.valid()
 

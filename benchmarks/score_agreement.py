@@ -31,7 +31,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from halluscan.cli import main as cli
-    from halluscan.probes import ProbeBank, auc_rows, cv_auc, folds_for
+    from halluscan.pipeline import bank_meta
+    from halluscan.probes import ProbeBank, auc_rows, cv_auc, folds_for, wrong_labels
     from halluscan.transfer import run_dir_store
 
     run = Path(args.run)
@@ -43,15 +44,14 @@ def main() -> None:
     ex = store.examples()
     keep = store.valid()[:, store.positions.index(pos)]
     sub = [e for e, k in zip(ex, keep, strict=True) if k]
-    y = np.array([0 if e["correct"] else 1 for e in sub])
+    y = wrong_labels(sub)
     x = store.position(pos)[torch.from_numpy(keep)]
     splits = folds_for(y, [e["qid"] for e in sub], cfg["folds"], cfg["seed"])
     sweep = cv_auc(x, y, splits, cfg["probe_c"])[:, store.layers().index(layer)]  # [fold] at (layer, pos)
 
     t0 = time.perf_counter()
     folds, same_token = [], 0
-    meta = {"model": store.m["provenance"]["model"], "system_prompt": cfg["system_prompt"],
-            "max_new_tokens": cfg["max_new_tokens"], "best_layer": layer}  # fmt: skip
+    meta = bank_meta(cfg, store.m["provenance"], layer)
     with tempfile.TemporaryDirectory() as tmp:
         for f, (tr, te) in enumerate(splits):
             bank_dir = Path(tmp, f"bank{f}")

@@ -5,10 +5,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from halluscan.errors import HalluscanError
+from halluscan.logreg import fit_logreg
 from halluscan.probes import (
     LinearProbe,
     auc_rows,
-    fit_logreg,
     folds_for,
     metadata_prior_auc,
     sweep,
@@ -142,8 +142,6 @@ def test_fit_logreg_folds_match_sklearn_per_fold_with_odd_features():
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from halluscan.probes import fit_logreg
-
     x, y = synthetic(n=240, cells=3, d=12, seed=3)
     x[:, :, 0] = 7.0  # a constant feature
     x[:, :, 1] *= 300.0  # a huge-scale feature (residual streams have these)
@@ -165,8 +163,6 @@ def test_fit_logreg_folds_match_sklearn_per_fold_with_odd_features():
 
 def test_fit_logreg_shrinking_batch_keeps_early_results():
     """Problems that converge early leave the batch; their results equal a fit on their own."""
-    from halluscan.probes import fit_logreg
-
     rng = np.random.default_rng(5)
     n, d = 200, 30
     y = rng.integers(0, 2, n)
@@ -181,8 +177,6 @@ def test_fit_logreg_shrinking_batch_keeps_early_results():
 
 
 def test_fit_logreg_refuses_bad_shapes_and_tiny_folds():
-    from halluscan.probes import fit_logreg
-
     with pytest.raises(HalluscanError, match="problem, example, feature"):
         fit_logreg(torch.zeros(5, 3), np.zeros(5), 1.0)
     with pytest.raises(HalluscanError, match="labels"):

@@ -5,9 +5,9 @@ one three ways: the greedy answer (the study's own), a majority vote over the sa
 exact answers, and the sample the probe scores as least likely wrong. The probe bank is
 fitted on the study's *other* questions only (greedy answers, ``exact_answer_last``, the
 sweep's best layer), so no held-out question is seen in fitting the probe; the layer itself
-is the full study's best, chosen with all questions (a small leak, kept for simplicity). Accuracy of each choice,
-the oracle (any sample right) and the mean sample come with paired bootstrap intervals of
-the probe's gain over greedy decoding and over the majority vote.
+is the full study's best, chosen with all questions (a small leak, kept for simplicity).
+Accuracy of each choice, the oracle (any sample right) and the mean sample come with paired
+bootstrap intervals of the probe's gain over greedy decoding and over the majority vote.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from halluscan.errors import HalluscanError
@@ -60,6 +59,7 @@ def answer_choice(run: str | Path, *, samples: int = 5, n_test: int = 300, tempe
     from halluscan.grade import Grader
     from halluscan.models import load_model
     from halluscan.models.loading import model_identity
+    from halluscan.pipeline import bank_meta
     from halluscan.scan import Scanner
     from halluscan.store import atomic_write_json
     from halluscan.transfer import run_dir_store
@@ -79,20 +79,16 @@ def answer_choice(run: str | Path, *, samples: int = 5, n_test: int = 300, tempe
     if "exact_answer_last" not in store.positions or not cfg:
         raise HalluscanError(f"{run}: the study stored no exact_answer_last activations or no config; re-run it")
     best = metrics.get("best_cells", {}).get("exact_answer_last", {}).get("layer")
+    if not isinstance(best, int) or best < 0:
+        raise HalluscanError(f"{run}: the sweep found no best layer at exact_answer_last (too few examples?)")
 
     examples = store.examples()
     test_q, train_q = split_questions([e["qid"] for e in examples], n_test, seed)
     keep = store.valid()[:, store.positions.index("exact_answer_last")] & np.array(
         [e["qid"] in train_q for e in examples]
     )
-    y = np.array([0 if e["correct"] else 1 for e in examples])[keep]
-    x = store.position("exact_answer_last")[torch.from_numpy(keep)]
-    meta = {"model": prov.get("model"), "system_prompt": cfg.get("system_prompt", ""),
-            "max_new_tokens": cfg.get("max_new_tokens", 32), "stop": cfg.get("stop", "sentence")}  # fmt: skip
-    if not isinstance(best, int) or best < 0:
-        raise HalluscanError(f"{run}: the sweep found no best layer at exact_answer_last (too few examples?)")
-    meta["best_layer"] = best
-    bank = ProbeBank.fit(x, y, store.layers(), "exact_answer_last", c=float(cfg.get("probe_c", 0.05)), meta=meta)
+    bank = ProbeBank.from_store(store, keep, "exact_answer_last", float(cfg.get("probe_c", 0.05)),
+                                meta=bank_meta(cfg, prov, best))  # fmt: skip
 
     lm = load_model(cfg["model"])
     if prov.get("model") and model_identity(prov["model"]) != model_identity(lm.provenance()):

@@ -22,7 +22,7 @@ from halluscan.grade import Grader, spans_overlap
 from halluscan.models import load_model
 from halluscan.models.loading import LoadedModel
 from halluscan.positions import EXACT, resolve, token_span
-from halluscan.probes import ProbeBank, SweepResult, metadata_prior_auc, sweep
+from halluscan.probes import ProbeBank, SweepResult, metadata_prior_auc, sweep, wrong_labels
 from halluscan.records import Dataset, Generation, Grade, Question
 from halluscan.store import ActivationStore, ChunkWriter, atomic_write_json
 
@@ -145,7 +145,7 @@ def probe_study(
     cfg: StudyConfig, store: ActivationStore, examples: list[dict[str, Any]]
 ) -> tuple[SweepResult, dict[str, float]]:
     """The (layer, position) sweep and the two controls."""
-    y = np.array([0 if e["correct"] else 1 for e in examples])
+    y = wrong_labels(examples)
     groups = [e["qid"] for e in examples]
     bar = tqdm(total=len(store.positions), desc="probe sweep", unit="pos", disable=cfg.quiet)
     res = sweep(lambda p: store.position(p, cfg.site), store.valid(), y, groups, store.layers(cfg.site),
@@ -241,23 +241,25 @@ def save_probe_bank(cfg: StudyConfig, store: ActivationStore, examples: list[dic
     if position not in store.positions:
         return None
     keep = store.valid()[:, store.positions.index(position)]
-    y = np.array([0 if e["correct"] else 1 for e in examples])[keep]
-    if len(set(y.tolist())) < 2:
+    if len(set(wrong_labels(examples)[keep].tolist())) < 2:
         return None
-    x = store.position(position, cfg.site)[torch.from_numpy(keep)]
-    meta = {
-        "site": cfg.site,
-        "model": prov["model"],
-        "dataset": prov["dataset"],
-        "seed": cfg.seed,
-        "system_prompt": cfg.system_prompt,
-        "max_new_tokens": cfg.max_new_tokens,
-        "stop": cfg.stop,
-    }
-    if best_layer is not None and best_layer >= 0:
-        meta["best_layer"] = best_layer  # the sweep's best layer at this position: the verdict's probe
-    ProbeBank.fit(x, y, store.layers(cfg.site), position, c=cfg.probe_c, meta=meta).save(folder)
+    meta = bank_meta(cfg.to_dict(), prov, best_layer)
+    ProbeBank.from_store(store, keep, position, cfg.probe_c, cfg.site, meta).save(folder)
     return str(folder)
+
+
+def bank_meta(config: dict[str, Any], prov: dict[str, Any], best_layer: int | None) -> dict[str, Any]:
+    """What a probe bank records of its study: model, data, and the prompt and stopping that scoring must reuse.
+
+    ``best_layer`` (the sweep's best layer at the bank's position) becomes the verdict's probe; a
+    missing or negative one (no best cell) is left out.
+    """
+    meta = {"site": config.get("site", "residual"), "model": prov.get("model"), "dataset": prov.get("dataset"),
+            "seed": config.get("seed", 0), "system_prompt": config.get("system_prompt", ""),
+            "max_new_tokens": config.get("max_new_tokens", 32), "stop": config.get("stop", "sentence")}  # fmt: skip
+    if isinstance(best_layer, int) and best_layer >= 0:
+        meta["best_layer"] = best_layer
+    return meta
 
 
 def pick_pair(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:

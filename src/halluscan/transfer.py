@@ -16,12 +16,8 @@ import torch
 
 from halluscan.errors import HalluscanError
 from halluscan.models.loading import model_identity
-from halluscan.probes import ProbeBank, auc_rows
+from halluscan.probes import ProbeBank, auc_rows, wrong_labels
 from halluscan.store import ActivationStore
-
-
-def _labels(store: ActivationStore) -> np.ndarray:
-    return np.array([0 if e["correct"] else 1 for e in store.examples()])
 
 
 def transfer_auc(
@@ -35,7 +31,7 @@ def transfer_auc(
             f"{test.root}: its layers or positions differ from {train.root}'s; train and test runs need the same "
             "model and positions"
         )
-    ytr, yte = _labels(train), _labels(test)
+    ytr, yte = wrong_labels(train.examples()), wrong_labels(test.examples())
     vtr, vte = train.valid(), test.valid()
     auc = np.full((len(layers), len(positions)), np.nan)
     for j, pos in enumerate(positions):
