@@ -35,3 +35,13 @@ def smol():
     from halluscan.models import load_model
 
     return load_model("smollm2")
+
+
+def example(qid="q1", correct=True, relation="capital", **fields):
+    """A stored study example (records.Example) with plausible defaults; ``fields`` override them."""
+    from halluscan.records import Example, Span
+
+    base = dict(qid=qid, relation=relation, question="Q?", gold="Paris", response="Paris.", correct=correct,
+                exact_text="Paris", exact_span=Span(0, 5), alias_span=Span(0, 5) if correct else None,
+                locator="relation", stopped_by="sentence", n_prompt=3, response_ids=(7, 8), positions={})  # fmt: skip
+    return Example(**{**base, **fields})

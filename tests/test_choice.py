@@ -33,7 +33,7 @@ def test_paired_interval_brackets_the_mean_difference():
 
 
 def test_sampling_is_seeded_and_zero_temperature_is_greedy():
-    from halluscan.generate import _pick
+    from halluscan.engine.decode import pick as _pick
 
     logits = torch.randn(4, 50)
     assert torch.equal(_pick(logits, 0.0, None), logits.argmax(-1))

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from halluscan.errors import HalluscanError
-from halluscan.extract import Item, extract_to_store, forward_capture, pool_tokens
-from halluscan.store import ActivationStore
+from halluscan.engine import ActivationStore, Item, extract_to_store, forward_capture, pool_tokens
 
 from .conftest import tiny_model
 
@@ -46,7 +45,7 @@ def test_batched_padded_extraction_equals_one_example_at_a_time(family, tmp_path
     assert extract_to_store(model, 0, its, store, batch_size=4) == 10
     by_id = {e["qid"]: i for i, e in enumerate(store.examples())}
     for it in its[:4]:
-        i = by_id[it.id]
+        i = by_id[it.qid]
         gather = torch.tensor([[it.positions["first"], it.positions["last"]]])
         one = forward_capture(
             model, [it.ids], gather, {s: layout(model, sites)["sites"][s]["layers"] for s in sites}, 0
@@ -79,8 +78,7 @@ KILL_SCRIPT = textwrap.dedent(
     sys.path.insert(0, {repo!r})
     from tests.conftest import tiny_model
     from tests.test_extract import items, layout
-    from halluscan.extract import extract_to_store
-    from halluscan.store import ActivationStore
+    from halluscan.engine import ActivationStore, extract_to_store
     model = tiny_model("llama")
     store = ActivationStore.open_or_create({root!r}, key="k", layout=layout(model), provenance={{}})
     def slow(n):
@@ -126,7 +124,7 @@ def test_a_full_disk_keeps_what_was_stored(tmp_path, monkeypatch):
     model = tiny_model("llama")
     store = ActivationStore.open_or_create(tmp_path / "s", key="k", layout=layout(model), provenance={})
     extract_to_store(model, 0, items(4), store, batch_size=4)
-    import halluscan.store as st
+    import halluscan.atomic as st
 
     real = st.os.replace
 
@@ -159,11 +157,11 @@ def test_pool_tokens_to_a_fixed_grid():
 
 
 def test_full_tensors_whole_and_pooled(tmp_path):
-    from halluscan.extract import extract_full_to_store, full_layout
+    from halluscan.engine import extract_full_to_store, full_layout
 
     model = tiny_model("llama")
     its = items(5)
-    spans = {it.id: (1, len(it.ids)) for it in its}
+    spans = {it.qid: (1, len(it.ids)) for it in its}
     raw = ActivationStore.open_or_create(
         tmp_path / "raw", key="k", layout=full_layout(3, 32, 16, "float32"), provenance={}
     )
@@ -174,7 +172,7 @@ def test_full_tensors_whole_and_pooled(tmp_path):
     extract_full_to_store(model, 0, its, pooled, spans, pool=True)
     with torch.inference_mode():
         for i, e in enumerate(raw.examples()):
-            it = next(x for x in its if x.id == e["qid"])
+            it = next(x for x in its if x.qid == e["qid"])
             ref = torch.stack(model(torch.tensor([it.ids]), output_hidden_states=True).hidden_states[:3])[:, 0, 1:]
             got = raw.position("all")[i]  # [layer, grid, H]
             torch.testing.assert_close(got[:3, : len(it.ids) - 1], ref, rtol=1e-4, atol=1e-5)
@@ -190,8 +188,7 @@ RSS_SCRIPT = textwrap.dedent(
     sys.path.insert(0, {repo!r})
     from tests.conftest import tiny_model
     from tests.test_extract import items, layout
-    from halluscan.extract import extract_to_store
-    from halluscan.store import ActivationStore
+    from halluscan.engine import ActivationStore, extract_to_store
     model = tiny_model("llama")
     its = items({n})
     warm = ActivationStore.open_or_create(tempfile.mkdtemp(), key="k", layout=layout(model), provenance={{}})
@@ -233,7 +230,7 @@ def test_shared_prefix_gives_the_same_activations_for_every_site(family):
 
 
 def test_attention_received_matches_eager_output_attentions():
-    from halluscan.extract import attention_received, normalise_layers
+    from halluscan.scan.attention import attention_received, normalise_layers
 
     model = tiny_model("llama")
     seq = (3, 14, 15, 92, 65, 35)

@@ -1,6 +1,7 @@
 import pytest
 
-from halluscan.generate import find_stop
+from halluscan.engine.decode import Row, StopRule, find_stop
+from halluscan.engine.generate import finish_row
 
 
 @pytest.mark.parametrize(
@@ -21,12 +22,11 @@ def test_find_stop(text, mode, cut):
 
 
 def fake_lm(eos=0):
-    """A character-level 'tokenizer' (token id = code point) and the eos id; all _advance and finish_row use."""
+    """A character-level 'tokenizer' (token id = code point) and the eos id; all StopRule and finish_row use."""
     from types import SimpleNamespace
 
     tok = SimpleNamespace(decode=lambda ids, **_: "".join(map(chr, ids)), eos_token_id=eos)
-    model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=eos))
-    return SimpleNamespace(tokenizer=tok, model=model)
+    return SimpleNamespace(tokenizer=tok, eos_ids=lambda: [eos])
 
 
 @pytest.mark.parametrize(
@@ -42,15 +42,13 @@ def fake_lm(eos=0):
     ],
 )
 def test_stopped_by(stream, mode, response, stopped_by):
-    import torch
-
-    from halluscan.generate import GenerateOptions, _advance, _Row, finish_row
-
-    lm, row = fake_lm(), _Row(ids=[])
-    opts = GenerateOptions(stop=mode)
+    lm, row = fake_lm(), Row()
+    rule = StopRule(lm, mode)
     for ch in stream:
         if row.done:
             break
-        _advance([row], torch.tensor([ord(ch)]), lm, opts)
+        rule.advance([row], [ord(ch)])
     gen = finish_row(lm, "q", [1, 2], row)
     assert (gen.response, gen.stopped_by) == (response, stopped_by)
+    # the last token the rule took belongs to the answer exactly when the answer keeps it
+    assert row.in_answer == (len(gen.response_ids) == len(row.ids))

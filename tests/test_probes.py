@@ -5,14 +5,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from halluscan.errors import HalluscanError
-from halluscan.logreg import fit_logreg
-from halluscan.probes import (
-    LinearProbe,
-    auc_rows,
-    folds_for,
-    metadata_prior_auc,
-    sweep,
-)
+from halluscan.probes.logreg import fit_logreg
+from halluscan.probes import LinearProbe
+from halluscan.probes.sweep import auc_rows, folds_for, metadata_prior_auc, sweep
 
 
 def synthetic(n=300, cells=4, d=20, seed=0):
@@ -99,7 +94,7 @@ def test_linear_probe_estimator_basics():
 
 
 def test_fold_interval_covers_the_mean():
-    from halluscan.probes import fold_interval
+    from halluscan.probes.sweep import fold_interval
 
     per_fold = np.array([[0.80, 0.5], [0.82, 0.5], [0.84, 0.5], [0.78, 0.5], [0.81, 0.5]])
     lo, hi = fold_interval(per_fold)

@@ -4,7 +4,9 @@ import copy
 
 import pytest
 
-from halluscan.report import write_report
+from halluscan.records import Span
+from halluscan.report.html import write_report
+from tests.conftest import example
 
 
 def metrics(positions=("last_q", "exact_answer_last")):
@@ -42,17 +44,13 @@ def metrics(positions=("last_q", "exact_answer_last")):
     }
 
 
-EXAMPLES = [
-    {"relation": "capital", "correct": c, "question": "Q?", "gold": "Paris", "response": "Paris.",
-     "exact_span": [0, 5] if c else None, "locator": "relation"}
-    for c in (True, False)
-]  # fmt: skip
+EXAMPLES = [example(str(c), correct=c, exact_span=Span(0, 5) if c else None) for c in (True, False)]
 
 
 def report(tmp_path, m):
     png = tmp_path / "heatmap.png"
     png.write_bytes(b"\x89PNG fake")
-    return write_report(tmp_path, m, EXAMPLES, png, "<div>plot</div>").read_text(encoding="utf-8")
+    return write_report(tmp_path / "report.html", m, EXAMPLES, png, "<div>plot</div>").read_text(encoding="utf-8")
 
 
 def test_report_without_last_q_says_n_a(tmp_path):
@@ -78,7 +76,7 @@ def test_missing_numbers_print_n_a(tmp_path, edit):
 
 
 def test_a_failed_write_keeps_the_old_report_and_is_a_clear_error(tmp_path, monkeypatch):
-    import halluscan.store as st
+    import halluscan.atomic as st
     from halluscan.errors import HalluscanError
 
     report(tmp_path, metrics())
@@ -100,4 +98,4 @@ def test_a_missing_heatmap_is_a_clear_error(tmp_path):
     from halluscan.errors import HalluscanError
 
     with pytest.raises(HalluscanError, match="could not read the heatmap"):
-        write_report(tmp_path, metrics(), EXAMPLES, tmp_path / "nope.png", "")
+        write_report(tmp_path / "report.html", metrics(), EXAMPLES, tmp_path / "nope.png", "")

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from halluscan.errors import HalluscanError
-from halluscan.extract import normalise_layers, received
+from halluscan.records import GenerateOptions
 from halluscan.probes import ProbeBank
 from halluscan.scan import Scanner, token_labels
+from halluscan.scan.attention import normalise_layers, received
 from tests.conftest import tiny_model
 
 WORDS = ["<pad>", "<eos>", "Q", "A", ":", "What", "is", "the", "capital", "of", "Peru", "France", "Lima", "Paris",
@@ -50,7 +51,7 @@ def lm(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scanner(lm):
-    return Scanner(lm, random_bank(), max_new_tokens=6)
+    return Scanner(lm, random_bank(), generation=GenerateOptions(max_new_tokens=6))
 
 
 def test_token_labels_are_the_texts_slices_without_markers():
@@ -126,14 +127,14 @@ def test_attention_received_rows_are_normalised_per_layer():
 
 
 def test_figures_share_one_colour_scale_and_label_tokens(scanner, tmp_path):
-    from halluscan import plots
+    from halluscan.report import figures as plots
 
     a = scanner.score("What is the capital of Peru", "It is Rome .")
     b = scanner.score("What is the capital of France", "It is Paris .")
     lim = plots.shared_limit([a, b])
     both = np.abs(np.concatenate([a.activity.ravel(), b.activity.ravel()]))
     assert lim == pytest.approx(np.percentile(both, 98)) and 0 < lim <= both.max()
-    fig = a.activity_figure(b)
+    fig = plots.activity_figure([a, b])
     surfaces = [t for t in fig.data if t.type == "surface"]
     heatmaps = [t for t in fig.data if t.type == "heatmap"]
     assert len(surfaces) == 2 and len(heatmaps) == 2
@@ -145,7 +146,7 @@ def test_figures_share_one_colour_scale_and_label_tokens(scanner, tmp_path):
     assert surfaces[0].colorscale[0][1] == "#1a9850" and surfaces[0].colorscale[-1][1] == "#d73027"  # green..red
     assert list(fig.layout.xaxis.ticktext) == a.tokens and list(fig.layout.xaxis2.ticktext) == b.tokens
     assert "It is Rome ." in fig.layout.annotations[0].text and "capital of France" in fig.layout.annotations[1].text
-    paths = a.save_activity(tmp_path, other=b) + a.save_attention(tmp_path)
+    paths = plots.activity_files([a, b], tmp_path) + plots.attention_files(a, tmp_path)
     assert sorted(p.name for p in paths) == ["activity.html", "activity.png", "attention.html", "attention.png"]
     for p in paths:
         assert p.stat().st_size > 1000
@@ -175,7 +176,7 @@ def test_scanner_refuses_a_bank_that_does_not_fit(lm):
         "What is the capital of Peru", "It is Lima ."
     ).attention.shape == (3, 4)
     with pytest.raises(HalluscanError, match="generated no answer"):
-        Scanner(lm, random_bank(), max_new_tokens=0).score("What is the capital of Peru")
+        Scanner(lm, random_bank(), generation=GenerateOptions(max_new_tokens=0)).score("What is the capital of Peru")
 
 
 def test_score_cli_writes_score_json_and_figures(lm, tmp_path, capsys):
@@ -220,7 +221,7 @@ def test_long_responses_wrap_in_the_attention_png(tmp_path):
 
     import matplotlib.image
 
-    from halluscan import plots
+    from halluscan.report import figures as plots
 
     n = 2 * plots.ATTN_WRAP + 5
     att = np.random.default_rng(0).random((3, n))
@@ -236,7 +237,8 @@ def test_long_responses_wrap_in_the_attention_png(tmp_path):
 
 
 def test_default_bank_runs_the_default_study_when_missing(tmp_path, monkeypatch, capsys):
-    from halluscan import cli, pipeline
+    from halluscan import pipeline
+    from halluscan.cli.score import default_bank
 
     calls = []
 
@@ -245,8 +247,8 @@ def test_default_bank_runs_the_default_study_when_missing(tmp_path, monkeypatch,
         random_bank().save(tmp_path / cfg.name / "probes")
 
     monkeypatch.setattr(pipeline, "run_study", fake_run)
-    folder = cli._default_bank("smollm2", str(tmp_path), quiet=True)
-    assert folder == str(tmp_path / "demo" / "probes") and len(calls) == 1 and calls[0].model == "smollm2"
+    folder = default_bank("smollm2", str(tmp_path), quiet=True)
+    assert folder == tmp_path / "demo" / "probes" and len(calls) == 1 and calls[0].model == "smollm2"
     assert "running the default study" in capsys.readouterr().err
-    assert cli._default_bank("smollm2", str(tmp_path), quiet=True) == folder and len(calls) == 1  # now it exists
-    assert cli._default_bank("org/other-model", str(tmp_path), quiet=True).endswith("default-other-model/probes")
+    assert default_bank("smollm2", str(tmp_path), quiet=True) == folder and len(calls) == 1  # now it exists
+    assert str(default_bank("org/other-model", str(tmp_path), quiet=True)).endswith("default-other-model/probes")

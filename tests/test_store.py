@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from halluscan.errors import HalluscanError
-from halluscan.store import ActivationStore
+from halluscan.engine.store import ActivationStore
 
 LAYOUT = {"positions": ["last_q", "-1"], "dtype": "float32", "sites": {"residual": {"layers": [0, 1, 2], "dims": [4]}}}
 
@@ -53,9 +53,9 @@ def test_unwritable_folder_is_a_clear_error(tmp_path):
 
 
 def test_json_output_is_strict(tmp_path):
-    from halluscan.store import atomic_write_json
+    from halluscan.atomic import write_json
 
-    atomic_write_json(tmp_path / "m.json", {"a": float("nan"), "b": [np.float64(0.5), float("inf")]})
+    write_json(tmp_path / "m.json", {"a": float("nan"), "b": [np.float64(0.5), float("inf")]})
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": None, "b": [0.5, None]}
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -70,27 +70,28 @@ def test_store_of_another_format_is_refused(tmp_path):
 
 
 def test_a_failed_manifest_write_leaves_memory_equal_to_disk(tmp_path, monkeypatch):
-    import halluscan.store as st
+    import halluscan.engine.store as st
 
     s = make(tmp_path / "s")
     s.append({"residual": torch.ones(2, 3, 2, 4)}, np.ones((2, 2), bool), [{"qid": "a"}, {"qid": "b"}])
-    real = st.atomic_write_json
+    real = st.write_json
 
     def failing(path, obj):
         if path.name == "manifest.json":
             raise HalluscanError(f"could not write {path}: No space left on device; free disk space")
         return real(path, obj)
 
-    monkeypatch.setattr(st, "atomic_write_json", failing)
+    monkeypatch.setattr(st, "write_json", failing)
     with pytest.raises(HalluscanError, match="No space left on device"):
         s.append({"residual": torch.zeros(1, 3, 2, 4)}, np.ones((1, 2), bool), [{"qid": "c"}])
     monkeypatch.undo()
     on_disk = json.loads((tmp_path / "s" / "manifest.json").read_text())
-    assert s.m == on_disk and s.n_examples == 2 and s.stored_ids() == {"a", "b"}
+    assert s.chunk_names == [c["name"] for c in on_disk["chunks"]] and s.key == on_disk["key"]
+    assert s.n_examples == 2 and s.stored_ids() == {"a", "b"}
     # the same object goes on: the next chunk takes the free name and the store stays consistent
     s.append({"residual": torch.zeros(1, 3, 2, 4)}, np.ones((1, 2), bool), [{"qid": "c"}])
     r = ActivationStore.open(tmp_path / "s")
-    assert r.n_examples == 3 and r.verify() == [] and s.m == r.m
+    assert r.n_examples == 3 and r.verify() == [] and s.chunk_names == r.chunk_names
 
 
 @pytest.mark.parametrize(

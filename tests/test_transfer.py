@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from halluscan.errors import HalluscanError
-from halluscan.store import ActivationStore
-from halluscan.transfer import transfer_auc, transfer_matrix
+from halluscan.engine.store import ActivationStore
+from halluscan.probes.transfer import transfer_auc, transfer_matrix
+from tests.conftest import example
 
 LAYOUT = {"positions": ["a", "b"], "dtype": "float32", "sites": {"residual": {"layers": [0, 1], "dims": [8]}}}
 
@@ -19,7 +20,7 @@ def make_store(root, n, seed, signal_layer=1, flip=False, provenance=None, dims=
     s.append(
         {"residual": torch.from_numpy(x)},
         np.ones((n, 2), bool),
-        [{"qid": str(i), "correct": not y[i]} for i in range(n)],
+        [example(str(i), correct=not y[i]).to_json() for i in range(n)],
     )
     return s
 

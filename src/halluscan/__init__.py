@@ -3,6 +3,10 @@
 Public API (nothing runs at import; heavy modules load on first use)::
 
     from halluscan import StudyConfig, run_study, load_model, load_dataset
+    from halluscan import Scanner, ProbeBank, LinearProbe, ActivationStore, Item, extract_to_store
+
+The package's folders follow the stages: ``data`` and ``models`` (inputs), ``engine``
+(decoding, extraction, the store), ``probes``, ``scan``, ``report``; ``pipeline`` chains them.
 """
 
 from __future__ import annotations
@@ -21,18 +25,23 @@ _LAZY = {
     "build_world_facts": "halluscan.data",
     "Grader": "halluscan.grade",
     "LinearProbe": "halluscan.probes",
-    "ActivationStore": "halluscan.store",
+    "ProbeBank": "halluscan.probes",
+    "Scanner": "halluscan.scan",
+    "ActivationStore": "halluscan.engine",
+    "Item": "halluscan.engine",
+    "extract_to_store": "halluscan.engine",
     "capture_residual": "halluscan.models.hooks",
 }
 
 if TYPE_CHECKING:
     from halluscan.data import build_world_facts, load_dataset
+    from halluscan.engine import ActivationStore, Item, extract_to_store
     from halluscan.grade import Grader
     from halluscan.models import load_model
     from halluscan.models.hooks import capture_residual
     from halluscan.pipeline import run_study
-    from halluscan.probes import LinearProbe
-    from halluscan.store import ActivationStore
+    from halluscan.probes import LinearProbe, ProbeBank
+    from halluscan.scan import Scanner
 
 
 def __getattr__(name: str) -> Any:

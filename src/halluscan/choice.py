@@ -12,17 +12,26 @@ bootstrap intervals of the probe's gain over greedy decoding and over the majori
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from halluscan import atomic, runs
+from halluscan.engine.generate import generate
 from halluscan.errors import HalluscanError
-from halluscan.probes import ProbeBank, auc_rows
+from halluscan.models import load_model
+from halluscan.models.loading import LoadedModel, model_identity
+from halluscan.probes.bank import ProbeBank
+from halluscan.probes.sweep import auc_rows, wrong_labels
+from halluscan.records import GenerateOptions, Generation, Grade, Question
+from halluscan.runs import RunDir
+from halluscan.scan import Scanner
+from halluscan.settings import StudySettings
 from halluscan.text import normalize
 
 
@@ -51,64 +60,85 @@ def paired_interval(a: np.ndarray, b: np.ndarray, seed: int, n_boot: int = 2000)
     return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
 
 
-def answer_choice(run: str | Path, *, samples: int = 5, n_test: int = 300, temperature: float = 1.0,
-                  seed: int = 0, quiet: bool = False) -> dict[str, Any]:  # fmt: skip
-    """Run the experiment on study folder ``run``; writes ``run/answer_choice.json`` and returns it."""
-    from halluscan.data import load_dataset
-    from halluscan.generate import GenerateOptions, generate
-    from halluscan.grade import Grader
-    from halluscan.models import load_model
-    from halluscan.models.loading import model_identity
-    from halluscan.pipeline import bank_meta
-    from halluscan.scan import Scanner
-    from halluscan.store import atomic_write_json
-    from halluscan.transfer import run_dir_store
-
+def answer_choice(
+    run: str | Path,
+    *,
+    samples: int = 5,
+    n_test: int = 300,
+    temperature: float = 1.0,
+    seed: int = 0,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Run the experiment on study folder ``run``; writes its ``answer_choice.json`` and returns it."""
     if samples < 2:
         raise HalluscanError(f"--samples {samples}: answer choice needs at least 2 samples per question")
     if not temperature > 0:
         raise HalluscanError(f"--temperature {temperature}: sampling needs a temperature above 0")
-    run = Path(run)
-    store = run_dir_store(run)
-    metrics_path = run / "metrics.json"
-    if not metrics_path.is_file():
-        raise HalluscanError(f"{run}: no metrics.json; give a finished study folder (runs/NAME from `halluscan run`)")
-    metrics = json.loads(metrics_path.read_text())
-    prov = store.m.get("provenance") or {}
-    cfg = prov.get("config") or {}
-    if "exact_answer_last" not in store.positions or not cfg:
-        raise HalluscanError(f"{run}: the study stored no exact_answer_last activations or no config; re-run it")
+    folder = RunDir(Path(run))
+    store = folder.open_store()
+    metrics = folder.read_metrics()
+    cfg = runs.stored_config(store)
+    if "exact_answer_last" not in store.positions:
+        raise HalluscanError(f"{run}: the study stored no exact_answer_last activations; re-run it")
     best = metrics.get("best_cells", {}).get("exact_answer_last", {}).get("layer")
     if not isinstance(best, int) or best < 0:
         raise HalluscanError(f"{run}: the sweep found no best layer at exact_answer_last (too few examples?)")
 
-    examples = store.examples()
-    test_q, train_q = split_questions([e["qid"] for e in examples], n_test, seed)
-    keep = store.valid()[:, store.positions.index("exact_answer_last")] & np.array(
-        [e["qid"] in train_q for e in examples]
-    )
-    bank = ProbeBank.from_store(store, keep, "exact_answer_last", float(cfg.get("probe_c", 0.05)),
-                                meta=bank_meta(cfg, prov, best))  # fmt: skip
-
-    lm = load_model(cfg["model"])
-    if prov.get("model") and model_identity(prov["model"]) != model_identity(lm.provenance()):
-        raise HalluscanError(f"{cfg['model']} is not the model this study ran ({prov['model'].get('model_id')})")
-    ds = load_dataset(cfg.get("dataset", "world-facts"))
-    grader = Grader(ds.relation_vocab, ds.entity_vocab, cfg.get("locator", "class-blind"))
-    scanner = Scanner(lm, bank, grader=grader)
-    by_id = {q.qid: q for q in ds.questions}
+    examples = runs.study_examples(store)
+    test_q, train_q = split_questions([e.qid for e in examples], n_test, seed)
+    keep = store.valid()[:, store.positions.index("exact_answer_last")] & np.array([e.qid in train_q for e in examples])
+    meta = runs.bank_meta(cfg, store.provenance, best)
+    bank = ProbeBank.from_store(store, keep, wrong_labels(examples), "exact_answer_last", cfg.probe_c, meta=meta)
+    lm = load_model(cfg.model)
+    trained_on = store.provenance.get("model")
+    if trained_on and model_identity(trained_on) != model_identity(lm.provenance()):
+        raise HalluscanError(f"{cfg.model} is not the model this study ran ({trained_on.get('model_id')})")
+    settings = StudySettings.build(cfg)
+    by_id = {q.qid: q for q in settings.dataset.questions}
     missing = sorted(test_q - set(by_id))
     if missing:
-        raise HalluscanError(f"{run}: questions {missing[:3]} are not in dataset {cfg.get('dataset')}; wrong dataset?")
-    greedy = {e["qid"]: bool(e["correct"]) for e in examples}
+        raise HalluscanError(f"{run}: questions {missing[:3]} are not in dataset {cfg.dataset}; wrong dataset?")
     qs = [by_id[q] for q in sorted(test_q)]
+    opts = replace(settings.generation, temperature=temperature, seed=seed)
+    gens = _sample(lm, qs, samples, opts, quiet)
+    keys = [(q.qid, k) for q in qs for k in range(samples)]
+    grades = {key: settings.grader.grade(by_id[key[0]], gens[key]) for key in keys}
+    scanner = Scanner(lm, bank, generation=settings.generation, grader=settings.grader)
+    p_wrong, located = _probe_scores(scanner, by_id, gens, keys, quiet)
+    greedy = {e.qid: e.correct for e in examples}
+    rows = _choices(qs, samples, greedy, grades, gens, p_wrong, located)
+    acc = {k: float(np.mean(v)) for k, v in rows.items()}
+    arr = {k: np.array(v, dtype=float) for k, v in rows.items()}
+    scored = [key for key in keys if gens[key].response_ids]
+    y_s = np.array([0 if grades[key].correct else 1 for key in scored])
+    s_s = np.array([p_wrong[key] for key in scored])
+    out = {
+        "n_questions": len(qs),
+        "samples": samples,
+        "temperature": temperature,
+        "seed": seed,
+        "probe_layer": scanner.layer,
+        "n_train_examples": int(keep.sum()),
+        "accuracy": acc,
+        "probe_minus_greedy": _gain(acc, arr, "greedy", seed),
+        "probe_minus_majority": _gain(acc, arr, "majority", seed + 1),
+        "sample_auc": float(auc_rows(s_s[None], y_s)[0]) if 0 < y_s.sum() < len(y_s) else None,
+        "provenance": {"run": str(run), "model": lm.provenance(), "dataset": store.provenance.get("dataset")},
+    }
+    atomic.write_json(folder.answer_choice, out)
+    return out
 
-    opts = GenerateOptions(max_new_tokens=int(cfg.get("max_new_tokens", 32)), stop=cfg.get("stop", "sentence"),
-                           system_prompt=cfg.get("system_prompt", ""), batch_size=int(cfg.get("batch_size", 64)),
-                           temperature=temperature, seed=seed)  # fmt: skip
+
+Key = tuple[str, int]  # (question id, sample index)
+
+
+def _sample(
+    lm: LoadedModel, qs: list[Question], samples: int, opts: GenerateOptions, quiet: bool
+) -> dict[Key, Generation]:
+    """``samples`` sampled answers per question, keyed by (question id, sample index)."""
     rep = [q for q in qs for _ in range(samples)]
     bar = tqdm(total=len(rep), desc="sample answers", unit="answer", disable=quiet)
-    gens = {}
+    gens: dict[Key, Generation] = {}
     order: dict[str, int] = {}
     for batch, _, _ in generate(lm, rep, opts, progress=bar.update):
         for g in batch:
@@ -116,18 +146,35 @@ def answer_choice(run: str | Path, *, samples: int = 5, n_test: int = 300, tempe
             order[g.qid] = k + 1
             gens[(g.qid, k)] = g
     bar.close()
-    keys = [(q.qid, k) for q in qs for k in range(samples)]
-    grades = {key: grader.grade(by_id[key[0]], gens[key]) for key in keys}
+    return gens
+
+
+def _probe_scores(
+    scanner: Scanner, by_id: dict[str, Question], gens: dict[Key, Generation], keys: list[Key], quiet: bool
+) -> tuple[dict[Key, float], dict[Key, bool]]:
+    """The probe's p(wrong) of every sample, and whether its exact answer was located."""
     scorable = [key for key in keys if gens[key].response_ids]
     bar = tqdm(total=len(scorable), desc="probe scores", unit="answer", disable=quiet)
-    res = scanner.score_many([(by_id[q].question, gens[(q, k)].response_ids, by_id[q].relation) for q, k in scorable],
-                             progress=bar.update, attention=False)  # fmt: skip
+    items = [(by_id[q].question, gens[(q, k)].response_ids, by_id[q].relation) for q, k in scorable]
+    scores = scanner.score_many(items, progress=bar.update, attention=False)
     bar.close()
     p_wrong = {key: 1.0 for key in keys}  # an empty answer is as wrong as it gets
     located = {key: False for key in keys}
-    for key, r in zip(scorable, res, strict=True):
+    for key, r in zip(scorable, scores, strict=True):
         p_wrong[key], located[key] = r.p_wrong, r.verdict_position == "exact_answer_last"
+    return p_wrong, located
 
+
+def _choices(
+    qs: list[Question],
+    samples: int,
+    greedy: dict[str, bool],
+    grades: dict[Key, Grade],
+    gens: dict[Key, Generation],
+    p_wrong: dict[Key, float],
+    located: dict[Key, bool],
+) -> dict[str, list[float]]:
+    """Per question, whether each way of choosing (and the oracle, and the mean sample) is right."""
     rows: dict[str, list[float]] = {"greedy": [], "majority": [], "probe": [], "oracle": [], "sample_mean": []}
     for q in qs:
         ks = list(range(samples))
@@ -140,20 +187,8 @@ def answer_choice(run: str | Path, *, samples: int = 5, n_test: int = 300, tempe
         rows["probe"].append(right[pick])
         rows["oracle"].append(any(right))
         rows["sample_mean"].append(float(np.mean(right)))
-    acc = {k: float(np.mean(v)) for k, v in rows.items()}
-    arr = {k: np.array(v, dtype=float) for k, v in rows.items()}
-    y_s = np.array([0 if grades[key].correct else 1 for key in scorable])
-    s_s = np.array([p_wrong[key] for key in scorable])
-    out = {
-        "n_questions": len(qs), "samples": samples, "temperature": temperature, "seed": seed,
-        "probe_layer": scanner.layer, "n_train_examples": int(keep.sum()),
-        "accuracy": acc,
-        "probe_minus_greedy": {"mean": acc["probe"] - acc["greedy"],
-                               "ci95": paired_interval(arr["probe"], arr["greedy"], seed)},
-        "probe_minus_majority": {"mean": acc["probe"] - acc["majority"],
-                                 "ci95": paired_interval(arr["probe"], arr["majority"], seed + 1)},
-        "sample_auc": float(auc_rows(s_s[None], y_s)[0]) if 0 < y_s.sum() < len(y_s) else None,
-        "provenance": {"run": str(run), "model": lm.provenance(), "dataset": prov.get("dataset")},
-    }  # fmt: skip
-    atomic_write_json(run / "answer_choice.json", out)
-    return out
+    return rows
+
+
+def _gain(acc: dict[str, float], arr: dict[str, np.ndarray], other: str, seed: int) -> dict[str, Any]:
+    return {"mean": acc["probe"] - acc[other], "ci95": paired_interval(arr["probe"], arr[other], seed)}

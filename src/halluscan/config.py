@@ -12,6 +12,7 @@ from typing import Any
 
 from halluscan.errors import HalluscanError
 from halluscan.positions import VALID, check_position_names
+from halluscan.records import GenerateOptions
 
 # The 15 named positions of the reference study, in heatmap order.
 DEFAULT_POSITIONS: tuple[str, ...] = VALID
@@ -47,9 +48,12 @@ class StudyConfig:
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
     report_pairs: tuple[Any, ...] = field(
         default=(),
-        metadata={"help": "YAML only: pairs of {question, answer?, relation?} whose activity maps the report "
-                  "draws side by side (no answer: the model's own)", "yaml_only": True},
-    )  # fmt: skip
+        metadata={
+            "help": "YAML only: pairs of {question, answer?, relation?} whose activity maps the report "
+            "draws side by side (no answer: the model's own)",
+            "yaml_only": True,
+        },
+    )
 
     def validate(self) -> StudyConfig:
         """Check values that argparse cannot; return self for chaining."""
@@ -84,6 +88,30 @@ class StudyConfig:
         d["positions"] = list(self.positions)
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StudyConfig:
+        """The config a study recorded (``to_dict``'s form, or any subset of its keys: the rest default).
+
+        Unknown keys are ignored, so that records written by a newer version still read.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in d.items() if k in known}
+        if isinstance(values.get("positions"), list):
+            values["positions"] = tuple(values["positions"])
+        if isinstance(values.get("report_pairs"), list):
+            values["report_pairs"] = tuple(tuple(p) for p in values["report_pairs"])
+        return cls(**values).validate()
+
+    def generate_options(self, **overrides: Any) -> GenerateOptions:
+        """How this study prompts and stops (``overrides``: e.g. ``temperature``, ``seed``, ``batch_size``)."""
+        base = GenerateOptions(
+            max_new_tokens=self.max_new_tokens,
+            stop=self.stop,
+            system_prompt=self.system_prompt,
+            batch_size=self.batch_size,
+        )
+        return dataclasses.replace(base, **overrides)
+
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
@@ -115,9 +143,11 @@ def _check_type(key: str, value: Any, where: str) -> None:
 
 def _is_pair(v: Any) -> bool:
     def entry(e: Any) -> bool:
-        return (isinstance(e, dict) and isinstance(e.get("question"), str) and bool(e["question"].strip())
-                and set(e) <= {"question", "answer", "relation"}
-                and all(isinstance(e.get(k, ""), str) for k in ("answer", "relation")))  # fmt: skip
+        if not (isinstance(e, dict) and isinstance(e.get("question"), str) and e["question"].strip()):
+            return False
+        return set(e) <= {"question", "answer", "relation"} and all(
+            isinstance(e.get(k, ""), str) for k in ("answer", "relation")
+        )
 
     return isinstance(v, list | tuple) and len(v) == 2 and all(entry(e) for e in v)
 

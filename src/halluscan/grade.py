@@ -23,14 +23,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from halluscan.records import Generation, Grade, Question, Span
+from halluscan.records import Dataset, Generation, Grade, Question, Span
 from halluscan.text import normalize, normalized_words_with_spans
 
 _CAP_PHRASE = re.compile(r"[A-Z][\w'’\-]*(?:\s+(?:of|de|del|la|le|du|da|and|the)?\s*[A-Z][\w'’\-]*)*")
-_FALLBACK_STOP = {
-    "the", "it", "its", "this", "that", "there", "they", "he", "she", "i", "a", "an", "in", "on", "as",
-    "yes", "no", "answer", "capital", "city", "country", "currency", "continent", "however", "sorry",
-}  # fmt: skip
+_FALLBACK_STOP = set(
+    "the it its this that there they he she i a an in on as yes no answer capital city country currency continent "
+    "however sorry".split()
+)
 
 Words = list[tuple[str, int, int]]
 
@@ -85,6 +85,11 @@ class Grader:
         self.relation = {r: Matcher.of(v) for r, v in relation_vocab.items()}
         self.entities = Matcher.of(entity_vocab)
         self.mode = mode
+
+    @classmethod
+    def for_dataset(cls, ds: Dataset, mode: str = "class-blind") -> Grader:
+        """The grader of dataset ``ds``: its relation and entity vocabularies."""
+        return cls(ds.relation_vocab, ds.entity_vocab, mode)
 
     def alias_span(self, q: Question, response: str) -> Span | None:
         """Earliest whole-word match of a gold alias.

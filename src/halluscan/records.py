@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -60,3 +64,158 @@ class Grade:
     exact_span: Span | None  # the located exact answer used for probing
     exact_text: str | None
     locator: str  # which rule found exact_span ("relation", "entity", "fallback", "alias", "none")
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """How to prompt and when to stop: what generation, scoring and answer choice share."""
+
+    max_new_tokens: int = 32
+    stop: str = "sentence"  # "sentence", "line" or "none"
+    system_prompt: str = ""
+    batch_size: int = 64
+    tail: int = 8  # prompt tokens whose activations are kept (last_q and negative positions)
+    share_prefix: bool = True  # run the prompts' common prefix once per batch
+    temperature: float = 0.0  # 0 = greedy; > 0 samples from softmax(logits / temperature)
+    seed: int = 0  # for sampling (each batch draws from its own generator seeded with seed + batch index)
+
+
+def _span_json(s: Span | None) -> list[int] | None:
+    return [s.start, s.end] if s else None
+
+
+@dataclass(frozen=True)
+class Example:
+    """One graded, located example of a study, as stored beside its activations (one JSON line)."""
+
+    qid: str
+    relation: str
+    question: str
+    gold: str
+    response: str
+    correct: bool
+    exact_text: str | None
+    exact_span: Span | None
+    alias_span: Span | None
+    locator: str
+    stopped_by: str
+    n_prompt: int
+    response_ids: tuple[int, ...]
+    positions: dict[str, int | None]  # named position -> index in prompt + response (None = absent)
+
+    @classmethod
+    def of(cls, q: Question, g: Generation, gr: Grade, positions: dict[str, int | None]) -> Example:
+        """The record of question ``q``, its generation ``g`` and grade ``gr``."""
+        return cls(
+            qid=q.qid,
+            relation=q.relation,
+            question=q.question,
+            gold=q.answer,
+            response=g.response,
+            correct=gr.correct,
+            exact_text=gr.exact_text,
+            exact_span=gr.exact_span,
+            alias_span=gr.alias_span,
+            locator=gr.locator,
+            stopped_by=g.stopped_by,
+            n_prompt=len(g.prompt_ids),
+            response_ids=g.response_ids,
+            positions=dict(positions),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form (the store's JSON lines keep these keys, in this order)."""
+        return {
+            "qid": self.qid,
+            "relation": self.relation,
+            "question": self.question,
+            "gold": self.gold,
+            "response": self.response,
+            "correct": self.correct,
+            "exact_text": self.exact_text,
+            "exact_span": _span_json(self.exact_span),
+            "alias_span": _span_json(self.alias_span),
+            "locator": self.locator,
+            "stopped_by": self.stopped_by,
+            "n_prompt": self.n_prompt,
+            "response_ids": list(self.response_ids),
+            "positions": dict(self.positions),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Example:
+        """Read a stored record back."""
+        span = lambda s: Span(*s) if s else None  # noqa: E731
+        return cls(
+            qid=str(d["qid"]),
+            relation=d["relation"],
+            question=d["question"],
+            gold=d["gold"],
+            response=d["response"],
+            correct=bool(d["correct"]),
+            exact_text=d["exact_text"],
+            exact_span=span(d["exact_span"]),
+            alias_span=span(d["alias_span"]),
+            locator=d["locator"],
+            stopped_by=d["stopped_by"],
+            n_prompt=int(d["n_prompt"]),
+            response_ids=tuple(d["response_ids"]),
+            positions=dict(d["positions"]),
+        )
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """One scored response: per-token maps, the verdict, and what they came from."""
+
+    question: str
+    response: str
+    tokens: list[str]
+    activity: np.ndarray  # [layer, token] log-odds of wrong (or z-scores: see standardised)
+    attention: np.ndarray  # [block, token] 0-1 per block
+    activity_layers: list[int]
+    attention_layers: list[int]
+    p_wrong: float
+    verdict: str  # "hallucinated" or "correct"
+    verdict_layer: int
+    verdict_token: int  # index into tokens
+    verdict_position: str  # "exact_answer_last", or "last_token" when no exact answer was found
+    exact_answer: str | None
+    standardised: bool
+    attention_query: str  # "later tokens (mean)" or "token -1"
+    response_ids: list[int] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """``score.json``: verdict, p_wrong, tokens, activity and attention as nested lists."""
+        import numpy as np
+
+        return {
+            "question": self.question,
+            "response": self.response,
+            "verdict": self.verdict,
+            "p_wrong": self.p_wrong,
+            "verdict_layer": self.verdict_layer,
+            "verdict_token": self.verdict_token,
+            "verdict_position": self.verdict_position,
+            "exact_answer": self.exact_answer,
+            "tokens": self.tokens,
+            "activity": np.round(self.activity, 5).tolist(),
+            "activity_layers": self.activity_layers,
+            "activity_scale": "z-score per layer (training set)" if self.standardised else "log-odds of wrong",
+            "attention": [[None if np.isnan(v) else round(float(v), 5) for v in row] for row in self.attention],
+            "attention_layers": self.attention_layers,
+            "attention_query": self.attention_query,
+            **self.meta,
+        }
+
+
+@dataclass(frozen=True)
+class StreamStep:
+    """One generated token and its scores, as soon as it has been fed to the model."""
+
+    index: int
+    token: str
+    token_id: int
+    activity: np.ndarray  # [layer] log-odds of wrong (or z-scores)
+    p_wrong: float  # the verdict layer's probability for this token

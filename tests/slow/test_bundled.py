@@ -9,8 +9,9 @@ import torch
 
 from halluscan.config import StudyConfig
 from halluscan.data import build_world_facts
-from halluscan.extract import extract_positions
-from halluscan.generate import GenerateOptions, generate
+from halluscan.engine import extract_positions
+from halluscan.engine.generate import generate
+from halluscan.records import GenerateOptions
 
 pytestmark = pytest.mark.slow
 
@@ -144,8 +145,8 @@ def test_shared_prefix_gives_the_same_answers(smol):
 def test_sweep_agrees_with_sklearn_on_real_activations(slice_run):
     from sklearn.linear_model import LogisticRegression
 
-    from halluscan.probes import auc_rows, cv_auc, folds_for
-    from halluscan.store import ActivationStore
+    from halluscan.engine.store import ActivationStore
+    from halluscan.probes.sweep import auc_rows, cv_auc, folds_for
 
     cfg, _, out = slice_run
     store = ActivationStore.open(out / "store")

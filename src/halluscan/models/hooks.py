@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from halluscan.errors import HalluscanError
-from halluscan.models.sites import blocks, get_module, site_table
+from halluscan.models.sites import blocks, get_module, n_layers, site_table
 
 # select(x [B, T, ...]) -> [B, K, ...]: which positions to keep from one forward call.
 Selector = Callable[[torch.Tensor], torch.Tensor]
@@ -81,7 +81,7 @@ def capture(
     any site) has run, so later blocks, the final norm and the LM head are skipped.
     """
     mods = blocks(model)
-    n = len(mods)
+    n = n_layers(model)
     sites = {"residual": list(range(n + 1))} if sites is None else sites
     for site, layers in sites.items():
         lo = 0 if site == "residual" else 1
@@ -137,9 +137,8 @@ def capture_residual(
     stop_early: bool = False,
 ) -> Iterator[Capture]:
     """Capture the residual stream only (0 = embedding output, l = block l's output)."""
-    n = len(blocks(model))
-    with capture(model, {"residual": list(range(n + 1)) if layers is None else layers}, select,
-                 dtype=dtype, stop_early=stop_early) as cap:  # fmt: skip
+    layers = list(range(n_layers(model) + 1)) if layers is None else layers
+    with capture(model, {"residual": layers}, select, dtype=dtype, stop_early=stop_early) as cap:
         yield cap
 
 
@@ -153,8 +152,8 @@ def _attention_weights(model: Any, cap: Capture, modules: dict[Any, int]) -> Ite
 
     impl = getattr(model.config, "_attn_implementation", None) or "eager"
     had_local = impl in ALL_ATTENTION_FUNCTIONS._local_mapping
-    previous = ALL_ATTENTION_FUNCTIONS._local_mapping.get(impl)
-    registered = ALL_ATTENTION_FUNCTIONS._global_mapping.get(impl)
+    previous: Callable[..., Any] | None = ALL_ATTENTION_FUNCTIONS._local_mapping.get(impl)
+    registered: Any = ALL_ATTENTION_FUNCTIONS._global_mapping.get(impl)  # typed as `function` upstream
 
     def wrapper(
         module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any, *a: Any, **kw: Any

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from halluscan.errors import HalluscanError
-from halluscan.models.sites import site_table
+from halluscan.models.sites import n_layers, site_table
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,29 @@ class LoadedModel:
     @property
     def n_layers(self) -> int:
         """Number of transformer blocks."""
-        return int(self.model.config.num_hidden_layers)
+        return n_layers(self.model)
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the residual stream."""
+        return int(self.model.config.hidden_size)
+
+    def prompt_ids(self, question: str, system_prompt: str) -> list[int]:
+        """Token ids of the prompt: the chat template for chat models, else ``Q: ... A:``."""
+        tok = self.tokenizer
+        if self.is_chat:
+            msgs = [{"role": "user", "content": question}]
+            if system_prompt:
+                msgs.insert(0, {"role": "system", "content": system_prompt})
+            text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            return list(tok(text, add_special_tokens=False).input_ids)
+        return list(tok(f"Q: {question}\nA:").input_ids)
+
+    def eos_ids(self) -> list[int]:
+        """Token ids that end a generation (the generation config's and the tokenizer's eos)."""
+        ids = self.model.generation_config.eos_token_id
+        ids = ids if isinstance(ids, list) else [ids]
+        return [i for i in ids + [self.tokenizer.eos_token_id] if i is not None]
 
     def provenance(self) -> dict[str, Any]:
         """The model part of a provenance record."""
@@ -52,7 +74,7 @@ class LoadedModel:
             "revision": self.revision,
             "architecture": self.model.config.model_type,
             "n_layers": self.n_layers,
-            "hidden_size": int(self.model.config.hidden_size),
+            "hidden_size": self.hidden_size,
             "dtype": str(next(self.model.parameters()).dtype),
         }
 

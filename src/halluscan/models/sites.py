@@ -61,3 +61,8 @@ def get_module(root: Any, path: str) -> Any:
 def blocks(model: Any) -> Any:
     """The ModuleList of transformer blocks."""
     return get_module(model, site_table(model).blocks)
+
+
+def n_layers(model: Any) -> int:
+    """Number of transformer blocks: the one layer count (residual layers run 0..n_layers)."""
+    return len(blocks(model))

@@ -17,17 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from halluscan.batching import left_pad, prefill_prefix, shared_prefix_len, suffix_inputs
+from halluscan.engine.inputs import prefill_prefix, shared_prefix_len, suffix_inputs
+from halluscan.engine.store import ActivationStore, ChunkWriter
 from halluscan.errors import HalluscanError
 from halluscan.models.hooks import StopForward, capture
-from halluscan.store import ActivationStore, ChunkWriter
 
 
 @dataclass(frozen=True)
 class Item:
     """One sequence to extract: its id, token ids, and index per named position (None = absent)."""
 
-    id: str
+    qid: str
     ids: tuple[int, ...]
     positions: dict[str, int | None]
     record: dict[str, Any] = field(default_factory=dict)
@@ -61,9 +61,9 @@ def forward_capture(
     ids, mask, pos, offs = suffix_inputs(seqs, n_pre, pad_id)
     cols = gather - n_pre + torch.tensor(offs)[:, None]
     with capture(model, sites, _gatherer(cols.to(dev)), stop_early=True) as cap:
+        inputs = {"input_ids": ids.to(dev), "attention_mask": mask.to(dev), "position_ids": pos.to(dev)}
         try:
-            model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
-                  past_key_values=cache, use_cache=cache is not None, logits_to_keep=1)  # fmt: skip
+            model(**inputs, past_key_values=cache, use_cache=cache is not None, logits_to_keep=1)
         except StopForward:
             pass
         out = {s: cap.stacked(s) for s in sites}
@@ -84,17 +84,17 @@ def check_items(items: Sequence[Item], names: Sequence[str]) -> None:
     """
     for it in items:
         if not it.ids:
-            raise HalluscanError(f"item {it.id!r} has no tokens; give at least one token id")
+            raise HalluscanError(f"item {it.qid!r} has no tokens; give at least one token id")
         for name, index in it.positions.items():
             if name not in names:
                 raise HalluscanError(
-                    f"item {it.id!r}: unknown position {name!r}; the store's positions are: {', '.join(names)}"
+                    f"item {it.qid!r}: unknown position {name!r}; the store's positions are: {', '.join(names)}"
                 )
             if index is None:
                 continue
             if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < len(it.ids):
                 raise HalluscanError(
-                    f"item {it.id!r}: position {name!r} is {index!r}, not an index into its {len(it.ids)} tokens "
+                    f"item {it.qid!r}: position {name!r} is {index!r}, not an index into its {len(it.ids)} tokens "
                     f"(0..{len(it.ids) - 1}); give an int index into its ids, or None when it is absent"
                 )
 
@@ -115,7 +115,7 @@ def extract_to_store(
     """Extract every item not yet in ``store``; returns how many were extracted now."""
     lay = store.layout
     done = store.stored_ids()
-    todo = sorted((it for it in items if it.id not in done), key=lambda it: (len(it.ids), it.id))
+    todo = sorted((it for it in items if it.qid not in done), key=lambda it: (len(it.ids), it.qid))
     check_items(todo, lay["positions"])  # before the first chunk: a bad item stops the run with nothing written
     with ChunkWriter(store, progress) as writer:
         for b in range(0, len(todo), batch_size):
@@ -142,7 +142,7 @@ def _extract_batch(
             got[site] = fixed
         keep = torch.from_numpy(valid).view(len(batch), 1, len(names), *[1] * (got[site].dim() - 3))
         got[site] = torch.where(keep, got[site], torch.zeros((), dtype=got[site].dtype))
-    recs = [{"qid": it.id, "n_tokens": len(it.ids), "positions": it.positions, **it.record} for it in batch]
+    recs = [{"qid": it.qid, "n_tokens": len(it.ids), "positions": it.positions, **it.record} for it in batch]
     return got, valid, recs
 
 
@@ -170,124 +170,3 @@ def extract_positions(
         for r, i in enumerate(idx):
             out[i] = got["residual"][r]
     return torch.stack([out[i] for i in range(len(sequences))])
-
-
-def pool_tokens(x: torch.Tensor, n_tokens: int) -> torch.Tensor:
-    """Average-pool a full ``[layer, token, hidden]`` tensor to ``[layer, n_tokens, hidden]`` bins."""
-    return torch.nn.functional.adaptive_avg_pool1d(x.transpose(1, 2), n_tokens).transpose(1, 2)
-
-
-def full_layout(n_layers: int, hidden: int, n_tokens: int, dtype: str = "bfloat16") -> dict[str, Any]:
-    """Store layout for whole ``[layer, token, hidden]`` tensors on a fixed grid of ``n_tokens``."""
-    return {"positions": ["all"], "dtype": dtype,
-            "sites": {"residual": {"layers": list(range(n_layers + 1)), "dims": [n_tokens, hidden]}}}  # fmt: skip
-
-
-@torch.inference_mode()
-def extract_full_to_store(
-    model: Any,
-    pad_id: int,
-    items: Sequence[Item],
-    store: ActivationStore,
-    spans: dict[str, tuple[int, int]] | None = None,
-    *,
-    pool: bool = True,
-    batch_size: int = 16,
-    progress: Callable[[int], None] | None = None,
-) -> int:
-    """Store each item's whole residual tensor over ``spans[id]`` (default: all tokens).
-
-    With ``pool`` the span is average-pooled to the layout's token grid (for detectors that
-    need a fixed ``layers x tokens`` input); without it the span is kept as is, zero-padded
-    to the grid width (longer spans are an error). The span length goes in each record.
-    """
-    spec = store.layout["sites"]["residual"]
-    n_grid = spec["dims"][0]
-    done = store.stored_ids()
-    todo = sorted((it for it in items if it.id not in done), key=lambda it: (len(it.ids), it.id))
-    for b in range(0, len(todo), batch_size):
-        batch = todo[b : b + batch_size]
-        ids, mask, offs = left_pad([it.ids for it in batch], pad_id)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        dev = next(model.parameters()).device
-        with capture(model, {"residual": spec["layers"]}, stop_early=True) as cap:
-            try:
-                model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=False)
-            except StopForward:
-                pass
-            full = cap.stacked("residual")  # [B, layer, T, H]
-        out = full.new_zeros(len(batch), full.shape[1], 1, n_grid, full.shape[-1])
-        recs = []
-        for r, it in enumerate(batch):
-            a, e = (spans or {}).get(it.id, (0, len(it.ids)))
-            x = full[r, :, offs[r] + a : offs[r] + e]  # [layer, span, H]
-            if pool:
-                out[r, :, 0] = pool_tokens(x, n_grid)
-            elif x.shape[1] > n_grid:
-                raise ValueError(f"{it.id}: span of {x.shape[1]} tokens is wider than the grid ({n_grid}); pool it")
-            else:
-                out[r, :, 0, : x.shape[1]] = x
-            recs.append({"qid": it.id, "n_tokens": len(it.ids), "span": [a, e], "pooled": pool, **it.record})
-        store.append({"residual": out}, np.ones((len(batch), 1), dtype=bool), recs)
-        if progress is not None:
-            progress(len(batch))
-    return len(todo)
-
-
-@torch.inference_mode()
-def attention_received(
-    model: Any, seqs: list[Sequence[int]], pad_id: int, layers: list[int] | None = None, query: int | None = None
-) -> list[torch.Tensor]:
-    """Per sequence, ``[layer, token]``: the attention each token receives, averaged over heads.
-
-    By default a token's score is the mean over the *later* query positions of the weight they
-    give it (the last token, with no later query, gets NaN); with ``query`` (e.g. -1) it is the
-    weight from that one query position. Layers default to 1..L (block l's attention).
-    """
-    from halluscan.models.sites import blocks
-
-    layers = list(range(1, len(blocks(model)) + 1)) if layers is None else layers
-    out: list[torch.Tensor] = []
-    for s in seqs:  # one at a time: full attention matrices, no padding to undo
-        n = len(s)
-        q = torch.arange(n)[None] if query is None else torch.tensor([[query % n]])
-        w = forward_capture(model, [s], q, {"attn_weights": layers}, pad_id, share_prefix=False)["attn_weights"]
-        a = w[0].mean(dim=2)[..., :n]  # [layer, queries, keys]
-        out.append(received(a) if query is None else a[:, 0])
-    return out
-
-
-def received(weights: torch.Tensor, query: int | None = None) -> torch.Tensor:
-    """Attention each token receives: ``weights`` [layer, query, key] over the same k tokens -> [layer, k].
-
-    With ``query=None`` the mean over the *later* query tokens (the last token has none: NaN);
-    with an index (e.g. -1), the weight that one query token gives each token (tokens after
-    that query cannot receive any: NaN).
-    """
-    k = weights.shape[-1]
-    if query is not None:
-        if not -k <= query < k:
-            raise HalluscanError(
-                f"attention query token {query} is outside the response's {k} tokens (use -{k}..{k - 1})"
-            )
-        q = query % k
-        out = weights[:, q].clone()
-        out[:, q + 1 :] = float("nan")
-        return out
-    later = torch.ones(k, k, dtype=weights.dtype).tril(-1)  # query i > key j
-    out = (weights * later).sum(1) / later.sum(0).clamp(min=1)
-    out[:, -1] = float("nan")
-    return out
-
-
-def normalise_layers(x: torch.Tensor) -> torch.Tensor:
-    """Min-max scale each layer (row) of ``[layer, token]`` to 0-1, ignoring NaN (kept as NaN).
-
-    A constant row becomes 0.
-    """
-    finite = ~torch.isnan(x)
-    lo = torch.where(finite, x, torch.full_like(x, float("inf"))).min(dim=-1, keepdim=True).values
-    hi = torch.where(finite, x, torch.full_like(x, float("-inf"))).max(dim=-1, keepdim=True).values
-    span = hi - lo
-    out = torch.where(span > 0, (x - lo) / span.clamp(min=1e-12), torch.zeros_like(x))
-    return torch.where(finite, out, x)

@@ -152,8 +152,8 @@ def fit_logreg(
         ok = sy > 1e-10 * (s_new * s_new).sum(-1, keepdim=True).sqrt() * (y_new * y_new).sum(-1, keepdim=True).sqrt()
         zero = torch.zeros_like(s_new)
         gamma = torch.where(ok, sy / (y_new * y_new).sum(-1, keepdim=True).clamp(min=1e-30), gamma)
-        mem.append((torch.where(ok, s_new, zero), torch.where(ok, y_new, zero),
-                    torch.where(ok, 1.0 / sy.clamp(min=1e-30), torch.zeros_like(sy))))  # fmt: skip
+        rho = torch.where(ok, 1.0 / sy.clamp(min=1e-30), torch.zeros_like(sy))
+        mem.append((torch.where(ok, s_new, zero), torch.where(ok, y_new, zero), rho))
         if len(mem) > history:
             mem.pop(0)
         g = g_new

@@ -1,4 +1,8 @@
-"""Batch helpers shared by generation and extraction: left padding and a shared prompt prefix."""
+"""Model inputs for a batch, shared by decoding and extraction.
+
+Left padding, and one KV cache for the prefix that every row shares (a system prompt, the chat
+template): it runs once and is copied to each row.
+"""
 
 from __future__ import annotations
 

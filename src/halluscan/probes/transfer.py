@@ -7,17 +7,18 @@ best-cell AUCs (train on row, test on column; the diagonal is each run's own CV 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from halluscan.engine.store import ActivationStore
 from halluscan.errors import HalluscanError
 from halluscan.models.loading import model_identity
-from halluscan.probes import ProbeBank, auc_rows, wrong_labels
-from halluscan.store import ActivationStore
+from halluscan.probes.bank import ProbeBank
+from halluscan.probes.sweep import auc_rows, wrong_labels
+from halluscan.runs import RunDir, study_examples
 
 
 def transfer_auc(
@@ -31,7 +32,7 @@ def transfer_auc(
             f"{test.root}: its layers or positions differ from {train.root}'s; train and test runs need the same "
             "model and positions"
         )
-    ytr, yte = wrong_labels(train.examples()), wrong_labels(test.examples())
+    ytr, yte = wrong_labels(study_examples(train)), wrong_labels(study_examples(test))
     vtr, vte = train.valid(), test.valid()
     auc = np.full((len(layers), len(positions)), np.nan)
     for j, pos in enumerate(positions):
@@ -60,7 +61,7 @@ def check_same_model(train: ActivationStore, test: ActivationStore, site: str = 
             f"{test.root}: its {site} features have dims {dims_b} but {train.root}'s have {dims_a}; "
             "train and test runs need the same model"
         )
-    a, b = ((st.m.get("provenance") or {}).get("model") for st in (train, test))
+    a, b = (st.provenance.get("model") for st in (train, test))
     if isinstance(a, dict) and isinstance(b, dict) and model_identity(a) != model_identity(b):
         raise HalluscanError(
             f"{test.root} was made with model {_describe(b)} but {train.root} with {_describe(a)}; "
@@ -73,23 +74,15 @@ def best(auc: np.ndarray) -> float:
     return float(np.nanmax(auc)) if not np.all(np.isnan(auc)) else float("nan")
 
 
-def run_dir_store(run: str | Path) -> ActivationStore:
-    """The store of a run folder (``runs/NAME``) or a store folder itself."""
-    p = Path(run)
-    return ActivationStore.open(p / "store" if (p / "store").is_dir() else p)
-
-
 def transfer_matrix(runs: list[str], site: str = "residual", c: float = 0.05) -> dict[str, Any]:
     """Best-cell AUC for every (train run, test run) pair; the diagonal is the run's own CV sweep."""
-    stores = [run_dir_store(r) for r in runs]
+    dirs = [RunDir(Path(r)) for r in runs]
+    stores = [d.open_store() for d in dirs]
     m = np.full((len(runs), len(runs)), np.nan)
     for i, a in enumerate(stores):
         for j, b in enumerate(stores):
-            if i == j:
-                metrics = Path(runs[i]) / "metrics.json"
-                if metrics.is_file():
-                    grid = json.loads(metrics.read_text())["heatmap"]["auc"]
-                    m[i, j] = best(np.array(grid, dtype=float))
-            else:
+            if i != j:
                 m[i, j] = best(transfer_auc(a, b, site, c)["auc"])
+            elif dirs[i].has_metrics():
+                m[i, j] = best(np.array(dirs[i].read_metrics()["heatmap"]["auc"], dtype=float))
     return {"runs": runs, "best_auc": m}

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,48 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from halluscan.atomic import jsonable, write_bytes, write_json
 from halluscan.errors import HalluscanError
 
 MANIFEST = "manifest.json"
 FORMAT = 2
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise HalluscanError(
-            f"could not write {path}: {e.strerror or e}; free disk space or choose another folder"
-        ) from e
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """UTF-8 text variant of :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """JSON variant of :func:`atomic_write_bytes`; NaN and infinities become null (strict JSON)."""
-    atomic_write_bytes(path, json.dumps(_finite(obj), indent=2, ensure_ascii=False, allow_nan=False).encode())
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _finite(obj.item())
-    return obj
 
 
 def _to_numpy(x: torch.Tensor, dtype: str) -> np.ndarray:
@@ -92,7 +54,7 @@ class ActivationStore:
 
     def __init__(self, root: str | Path, manifest: dict[str, Any]):
         self.root = Path(root)
-        self.m = manifest
+        self._manifest = manifest  # what manifest.json says; replaced (never edited) by each commit
 
     @classmethod
     def open_or_create(
@@ -116,7 +78,7 @@ class ActivationStore:
                     f"{root}: this store was made with another model, dataset or config; "
                     "use another --name, or delete the folder to start again"
                 )
-            asked = json.loads(json.dumps(_finite(layout)))  # tuples -> lists, numpy ints -> ints, as stored
+            asked = json.loads(json.dumps(jsonable(layout)))  # tuples -> lists, numpy ints -> ints, as stored
             if m.get("layout") != asked:
                 made, want = _layout_diff(m.get("layout") or {}, asked)
                 raise HalluscanError(
@@ -132,7 +94,7 @@ class ActivationStore:
                 f"could not create the store at {root}: {e.strerror or e}; choose a writable folder"
             ) from e
         m = {"format": FORMAT, "key": key, "layout": layout, "provenance": provenance, "chunks": []}
-        atomic_write_json(mpath, m)
+        write_json(mpath, m)
         return cls(root, m)
 
     @classmethod
@@ -146,19 +108,34 @@ class ActivationStore:
     @property
     def layout(self) -> dict[str, Any]:
         """Positions, dtype, and per site its layers and trailing dims."""
-        return dict(self.m["layout"])
+        return dict(self._manifest["layout"])
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """What made this store (model, dataset, config, versions); empty when none was recorded."""
+        return dict(self._manifest.get("provenance") or {})
+
+    @property
+    def key(self) -> str:
+        """The key the store was made with: a resume must give the same one."""
+        return str(self._manifest["key"])
+
+    @property
+    def chunk_names(self) -> list[str]:
+        """Committed chunks, in order."""
+        return [c["name"] for c in self._manifest["chunks"]]
 
     @property
     def positions(self) -> list[str]:
         """Named positions, in store order."""
-        return list(self.m["layout"]["positions"])
+        return list(self._manifest["layout"]["positions"])
 
     def layers(self, site: str = "residual") -> list[int]:
         """Layers stored for ``site``."""
         return list(self._site(site)["layers"])
 
     def _site(self, site: str) -> dict[str, Any]:
-        sites = self.m["layout"]["sites"]
+        sites = self._manifest["layout"]["sites"]
         if site not in sites:
             raise HalluscanError(f"{self.root}: no site {site!r} in this store (it has {', '.join(sites)})")
         return dict(sites[site])
@@ -166,7 +143,7 @@ class ActivationStore:
     @property
     def n_examples(self) -> int:
         """Examples in complete chunks."""
-        return sum(c["rows"] for c in self.m["chunks"])
+        return sum(c["rows"] for c in self._manifest["chunks"])
 
     def stored_ids(self) -> set[str]:
         """Example ids already stored (to skip them on resume)."""
@@ -183,7 +160,7 @@ class ActivationStore:
             expect = (len(records), len(spec["layers"]), n_pos, *spec["dims"])
             if tuple(acts.shape) != expect:
                 raise ValueError(f"chunk shape {tuple(acts.shape)} of {site} does not match layout {expect}")
-        name = f"chunk_{len(self.m['chunks']):06d}"
+        name = f"chunk_{len(self._manifest['chunks']):06d}"
         digest = hashlib.sha256()
         files = [(site, _to_numpy(a, lay["dtype"])) for site, a in sorted(arrays.items())] + [
             ("valid", valid.astype(bool))
@@ -191,23 +168,23 @@ class ActivationStore:
         for sub, arr in files:
             data = _npy_bytes(arr)
             digest.update(data)
-            atomic_write_bytes(self.root / sub / f"{name}.npy", data)
+            write_bytes(self.root / sub / f"{name}.npy", data)
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
         digest.update(lines)
-        atomic_write_bytes(self.root / "examples" / f"{name}.jsonl", lines)
+        write_bytes(self.root / "examples" / f"{name}.jsonl", lines)
         # The manifest is the commit point: a chunk exists once it is listed here. The in-memory
         # manifest changes only after the new one is on disk, so a failed write leaves both equal.
         chunk = {"name": name, "rows": len(records), "sha256": digest.hexdigest()}
-        new = {**self.m, "chunks": [*self.m["chunks"], chunk]}
-        atomic_write_json(self.root / MANIFEST, new)
-        self.m = new
+        new = {**self._manifest, "chunks": [*self._manifest["chunks"], chunk]}
+        write_json(self.root / MANIFEST, new)
+        self._manifest = new
 
     def verify(self) -> list[str]:
         """Names of chunks whose files no longer match their checksum."""
         bad = []
-        for c in self.m["chunks"]:
+        for c in self._manifest["chunks"]:
             digest = hashlib.sha256()
-            for sub in [*sorted(self.m["layout"]["sites"]), "valid"]:
+            for sub in [*sorted(self._manifest["layout"]["sites"]), "valid"]:
                 digest.update((self.root / sub / f"{c['name']}.npy").read_bytes())
             digest.update((self.root / "examples" / f"{c['name']}.jsonl").read_bytes())
             if digest.hexdigest() != c["sha256"]:
@@ -217,13 +194,13 @@ class ActivationStore:
     def examples(self) -> list[dict[str, Any]]:
         """All example records, in store order."""
         out: list[dict[str, Any]] = []
-        for c in self.m["chunks"]:
+        for c in self._manifest["chunks"]:
             with open(self.root / "examples" / f"{c['name']}.jsonl", encoding="utf-8") as f:
                 out.extend(json.loads(line) for line in f)
         return out
 
     def _chunks(self, sub: str) -> Iterator[np.ndarray]:
-        for c in self.m["chunks"]:
+        for c in self._manifest["chunks"]:
             yield np.load(self.root / sub / f"{c['name']}.npy", mmap_mode="r")
 
     def valid(self) -> np.ndarray:

@@ -1,0 +1,83 @@
+"""The ``halluscan`` console script: its parser and entry point (the commands live in the sibling modules)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from halluscan.cli.score import cmd_score
+from halluscan.cli.study import cmd_choose, cmd_positions, cmd_probe, cmd_run
+from halluscan.config import StudyConfig, add_config_flags
+from halluscan.errors import HalluscanError
+from halluscan.runs import RUNS_DIR, output_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with its subcommands."""
+    p = argparse.ArgumentParser(prog="halluscan", description="Find hallucinations by reading a model's hidden states.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="generate, grade, extract, probe and write a report")
+    add_config_flags(run)
+    run.set_defaults(func=cmd_run, loads_model=True)
+    probe = sub.add_parser("probe", help="train probes on one run and test them on another (or a matrix of runs)")
+    probe.add_argument("--train", help="run folder (runs/NAME) whose examples train the probes")
+    probe.add_argument("--test", help="run folder whose examples test them")
+    probe.add_argument("--runs", nargs="+", help="several run folders: best-cell AUC for every train/test pair")
+    probe.add_argument("--site", default="residual", help="activation site (default: residual)")
+    probe.add_argument("--c", type=float, default=0.05, help="inverse L2 strength (default: 0.05)")
+    probe.add_argument("--out", default=output_dir("transfer"), help="output folder (default: %(default)s)")
+    probe.set_defaults(func=cmd_probe)
+    sc = sub.add_parser("score", help="score an answer token by token and layer by layer (writes score.json + figures)")
+    sc.add_argument("--question", help="the question")
+    sc.add_argument("--answer", help="the answer to score (teacher forcing); leave out to generate one")
+    sc.add_argument("--relation", default="custom", help="world-facts relation, helps locate the exact answer")
+    sc.add_argument("--jsonl", help="score a JSONL (or CSV) of {question, answer?, relation?, id?} rows in batches")
+    sc.add_argument("--model", default="smollm2", help="model (default: the bundled smollm2)")
+    sc.add_argument(
+        "--probes",
+        help="probe bank folder (default: RUNS_DIR/demo/probes for the bundled model, "
+        "RUNS_DIR/default-MODEL/probes for another; made by running that study when missing)",
+    )
+    sc.add_argument("--runs-dir", default=RUNS_DIR, help="where the default study lives (default: %(default)s)")
+    sc.add_argument("--layer", type=int, help="probe layer for the verdict (default: the study's best layer)")
+    sc.add_argument("--standardise", action="store_true", help="activity as z-scores per layer (training set)")
+    sc.add_argument("--query", default="later", help="attention from 'later' tokens (mean) or one token index, e.g. -1")
+    sc.add_argument("--stream", action="store_true", help="print each generated token and its score as it appears")
+    sc.add_argument("--out", default=output_dir("score"), help="output folder (default: %(default)s)")
+    sc.add_argument("--quiet", action="store_true", help="no progress bars")
+    sc.set_defaults(func=cmd_score, loads_model=True)
+    ch = sub.add_parser("choose", help="sample answers to held-out questions; compare the probe's pick with greedy")
+    ch.add_argument(
+        "--run", default=output_dir(StudyConfig.name), help="a finished study folder (default: %(default)s)"
+    )
+    ch.add_argument("--samples", type=int, default=5, help="sampled answers per question (default: 5)")
+    ch.add_argument("--questions", type=int, default=300, help="held-out questions (default: 300)")
+    ch.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
+    ch.add_argument("--seed", type=int, default=0, help="seed of the split and the sampling (default: 0)")
+    ch.add_argument("--quiet", action="store_true", help="no progress bars")
+    ch.set_defaults(func=cmd_choose, loads_model=True)
+    pos = sub.add_parser("positions", help="list the named token positions")
+    pos.set_defaults(func=cmd_positions)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: bad input ends with one line on stderr and exit code 2."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="halluscan: %(message)s")
+    if getattr(args, "loads_model", False):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # its per-load weight bar is noise next to ours
+    for noisy in ("transformers", "huggingface_hub", "accelerate"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        return int(args.func(args))
+    except HalluscanError as e:
+        print(f"halluscan: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("halluscan: interrupted; completed batches are kept and a re-run resumes", file=sys.stderr)
+        return 130

@@ -1,0 +1,108 @@
+"""``halluscan run``, ``probe``, ``choose`` and ``positions``: the commands that work on whole studies."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _summary(m: dict[str, Any]) -> str:
+    f, c, ea = m["finding"], m["controls"], m["exact_answer_found"]
+    last_q = m["best_cells"].get("last_q", {}).get("auc", float("nan"))
+    lines = [
+        f"graded {m['n_graded']} questions, accuracy {m['accuracy']:.3f}",
+        "accuracy by relation: " + ", ".join(f"{r} {a:.2f}" for r, a in m["accuracy_by_relation"].items()),
+        f"exact answer found: correct {ea['correct']:.3f}, wrong {ea['wrong']:.3f}; "
+        f"locator agreement on correct {m['locator_agreement_correct']:.3f}",
+        f"best exact-answer cell: {f['best_exact_position']} layer {f['best_exact_layer']} "
+        f"AUC {f['best_exact_auc']:.3f}; best last_q AUC {last_q:.3f}",
+        f"controls: relation only {c['relation_prior_auc']:.3f}, "
+        f"layer 0 at exact-answer positions {c['layer0_exact_auc']:.3f}",
+        "timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in m["timings_s"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a study and print its headline numbers."""
+    from halluscan.config import config_from_args
+    from halluscan.pipeline import run_study
+    from halluscan.runs import RunDir
+
+    cfg = config_from_args(args)
+    m = run_study(cfg)
+    run = RunDir.of(cfg)
+    print(_summary(m))
+    print(f"wrote {run.report}, {run.metrics}, {run.heatmap_png}")
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Train on one run, test on another (heatmap on the test run), or a matrix over several runs."""
+    from halluscan import atomic
+    from halluscan.errors import HalluscanError
+    from halluscan.probes.transfer import transfer_auc, transfer_matrix
+    from halluscan.report import heatmap
+    from halluscan.runs import RunDir
+
+    out = Path(args.out)
+    if args.runs:
+        m = transfer_matrix(args.runs, args.site, args.c)["best_auc"]
+        matrix = {"runs": args.runs, "best_auc": m.tolist(), "rows": "train", "columns": "test"}
+        atomic.write_json(out / "transfer_matrix.json", matrix)
+        print("best-cell AUC (rows: train, columns: test)")
+        for name, row in zip(args.runs, m, strict=True):
+            print(f"{name:>30}  " + "  ".join(f"{v:.3f}" for v in row))
+        return 0
+    if not (args.train and args.test):
+        raise HalluscanError("probe: give --train RUN and --test RUN, or --runs RUN RUN ...")
+    res = transfer_auc(RunDir(Path(args.train)).open_store(), RunDir(Path(args.test)).open_store(), args.site, args.c)
+    auc, layers, positions = res["auc"], res["layers"], res["positions"]
+    title = f"probes trained on {args.train}, tested on {args.test}"
+    heatmap.heatmap_png(auc, layers, positions, out / "transfer_heatmap.png", title)
+    fig = heatmap.heatmap_figure(auc, auc * 0, [0] * len(positions), layers, positions, title)
+    heatmap.heatmap_html(fig, out / "transfer_heatmap.html")
+    result = {"train": args.train, "test": args.test, "layers": layers, "positions": positions, "auc": auc.tolist()}
+    atomic.write_json(out / "transfer.json", result)
+    j = int(np.nanargmax(np.nan_to_num(auc, nan=-1)))
+    layer, pos = layers[j // len(positions)], positions[j % len(positions)]
+    print(f"best cell on {args.test}: {pos} layer {layer} AUC {np.nanmax(auc):.3f}; wrote {out}")
+    return 0
+
+
+def cmd_choose(args: argparse.Namespace) -> int:
+    """Answer choice on a study's held-out questions: greedy vs majority vote vs the probe's pick."""
+    from halluscan.choice import answer_choice
+    from halluscan.runs import RunDir
+
+    r = answer_choice(
+        args.run,
+        samples=args.samples,
+        n_test=args.questions,
+        temperature=args.temperature,
+        seed=args.seed,
+        quiet=args.quiet,
+    )
+    a = r["accuracy"]
+    print(
+        f"{r['n_questions']} held-out questions, {r['samples']} samples each (temperature {r['temperature']}), "
+        f"probe layer {r['probe_layer']} trained on {r['n_train_examples']} other examples"
+    )
+    for k in ("greedy", "majority", "probe", "oracle", "sample_mean"):
+        print(f"  {k:<12} accuracy {a[k]:.3f}")
+    for k in ("probe_minus_greedy", "probe_minus_majority"):
+        lo, hi = r[k]["ci95"]
+        print(f"  {k:<21} {r[k]['mean']:+.3f} (95 % bootstrap {lo:+.3f} to {hi:+.3f})")
+    print(f"wrote {RunDir(Path(args.run)).answer_choice}")
+    return 0
+
+
+def cmd_positions(_args: argparse.Namespace) -> int:
+    """List the valid position names."""
+    from halluscan.positions import VALID
+
+    print("\n".join(VALID))
+    return 0

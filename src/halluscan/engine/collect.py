@@ -1,0 +1,64 @@
+"""The study's collection stage: generate answers, grade them, locate the exact answer, store activations.
+
+Activations come from the generation pass itself (see :mod:`halluscan.engine.generate`); each
+example's named positions are picked out of its captured states and written with its
+:class:`~halluscan.records.Example` record, one store chunk per batch. Questions already in the
+store are skipped, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from halluscan.engine.generate import generate
+from halluscan.engine.store import ActivationStore, ChunkWriter
+from halluscan.models.loading import LoadedModel
+from halluscan.positions import resolve, token_span
+from halluscan.records import Example, Generation, Grade, Question
+from halluscan.settings import StudySettings
+
+
+def gather_batch(
+    gens: list[Generation], grades: list[Grade], states: torch.Tensor, tail: int, positions: list[str]
+) -> tuple[torch.Tensor, np.ndarray, list[dict[str, int | None]]]:
+    """Pick each example's named positions out of its captured states -> [B, layer, pos, H]."""
+    b, n_layers, _, h = states.shape
+    acts = torch.zeros(b, n_layers, len(positions), h, dtype=states.dtype)
+    valid = np.zeros((b, len(positions)), dtype=bool)
+    all_idx = []
+    for i, (g, gr) in enumerate(zip(gens, grades, strict=True)):
+        p, r = len(g.prompt_ids), len(g.response_ids)
+        exact = token_span(gr.exact_span, g.token_starts, len(g.response)) if gr.exact_span else None
+        idx = {name: resolve(name, p, r, exact) for name in positions}
+        for j, name in enumerate(positions):
+            k = idx[name]
+            col = None if k is None else (k - (p - tail) if k < p else tail + k - p)
+            if col is not None and 0 <= col < states.shape[2]:
+                acts[i, :, j] = states[i, :, col]
+                valid[i, j] = True
+            else:
+                idx[name] = None
+        all_idx.append(idx)
+    return acts, valid, all_idx
+
+
+def collect(settings: StudySettings, lm: LoadedModel, qs: list[Question], store: ActivationStore) -> None:
+    """Generate, grade, locate and store activations for the questions not yet in the store."""
+    cfg = settings.config
+    done = store.stored_ids()
+    todo = [q for q in qs if q.qid not in done]
+    by_id = {q.qid: q for q in qs}
+    layers = list(range(lm.n_layers + 1))
+    positions = list(cfg.positions)
+    bar = tqdm(total=len(qs), initial=len(qs) - len(todo), desc="generate+extract", unit="q", disable=cfg.quiet)
+    with ChunkWriter(store) as writer:  # disk writes overlap the next batch's generation
+        for gens, states, tail in generate(lm, todo, settings.generation, layers, progress=bar.update):
+            assert states is not None
+            grades = [settings.grader.grade(by_id[g.qid], g) for g in gens]
+            acts, valid, idx = gather_batch(gens, grades, states, tail, positions)
+            examples = [Example.of(by_id[g.qid], g, gr, ix) for g, gr, ix in zip(gens, grades, idx, strict=True)]
+            writer.put({cfg.site: acts}, valid, [e.to_json() for e in examples])
+            bar.set_postfix(acc=f"{np.mean([e.correct for e in examples]):.2f}")
+    bar.close()

@@ -1,0 +1,177 @@
+"""The one decode loop and its one stop rule, for batched generation and for streaming one answer.
+
+:func:`decode` runs a batch of prompts token by token (greedy, or sampled with a seeded
+generator). Its prompts' common prefix runs once; finished rows leave the batch and the KV
+cache at once, so a batch costs what its rows need. With ``layers`` it captures the residual
+stream of every token it feeds, and yields after each forward pass, so a caller can store the
+states (generation) or score them as they appear (streaming).
+
+The stop rule (:class:`StopRule`): a row ends at an eos token, at ``max_new_tokens``, or at the
+end of its first sentence or line (:func:`find_stop`). The token that reveals the end (the
+space after a full stop) is past the answer; it is fed only while other rows still decode.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+
+from halluscan.engine.inputs import prefill_prefix, shared_prefix_len, suffix_inputs
+from halluscan.models.hooks import capture_residual
+from halluscan.models.loading import LoadedModel
+from halluscan.records import GenerateOptions
+
+# A sentence ends at . ! ? (plus closing quotes/brackets) followed by whitespace, unless the
+# word before the dot is an abbreviation or an initial ("St. Louis", "U.S. dollar").
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s)")
+_ABBREV = re.compile(r"(?:(?:^|[\s.(])[A-Za-z]|\b(?:St|Mt|Ft|Dr|Mr|Mrs|Ms|No|vs|etc))\.$")
+
+
+def find_stop(text: str, mode: str) -> int | None:
+    """Character offset where the answer ends in ``text`` (exclusive), or None if not yet."""
+    if mode == "none":
+        return None
+    body = len(text) - len(text.lstrip())
+    nl = text.find("\n", body)
+    cut = nl if nl >= 0 else None
+    if mode == "sentence":
+        for m in _SENTENCE_END.finditer(text, body):
+            if _ABBREV.search(text[: m.start() + 1]):
+                continue
+            cut = m.end() if cut is None else min(cut, m.end())
+            break
+    return cut
+
+
+def token_start(prev: str, cur: str) -> int:
+    """Where the token that turned decoded text ``prev`` into ``cur`` starts in ``cur``."""
+    return min(len(prev), len(cur)) if cur.startswith(prev) else len(prev)
+
+
+def token_starts(tokenizer: object, ids: Sequence[int]) -> tuple[list[int], str]:
+    """Start offset of each token in the decoded text (by decoding prefixes), and the text."""
+    starts, prev = [], ""
+    for i in range(len(ids)):
+        cur = tokenizer.decode(ids[: i + 1], clean_up_tokenization_spaces=False)  # type: ignore[attr-defined]
+        starts.append(token_start(prev, cur))
+        prev = cur
+    return starts, prev
+
+
+@dataclass
+class Row:
+    """One sequence being decoded: its response tokens so far and whether (and why) it ended."""
+
+    ids: list[int] = field(default_factory=list)
+    text: str = ""  # the decoded response so far
+    start: int = 0  # where the latest token starts in ``text``
+    done: bool = False
+    stopped_by: str = "length"  # "sentence", "line", "eos" or "length"
+    cut: int | None = None  # char offset where the answer ends
+
+    @property
+    def in_answer(self) -> bool:
+        """Whether the latest token starts before the answer's end (else it is cut off)."""
+        return self.cut is None or self.start < self.cut
+
+
+class StopRule:
+    """When a row ends: eos, or the end of its first sentence / line (``mode``: sentence, line, none)."""
+
+    def __init__(self, lm: LoadedModel, mode: str):
+        self.tokenizer, self.mode = lm.tokenizer, mode
+        self.eos = set(lm.eos_ids())
+
+    def advance(self, rows: Sequence[Row], tokens: Sequence[int]) -> bool:
+        """Append this step's tokens to unfinished rows; True if any row took a token."""
+        took = False
+        for r, t in zip(rows, tokens, strict=True):
+            if r.done:
+                continue
+            if t in self.eos:
+                r.done, r.stopped_by = True, "eos"
+                continue
+            r.ids.append(t)
+            took = True
+            text = self.tokenizer.decode(r.ids, clean_up_tokenization_spaces=False)
+            r.start, r.text = token_start(r.text, text), text
+            cut = find_stop(text, self.mode)
+            if cut is not None:
+                r.done, r.cut = True, cut
+                r.stopped_by = "line" if text[cut : cut + 1] == "\n" else self.mode  # find_stop cuts before "\n"
+        return took
+
+
+def pick(logits: torch.Tensor, temperature: float, rng: torch.Generator | None) -> torch.Tensor:
+    """Greedy (temperature 0) or sampled next tokens for a batch of logits [B, V]."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1).cpu()
+    return torch.multinomial(probs, 1, generator=rng).squeeze(1).to(logits.device)
+
+
+@dataclass
+class Step:
+    """What one forward pass of :func:`decode` fed: ``index`` -1 is the prompt, else a response token."""
+
+    index: int
+    active: torch.Tensor  # the batch rows fed (the order of ``states``)
+    states: torch.Tensor | None  # [row, layer, k, H]: the last ``tail`` prompt tokens, or k = 1 token
+
+
+@torch.inference_mode()
+def decode(
+    lm: LoadedModel,
+    prompts: Sequence[Sequence[int]],
+    opts: GenerateOptions,
+    rows: Sequence[Row],
+    layers: list[int] | None = None,
+    rng: torch.Generator | None = None,
+) -> Iterator[Step]:
+    """Decode ``prompts`` into ``rows`` (one each), yielding after the prompt and after each fed token."""
+    from transformers import DynamicCache
+
+    model = lm.model
+    dev = next(model.parameters()).device
+    rule = StopRule(lm, opts.stop)
+    n_pre = shared_prefix_len(prompts, min(len(p) for p in prompts) - opts.tail) if opts.share_prefix else 0
+    cache = prefill_prefix(model, prompts[0][:n_pre], len(prompts)) if n_pre else DynamicCache(config=model.config)
+    ids, mask, pos, _ = suffix_inputs(prompts, n_pre, lm.tokenizer.pad_token_id)
+    ids, mask, pos = ids.to(dev), mask.to(dev), pos.to(dev)
+    tail = min(opts.tail, ids.shape[1])
+    active = torch.arange(len(rows))
+    keep_tail = lambda h: h[:, h.shape[1] - tail :]  # noqa: E731 (tail 0 keeps nothing)
+    with capture_residual(model, layers, keep_tail) if layers is not None else nullcontext() as cap:
+        inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+        out = model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        yield Step(-1, active, cap.stacked() if cap is not None else None)
+        if cap is not None:
+            cap.select = lambda h: h[:, -1:]
+        for step in range(opts.max_new_tokens):
+            cand = pick(out.logits[:, -1], opts.temperature, rng)
+            live = [rows[i] for i in active.tolist()]
+            before = [len(r.ids) for r in live]
+            if not rule.advance(live, cand.tolist()):
+                break
+            took = [len(r.ids) > n for r, n in zip(live, before, strict=True)]
+            if all(r.done for r in rows) and not any(r.in_answer for r, t in zip(live, took, strict=True) if t):
+                break  # every row has ended and no new token is part of an answer: nothing left to feed
+            # Rows that just took a token are fed once more so that its activations exist;
+            # the others have finished and leave the batch.
+            keep = torch.tensor(took)
+            if not bool(keep.all()):
+                sel = keep.nonzero().squeeze(1).to(dev)
+                cache.batch_select_indices(sel)
+                active, cand, mask, pos = active[keep], cand[sel], mask[sel], pos[sel]
+            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+            pos = pos[:, -1:] + 1
+            out = model(
+                input_ids=cand[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+            )
+            yield Step(step, active, cap.stacked() if cap is not None else None)
+            if all(r.done for r in rows):
+                break

@@ -1,0 +1,86 @@
+"""Batched generation with left padding, stopping at the end of the first sentence.
+
+Residual activations are captured *during* generation (prefill: the last ``tail`` prompt
+tokens; each decode step: the token just fed), so no second forward pass is needed to
+extract them. Only the short answer is generated: the rest of a rambling response is not
+graded and would cost most of the time. The loop and its stop rule live in
+:mod:`halluscan.engine.decode`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+
+from halluscan.engine.decode import Row, decode, token_starts
+from halluscan.models.loading import LoadedModel
+from halluscan.records import GenerateOptions, Generation, Question
+
+
+@torch.inference_mode()
+def generate_batch(
+    lm: LoadedModel,
+    prompts: list[list[int]],
+    opts: GenerateOptions,
+    layers: list[int] | None,
+    rng: torch.Generator | None = None,
+) -> tuple[list[Row], torch.Tensor | None, int]:
+    """Generate for one batch. Returns rows, states ``[B, layer, tail + steps, H]`` and tail.
+
+    Without ``layers`` nothing is captured: the states are None and the tail 0.
+    """
+    rows = [Row() for _ in prompts]
+    buf: torch.Tensor | None = None
+    tail = 0
+    for step in decode(lm, prompts, opts, rows, layers, rng):
+        if step.states is None:
+            continue
+        if buf is None:  # the prompt's states come first
+            b, n_layers, tail, h = step.states.shape
+            buf = step.states.new_zeros(b, n_layers, tail + opts.max_new_tokens, h)
+            buf[:, :, :tail] = step.states
+        else:
+            buf[step.active, :, tail + step.index] = step.states[:, :, 0]
+    return rows, buf, tail
+
+
+def finish_row(lm: LoadedModel, qid: str, prompt: list[int], row: Row) -> Generation:
+    """Cut a row at its answer end and compute token offsets."""
+    starts, text = token_starts(lm.tokenizer, row.ids)
+    n = len(row.ids)
+    if row.cut is not None:
+        n = sum(1 for s in starts if s < row.cut)
+        text = text[: row.cut]
+    return Generation(
+        qid=qid,
+        prompt_ids=tuple(prompt),
+        response_ids=tuple(row.ids[:n]),
+        response=text,
+        token_starts=tuple(starts[:n]),
+        stopped_by=row.stopped_by,  # "length" unless the stop rule saw an eos or a stop
+    )
+
+
+def generate(
+    lm: LoadedModel,
+    questions: Sequence[Question],
+    opts: GenerateOptions,
+    layers: list[int] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[tuple[list[Generation], torch.Tensor | None, int]]:
+    """Yield ``(generations, states, tail)`` per batch, batches sorted by prompt length.
+
+    ``states[i, l, j]`` is layer ``l``'s residual at prompt token ``P - tail + j`` for
+    ``j < tail`` and at response token ``j - tail`` after that (P = prompt length of row i).
+    """
+    prompts = [lm.prompt_ids(q.question, opts.system_prompt) for q in questions]
+    order = sorted(range(len(questions)), key=lambda i: (len(prompts[i]), i))
+    for b in range(0, len(order), opts.batch_size):
+        idx = order[b : b + opts.batch_size]
+        rng = torch.Generator().manual_seed(opts.seed + b) if opts.temperature > 0 else None
+        rows, states, tail = generate_batch(lm, [prompts[i] for i in idx], opts, layers, rng)
+        gens = [finish_row(lm, questions[i].qid, prompts[i], r) for i, r in zip(idx, rows, strict=True)]
+        if progress is not None:
+            progress(len(idx))
+        yield gens, states, tail

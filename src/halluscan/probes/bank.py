@@ -1,0 +1,109 @@
+"""The probe bank: one probe per layer at one position, what per-response scoring uses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from halluscan import atomic
+from halluscan.engine.store import ActivationStore
+from halluscan.errors import HalluscanError
+from halluscan.probes.logreg import fit_logreg
+
+META, WEIGHTS = "probes.json", "probes.safetensors"
+
+
+@dataclass
+class ProbeBank:
+    """One probe per layer at one position (with its scaler): what per-response scoring uses.
+
+    Saved as ``probes.safetensors`` (coef, intercept, mean, scale; one row per layer) plus
+    ``probes.json`` (layers, position, site, C, training size, provenance).
+    """
+
+    layers: list[int]
+    position: str
+    coef: torch.Tensor  # [layer, d] on standardised features
+    intercept: torch.Tensor  # [layer]
+    mean: torch.Tensor  # [layer, d]
+    scale: torch.Tensor  # [layer, d]
+    meta: dict[str, Any] = field(default_factory=dict)
+    score_mean: torch.Tensor | None = None  # [layer] mean log-odds on the training set
+    score_std: torch.Tensor | None = None  # [layer] their std (to standardise activity maps)
+
+    @classmethod
+    def fit(
+        cls,
+        x: torch.Tensor,
+        y: np.ndarray,
+        layers: list[int],
+        position: str,
+        c: float = 0.05,
+        meta: dict[str, Any] | None = None,
+    ) -> ProbeBank:
+        """Fit on ``x`` [example, layer, d] (all examples: the bank is for new responses)."""
+        xc = x.transpose(0, 1).to(torch.float32)  # [layer, n, d]
+        centre = xc.mean(1, keepdim=True)
+        fit = fit_logreg(xc - centre, y, c)
+        info = {"c": c, "n_train": int(len(y)), "n_wrong": int(y.sum()), "hidden": int(x.shape[-1]), **(meta or {})}
+        mean = centre[:, 0] + fit.mean[:, 0]
+        z = fit.logits[:, 0]  # [layer, n] training-set log-odds
+        stats = {"score_mean": z.mean(1), "score_std": z.std(1).clamp(min=1e-6)}
+        return cls(list(layers), position, fit.coef[:, 0], fit.intercept[:, 0], mean, fit.scale[:, 0], info, **stats)
+
+    @classmethod
+    def from_store(
+        cls,
+        store: ActivationStore,
+        keep: np.ndarray,
+        y: np.ndarray,
+        position: str,
+        c: float,
+        site: str = "residual",
+        meta: dict[str, Any] | None = None,
+    ) -> ProbeBank:
+        """Fit on the examples of ``store`` selected by ``keep`` (bool per example), labels ``y`` (all examples)."""
+        x = store.position(position, site)[torch.from_numpy(keep)]
+        return cls.fit(x, y[keep], store.layers(site), position, c=c, meta=meta)
+
+    def decision_function(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-odds of *wrong* per layer: ``x`` [..., layer, d] -> [..., layer]."""
+        z = (x.to(torch.float32) - self.mean) / self.scale
+        return (z * self.coef).sum(-1) + self.intercept
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``probes.safetensors`` and ``probes.json`` into ``folder``."""
+        from safetensors.torch import save_file
+
+        out = Path(folder)
+        tensors = {"coef": self.coef, "intercept": self.intercept, "mean": self.mean, "scale": self.scale}
+        if self.score_mean is not None and self.score_std is not None:
+            tensors |= {"score_mean": self.score_mean, "score_std": self.score_std}
+        tensors = {k: v.contiguous() for k, v in tensors.items()}
+        atomic.write_with(out / WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
+        atomic.write_json(out / META, {"layers": self.layers, "position": self.position, **self.meta})
+        return out
+
+    @staticmethod
+    def exists(folder: str | Path) -> bool:
+        """Whether ``folder`` holds a saved bank."""
+        return (Path(folder) / META).is_file() and (Path(folder) / WEIGHTS).is_file()
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ProbeBank:
+        """Read a bank written by :meth:`save`."""
+        from safetensors.torch import load_file
+
+        p = Path(folder)
+        if not cls.exists(p):
+            raise HalluscanError(f"{p}: no probe bank here ({META}, {WEIGHTS}); run `halluscan run` first")
+        meta = json.loads((p / META).read_text())
+        t = load_file(str(p / WEIGHTS))
+        layers, position = meta.pop("layers"), meta.pop("position")
+        stats = {"score_mean": t.get("score_mean"), "score_std": t.get("score_std")}
+        return cls(layers, position, t["coef"], t["intercept"], t["mean"], t["scale"], meta, **stats)

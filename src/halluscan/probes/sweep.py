@@ -1,0 +1,155 @@
+"""The probe sweep: cross-validated AUC of a linear probe for every (layer, position) cell.
+
+Every probe is an L2-regularised logistic regression on standardised features fitted by
+:func:`halluscan.probes.logreg.fit_logreg` (sklearn's objective, so the solutions match
+``LogisticRegression(C=C)``); all layers and folds of a position are one batched fit.
+Cross-validation folds are stratified by label and grouped by question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+from sklearn.model_selection import StratifiedGroupKFold
+
+from halluscan.errors import HalluscanError
+from halluscan.probes.logreg import fit_logreg
+from halluscan.records import Example
+
+
+def wrong_labels(examples: Sequence[Example]) -> np.ndarray:
+    """The probe target: 1 = the answer was graded wrong, 0 = right."""
+    return np.array([0 if e.correct else 1 for e in examples], dtype=np.int64)
+
+
+def auc_rows(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """ROC-AUC of each row of ``scores`` [cell, n] against labels ``y`` [n] (ties averaged)."""
+    pos = y.astype(bool)
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return np.full(scores.shape[0], np.nan)
+    ranks = rankdata(scores, axis=1)
+    return (ranks[:, pos].sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def folds_for(y: np.ndarray, groups: Sequence[str], k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified, question-grouped k-fold splits; a clear error when a class is too small."""
+    n_min = int(min(y.sum(), len(y) - y.sum()))
+    if n_min < k:
+        raise HalluscanError(
+            f"only {n_min} examples in the smaller class, fewer than {k} folds; use more questions or fewer --folds"
+        )
+    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(cv.split(np.zeros(len(y)), y, groups))
+
+
+def cv_auc(
+    x: torch.Tensor,
+    y: np.ndarray,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    c: float,
+    max_iter: int = 500,
+    tol: float = 1e-4,
+) -> np.ndarray:
+    """Per-fold test AUC of a probe per cell: ``x`` [n, cell, d] -> [fold, cell].
+
+    All folds of all cells are one :func:`fit_logreg` problem that reads ``x`` twice per step.
+    """
+    xc = x.transpose(0, 1).to(torch.float32)  # [cell, n, d]
+    xc = xc - xc.mean(dim=1, keepdim=True)  # exact (each fold re-centres), and kinder to float32
+    train = torch.zeros(xc.shape[1], len(splits))
+    for f, (tr, _) in enumerate(splits):
+        train[tr, f] = 1.0
+    z = fit_logreg(xc, y, c, train, max_iter=max_iter, tol=tol).logits.numpy()  # [cell, fold, n]
+    return np.stack([auc_rows(z[:, f, te], y[te]) for f, (_, te) in enumerate(splits)])
+
+
+@dataclass
+class SweepResult:
+    """AUC per (layer, position): mean and std over folds, and examples per position."""
+
+    layers: list[int]
+    positions: list[str]
+    auc: np.ndarray  # [layer, position] mean over folds (NaN where a position had no data)
+    auc_std: np.ndarray  # [layer, position] sample std (ddof 1) of the fold AUCs
+    n: list[int]  # examples per position
+    folds: int
+    auc_lo: np.ndarray | None = None  # [layer, position] 95 % interval of the mean over folds (t)
+    auc_hi: np.ndarray | None = None
+
+    def interval(self, layer: int, pos: str) -> tuple[float, float]:
+        """95 % interval of a cell's mean AUC over folds (Student t on the fold AUCs)."""
+        i, j = self.layers.index(layer), self.positions.index(pos)
+        if self.auc_lo is None or self.auc_hi is None:
+            return float("nan"), float("nan")
+        return float(self.auc_lo[i, j]), float(self.auc_hi[i, j])
+
+    def best(self, pos: str) -> tuple[int, float]:
+        """(layer, mean AUC) of the best layer at ``pos``."""
+        j = self.positions.index(pos)
+        col = self.auc[:, j]
+        if np.all(np.isnan(col)):
+            return -1, float("nan")
+        i = int(np.nanargmax(col))
+        return self.layers[i], float(col[i])
+
+
+def sweep(
+    get_position: Callable[[str], torch.Tensor],
+    valid: np.ndarray,
+    y: np.ndarray,
+    groups: Sequence[str],
+    layers: list[int],
+    positions: list[str],
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    c: float = 1.0,
+    progress: Callable[[int], None] | None = None,
+) -> SweepResult:
+    """Cross-validated probe AUC for every (layer, position) cell.
+
+    ``get_position(pos)`` returns ``[example, layer, hidden]``; ``valid`` is [example, position].
+    """
+    auc = np.full((len(layers), len(positions)), np.nan)
+    sd, lo, hi = np.full_like(auc, np.nan), np.full_like(auc, np.nan), np.full_like(auc, np.nan)
+    ns = []
+    g = np.asarray(groups)
+    for j, pos in enumerate(positions):
+        keep = valid[:, j]
+        ns.append(int(keep.sum()))
+        yk = y[keep]
+        if ns[-1] >= 2 * folds and min(yk.sum(), len(yk) - yk.sum()) >= folds:
+            x = get_position(pos)[torch.from_numpy(keep)]
+            per_fold = cv_auc(x, yk, folds_for(yk, g[keep], folds, seed), c)
+            auc[:, j], sd[:, j] = per_fold.mean(0), per_fold.std(0, ddof=1)
+            lo[:, j], hi[:, j] = fold_interval(per_fold)
+        if progress is not None:
+            progress(1)
+    return SweepResult(layers, positions, auc, sd, ns, folds, lo, hi)
+
+
+def fold_interval(per_fold: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Interval of the mean over folds (rows), Student t with k - 1 degrees of freedom."""
+    from scipy.stats import t
+
+    k = per_fold.shape[0]
+    half = t.ppf(0.5 + level / 2, k - 1) * per_fold.std(0, ddof=1) / np.sqrt(k)
+    m = per_fold.mean(0)
+    return m - half, m + half
+
+
+def metadata_prior_auc(categories: Sequence[str], y: np.ndarray, groups: Sequence[str], folds: int, seed: int) -> float:
+    """AUC of predicting ``y`` from a category alone (train-fold rate of the category)."""
+    cats = np.asarray(categories)
+    aucs = []
+    for tr, te in folds_for(y, groups, folds, seed):
+        rate = {cat: y[tr][cats[tr] == cat].mean() for cat in np.unique(cats[tr])}
+        prior = y[tr].mean()
+        scores = np.array([rate.get(cat, prior) for cat in cats[te]])
+        aucs.append(auc_rows(scores[None], y[te])[0])
+    return float(np.mean(aucs))

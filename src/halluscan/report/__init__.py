@@ -1,0 +1,1 @@
+"""The report: the probe AUC heatmap, per-response figures, and the self-contained HTML page."""

@@ -1,0 +1,249 @@
+"""Per-response figures: the activity surface (3D surface + heatmap) and the attention heatmap.
+
+Each is drawn as a static PNG (matplotlib) and an interactive HTML file (plotly, inlined so
+it opens offline). Several responses drawn together share one colour scale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from halluscan import atomic
+from halluscan.records import ScoreResult
+
+# Diverging: green = the probes lean "correct" (negative log-odds of wrong), red = "wrong".
+ACTIVITY_CMAP = "RdYlGn_r"
+ACTIVITY_SCALE = [[0.0, "#1a9850"], [0.25, "#a6d96a"], [0.5, "#f7f7f7"], [0.75, "#fdae61"], [1.0, "#d73027"]]
+ATTENTION_CMAP = "viridis"
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(" ".join(text.split()), width)) or "(empty)"
+
+
+def shared_limit(results: list[ScoreResult], pct: float = 98.0) -> float:
+    """One symmetric colour limit for several activity maps (so they are comparable).
+
+    The ``pct`` percentile of |score| over all maps together: a few extreme cells saturate
+    instead of washing out everything else.
+    """
+    vals = np.concatenate([np.abs(r.activity).ravel() for r in results])
+    vals = vals[np.isfinite(vals)]
+    return float(np.percentile(vals, pct)) if vals.size and np.percentile(vals, pct) > 0 else 1.0
+
+
+def _scale_label(results: list[ScoreResult]) -> str:
+    return "z-score of log-odds (per layer, vs training set)" if results[0].standardised else "log-odds of wrong"
+
+
+def _caption(r: ScoreResult) -> str:
+    return f"{r.verdict} · p(wrong) {r.p_wrong:.2f} (layer {r.verdict_layer}, {r.verdict_position})"
+
+
+def activity_figure(results: list[ScoreResult]) -> Any:
+    """Plotly: per response a rotatable 3D surface (top) and the same map as a heatmap (bottom)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    lim = shared_limit(results)
+    top = shared_limit(results, 100.0)  # z axes: every point shows, the same range on both
+    n = len(results)
+    titles = [f"Q: {r.question}<br>A: {r.response}<br><b>{_caption(r)}</b>" for r in results]
+    fig = make_subplots(
+        rows=2,
+        cols=n,
+        specs=[[{"type": "surface"}] * n, [{"type": "heatmap"}] * n],
+        row_heights=[0.62, 0.38],
+        vertical_spacing=0.08,
+        horizontal_spacing=0.06,
+        subplot_titles=titles + [""] * n,
+    )
+    label = _scale_label(results)
+    for c, r in enumerate(results, start=1):
+        x = list(range(len(r.tokens)))
+        common = {
+            "z": r.activity,
+            "x": x,
+            "y": r.activity_layers,
+            "cmin": -lim,
+            "cmax": lim,
+            "cmid": 0,
+            "colorscale": ACTIVITY_SCALE,
+            "customdata": np.broadcast_to(np.array(r.tokens, dtype=object), r.activity.shape),
+        }
+        hover = "token %{x} %{customdata}<br>layer %{y}<br>" + label + " %{z:.2f}<extra></extra>"
+        fig.add_trace(
+            go.Surface(
+                **common, showscale=c == 1, hovertemplate=hover, colorbar={"title": label, "len": 0.55, "y": 0.72}
+            ),
+            row=1,
+            col=c,
+        )
+        fig.add_trace(
+            go.Heatmap(
+                z=r.activity,
+                x=x,
+                y=r.activity_layers,
+                zmin=-lim,
+                zmax=lim,
+                zmid=0,
+                colorscale=ACTIVITY_SCALE,
+                showscale=False,
+                customdata=common["customdata"],
+                hovertemplate=hover,
+            ),
+            row=2,
+            col=c,
+        )
+        fig.update_xaxes(tickmode="array", tickvals=x, ticktext=r.tokens, tickangle=-60, row=2, col=c)
+        fig.update_yaxes(title_text="layer", row=2, col=c)
+        scene = "scene" if c == 1 else f"scene{c}"
+        ticks = {"tickvals": x, "ticktext": r.tokens} if len(x) <= 15 else {"dtick": 5}  # long: indices
+        fig.update_layout(
+            {
+                scene: {
+                    "xaxis": {"title": "token", **ticks},
+                    "yaxis": {"title": "layer"},
+                    "zaxis": {"title": "score", "range": [-top, top]},
+                    "camera": {"eye": {"x": -1.5, "y": -1.6, "z": 0.9}},
+                }
+            }
+        )
+    fig.update_annotations(font_size=11)
+    head = f"Activity: probe score per layer and generated token ({label}; shared colour scale ±{lim:.1f})"
+    fig.update_layout(title=head, height=1000, width=760 * n, margin={"t": 150})
+    return fig
+
+
+def activity_png(results: list[ScoreResult], path: Path) -> Path:
+    """Static version: 3D surface over heatmap per response, one shared diverging scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    lim, top = shared_limit(results), shared_limit(results, 100.0)
+    norm = TwoSlopeNorm(vmin=-lim, vcenter=0.0, vmax=lim)
+    n = len(results)
+    width = max(7.0, max(0.28 * len(r.tokens) + 3 for r in results))
+    fig = plt.figure(figsize=(width * n, 11))
+    label = _scale_label(results)
+    for c, r in enumerate(results):
+        ax3 = fig.add_subplot(2, n, c + 1, projection="3d")
+        xx, yy = np.meshgrid(np.arange(len(r.tokens)), r.activity_layers)
+        ax3.plot_surface(xx, yy, r.activity, cmap=ACTIVITY_CMAP, norm=norm, linewidth=0, antialiased=True)
+        ax3.set_zlim(-top, top)
+        ax3.set_xlabel("generated token")
+        ax3.set_ylabel("layer")
+        ax3.set_zlabel("score")
+        ax3.view_init(elev=28, azim=-60)
+        ax3.set_title(f"Q: {_wrap(r.question, 60)}\nA: {_wrap(r.response, 60)}\n{_caption(r)}", fontsize=9)
+        ax = fig.add_subplot(2, n, n + c + 1)
+        ext = (-0.5, len(r.tokens) - 0.5, r.activity_layers[0] - 0.5, r.activity_layers[-1] + 0.5)
+        im = ax.imshow(r.activity, cmap=ACTIVITY_CMAP, norm=norm, origin="lower", aspect="auto", extent=ext)
+        ax.set_xticks(range(len(r.tokens)), r.tokens, rotation=60, ha="right", fontsize=8)
+        ax.set_ylabel("layer")
+        ax.axvline(r.verdict_token, color="black", lw=0.8, ls="--")
+        fig.colorbar(im, ax=ax, fraction=0.035, pad=0.01).set_label(label, fontsize=8)
+    fig.suptitle(
+        f"Activity per layer and generated token — {label}, shared colour scale ±{lim:.1f} "
+        "(green: looks correct, red: looks wrong; dashed: verdict token)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    atomic.write_with(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
+def activity_files(results: list[ScoreResult], folder: Path, stem: str = "activity") -> list[Path]:
+    """``<stem>.png`` and ``<stem>.html`` (interactive, plotly.js inlined)."""
+    fig = activity_figure(results)
+    html = atomic.write_with(
+        folder / f"{stem}.html", lambda p: fig.write_html(str(p), include_plotlyjs=True, full_html=True)
+    )
+    return [activity_png(results, folder / f"{stem}.png"), html]
+
+
+ATTN_WRAP = 48  # tokens per row of the static attention figure
+
+
+def attention_png(r: ScoreResult, path: Path) -> Path:
+    """Layers (1..L, bottom to top) x the response's tokens; long responses wrap into rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(r.tokens)
+    rows = max(1, -(-n // ATTN_WRAP))
+    per = min(n, ATTN_WRAP)
+    size = (max(6.0, 0.3 * per + 2.5), 1.2 + rows * (0.13 * len(r.attention_layers) + 1.3))
+    fig, axes = plt.subplots(rows, 1, figsize=size, squeeze=False, constrained_layout=True)
+    im = None
+    for k in range(rows):
+        ax = axes[k, 0]
+        a, b = k * ATTN_WRAP, min(n, (k + 1) * ATTN_WRAP)
+        ext = (a - 0.5, b - 0.5, r.attention_layers[0] - 0.5, r.attention_layers[-1] + 0.5)
+        cmap = matplotlib.colormaps[ATTENTION_CMAP].with_extremes(bad="#d9d9d9")  # NaN: cannot receive
+        data = np.ma.masked_invalid(r.attention[:, a:b])
+        im = ax.imshow(data, cmap=cmap, vmin=0, vmax=1, origin="lower", aspect="auto", extent=ext)
+        ax.set_xticks(range(a, b), r.tokens[a:b], rotation=60, ha="right", fontsize=8)
+        ax.set_ylabel("layer")
+    head = f"attention received ({r.attention_query}, mean over heads), 0-1 per layer; grey: no query after it"
+    chars = max(40, int(size[0] * 9))  # what fits across the figure at this font size
+    axes[0, 0].set_title(
+        f"Q: {_wrap(r.question, chars)}\nA: {_wrap(r.response, chars)}\n{_wrap(head, chars)}", fontsize=9
+    )
+    assert im is not None
+    fig.colorbar(im, ax=axes[:, 0].tolist(), fraction=0.03, pad=0.01).set_label("attention received (0-1 per layer)")
+    atomic.write_with(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
+HOVER_ATTN = "token %{x} %{customdata}<br>layer %{y}<br>%{z:.2f}<extra></extra>"
+
+
+def attention_figure(r: ScoreResult) -> Any:
+    """Plotly heatmap of the attention each response token receives (scrolls sideways when long)."""
+    import plotly.graph_objects as go
+
+    x = list(range(len(r.tokens)))
+    fig = go.Figure(
+        go.Heatmap(
+            z=r.attention,
+            x=x,
+            y=r.attention_layers,
+            zmin=0,
+            zmax=1,
+            colorscale="Viridis",
+            customdata=np.broadcast_to(np.array(r.tokens, dtype=object), r.attention.shape),
+            colorbar={"title": "received<br>(0-1/layer)"},
+            hovertemplate=HOVER_ATTN,
+        )
+    )
+    fig.update_xaxes(tickmode="array", tickvals=x, ticktext=r.tokens, tickangle=-60, title="response token")
+    fig.update_yaxes(title="layer")
+    fig.update_layout(
+        title=f"Attention received ({r.attention_query}, mean over heads) — {r.response[:80]}",
+        width=max(700, 26 * len(x) + 250),
+        height=520,
+        margin={"b": 120},
+    )
+    return fig
+
+
+def attention_files(r: ScoreResult, folder: Path, stem: str = "attention") -> list[Path]:
+    """``<stem>.png`` and ``<stem>.html``."""
+    fig = attention_figure(r)
+    html = atomic.write_with(
+        folder / f"{stem}.html", lambda p: fig.write_html(str(p), include_plotlyjs=True, full_html=True)
+    )
+    return [attention_png(r, folder / f"{stem}.png"), html]

@@ -1,0 +1,90 @@
+"""The probe AUC heatmap (layer x position, Blues, 0.5-1.0): a static PNG (matplotlib) and interactive HTML (plotly)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from halluscan import atomic
+
+AUC_RANGE = (0.5, 1.0)
+CMAP = "Blues"
+
+
+def heatmap_png(auc: np.ndarray, layers: list[int], positions: list[str], path: Path, title: str) -> Path:
+    """Layer (rows, 0 at the bottom) x position heatmap of AUC, Blues over 0.5-1.0."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * len(positions), 1.6 + 0.27 * len(layers)), constrained_layout=True)
+    im = ax.imshow(
+        np.ma.masked_invalid(auc), cmap=CMAP, vmin=AUC_RANGE[0], vmax=AUC_RANGE[1], origin="lower", aspect="auto"
+    )
+    ax.set_xticks(range(len(positions)), positions, rotation=55, ha="right", fontsize=9)
+    step = 1 if len(layers) <= 36 else max(1, len(layers) // 24)
+    ax.set_yticks(range(0, len(layers), step), [str(x) for x in layers[::step]], fontsize=8)
+    ax.set_xlabel("token position")
+    ax.set_ylabel("layer (0 = embedding output)")
+    ax.set_title(title, fontsize=10)
+    for j in range(auc.shape[1]):
+        col = auc[:, j]
+        if not np.all(np.isnan(col)):
+            i = int(np.nanargmax(col))
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="#d62728", lw=1.4))
+            ax.text(
+                j,
+                i,
+                f"{col[i]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6.5,
+                color="white" if col[i] > 0.8 else "black",
+            )
+    cb = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+    cb.set_label("probe ROC-AUC (predicting a wrong answer)")
+    atomic.write_with(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
+    plt.close(fig)
+    return path
+
+
+def heatmap_figure(
+    auc: np.ndarray, auc_std: np.ndarray, n: list[int], layers: list[int], positions: list[str], title: str
+) -> Any:
+    """Interactive plotly heatmap with the fold spread and example count on hover."""
+    import plotly.graph_objects as go
+
+    custom = np.dstack([np.nan_to_num(auc_std), np.broadcast_to(np.array(n, dtype=float), auc.shape)])
+    fig = go.Figure(
+        go.Heatmap(
+            z=auc,
+            x=positions,
+            y=layers,
+            zmin=AUC_RANGE[0],
+            zmax=AUC_RANGE[1],
+            colorscale=CMAP,
+            customdata=custom,
+            colorbar={"title": "AUC"},
+            hovertemplate=(
+                "layer %{y}, %{x}<br>AUC %{z:.3f} ± %{customdata[0]:.3f} (fold std)"
+                "<br>n = %{customdata[1]}<extra></extra>"
+            ),
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title="token position",
+        yaxis_title="layer (0 = embedding output)",
+        height=max(500, 22 * len(layers) + 200),
+        width=900,
+        margin={"b": 140},
+    )
+    return fig
+
+
+def heatmap_html(fig: Any, path: Path) -> Path:
+    """Write a plotly figure as a self-contained HTML file (plotly.js inlined, works offline)."""
+    return atomic.write_with(path, lambda tmp: fig.write_html(str(tmp), include_plotlyjs=True, full_html=True))

@@ -1,0 +1,24 @@
+"""A study's report files: the heatmap (PNG + HTML) and the HTML page, written into its run folder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from halluscan.probes.sweep import SweepResult
+from halluscan.records import Example
+from halluscan.report import heatmap
+from halluscan.report.html import write_report
+from halluscan.runs import RunDir
+
+
+def write_study_report(
+    run: RunDir, metrics: dict[str, Any], examples: list[Example], sweep: SweepResult, maps: list[dict[str, Any]]
+) -> None:
+    """Draw the heatmap and write ``report.html`` (``metrics`` must carry its provenance)."""
+    model, dataset = metrics["provenance"]["model"]["model_id"], metrics["provenance"]["dataset"]["name"]
+    title = f"{model} · {dataset} · n={len(examples)} · {sweep.folds}-fold CV"
+    png = heatmap.heatmap_png(sweep.auc, sweep.layers, sweep.positions, run.heatmap_png, title)
+    fig = heatmap.heatmap_figure(sweep.auc, sweep.auc_std, sweep.n, sweep.layers, sweep.positions, title)
+    heatmap.heatmap_html(fig, run.heatmap_html)
+    div = fig.to_html(include_plotlyjs=True, full_html=False)
+    write_report(run.report, metrics, examples, png, div, maps)

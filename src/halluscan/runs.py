@@ -1,0 +1,186 @@
+"""The run folder: the one module that knows the layout of ``RUNS_DIR/NAME`` and reads a finished run back.
+
+A study writes into its run folder::
+
+    store/              the activation store (see :mod:`halluscan.engine.store`)
+    probes/             the probe bank at exact_answer_last (see :mod:`halluscan.probes.bank`)
+    responses/          activity and attention figures of the report's pairs
+    metrics.json        the numbers; provenance.json: what made them
+    report.html         the report; heatmap.png, heatmap.html: the probe AUC heatmap
+    answer_choice.json  written by ``halluscan choose``
+
+It also owns what ties a store to its study (the key and the layout) and what a probe bank
+records of its study, so that scoring can reuse the study's prompt and stop rule.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from halluscan import provenance
+from halluscan.config import StudyConfig
+from halluscan.errors import HalluscanError
+from halluscan.records import Example, GenerateOptions
+
+if TYPE_CHECKING:
+    from halluscan.engine.store import ActivationStore
+
+RUNS_DIR = StudyConfig.runs_dir
+# Config fields that change what goes into the store (the rest only change the analysis).
+STORE_FIELDS = (
+    "model",
+    "dataset",
+    "n_questions",
+    "max_new_tokens",
+    "stop",
+    "system_prompt",
+    "positions",
+    "site",
+    "store_dtype",
+    "locator",
+    "seed",
+)
+# Study settings that a probe bank records, so that scoring prompts and stops as its study did.
+BANK_SETTINGS = ("system_prompt", "max_new_tokens", "stop")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run folder and the paths of what a study writes into it."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, cfg: StudyConfig) -> RunDir:
+        """The run folder of a study config (``runs_dir/name``)."""
+        return cls(Path(cfg.runs_dir) / cfg.name)
+
+    @classmethod
+    def named(cls, name: str, runs_dir: str | Path = RUNS_DIR) -> RunDir:
+        """The run folder called ``name`` under ``runs_dir``."""
+        return cls(Path(runs_dir) / name)
+
+    @property
+    def store(self) -> Path:
+        """The activation store."""
+        return self.root / "store"
+
+    @property
+    def probes(self) -> Path:
+        """The probe bank (exact_answer_last)."""
+        return self.root / "probes"
+
+    @property
+    def responses(self) -> Path:
+        """Per-response figures."""
+        return self.root / "responses"
+
+    @property
+    def metrics(self) -> Path:
+        """The study's numbers."""
+        return self.root / "metrics.json"
+
+    @property
+    def provenance(self) -> Path:
+        """What made the numbers: model, dataset, config, versions, seed."""
+        return self.root / "provenance.json"
+
+    @property
+    def report(self) -> Path:
+        """The report."""
+        return self.root / "report.html"
+
+    @property
+    def heatmap_png(self) -> Path:
+        """The probe AUC heatmap."""
+        return self.root / "heatmap.png"
+
+    @property
+    def heatmap_html(self) -> Path:
+        """The interactive heatmap."""
+        return self.root / "heatmap.html"
+
+    @property
+    def answer_choice(self) -> Path:
+        """What ``halluscan choose`` found."""
+        return self.root / "answer_choice.json"
+
+    def open_store(self) -> ActivationStore:
+        """The run's store (``root`` may also be a store folder itself)."""
+        from halluscan.engine.store import ActivationStore
+
+        return ActivationStore.open(self.store if self.store.is_dir() else self.root)
+
+    def read_metrics(self) -> dict[str, Any]:
+        """The finished study's ``metrics.json``."""
+        if not self.metrics.is_file():
+            raise HalluscanError(
+                f"{self.root}: no metrics.json; give a finished study folder (runs/NAME from `halluscan run`)"
+            )
+        return dict(json.loads(self.metrics.read_text()))
+
+    def has_metrics(self) -> bool:
+        """Whether the study finished (wrote its metrics)."""
+        return self.metrics.is_file()
+
+
+def output_dir(what: str, runs_dir: str | Path = RUNS_DIR) -> str:
+    """Default output folder of a command that writes outside a study (``score``, ``transfer``)."""
+    return str(Path(runs_dir) / what)
+
+
+def store_key(model: dict[str, Any], dataset_sha256: str, cfg: StudyConfig) -> str:
+    """What a store is tied to: the model, the dataset and the config fields that change what is stored."""
+    conf = cfg.to_dict()
+    return provenance.digest({"model": model, "dataset": dataset_sha256, **{k: conf[k] for k in STORE_FIELDS}})
+
+
+def store_layout(cfg: StudyConfig, n_layers: int, hidden: int) -> dict[str, Any]:
+    """The store layout of a study: its positions and dtype, every residual layer at ``hidden`` dims."""
+    return {
+        "positions": list(cfg.positions),
+        "dtype": cfg.store_dtype,
+        "sites": {cfg.site: {"layers": list(range(n_layers + 1)), "dims": [hidden]}},
+    }
+
+
+def study_examples(store: ActivationStore) -> list[Example]:
+    """The graded examples of a study's store, in store order."""
+    return [Example.from_json(d) for d in store.examples()]
+
+
+def stored_config(store: ActivationStore) -> StudyConfig:
+    """The config of the study that made ``store``."""
+    conf = store.provenance.get("config")
+    if not conf:
+        raise HalluscanError(f"{store.root}: the store records no study config; re-run the study")
+    return StudyConfig.from_dict(conf)
+
+
+def bank_meta(cfg: StudyConfig, prov: dict[str, Any], best_layer: int | None) -> dict[str, Any]:
+    """What a probe bank records of its study: model, data, and the prompt and stopping that scoring must reuse.
+
+    ``best_layer`` (the sweep's best layer at the bank's position) becomes the verdict's probe; a
+    missing or negative one (no best cell) is left out.
+    """
+    meta = {"site": cfg.site, "model": prov.get("model"), "dataset": prov.get("dataset"), "seed": cfg.seed}
+    meta |= {k: getattr(cfg, k) for k in BANK_SETTINGS}
+    if isinstance(best_layer, int) and best_layer >= 0:
+        meta["best_layer"] = best_layer
+    return meta
+
+
+def bank_generation(meta: dict[str, Any]) -> GenerateOptions:
+    """How to prompt and stop for a bank's study, one answer at a time (the config's defaults where unrecorded)."""
+    return StudyConfig.from_dict({k: meta[k] for k in BANK_SETTINGS if k in meta}).generate_options(batch_size=1)
+
+
+def default_study(model: str, runs_dir: str | Path = RUNS_DIR, quiet: bool = False) -> StudyConfig:
+    """The default study of ``model``: its bank is what ``halluscan score`` uses without ``--probes``."""
+    name = StudyConfig.name
+    if model != StudyConfig.model:
+        name = "default-" + "".join(ch if ch.isalnum() else "-" for ch in Path(model).name)[:60]
+    return StudyConfig(model=model, runs_dir=str(runs_dir), quiet=quiet, name=name)

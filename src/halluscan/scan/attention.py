@@ -1,0 +1,73 @@
+"""Attention maths: how much attention each token receives, and per-layer 0-1 scaling.
+
+Inputs are attention weights ``[layer, query, key]`` over one sequence (mean over heads), as
+:func:`halluscan.engine.extract.forward_capture` captures them at the ``attn_weights`` site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from halluscan.engine.extract import forward_capture
+from halluscan.errors import HalluscanError
+from halluscan.models.sites import n_layers
+
+
+@torch.inference_mode()
+def attention_received(
+    model: Any, seqs: list[Sequence[int]], pad_id: int, layers: list[int] | None = None, query: int | None = None
+) -> list[torch.Tensor]:
+    """Per sequence, ``[layer, token]``: the attention each token receives, averaged over heads.
+
+    By default a token's score is the mean over the *later* query positions of the weight they
+    give it (the last token, with no later query, gets NaN); with ``query`` (e.g. -1) it is the
+    weight from that one query position. Layers default to 1..L (block l's attention).
+    """
+    layers = list(range(1, n_layers(model) + 1)) if layers is None else layers
+    out: list[torch.Tensor] = []
+    for s in seqs:  # one at a time: full attention matrices, no padding to undo
+        n = len(s)
+        q = torch.arange(n)[None] if query is None else torch.tensor([[query % n]])
+        w = forward_capture(model, [s], q, {"attn_weights": layers}, pad_id, share_prefix=False)["attn_weights"]
+        a = w[0].mean(dim=2)[..., :n]  # [layer, queries, keys]
+        out.append(received(a) if query is None else a[:, 0])
+    return out
+
+
+def received(weights: torch.Tensor, query: int | None = None) -> torch.Tensor:
+    """Attention each token receives: ``weights`` [layer, query, key] over the same k tokens -> [layer, k].
+
+    With ``query=None`` the mean over the *later* query tokens (the last token has none: NaN);
+    with an index (e.g. -1), the weight that one query token gives each token (tokens after
+    that query cannot receive any: NaN).
+    """
+    k = weights.shape[-1]
+    if query is not None:
+        if not -k <= query < k:
+            raise HalluscanError(
+                f"attention query token {query} is outside the response's {k} tokens (use -{k}..{k - 1})"
+            )
+        q = query % k
+        out = weights[:, q].clone()
+        out[:, q + 1 :] = float("nan")
+        return out
+    later = torch.ones(k, k, dtype=weights.dtype).tril(-1)  # query i > key j
+    out = (weights * later).sum(1) / later.sum(0).clamp(min=1)
+    out[:, -1] = float("nan")
+    return out
+
+
+def normalise_layers(x: torch.Tensor) -> torch.Tensor:
+    """Min-max scale each layer (row) of ``[layer, token]`` to 0-1, ignoring NaN (kept as NaN).
+
+    A constant row becomes 0.
+    """
+    finite = ~torch.isnan(x)
+    lo = torch.where(finite, x, torch.full_like(x, float("inf"))).min(dim=-1, keepdim=True).values
+    hi = torch.where(finite, x, torch.full_like(x, float("-inf"))).max(dim=-1, keepdim=True).values
+    span = hi - lo
+    out = torch.where(span > 0, (x - lo) / span.clamp(min=1e-12), torch.zeros_like(x))
+    return torch.where(finite, out, x)

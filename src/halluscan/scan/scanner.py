@@ -1,0 +1,214 @@
+"""Per-response scoring: token-by-layer activity maps, attention received, and a verdict.
+
+A :class:`Scanner` pairs a model with a :class:`~halluscan.probes.bank.ProbeBank` (one probe per
+layer, trained at ``exact_answer_last``). For one response it gives
+
+- ``activity[l, t]``: layer ``l``'s probe log-odds of *wrong* for the residual stream at
+  generated token ``t`` (optionally standardised per layer against the bank's training set);
+- ``attention[l, t]``: the attention token ``t`` receives in block ``l`` (1..L), averaged over
+  heads and over the later response tokens (or from one query token), scaled to 0-1 per layer;
+- a verdict: the bank's probe at its chosen layer, read at the located exact answer's last
+  token (the position it was trained at), as ``p_wrong``.
+
+Answers are scored by teacher forcing (``score``), generated first (``score(question)``), or
+generated token by token with their scores as they appear (``stream``, on the engine's one
+decode loop). The maths lives in :mod:`~halluscan.scan.scoring` and :mod:`~halluscan.scan.attention`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from halluscan.engine.decode import Row, decode, token_starts
+from halluscan.engine.extract import forward_capture
+from halluscan.errors import HalluscanError
+from halluscan.grade import Grader
+from halluscan.models.loading import LoadedModel, model_identity
+from halluscan.positions import token_span
+from halluscan.probes.bank import ProbeBank
+from halluscan.records import GenerateOptions, Question, ScoreResult, StreamStep
+from halluscan.runs import bank_generation
+from halluscan.scan import scoring
+from halluscan.scan.attention import normalise_layers, received
+
+
+def check_bank(lm: LoadedModel, bank: ProbeBank) -> None:
+    """Refuse a bank of another model, another width, or another position than exact_answer_last."""
+    trained_on = bank.meta.get("model")
+    if isinstance(trained_on, dict) and model_identity(trained_on) != model_identity(lm.provenance()):
+        raise HalluscanError(
+            f"the probe bank was trained on {trained_on.get('model_id')} but the model is {lm.model_id}; "
+            "use the bank of a study of this model (--probes runs/NAME/probes)"
+        )
+    if bank.meta.get("hidden") not in (None, lm.hidden_size):
+        raise HalluscanError(
+            f"the probe bank was trained on {bank.meta['hidden']}-dim activations but {lm.model_id} has "
+            f"{lm.hidden_size}; use the bank of a study of this model (--probes)"
+        )
+    if bank.position != "exact_answer_last":
+        raise HalluscanError(
+            f"this probe bank was trained at {bank.position!r}; per-response scoring needs one trained at "
+            "'exact_answer_last' (what `halluscan run` saves in runs/NAME/probes)"
+        )
+
+
+class Scanner:
+    """Scores responses of ``lm`` with the probes of ``bank``.
+
+    ``layer`` is the probe used for the verdict (default: the bank's ``best_layer``, the
+    sweep's best layer at the bank's position, else its last layer). ``standardise`` turns
+    each layer's log-odds into z-scores against the bank's training set, so that layers
+    are comparable in the activity map (the verdict always uses the probability).
+    ``generation`` (default: the bank's study's prompt, stop rule and token cap) says how to
+    prompt and stop; ``grader`` (default: world-facts') locates the exact answer.
+    """
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        bank: ProbeBank,
+        *,
+        layer: int | None = None,
+        standardise: bool = False,
+        query: int | None = None,
+        generation: GenerateOptions | None = None,
+        grader: Grader | None = None,
+    ):
+        check_bank(lm, bank)
+        self.lm, self.bank = lm, bank
+        self.layer = int(layer if layer is not None else bank.meta.get("best_layer", bank.layers[-1]))
+        if self.layer not in bank.layers:
+            raise HalluscanError(
+                f"layer {self.layer} has no probe in this bank (layers {bank.layers[0]}..{bank.layers[-1]})"
+            )
+        if standardise and bank.score_mean is None:
+            raise HalluscanError(
+                "this probe bank has no training-set score statistics; re-run the study to standardise"
+            )
+        self.standardise, self.query = standardise, query
+        self.generation = generation if generation is not None else bank_generation(bank.meta)
+        if grader is None:
+            from halluscan.data import build_world_facts
+
+            grader = Grader.for_dataset(build_world_facts())
+        self.grader = grader
+
+    def prompt_ids(self, question: str) -> list[int]:
+        """The prompt the model sees for ``question`` (its chat template, the study's system prompt)."""
+        return self.lm.prompt_ids(question, self.generation.system_prompt)
+
+    def score(self, question: str, answer: str | None = None, *, relation: str = "custom") -> ScoreResult:
+        """Score ``answer`` to ``question`` by teacher forcing (or generate it first when None)."""
+        if answer is None:
+            ids = [s.token_id for s in self.stream(question)]
+            if not ids:
+                raise HalluscanError(f"the model generated no answer to {question!r} (it ended at once); give --answer")
+            return self.score_ids(question, ids, relation=relation, generated=True)
+        if not answer.strip():
+            raise HalluscanError("the answer is empty; give the text to score (or leave --answer out to generate one)")
+        ids = list(self.lm.tokenizer(answer, add_special_tokens=False).input_ids)
+        return self.score_ids(question, ids, relation=relation)
+
+    def score_ids(
+        self, question: str, response_ids: Sequence[int], *, relation: str = "custom", generated: bool = False
+    ) -> ScoreResult:
+        """Score a response given as token ids (teacher forcing)."""
+        return self.score_many([(question, list(response_ids), relation)], generated=generated)[0]
+
+    def score_many(
+        self,
+        items: Sequence[tuple[str, Sequence[int], str]],
+        *,
+        batch_size: int = 16,
+        progress: Callable[[int], None] | None = None,
+        generated: bool = False,
+        attention: bool = True,
+    ) -> list[ScoreResult]:
+        """Score ``(question, response_ids, relation)`` triples in padded batches.
+
+        ``attention=False`` skips the attention weights (their map is then empty), which is
+        what scoring many answers for a verdict needs.
+        """
+        out: list[ScoreResult] = []
+        for b in range(0, len(items), batch_size):
+            chunk = items[b : b + batch_size]
+            prompts = [self.prompt_ids(q) for q, _, _ in chunk]
+            resps = [list(r) for _, r, _ in chunk]
+            if any(not r for r in resps):
+                raise HalluscanError("a response has no tokens; give a non-empty answer")
+            captured = self._forward(prompts, resps, attention)
+            for i, ((q, _, rel), p, r) in enumerate(zip(chunk, prompts, resps, strict=True)):
+                n = len(r)
+                acts = captured["residual"][i, :, :n].transpose(0, 1)  # [token, layer, d]
+                if attention:
+                    w = captured["attn_weights"][i, :, :n].mean(dim=2)  # [block, query, key]
+                    w = w[..., len(p) : len(p) + n]  # keys: the response's own tokens
+                else:
+                    w = torch.zeros(0, n, n)
+                out.append(self._result(q, r, rel, acts, w, generated))
+            if progress is not None:
+                progress(len(chunk))
+        return out
+
+    def _forward(self, prompts: list[list[int]], resps: list[list[int]], attention: bool) -> dict[str, torch.Tensor]:
+        """Teacher-force prompt + response; capture every response token's residual (and attention)."""
+        seqs: list[Sequence[int]] = [p + r for p, r in zip(prompts, resps, strict=True)]
+        k = max(len(r) for r in resps)
+        rows = [[len(p) + min(j, len(r) - 1) for j in range(k)] for p, r in zip(prompts, resps, strict=True)]
+        sites = {"residual": list(self.bank.layers)}
+        if attention:
+            sites["attn_weights"] = list(range(1, self.lm.n_layers + 1))
+        return forward_capture(self.lm.model, seqs, torch.tensor(rows), sites, self.lm.tokenizer.pad_token_id)
+
+    def _result(
+        self, question: str, ids: list[int], relation: str, acts: torch.Tensor, w: torch.Tensor, generated: bool
+    ) -> ScoreResult:
+        starts, text = token_starts(self.lm.tokenizer, ids)
+        span, how = self.grader.locate(Question("q", question, "", (), relation), text)
+        toks = token_span(span, starts, len(text)) if span is not None else None
+        t = toks[1] if toks is not None else len(ids) - 1
+        p = scoring.p_wrong(self.bank, acts[t], self.layer)
+        act = scoring.activity(self.bank, acts, self.standardise).T  # [layer, token]
+        attention = normalise_layers(received(w, self.query)) if len(w) else torch.zeros(0, len(ids))
+        meta = {"answer_source": "generated" if generated else "given", "locator": how}
+        return ScoreResult(
+            question=question,
+            response=text,
+            tokens=scoring.token_labels(text, starts),
+            activity=act.numpy().astype(np.float64),
+            attention=attention.numpy().astype(np.float64),
+            activity_layers=list(self.bank.layers),
+            attention_layers=list(range(1, self.lm.n_layers + 1)) if len(w) else [],
+            p_wrong=p,
+            verdict=scoring.verdict(p),
+            verdict_layer=self.layer,
+            verdict_token=t,
+            verdict_position="exact_answer_last" if toks is not None else "last_token",
+            exact_answer=text[span.start : span.end] if span is not None else None,
+            standardised=self.standardise,
+            attention_query="later tokens (mean)" if self.query is None else f"token {self.query}",
+            response_ids=list(ids),
+            meta={**meta, "model": self.lm.model_id, "probe_position": self.bank.position},
+        )
+
+    def stream(self, question: str) -> Iterator[StreamStep]:
+        """Generate greedily, yielding each token with its scores as soon as it has been fed.
+
+        A token's activations exist once it is fed back to the model, which is the same
+        forward pass that proposes the next token; so each step costs one forward pass.
+        """
+        row = Row()
+        opts = replace(self.generation, tail=0)  # no prompt states are needed
+        steps = decode(self.lm, [self.prompt_ids(question)], opts, [row], list(self.bank.layers))
+        for step in steps:
+            if step.index < 0 or step.states is None:
+                continue  # the prompt
+            acts = step.states[0, :, 0]  # [layer, d]
+            starts, text = token_starts(self.lm.tokenizer, row.ids)
+            act = scoring.activity(self.bank, acts, self.standardise).numpy().astype(np.float64)
+            label = scoring.token_labels(text, starts)[-1]
+            yield StreamStep(step.index, label, row.ids[-1], act, scoring.p_wrong(self.bank, acts, self.layer))
