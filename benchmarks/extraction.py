@@ -5,7 +5,7 @@ On the bundled model, in one run, with the same sequences and the same batches:
 - ``bare``: the model's forward pass in length-sorted, left-padded batches, the prefix that all
   sequences share (system prompt, template) run once from the KV cache, as halluscan does; no
   hooks, nothing kept (``bare_unshared``: the same without prefix sharing);
-- ``halluscan``: the same batches through :func:`halluscan.extract.extract_to_store`: residual
+- ``halluscan``: the same batches through :func:`halluscan.engine.extract_to_store`: residual
   stream at every layer x 15 named positions, gathered in hooks, written to the store;
 - ``llmsknow_style``: one example at a time, ``output_hidden_states=True``, full logits, the whole
   sequence's hidden states copied out, positions picked afterwards (the reference code's shape).
@@ -31,14 +31,12 @@ from pathlib import Path
 
 import torch
 
-from halluscan.batching import prefill_prefix, shared_prefix_len, suffix_inputs
 from halluscan.config import DEFAULT_POSITIONS
 from halluscan.data import build_world_facts
-from halluscan.extract import Item, extract_to_store
-from halluscan.generate import build_prompt_ids
+from halluscan.engine import ActivationStore, Item, extract_to_store
+from halluscan.engine.inputs import prefill_prefix, shared_prefix_len, suffix_inputs
 from halluscan.models import load_model
 from halluscan.positions import resolve
-from halluscan.store import ActivationStore
 
 SYSTEM = "Answer the question in one short sentence."
 
@@ -50,7 +48,7 @@ def make_items(lm, n: int, seed: int = 0) -> list[Item]:
     out = []
     for i in range(n):
         q = qs[rng.randrange(len(qs))]
-        prompt = build_prompt_ids(lm, q.question, SYSTEM)
+        prompt = lm.prompt_ids(q.question, SYSTEM)
         head = lm.tokenizer("The answer is", add_special_tokens=False).input_ids
         ans = lm.tokenizer(f" {q.answer}", add_special_tokens=False).input_ids
         tail = lm.tokenizer(".", add_special_tokens=False).input_ids
@@ -62,7 +60,7 @@ def make_items(lm, n: int, seed: int = 0) -> list[Item]:
 
 
 def batches(items: list[Item], bs: int) -> list[list[Item]]:
-    order = sorted(items, key=lambda it: (len(it.ids), it.id))
+    order = sorted(items, key=lambda it: (len(it.ids), it.qid))
     return [order[b : b + bs] for b in range(0, len(order), bs)]
 
 
@@ -77,8 +75,14 @@ def run_bare(lm, items: list[Item], bs: int, share_prefix: bool) -> float:
         n_pre = shared_prefix_len(seqs, min(first, min(len(s) for s in seqs) - 1)) if share_prefix else 0
         cache = prefill_prefix(lm.model, seqs[0][:n_pre], len(seqs)) if n_pre else None
         ids, mask, pos, _ = suffix_inputs(seqs, n_pre, pad)
-        lm.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                 use_cache=cache is not None, logits_to_keep=1)  # fmt: skip
+        lm.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            past_key_values=cache,
+            use_cache=cache is not None,
+            logits_to_keep=1,
+        )
     return time.perf_counter() - t
 
 
@@ -150,14 +154,20 @@ def main() -> None:
     best = {k: min(v) for k, v in times.items()}
     tps = {k: n_tok / v for k, v in best.items()}
     res = {
-        "model": lm.model_id, "n_examples": args.n, "tokens": n_tok, "batch_size": args.batch_size,
-        "positions": len(DEFAULT_POSITIONS), "layers": lm.n_layers + 1, "threads": torch.get_num_threads(),
-        "seconds": times, "tokens_per_s": tps,
+        "model": lm.model_id,
+        "n_examples": args.n,
+        "tokens": n_tok,
+        "batch_size": args.batch_size,
+        "positions": len(DEFAULT_POSITIONS),
+        "layers": lm.n_layers + 1,
+        "threads": torch.get_num_threads(),
+        "seconds": times,
+        "tokens_per_s": tps,
         "ratio_vs_bare": tps["halluscan"] / tps["bare"],
         "ratio_vs_bare_unshared": tps["halluscan"] / tps["bare_unshared"],
         "ratio_vs_llmsknow_style": tps["halluscan"] / tps["llmsknow_style"],
         "bytes_per_example": (lm.n_layers + 1) * len(DEFAULT_POSITIONS) * lm.model.config.hidden_size * 2,
-    }  # fmt: skip
+    }
     print(f"bare forward      {tps['bare']:8.1f} tok/s  (same batches, shared prompt prefix run once)")
     print(f"bare, no sharing  {tps['bare_unshared']:8.1f} tok/s")
     print(f"halluscan extract {tps['halluscan']:8.1f} tok/s  ({res['ratio_vs_bare']:.3f} x bare)")
@@ -167,8 +177,10 @@ def main() -> None:
         small, large = child_rss(500, args.batch_size), child_rss(4000, args.batch_size)
         res["rss"] = {"500": small, "4000": large}
         res["rss_ratio_4000_vs_500"] = large["peak_rss_kb"] / small["peak_rss_kb"]
-        print(f"peak RSS 500: {small['peak_rss_kb'] / 1024:.0f} MiB, 4000: {large['peak_rss_kb'] / 1024:.0f} MiB "
-              f"(ratio {res['rss_ratio_4000_vs_500']:.3f})")  # fmt: skip
+        print(
+            f"peak RSS 500: {small['peak_rss_kb'] / 1024:.0f} MiB, 4000: {large['peak_rss_kb'] / 1024:.0f} MiB "
+            f"(ratio {res['rss_ratio_4000_vs_500']:.3f})"
+        )
     res["peak_rss_this_process_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))

@@ -23,13 +23,14 @@ import torch
 
 from halluscan.config import StudyConfig
 from halluscan.data import build_world_facts
-from halluscan.generate import GenerateOptions, build_prompt_ids, generate
+from halluscan.engine.generate import generate
 from halluscan.models import load_model
+from halluscan.records import GenerateOptions
 
 
 def hf_generate(lm, questions, batch_size: int, max_new: int) -> dict:
     tok = lm.tokenizer
-    prompts = [build_prompt_ids(lm, q.question, "") for q in questions]
+    prompts = [lm.prompt_ids(q.question, "") for q in questions]
     n_new = 0
     t = time.perf_counter()
     for b in range(0, len(prompts), batch_size):
@@ -51,8 +52,13 @@ def ours(lm, questions, opts: GenerateOptions, capture: bool) -> dict:
         n_new += sum(len(g.response_ids) for g in gens)
         n_prompt += sum(len(g.prompt_ids) for g in gens)
     dt = time.perf_counter() - t
-    return {"seconds": dt, "questions_per_s": len(questions) / dt, "new_tokens": n_new, "new_tokens_per_s": n_new / dt,
-            "prompt_tokens": n_prompt}  # fmt: skip
+    return {
+        "seconds": dt,
+        "questions_per_s": len(questions) / dt,
+        "new_tokens": n_new,
+        "new_tokens_per_s": n_new / dt,
+        "prompt_tokens": n_prompt,
+    }
 
 
 def main() -> None:
@@ -63,7 +69,7 @@ def main() -> None:
     lm = load_model("smollm2")
     qs = random.Random(0).sample(list(build_world_facts().questions), args.n)
     cfg = StudyConfig()
-    opts = GenerateOptions(cfg.max_new_tokens, cfg.stop, cfg.system_prompt, cfg.batch_size)
+    opts = cfg.generate_options()
     res = {
         "hf_generate_bs16": hf_generate(lm, qs, 16, 64),
         "halluscan_capture_all_layers": ours(lm, qs, opts, capture=True),

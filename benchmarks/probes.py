@@ -90,8 +90,10 @@ def run_sklearn(data: dict, positions: list[str], n_layers: int, args: argparse.
 
 
 def main() -> None:
+    from halluscan.runs import RunDir
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", default="runs/demo", help="a study's run folder (with store/) or a store folder")
+    ap.add_argument("--run", default=str(RunDir.named("demo").root), help="a study's run folder or a store folder")
     ap.add_argument("--positions", default="", help="comma-separated subset of positions (default: all)")
     ap.add_argument("--layers", default="", help="comma-separated subset of layers (default: all)")
     ap.add_argument("--folds", type=int, default=5)
@@ -104,16 +106,16 @@ def main() -> None:
     import torch
 
     from halluscan.probes import cv_auc, folds_for, wrong_labels
-    from halluscan.transfer import run_dir_store
+    from halluscan.runs import study_examples
 
-    store = run_dir_store(args.run)
-    examples = store.examples()
+    store = RunDir(Path(args.run)).open_store()
+    examples = study_examples(store)
     positions = args.positions.split(",") if args.positions else store.positions
     all_layers = store.layers()
     layers = [int(v) for v in args.layers.split(",")] if args.layers else all_layers
     li = [all_layers.index(v) for v in layers]
     y_all = wrong_labels(examples)
-    g_all = np.array([e["qid"] for e in examples])
+    g_all = np.array([e.qid for e in examples])
     valid = store.valid()
 
     t0 = time.perf_counter()
@@ -163,7 +165,7 @@ def main() -> None:
         "best_cell_auc": {p: float(ours[p].mean(0).max()) for p in positions},
         "provenance": {
             "store": str(store.root),
-            "model": store.m.get("provenance", {}).get("model"),
+            "model": store.provenance.get("model"),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "cpu": platform.processor() or platform.machine(),

@@ -18,9 +18,16 @@ def tiny_model(family: str):
     elif family == "gpt_neox":
         cfg = tf.GPTNeoXConfig(**TINY, max_position_embeddings=64)
     else:
-        cls = {"llama": tf.LlamaConfig, "qwen2": tf.Qwen2Config, "gemma3_text": tf.Gemma3TextConfig,
-               "mistral": tf.MistralConfig, "phi3": tf.Phi3Config, "qwen3": tf.Qwen3Config,
-               "gemma": tf.GemmaConfig, "gemma2": tf.Gemma2Config}[family]  # fmt: skip
+        cls = {
+            "llama": tf.LlamaConfig,
+            "qwen2": tf.Qwen2Config,
+            "gemma3_text": tf.Gemma3TextConfig,
+            "mistral": tf.MistralConfig,
+            "phi3": tf.Phi3Config,
+            "qwen3": tf.Qwen3Config,
+            "gemma": tf.GemmaConfig,
+            "gemma2": tf.Gemma2Config,
+        }[family]
         extra = {"num_key_value_heads": 2, "max_position_embeddings": 64, "pad_token_id": 0}
         if family in ("gemma", "gemma2", "gemma3_text", "qwen3"):
             extra["head_dim"] = 8
@@ -41,7 +48,20 @@ def example(qid="q1", correct=True, relation="capital", **fields):
     """A stored study example (records.Example) with plausible defaults; ``fields`` override them."""
     from halluscan.records import Example, Span
 
-    base = dict(qid=qid, relation=relation, question="Q?", gold="Paris", response="Paris.", correct=correct,
-                exact_text="Paris", exact_span=Span(0, 5), alias_span=Span(0, 5) if correct else None,
-                locator="relation", stopped_by="sentence", n_prompt=3, response_ids=(7, 8), positions={})  # fmt: skip
+    base = dict(
+        qid=qid,
+        relation=relation,
+        question="Q?",
+        gold="Paris",
+        response="Paris.",
+        correct=correct,
+        exact_text="Paris",
+        exact_span=Span(0, 5),
+        alias_span=Span(0, 5) if correct else None,
+        locator="relation",
+        stopped_by="sentence",
+        n_prompt=3,
+        response_ids=(7, 8),
+        positions={},
+    )
     return Example(**{**base, **fields})

@@ -9,8 +9,8 @@ import textwrap
 import pytest
 import torch
 
-from halluscan.errors import HalluscanError
 from halluscan.engine import ActivationStore, Item, extract_to_store, forward_capture, pool_tokens
+from halluscan.errors import HalluscanError
 
 from .conftest import tiny_model
 
@@ -30,9 +30,12 @@ def items(n, seed=0):
 def layout(model, sites=("residual",), max_keys=16):
     n, h = model.config.num_hidden_layers, model.config.hidden_size
     blocks = list(range(1, n + 1))
-    spec = {"residual": {"layers": list(range(n + 1)), "dims": [h]}, "mlp": {"layers": blocks, "dims": [h]},
-            "attn": {"layers": blocks, "dims": [h]},
-            "attn_weights": {"layers": blocks, "dims": [model.config.num_attention_heads, max_keys]}}  # fmt: skip
+    spec = {
+        "residual": {"layers": list(range(n + 1)), "dims": [h]},
+        "mlp": {"layers": blocks, "dims": [h]},
+        "attn": {"layers": blocks, "dims": [h]},
+        "attn_weights": {"layers": blocks, "dims": [model.config.num_attention_heads, max_keys]},
+    }
     return {"positions": POS, "dtype": "float32", "sites": {s: spec[s] for s in sites}}
 
 
@@ -205,8 +208,9 @@ def test_peak_memory_does_not_grow_with_the_number_of_examples(tmp_path):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
     def growth_kb(n):
-        out = subprocess.run([sys.executable, "-c", RSS_SCRIPT.format(repo=repo, n=n)], capture_output=True, text=True,
-                             check=True)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", RSS_SCRIPT.format(repo=repo, n=n)], capture_output=True, text=True, check=True
+        )
         return int(out.stdout.split()[-1])
 
     small, large = growth_kb(100), growth_kb(3200)

@@ -74,8 +74,8 @@ def tiny_opt_folder(folder):
     tok = Tokenizer(models.WordLevel({"<unk>": 0, "Q": 1, "A": 2}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tf.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<unk>").save_pretrained(folder)
-    cfg = tf.OPTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, ffn_dim=32, vocab_size=8,
-                       max_position_embeddings=32, word_embed_proj_dim=16)  # fmt: skip
+    shape = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, ffn_dim=32, vocab_size=8)
+    cfg = tf.OPTConfig(**shape, max_position_embeddings=32, word_embed_proj_dim=16)
     tf.AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
     return folder
 

@@ -13,11 +13,22 @@ def test_resolve_golden_values():
     # prompt of 20 tokens, response of 6, exact answer at response tokens 2..3
     got = {n: resolve(n, 20, 6, (2, 3)) for n in VALID}
     assert got == {
-        "last_q": 19, "first_answer": 20, "second_answer": 21,
-        "exact_answer_before_first": 21, "exact_answer_first": 22, "exact_answer_last": 23,
+        "last_q": 19,
+        "first_answer": 20,
+        "second_answer": 21,
+        "exact_answer_before_first": 21,
+        "exact_answer_first": 22,
+        "exact_answer_last": 23,
         "exact_answer_after_last": 24,
-        "-8": 18, "-7": 19, "-6": 20, "-5": 21, "-4": 22, "-3": 23, "-2": 24, "-1": 25,
-    }  # fmt: skip
+        "-8": 18,
+        "-7": 19,
+        "-6": 20,
+        "-5": 21,
+        "-4": 22,
+        "-3": 23,
+        "-2": 24,
+        "-1": 25,
+    }
 
 
 def test_exact_positions_missing_without_a_span_and_at_the_end():

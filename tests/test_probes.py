@@ -5,8 +5,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from halluscan.errors import HalluscanError
-from halluscan.probes.logreg import fit_logreg
 from halluscan.probes import LinearProbe
+from halluscan.probes.logreg import fit_logreg
 from halluscan.probes.sweep import auc_rows, folds_for, metadata_prior_auc, sweep
 
 

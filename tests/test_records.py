@@ -10,9 +10,19 @@ def test_example_record_round_trips():
     ex = Example.of(q, g, gr, {"last_q": 2, "exact_answer_last": None})
     rec = ex.to_json()
     assert rec == {
-        "qid": "q1", "relation": "capital", "question": "Capital of France?", "gold": "Paris",
-        "response": "Paris.", "correct": True, "exact_text": "Paris", "exact_span": [0, 5], "alias_span": [0, 5],
-        "locator": "relation", "stopped_by": "sentence", "n_prompt": 3, "response_ids": [7, 8],
+        "qid": "q1",
+        "relation": "capital",
+        "question": "Capital of France?",
+        "gold": "Paris",
+        "response": "Paris.",
+        "correct": True,
+        "exact_text": "Paris",
+        "exact_span": [0, 5],
+        "alias_span": [0, 5],
+        "locator": "relation",
+        "stopped_by": "sentence",
+        "n_prompt": 3,
+        "response_ids": [7, 8],
         "positions": {"last_q": 2, "exact_answer_last": None},
-    }  # fmt: skip
+    }
     assert list(rec) == list(rec.keys()) and Example.from_json(rec) == ex

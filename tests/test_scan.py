@@ -9,14 +9,34 @@ import pytest
 import torch
 
 from halluscan.errors import HalluscanError
-from halluscan.records import GenerateOptions
 from halluscan.probes import ProbeBank
+from halluscan.records import GenerateOptions
 from halluscan.scan import Scanner, token_labels
 from halluscan.scan.attention import normalise_layers, received
 from tests.conftest import tiny_model
 
-WORDS = ["<pad>", "<eos>", "Q", "A", ":", "What", "is", "the", "capital", "of", "Peru", "France", "Lima", "Paris",
-         "Rome", ".", "It", "a", "city", "in"]  # fmt: skip
+WORDS = [
+    "<pad>",
+    "<eos>",
+    "Q",
+    "A",
+    ":",
+    "What",
+    "is",
+    "the",
+    "capital",
+    "of",
+    "Peru",
+    "France",
+    "Lima",
+    "Paris",
+    "Rome",
+    ".",
+    "It",
+    "a",
+    "city",
+    "in",
+]
 
 
 def tiny_folder(folder):
@@ -37,9 +57,17 @@ def tiny_folder(folder):
 
 def random_bank(layers=4, d=32, seed=0, position="exact_answer_last"):
     g = torch.Generator().manual_seed(seed)
-    return ProbeBank(list(range(layers)), position, torch.randn(layers, d, generator=g), torch.zeros(layers),
-                     torch.zeros(layers, d), torch.ones(layers, d), {"best_layer": 2},
-                     torch.full((layers,), 0.5), torch.full((layers,), 2.0))  # fmt: skip
+    return ProbeBank(
+        list(range(layers)),
+        position,
+        torch.randn(layers, d, generator=g),
+        torch.zeros(layers),
+        torch.zeros(layers, d),
+        torch.ones(layers, d),
+        {"best_layer": 2},
+        torch.full((layers,), 0.5),
+        torch.full((layers,), 2.0),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +188,18 @@ def test_scanner_refuses_a_bank_that_does_not_fit(lm):
     with pytest.raises(HalluscanError, match="trained at 'last_q'"):
         Scanner(lm, random_bank(position="last_q"))
     with pytest.raises(HalluscanError, match="64-dim activations"):
-        Scanner(lm, ProbeBank([0], "exact_answer_last", torch.zeros(1, 64), torch.zeros(1), torch.zeros(1, 64),
-                              torch.ones(1, 64), {"hidden": 64}))  # fmt: skip
+        Scanner(
+            lm,
+            ProbeBank(
+                [0],
+                "exact_answer_last",
+                torch.zeros(1, 64),
+                torch.zeros(1),
+                torch.zeros(1, 64),
+                torch.ones(1, 64),
+                {"hidden": 64},
+            ),
+        )
     bank = random_bank()
     bank.meta["model"] = {"model_id": "someone/else", "source": "hub", "revision": "abc"}
     with pytest.raises(HalluscanError, match="trained on someone/else"):
@@ -196,8 +234,10 @@ def test_score_cli_writes_score_json_and_figures(lm, tmp_path, capsys):
     assert "verdict:" in capsys.readouterr().out
 
     rows = tmp_path / "qa.jsonl"
-    rows.write_text('{"question": "What is the capital of Peru", "answer": "It is Lima ."}\n'
-                    '{"id": "b", "question": "What is the capital of France"}\n')  # fmt: skip
+    rows.write_text(
+        '{"question": "What is the capital of Peru", "answer": "It is Lima ."}\n'
+        '{"id": "b", "question": "What is the capital of France"}\n'
+    )
     assert main([*base, "--jsonl", str(rows), "--out", str(tmp_path / "many")]) == 0
     lines = [json.loads(x) for x in (tmp_path / "many" / "scores.jsonl").read_text().splitlines()]
     assert [x["id"] for x in lines] == [0, "b"] and lines[1]["answer_source"] == "generated"
@@ -227,8 +267,9 @@ def test_long_responses_wrap_in_the_attention_png(tmp_path):
     att = np.random.default_rng(0).random((3, n))
     common = {"attention_layers": [1, 2, 3], "question": "Q?", "response": "long", "attention_query": "later"}
     r = SimpleNamespace(tokens=[f"t{i}" for i in range(n)], attention=att, **common)
-    short = plots.attention_png(SimpleNamespace(tokens=r.tokens[:10], attention=att[:, :10], **common),
-                                tmp_path / "short.png")  # fmt: skip
+    short = plots.attention_png(
+        SimpleNamespace(tokens=r.tokens[:10], attention=att[:, :10], **common), tmp_path / "short.png"
+    )
     long = plots.attention_png(r, tmp_path / "long.png")
     h_short, w_short = matplotlib.image.imread(short).shape[:2]
     h_long, w_long = matplotlib.image.imread(long).shape[:2]

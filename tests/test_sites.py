@@ -6,7 +6,7 @@ import torch
 from halluscan.errors import HalluscanError
 from halluscan.models.hooks import capture
 
-from .conftest import tiny_model
+from .conftest import TINY, tiny_model
 
 FAMILIES = ["llama", "gpt2", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "mistral", "phi3", "gpt_neox"]
 
@@ -23,8 +23,12 @@ def test_attn_and_mlp_outputs_add_up_to_the_residual_update(family):
     n = model.config.num_hidden_layers
     ids = torch.randint(0, 128, (2, 7))
     pos = torch.tensor([0, 3, 6])
-    got = run(model, ids, {"residual": list(range(n + 1)), "mlp": list(range(1, n + 1)), "attn": list(range(1, n + 1))},
-              lambda h: h[:, pos])  # fmt: skip
+    got = run(
+        model,
+        ids,
+        {"residual": list(range(n + 1)), "mlp": list(range(1, n + 1)), "attn": list(range(1, n + 1))},
+        lambda h: h[:, pos],
+    )
     blocks = model.model.layers if hasattr(model, "model") else None
     for layer in range(1, n + 1):
         attn, mlp = got["attn"][:, layer - 1], got["mlp"][:, layer - 1]
@@ -58,8 +62,7 @@ def test_attention_weights_match_output_attentions(family):
 def test_attention_capture_keeps_the_sdpa_kernel_and_its_output():
     import transformers as tf
 
-    cfg = tf.LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         intermediate_size=64, vocab_size=128)  # fmt: skip
+    cfg = tf.LlamaConfig(**{**TINY, "num_hidden_layers": 2, "num_key_value_heads": 2})
     torch.manual_seed(0)
     model = tf.AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa").eval()
     ids = torch.randint(0, 128, (1, 6))
@@ -92,9 +95,15 @@ def test_readme_lists_exactly_the_supported_architectures():
 
     readme = Path(__file__).resolve().parents[1] / "README.md"
     text = " ".join(readme.read_text(encoding="utf-8").split())
-    documented = {"Llama": {"llama"}, "Mistral": {"mistral"}, "Qwen2/3": {"qwen2", "qwen3"},
-                  "Gemma 1/2/3 (text)": {"gemma", "gemma2", "gemma3_text"}, "Phi-3": {"phi3"}, "GPT-2": {"gpt2"},
-                  "GPT-NeoX": {"gpt_neox"}}  # fmt: skip
+    documented = {
+        "Llama": {"llama"},
+        "Mistral": {"mistral"},
+        "Qwen2/3": {"qwen2", "qwen3"},
+        "Gemma 1/2/3 (text)": {"gemma", "gemma2", "gemma3_text"},
+        "Phi-3": {"phi3"},
+        "GPT-2": {"gpt2"},
+        "GPT-NeoX": {"gpt_neox"},
+    }
     assert set().union(*documented.values()) == set(SITE_TABLES)
     line = "any Hugging Face causal LM of a supported architecture (see `src/halluscan/models/sites.py`: "
     assert line + ", ".join(documented) + ")" in text

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from halluscan.errors import HalluscanError
 from halluscan.engine.store import ActivationStore
+from halluscan.errors import HalluscanError
 
 LAYOUT = {"positions": ["last_q", "-1"], "dtype": "float32", "sites": {"residual": {"layers": [0, 1, 2], "dims": [4]}}}
 

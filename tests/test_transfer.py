@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from halluscan.errors import HalluscanError
 from halluscan.engine.store import ActivationStore
+from halluscan.errors import HalluscanError
 from halluscan.probes.transfer import transfer_auc, transfer_matrix
 from tests.conftest import example
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -124,44 +124,18 @@ class Example:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The stored form (the store's JSON lines keep these keys, in this order)."""
-        return {
-            "qid": self.qid,
-            "relation": self.relation,
-            "question": self.question,
-            "gold": self.gold,
-            "response": self.response,
-            "correct": self.correct,
-            "exact_text": self.exact_text,
-            "exact_span": _span_json(self.exact_span),
-            "alias_span": _span_json(self.alias_span),
-            "locator": self.locator,
-            "stopped_by": self.stopped_by,
-            "n_prompt": self.n_prompt,
-            "response_ids": list(self.response_ids),
-            "positions": dict(self.positions),
-        }
+        """The stored form (the store's JSON lines keep these keys, in field order)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out.update(exact_span=_span_json(self.exact_span), alias_span=_span_json(self.alias_span))
+        out.update(response_ids=list(self.response_ids), positions=dict(self.positions))
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Example:
         """Read a stored record back."""
-        span = lambda s: Span(*s) if s else None  # noqa: E731
-        return cls(
-            qid=str(d["qid"]),
-            relation=d["relation"],
-            question=d["question"],
-            gold=d["gold"],
-            response=d["response"],
-            correct=bool(d["correct"]),
-            exact_text=d["exact_text"],
-            exact_span=span(d["exact_span"]),
-            alias_span=span(d["alias_span"]),
-            locator=d["locator"],
-            stopped_by=d["stopped_by"],
-            n_prompt=int(d["n_prompt"]),
-            response_ids=tuple(d["response_ids"]),
-            positions=dict(d["positions"]),
-        )
+        values = {f.name: d[f.name] for f in fields(cls)}
+        spans = {k: Span(*values[k]) if values[k] else None for k in ("exact_span", "alias_span")}
+        return cls(**{**values, **spans, "response_ids": tuple(values["response_ids"])})
 
 
 @dataclass(frozen=True)

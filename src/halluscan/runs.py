@@ -16,7 +16,7 @@ records of its study, so that scoring can reuse the study's prompt and stop rule
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,11 +47,39 @@ STORE_FIELDS = (
 BANK_SETTINGS = ("system_prompt", "max_new_tokens", "stop")
 
 
+# What a study writes into its run folder: RunDir attribute -> path inside the folder.
+LAYOUT = {
+    "store": "store",
+    "probes": "probes",
+    "responses": "responses",
+    "metrics": "metrics.json",
+    "provenance": "provenance.json",
+    "report": "report.html",
+    "heatmap_png": "heatmap.png",
+    "heatmap_html": "heatmap.html",
+    "answer_choice": "answer_choice.json",
+}
+
+
 @dataclass(frozen=True)
 class RunDir:
     """A run folder and the paths of what a study writes into it."""
 
     root: Path
+    store: Path = field(init=False, repr=False)  # the activation store
+    probes: Path = field(init=False, repr=False)  # the probe bank (exact_answer_last)
+    responses: Path = field(init=False, repr=False)  # per-response figures
+    metrics: Path = field(init=False, repr=False)  # the study's numbers
+    provenance: Path = field(init=False, repr=False)  # what made them: model, dataset, config, versions, seed
+    report: Path = field(init=False, repr=False)  # the report
+    heatmap_png: Path = field(init=False, repr=False)  # the probe AUC heatmap
+    heatmap_html: Path = field(init=False, repr=False)  # the interactive heatmap
+    answer_choice: Path = field(init=False, repr=False)  # what `halluscan choose` found
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+        for name, rel in LAYOUT.items():
+            object.__setattr__(self, name, self.root / rel)
 
     @classmethod
     def of(cls, cfg: StudyConfig) -> RunDir:
@@ -62,51 +90,6 @@ class RunDir:
     def named(cls, name: str, runs_dir: str | Path = RUNS_DIR) -> RunDir:
         """The run folder called ``name`` under ``runs_dir``."""
         return cls(Path(runs_dir) / name)
-
-    @property
-    def store(self) -> Path:
-        """The activation store."""
-        return self.root / "store"
-
-    @property
-    def probes(self) -> Path:
-        """The probe bank (exact_answer_last)."""
-        return self.root / "probes"
-
-    @property
-    def responses(self) -> Path:
-        """Per-response figures."""
-        return self.root / "responses"
-
-    @property
-    def metrics(self) -> Path:
-        """The study's numbers."""
-        return self.root / "metrics.json"
-
-    @property
-    def provenance(self) -> Path:
-        """What made the numbers: model, dataset, config, versions, seed."""
-        return self.root / "provenance.json"
-
-    @property
-    def report(self) -> Path:
-        """The report."""
-        return self.root / "report.html"
-
-    @property
-    def heatmap_png(self) -> Path:
-        """The probe AUC heatmap."""
-        return self.root / "heatmap.png"
-
-    @property
-    def heatmap_html(self) -> Path:
-        """The interactive heatmap."""
-        return self.root / "heatmap.html"
-
-    @property
-    def answer_choice(self) -> Path:
-        """What ``halluscan choose`` found."""
-        return self.root / "answer_choice.json"
 
     def open_store(self) -> ActivationStore:
         """The run's store (``root`` may also be a store folder itself)."""

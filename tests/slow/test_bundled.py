@@ -41,10 +41,13 @@ def slice_run(tmp_path_factory):
     from halluscan.pipeline import run_study
 
     root = tmp_path_factory.mktemp("runs")
-    pair = ({"question": "What is the capital of Australia?", "answer": "The capital of Australia is Sydney."},
-            {"question": "What is the capital of Australia?"})  # the second answer is generated  # fmt: skip
-    cfg = StudyConfig(n_questions=72, batch_size=36, folds=3, name="slice", runs_dir=str(root), quiet=True,
-                      report_pairs=(pair,))  # fmt: skip
+    pair = (
+        {"question": "What is the capital of Australia?", "answer": "The capital of Australia is Sydney."},
+        {"question": "What is the capital of Australia?"},
+    )  # the second answer is generated
+    cfg = StudyConfig(
+        n_questions=72, batch_size=36, folds=3, name="slice", runs_dir=str(root), quiet=True, report_pairs=(pair,)
+    )
     return cfg, run_study(cfg), root / "slice"
 
 

@@ -46,6 +46,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from halluscan.errors import HalluscanError
     from halluscan.probes.transfer import transfer_auc, transfer_matrix
     from halluscan.report import heatmap
+    from halluscan.report.figures import write_html
     from halluscan.runs import RunDir
 
     out = Path(args.out)
@@ -64,7 +65,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     title = f"probes trained on {args.train}, tested on {args.test}"
     heatmap.heatmap_png(auc, layers, positions, out / "transfer_heatmap.png", title)
     fig = heatmap.heatmap_figure(auc, auc * 0, [0] * len(positions), layers, positions, title)
-    heatmap.heatmap_html(fig, out / "transfer_heatmap.html")
+    write_html(fig, out / "transfer_heatmap.html")
     result = {"train": args.train, "test": args.test, "layers": layers, "positions": positions, "auc": auc.tolist()}
     atomic.write_json(out / "transfer.json", result)
     j = int(np.nanargmax(np.nan_to_num(auc, nan=-1)))

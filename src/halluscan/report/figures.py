@@ -20,6 +20,11 @@ ACTIVITY_SCALE = [[0.0, "#1a9850"], [0.25, "#a6d96a"], [0.5, "#f7f7f7"], [0.75, 
 ATTENTION_CMAP = "viridis"
 
 
+def write_html(fig: Any, path: Path) -> Path:
+    """Write a plotly figure as a self-contained HTML file (plotly.js inlined, works offline)."""
+    return atomic.write_with(path, lambda tmp: fig.write_html(str(tmp), include_plotlyjs=True, full_html=True))
+
+
 def _wrap(text: str, width: int) -> str:
     import textwrap
 
@@ -162,13 +167,10 @@ def activity_png(results: list[ScoreResult], path: Path) -> Path:
     return path
 
 
-def activity_files(results: list[ScoreResult], folder: Path, stem: str = "activity") -> list[Path]:
+def activity_files(results: list[ScoreResult], folder: str | Path, stem: str = "activity") -> list[Path]:
     """``<stem>.png`` and ``<stem>.html`` (interactive, plotly.js inlined)."""
-    fig = activity_figure(results)
-    html = atomic.write_with(
-        folder / f"{stem}.html", lambda p: fig.write_html(str(p), include_plotlyjs=True, full_html=True)
-    )
-    return [activity_png(results, folder / f"{stem}.png"), html]
+    html = write_html(activity_figure(results), Path(folder) / f"{stem}.html")
+    return [activity_png(results, Path(folder) / f"{stem}.png"), html]
 
 
 ATTN_WRAP = 48  # tokens per row of the static attention figure
@@ -240,10 +242,7 @@ def attention_figure(r: ScoreResult) -> Any:
     return fig
 
 
-def attention_files(r: ScoreResult, folder: Path, stem: str = "attention") -> list[Path]:
+def attention_files(r: ScoreResult, folder: str | Path, stem: str = "attention") -> list[Path]:
     """``<stem>.png`` and ``<stem>.html``."""
-    fig = attention_figure(r)
-    html = atomic.write_with(
-        folder / f"{stem}.html", lambda p: fig.write_html(str(p), include_plotlyjs=True, full_html=True)
-    )
-    return [attention_png(r, folder / f"{stem}.png"), html]
+    html = write_html(attention_figure(r), Path(folder) / f"{stem}.html")
+    return [attention_png(r, Path(folder) / f"{stem}.png"), html]

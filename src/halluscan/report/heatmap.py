@@ -83,8 +83,3 @@ def heatmap_figure(
         margin={"b": 140},
     )
     return fig
-
-
-def heatmap_html(fig: Any, path: Path) -> Path:
-    """Write a plotly figure as a self-contained HTML file (plotly.js inlined, works offline)."""
-    return atomic.write_with(path, lambda tmp: fig.write_html(str(tmp), include_plotlyjs=True, full_html=True))

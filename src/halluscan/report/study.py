@@ -7,6 +7,7 @@ from typing import Any
 from halluscan.probes.sweep import SweepResult
 from halluscan.records import Example
 from halluscan.report import heatmap
+from halluscan.report.figures import write_html
 from halluscan.report.html import write_report
 from halluscan.runs import RunDir
 
@@ -19,6 +20,6 @@ def write_study_report(
     title = f"{model} · {dataset} · n={len(examples)} · {sweep.folds}-fold CV"
     png = heatmap.heatmap_png(sweep.auc, sweep.layers, sweep.positions, run.heatmap_png, title)
     fig = heatmap.heatmap_figure(sweep.auc, sweep.auc_std, sweep.n, sweep.layers, sweep.positions, title)
-    heatmap.heatmap_html(fig, run.heatmap_html)
+    write_html(fig, run.heatmap_html)
     div = fig.to_html(include_plotlyjs=True, full_html=False)
     write_report(run.report, metrics, examples, png, div, maps)
