@@ -246,7 +246,7 @@ def test_score_cli_writes_score_json_and_figures(lm, tmp_path, capsys):
     bad.write_text('{"question": "ok", "answer": "It"}\n{"answer": "no question"}\n')
     assert main([*base, "--jsonl", str(bad), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "bad.jsonl" in err and "question" in err
+    assert err.count("\n") == 0 and "bad.jsonl" in err and "question" in err, err
     bad.write_text('{"question": "ok", "answer": 3}\n')
     assert main([*base, "--jsonl", str(bad), "--out", str(tmp_path / "x")]) == 2
     assert "row 1" in capsys.readouterr().err

@@ -87,6 +87,20 @@ def best_cells(sweep: SweepResult, ctrl: dict[str, float]) -> dict[str, dict[str
     return out
 
 
+def study_metrics(
+    name: str, examples: list[Example], sweep: SweepResult, ctrl: dict[str, float], site: str
+) -> dict[str, Any]:
+    """The numbers of ``metrics.json`` that come from the examples and the sweep (in the file's key order)."""
+    return {
+        "name": name,
+        **summarise(examples),
+        "heatmap": heatmap(sweep, site),
+        "best_cells": best_cells(sweep, ctrl),
+        "controls": ctrl,
+        "finding": finding(sweep, ctrl),
+    }
+
+
 def heatmap(sweep: SweepResult, site: str) -> dict[str, Any]:
     """The sweep as ``metrics.json`` keeps it (AUC rounded to 4 places, null where a cell had no data)."""
     return {

@@ -27,9 +27,13 @@ class StudyConfig:
     n_questions: int = field(default=0, metadata={"help": "use this many questions (0 = all), sampled with the seed"})
     name: str = field(default="demo", metadata={"help": "run name: output goes to RUNS_DIR/NAME"})
     runs_dir: str = field(default="runs", metadata={"help": "folder that holds the runs"})
-    batch_size: int = field(default=64, metadata={"help": "questions generated per batch"})
-    max_new_tokens: int = field(default=32, metadata={"help": "hard cap on generated tokens"})
-    stop: str = field(default="sentence", metadata={"help": "stop at end of first 'sentence', 'line', or 'none'"})
+    batch_size: int = field(default=GenerateOptions.batch_size, metadata={"help": "questions generated per batch"})
+    max_new_tokens: int = field(
+        default=GenerateOptions.max_new_tokens, metadata={"help": "hard cap on generated tokens"}
+    )
+    stop: str = field(
+        default=GenerateOptions.stop, metadata={"help": "stop at end of first 'sentence', 'line', or 'none'"}
+    )
     system_prompt: str = field(
         default="Answer the question in one short sentence.",
         metadata={"help": "system prompt for chat models ('' = the template's own default)"},

@@ -102,11 +102,7 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
     with timer("probe_sweep"):
         result = probe_sweep(cfg, store, y, groups)
         controls = analysis.controls(result, examples, y, cfg.folds, cfg.seed)
-    metrics: dict[str, Any] = {"name": cfg.name, **analysis.summarise(examples)}
-    metrics["heatmap"] = analysis.heatmap(result, cfg.site)
-    metrics["best_cells"] = analysis.best_cells(result, controls)
-    metrics["controls"] = controls
-    metrics["finding"] = analysis.finding(result, controls)
+    metrics = analysis.study_metrics(cfg.name, examples, result, controls, cfg.site)
     with timer("probe_bank"):
         best = result.best(BANK_POSITION)[0] if BANK_POSITION in result.positions else None
         has_bank = fit_bank(cfg, store, y, runs.bank_meta(cfg, prov, best), run)

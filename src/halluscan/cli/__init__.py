@@ -26,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--test", help="run folder whose examples test them")
     probe.add_argument("--runs", nargs="+", help="several run folders: best-cell AUC for every train/test pair")
     probe.add_argument("--site", default="residual", help="activation site (default: residual)")
-    probe.add_argument("--c", type=float, default=0.05, help="inverse L2 strength (default: 0.05)")
+    probe.add_argument(
+        "--c", type=float, default=StudyConfig.probe_c, help="inverse L2 strength (default: %(default)s)"
+    )
     probe.add_argument("--out", default=output_dir("transfer"), help="output folder (default: %(default)s)")
     probe.set_defaults(func=cmd_probe)
     sc = sub.add_parser("score", help="score an answer token by token and layer by layer (writes score.json + figures)")

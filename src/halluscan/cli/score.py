@@ -88,19 +88,19 @@ def _score_file(scanner: Any, rows: list[dict[str, Any]], out: Path, quiet: bool
         (r["question"], tok(r["answer"], add_special_tokens=False).input_ids, (r.get("relation") or "custom"))
         for _, r in given
     ]
-    for (i, _), res in zip(given, scanner.score_many(items, progress=bar.update), strict=True):
-        results[i] = res
+    for (i, _), scored in zip(given, scanner.score_many(items, progress=bar.update), strict=True):
+        results[i] = scored
     for i, r in enumerate(rows):
         if results[i] is None:
             results[i] = scanner.score(r["question"], relation=(r.get("relation") or "custom"))
             bar.update(1)
     bar.close()
     lines = [
-        json.dumps({"id": r.get("id", i), **res.to_json()})
-        for i, (r, res) in enumerate(zip(rows, results, strict=True))
+        json.dumps({"id": r.get("id", i), **scored.to_json()})
+        for i, (r, scored) in enumerate(zip(rows, results, strict=True))
     ]
     atomic.write_text(out / "scores.jsonl", "\n".join(lines) + "\n")
-    n_wrong = sum(res.verdict == "hallucinated" for res in results)
+    n_wrong = sum(scored.verdict == "hallucinated" for scored in results)
     print(f"scored {len(rows)} answers: {n_wrong} flagged hallucinated; wrote {out / 'scores.jsonl'}")
     return 0
 
@@ -115,13 +115,13 @@ def _score_one(scanner: Any, args: argparse.Namespace, out: Path) -> int:
         for step in scanner.stream(args.question):
             ids.append(step.token_id)
             print(f"{step.token:>16}  p(wrong) {step.p_wrong:.2f}", flush=True)
-        res = scanner.score_ids(args.question, ids, relation=args.relation, generated=True)
+        result = scanner.score_ids(args.question, ids, relation=args.relation, generated=True)
     else:
-        res = scanner.score(args.question, args.answer, relation=args.relation)
-    atomic.write_json(out / "score.json", res.to_json())
-    files = figures.activity_files([res], out) + figures.attention_files(res, out)
-    where = f"at {res.exact_answer!r}" if res.exact_answer else "at the last token (no exact answer found)"
-    print(f"answer: {res.response}")
-    print(f"verdict: {res.verdict} (p_wrong {res.p_wrong:.3f}; probe layer {res.verdict_layer} {where})")
+        result = scanner.score(args.question, args.answer, relation=args.relation)
+    atomic.write_json(out / "score.json", result.to_json())
+    files = figures.activity_files([result], out) + figures.attention_files(result, out)
+    where = f"at {result.exact_answer!r}" if result.exact_answer else "at the last token (no exact answer found)"
+    print(f"answer: {result.response}")
+    print(f"verdict: {result.verdict} (p_wrong {result.p_wrong:.3f}; probe layer {result.verdict_layer} {where})")
     print(f"wrote {out / 'score.json'}, " + ", ".join(str(f) for f in files))
     return 0

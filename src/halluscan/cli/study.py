@@ -60,8 +60,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
         return 0
     if not (args.train and args.test):
         raise HalluscanError("probe: give --train RUN and --test RUN, or --runs RUN RUN ...")
-    res = transfer_auc(RunDir(Path(args.train)).open_store(), RunDir(Path(args.test)).open_store(), args.site, args.c)
-    auc, layers, positions = res["auc"], res["layers"], res["positions"]
+    tested = transfer_auc(
+        RunDir(Path(args.train)).open_store(), RunDir(Path(args.test)).open_store(), args.site, args.c
+    )
+    auc, layers, positions = tested["auc"], tested["layers"], tested["positions"]
     title = f"probes trained on {args.train}, tested on {args.test}"
     heatmap.heatmap_png(auc, layers, positions, out / "transfer_heatmap.png", title)
     fig = heatmap.heatmap_figure(auc, auc * 0, [0] * len(positions), layers, positions, title)

@@ -13,7 +13,8 @@ import torch
 from tqdm.auto import tqdm
 
 from halluscan.engine.generate import generate
-from halluscan.engine.store import ActivationStore, ChunkWriter
+from halluscan.engine.store import ActivationStore
+from halluscan.engine.writer import ChunkWriter
 from halluscan.models.loading import LoadedModel
 from halluscan.positions import resolve, token_span
 from halluscan.records import Example, Generation, Grade, Question

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from halluscan.engine.inputs import prefill_prefix, shared_prefix_len, suffix_inputs
-from halluscan.engine.store import ActivationStore, ChunkWriter
+from halluscan.engine.store import ActivationStore
+from halluscan.engine.writer import ChunkWriter
 from halluscan.errors import HalluscanError
 from halluscan.models.hooks import StopForward, capture
 

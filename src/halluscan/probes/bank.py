@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from halluscan import atomic
+from halluscan.config import StudyConfig
 from halluscan.engine.store import ActivationStore
 from halluscan.errors import HalluscanError
 from halluscan.probes.logreg import fit_logreg
@@ -43,7 +44,7 @@ class ProbeBank:
         y: np.ndarray,
         layers: list[int],
         position: str,
-        c: float = 0.05,
+        c: float = StudyConfig.probe_c,
         meta: dict[str, Any] | None = None,
     ) -> ProbeBank:
         """Fit on ``x`` [example, layer, d] (all examples: the bank is for new responses)."""

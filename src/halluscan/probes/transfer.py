@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from halluscan.config import StudyConfig
 from halluscan.engine.store import ActivationStore
 from halluscan.errors import HalluscanError
 from halluscan.models.loading import model_identity
@@ -22,7 +23,7 @@ from halluscan.runs import RunDir, study_examples
 
 
 def transfer_auc(
-    train: ActivationStore, test: ActivationStore, site: str = "residual", c: float = 0.05
+    train: ActivationStore, test: ActivationStore, site: str = "residual", c: float = StudyConfig.probe_c
 ) -> dict[str, Any]:
     """AUC on ``test`` of probes fitted on all of ``train``: ``{"layers", "positions", "auc"}``."""
     layers, positions = train.layers(site), train.positions
@@ -74,7 +75,7 @@ def best(auc: np.ndarray) -> float:
     return float(np.nanmax(auc)) if not np.all(np.isnan(auc)) else float("nan")
 
 
-def transfer_matrix(runs: list[str], site: str = "residual", c: float = 0.05) -> dict[str, Any]:
+def transfer_matrix(runs: list[str], site: str = "residual", c: float = StudyConfig.probe_c) -> dict[str, Any]:
     """Best-cell AUC for every (train run, test run) pair; the diagonal is the run's own CV sweep."""
     dirs = [RunDir(Path(r)) for r in runs]
     stores = [d.open_store() for d in dirs]
