@@ -211,7 +211,5 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     for f in dataclasses.fields(StudyConfig):
         v = getattr(args, f.name, None)
         if v is not None:
-            values[f.name] = tuple(v) if f.name == "positions" else v
-    if "report_pairs" in values:
-        values["report_pairs"] = tuple(tuple(p) for p in values["report_pairs"])
-    return StudyConfig(**values).validate()
+            values[f.name] = v
+    return StudyConfig.from_dict(values)  # lists (YAML, nargs) become the config's tuples there
