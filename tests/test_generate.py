@@ -1,6 +1,6 @@
 import pytest
 
-from halluscan.engine.decode import Row, StopRule, find_stop
+from halluscan.engine.decode import Row, StopRule, find_stop, token_starts
 from halluscan.engine.generate import finish_row
 
 
@@ -52,3 +52,4 @@ def test_stopped_by(stream, mode, response, stopped_by):
     assert (gen.response, gen.stopped_by) == (response, stopped_by)
     # the last token the rule took belongs to the answer exactly when the answer keeps it
     assert row.in_answer == (len(gen.response_ids) == len(row.ids))
+    assert (row.starts, row.text) == token_starts(lm.tokenizer, row.ids)  # offsets kept while decoding

@@ -104,12 +104,12 @@ def answer_choice(
     keys = [(q.qid, k) for q in qs for k in range(samples)]
     grades = {key: settings.grader.grade(by_id[key[0]], gens[key]) for key in keys}
     scanner = Scanner(lm, bank, generation=settings.generation, grader=settings.grader)
-    p_wrong, located = _probe_scores(scanner, by_id, gens, keys, quiet)
+    scored = [key for key in keys if gens[key].response_ids]  # an empty answer cannot be scored
+    p_wrong, located = _probe_scores(scanner, by_id, gens, keys, scored, quiet)
     greedy = {e.qid: e.correct for e in examples}
     rows = _choices(qs, samples, greedy, grades, gens, p_wrong, located)
     acc = {k: float(np.mean(v)) for k, v in rows.items()}
     arr = {k: np.array(v, dtype=float) for k, v in rows.items()}
-    scored = [key for key in keys if gens[key].response_ids]
     y_s = np.array([0 if grades[key].correct else 1 for key in scored])
     s_s = np.array([p_wrong[key] for key in scored])
     out = {
@@ -150,10 +150,14 @@ def _sample(
 
 
 def _probe_scores(
-    scanner: Scanner, by_id: dict[str, Question], gens: dict[Key, Generation], keys: list[Key], quiet: bool
+    scanner: Scanner,
+    by_id: dict[str, Question],
+    gens: dict[Key, Generation],
+    keys: list[Key],
+    scorable: list[Key],
+    quiet: bool,
 ) -> tuple[dict[Key, float], dict[Key, bool]]:
-    """The probe's p(wrong) of every sample, and whether its exact answer was located."""
-    scorable = [key for key in keys if gens[key].response_ids]
+    """The probe's p(wrong) of every sample (``scorable`` ones scored), and whether its exact answer was located."""
     bar = tqdm(total=len(scorable), desc="probe scores", unit="answer", disable=quiet)
     items = [(by_id[q].question, gens[(q, k)].response_ids, by_id[q].relation) for q, k in scorable]
     scores = scanner.score_many(items, progress=bar.update, attention=False)

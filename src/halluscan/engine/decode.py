@@ -68,7 +68,7 @@ class Row:
 
     ids: list[int] = field(default_factory=list)
     text: str = ""  # the decoded response so far
-    start: int = 0  # where the latest token starts in ``text``
+    starts: list[int] = field(default_factory=list)  # where each token starts in ``text`` (as token_starts)
     done: bool = False
     stopped_by: str = "length"  # "sentence", "line", "eos" or "length"
     cut: int | None = None  # char offset where the answer ends
@@ -76,7 +76,7 @@ class Row:
     @property
     def in_answer(self) -> bool:
         """Whether the latest token starts before the answer's end (else it is cut off)."""
-        return self.cut is None or self.start < self.cut
+        return self.cut is None or self.starts[-1] < self.cut
 
 
 class StopRule:
@@ -98,7 +98,8 @@ class StopRule:
             r.ids.append(t)
             took = True
             text = self.tokenizer.decode(r.ids, clean_up_tokenization_spaces=False)
-            r.start, r.text = token_start(r.text, text), text
+            r.starts.append(token_start(r.text, text))
+            r.text = text
             cut = find_stop(text, self.mode)
             if cut is not None:
                 r.done, r.cut = True, cut

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from halluscan.engine.decode import Row, decode, token_starts
+from halluscan.engine.decode import Row, decode
 from halluscan.models.loading import LoadedModel
 from halluscan.records import GenerateOptions, Generation, Question
 
@@ -46,8 +46,8 @@ def generate_batch(
 
 
 def finish_row(lm: LoadedModel, qid: str, prompt: list[int], row: Row) -> Generation:
-    """Cut a row at its answer end and compute token offsets."""
-    starts, text = token_starts(lm.tokenizer, row.ids)
+    """Cut a row at its answer end (its token offsets were kept while it was decoded)."""
+    starts, text = row.starts, row.text
     n = len(row.ids)
     if row.cut is not None:
         n = sum(1 for s in starts if s < row.cut)

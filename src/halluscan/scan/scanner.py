@@ -208,7 +208,6 @@ class Scanner:
             if step.index < 0 or step.states is None:
                 continue  # the prompt
             acts = step.states[0, :, 0]  # [layer, d]
-            starts, text = token_starts(self.lm.tokenizer, row.ids)
             act = scoring.activity(self.bank, acts, self.standardise).numpy().astype(np.float64)
-            label = scoring.token_labels(text, starts)[-1]
+            label = scoring.token_labels(row.text, row.starts)[-1]  # the row keeps its offsets: no re-decoding
             yield StreamStep(step.index, label, row.ids[-1], act, scoring.p_wrong(self.bank, acts, self.layer))
