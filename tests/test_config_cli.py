@@ -51,17 +51,34 @@ def test_bad_csv_is_one_line_and_writes_nothing(capsys, tmp_path):
 def test_unknown_model_is_one_line(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     qs = tmp_path / "q.csv"
-    qs.write_text("question,answer\nQ?,A\n")
+    qs.write_text("question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10)))  # enough for 5 folds
     code, err = run_cli(
         capsys, "run", "--model", "no-such-org/no-such-model", "--dataset", str(qs), "--runs-dir", str(tmp_path / "r")
     )
     assert code == 2 and err.count("\n") == 0
-    assert err.startswith("halluscan: error: model 'no-such-org/no-such-model': could not load it")
+    assert err.startswith("halluscan: error: model 'no-such-org/no-such-model' is not in the Hugging Face cache")
+    assert "(HF_HUB_OFFLINE is set)" in err
+
+
+def test_unknown_hub_id_without_network_fails_before_any_download_attempt(capsys, tmp_path, monkeypatch):
+    """No network: one probe of the host, then one line; transformers (and its retries) is never called."""
+    from halluscan.models import loading
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    probed = []
+    monkeypatch.setattr(loading, "_reachable", lambda host, timeout: probed.append((host, timeout)) or False)
+    monkeypatch.setattr(loading, "_load_pretrained", lambda *a, **k: pytest.fail("tried to download"))
+    qs = tmp_path / "q.csv"
+    qs.write_text("question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10)))
+    code, err = run_cli(capsys, "run", "--model", "org/model", "--dataset", str(qs), "--runs-dir", str(tmp_path / "r"))
+    assert code == 2 and err.count("\n") == 0 and "huggingface.co cannot be reached" in err
+    assert probed == [("huggingface.co", 3.0)] and not (tmp_path / "r").exists()
 
 
 def test_missing_gguf_and_non_model_folder(capsys, tmp_path):
     qs = tmp_path / "q.csv"
-    qs.write_text("question,answer\nQ?,A\n")
+    qs.write_text("question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10)))  # enough for 5 folds
     code, err = run_cli(
         capsys, "run", "--model", str(tmp_path / "m.gguf"), "--dataset", str(qs), "--runs-dir", str(tmp_path / "r")
     )

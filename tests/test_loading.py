@@ -88,7 +88,7 @@ def test_unsupported_architecture_is_refused_before_a_run_folder_exists(tmp_path
     with pytest.raises(HalluscanError, match="architecture 'opt' has no hook-site table; add an entry to SITE_TABLES"):
         loading.load_model(str(model))
     qs = tmp_path / "q.csv"
-    qs.write_text("question,answer\nQ?,A\n")
+    qs.write_text("question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10)))  # enough for 5 folds
     runs = tmp_path / "runs"
     capsys.readouterr()  # drop transformers' progress bars from saving the model
     code = main(["run", "--model", str(model), "--dataset", str(qs), "--runs-dir", str(runs), "--quiet"])

@@ -21,8 +21,8 @@ from halluscan.errors import HalluscanError
 def write_with(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Let ``write(tmp)`` fill a temporary file beside ``path``, sync it, and rename it to ``path``.
 
-    The parent folder is created when missing. ``write`` may be any writer that takes a path
-    (``savefig``, ``write_html``, safetensors' ``save_file``, ...).
+    The parent folder is created when missing. Callers render into memory first and write
+    bytes (:func:`write_bytes`), so that every disk error is an ``OSError`` raised here.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -38,6 +38,20 @@ def write_with(path: str | Path, write: Callable[[Path], object]) -> Path:
             f"could not write {path}: {e.strerror or e}; free disk space or choose another folder"
         ) from e
     return path
+
+
+def write_png(path: str | Path, fig: Any, dpi: int) -> Path:
+    """Render a matplotlib figure to PNG in memory, write it atomically, and close the figure."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return write_bytes(path, buf.getvalue())
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

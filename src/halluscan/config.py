@@ -69,6 +69,11 @@ class StudyConfig:
             raise HalluscanError(f"config: positions lists {', '.join(map(repr, dup))} more than once; give each once")
         if not self.name.strip():
             raise HalluscanError("config: name is empty; give a run name (a folder name under runs_dir)")
+        if self.name != self.name.strip() or any(c in self.name for c in "/\\\0") or self.name in (".", ".."):
+            raise HalluscanError(
+                f"config: name {self.name!r} is not a plain folder name; give a name without '/', '\\' or "
+                "surrounding spaces (choose the parent folder with --runs-dir)"
+            )
         if self.n_questions < 0:
             raise HalluscanError(
                 f"config: n_questions={self.n_questions} is negative; give 0 (all) or a positive count"

@@ -6,6 +6,7 @@ module only chains them, times them, and writes ``metrics.json`` into the run fo
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,11 +20,16 @@ from halluscan import analysis, atomic, provenance, runs
 from halluscan.config import StudyConfig
 from halluscan.engine.collect import collect
 from halluscan.engine.store import ActivationStore
+from halluscan.errors import HalluscanError
 from halluscan.models import load_model
+from halluscan.models.loading import LoadedModel
 from halluscan.probes.bank import ProbeBank
 from halluscan.probes.sweep import SweepResult, sweep, wrong_labels
+from halluscan.records import Example
 from halluscan.runs import RunDir
 from halluscan.settings import StudySettings
+
+log = logging.getLogger(__name__)
 
 BANK_POSITION = "exact_answer_last"  # where the probe bank for per-response scoring is trained
 
@@ -72,11 +78,37 @@ def fit_bank(cfg: StudyConfig, store: ActivationStore, y: np.ndarray, meta: dict
     return True
 
 
+def too_few(cfg: StudyConfig, y: np.ndarray) -> str | None:
+    """Why the sweep cannot run on labels ``y`` (a sentence for the report), or None when it can."""
+    n_wrong = int(y.sum())
+    counts = {"correct": len(y) - n_wrong, "wrong": n_wrong}
+    small = min(counts, key=lambda k: counts[k])
+    if counts[small] >= cfg.folds:
+        return None
+    return (
+        f"No probe heatmap: the {cfg.folds}-fold cross-validation needs at least {cfg.folds} examples of each class, "
+        f"but this study has {counts['correct']} correct and {counts['wrong']} wrong answers; "
+        f"{cfg.folds - counts[small]} more {small} answers are needed (use more questions, or fewer --folds)."
+    )
+
+
+def check_folds(cfg: StudyConfig, n_questions: int) -> None:
+    """Refuse, before any generation, folds that the question count can never fill."""
+    if cfg.folds * 2 > n_questions:
+        raise HalluscanError(
+            f"--folds {cfg.folds} needs at least {2 * cfg.folds} questions ({cfg.folds} of each class), but the "
+            f"study has {n_questions}; use fewer --folds or more questions"
+        )
+
+
 def run_study(cfg: StudyConfig) -> dict[str, Any]:
-    """Run the whole study; writes RUNS_DIR/NAME/{store,metrics.json,report.html,...}; returns metrics."""
+    """Run the whole study; writes RUNS_DIR/NAME/{store,metrics.json,report.html,...}; returns metrics.
+
+    The run folder is locked for the whole run. With too few examples of one class for the
+    sweep, the report still gives the accuracy and the graded answers, and says why there are
+    no probes (``metrics["no_probes"]``).
+    """
     from halluscan.data import select_questions
-    from halluscan.report.maps import response_maps
-    from halluscan.report.study import write_study_report
 
     cfg.validate()
     if cfg.threads:
@@ -86,19 +118,42 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
     with timer("load_dataset"):
         settings = StudySettings.build(cfg)
         qs = select_questions(settings.dataset, cfg.n_questions, cfg.seed)
+    check_folds(cfg, len(qs))
     with timer("load_model"):
         lm = load_model(cfg.model)
     run, ds = RunDir.of(cfg), settings.dataset
     prov = provenance.record(
         lm.provenance(), {"name": ds.name, "sha256": ds.sha256, "n_questions": len(qs)}, cfg.to_dict()
     )
-    key = runs.store_key(lm.provenance(), ds.sha256, cfg)
-    layout = runs.store_layout(cfg, lm.n_layers, lm.hidden_size)
-    store = ActivationStore.open_or_create(run.store, key=key, layout=layout, provenance=prov)
-    with timer("generate_extract"):
-        collect(settings, lm, qs, store)
-    examples = runs.study_examples(store)
+    with run.hold("halluscan run"):
+        key = runs.store_key(lm.provenance(), ds.sha256, cfg)
+        layout = runs.store_layout(cfg, lm.n_layers, lm.hidden_size)
+        store = ActivationStore.open_or_create(run.store, key=key, layout=layout, provenance=prov)
+        with timer("generate_extract"):
+            collect(settings, lm, qs, store)
+        examples = runs.study_examples(store)
+        return _analyse(cfg, settings, lm, store, examples, prov, timer)
+
+
+def _analyse(
+    cfg: StudyConfig,
+    settings: StudySettings,
+    lm: LoadedModel,
+    store: ActivationStore,
+    examples: list[Example],
+    prov: dict[str, Any],
+    timer: Timer,
+) -> dict[str, Any]:
+    """Sweep, bank, maps, report and metrics of a collected study (or the report without probes)."""
+    from halluscan.report.maps import response_maps
+
+    run = RunDir.of(cfg)
     y, groups = wrong_labels(examples), [e.qid for e in examples]
+    why = too_few(cfg, y)
+    if why is not None:
+        log.warning("%s", why)
+        metrics = {"name": cfg.name, **analysis.summarise(examples), "no_probes": why, "probe_bank": None}
+        return _write(run, metrics, examples, None, [], prov, timer)
     with timer("probe_sweep"):
         result = probe_sweep(cfg, store, y, groups)
         controls = analysis.controls(result, examples, y, cfg.folds, cfg.seed)
@@ -110,6 +165,20 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
     with timer("response_maps"):  # the bank as saved, as `halluscan score` will read it
         maps = response_maps(settings, lm, ProbeBank.load(run.probes), examples, run.responses) if has_bank else []
     metrics["response_maps"] = [{k: v for k, v in m.items() if k != "div"} for m in maps]
+    return _write(run, metrics, examples, result, maps, prov, timer)
+
+
+def _write(
+    run: RunDir,
+    metrics: dict[str, Any],
+    examples: list[Example],
+    result: SweepResult | None,
+    maps: list[dict[str, Any]],
+    prov: dict[str, Any],
+    timer: Timer,
+) -> dict[str, Any]:
+    from halluscan.report.study import write_study_report
+
     with timer("report"):
         metrics["timings_s"] = dict(timer.s)
         metrics["provenance"] = prov

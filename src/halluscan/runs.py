@@ -8,6 +8,7 @@ A study writes into its run folder::
     metrics.json        the numbers; provenance.json: what made them
     report.html         the report; heatmap.png, heatmap.html: the probe AUC heatmap
     answer_choice.json  written by ``halluscan choose``
+    .lock               held (flock) by the one process that works on the folder
 
 It also owns what ties a store to its study (the key and the layout) and what a probe bank
 records of its study, so that scoring can reuse the study's prompt and stop rule.
@@ -16,6 +17,11 @@ records of its study, so that scoring can reuse the study's prompt and stop rule
 from __future__ import annotations
 
 import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +40,7 @@ STORE_FIELDS = (
     "model",
     "dataset",
     "n_questions",
+    "batch_size",  # a batch is a chunk, and padding within a batch can change greedy answers
     "max_new_tokens",
     "stop",
     "system_prompt",
@@ -58,6 +65,7 @@ LAYOUT = {
     "heatmap_png": "heatmap.png",
     "heatmap_html": "heatmap.html",
     "answer_choice": "answer_choice.json",
+    "lock": ".lock",
 }
 
 
@@ -75,6 +83,7 @@ class RunDir:
     heatmap_png: Path = field(init=False, repr=False)  # the probe AUC heatmap
     heatmap_html: Path = field(init=False, repr=False)  # the interactive heatmap
     answer_choice: Path = field(init=False, repr=False)  # what `halluscan choose` found
+    lock: Path = field(init=False, repr=False)  # the lock file (see ``hold``)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -108,6 +117,43 @@ class RunDir:
     def has_metrics(self) -> bool:
         """Whether the study finished (wrote its metrics)."""
         return self.metrics.is_file()
+
+    @contextmanager
+    def hold(self, what: str) -> Iterator[None]:
+        """Hold the folder's lock for the ``with`` block; a second process is refused with a one-line error.
+
+        The lock is an ``flock`` on ``.lock``: the kernel drops it when its process dies, so a run
+        killed with SIGKILL never blocks the re-run that resumes it. The file records who holds it.
+        """
+        import fcntl
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise HalluscanError(f"could not create {self.lock}: {e.strerror or e}; choose a writable --runs-dir") from e
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise HalluscanError(
+                    f"{self.root} is in use by {_holder(fd)}; wait for it to finish, or use another --name"
+                ) from None
+            os.ftruncate(fd, 0)
+            note = {"pid": os.getpid(), "what": what, "since": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv}
+            os.write(fd, json.dumps(note).encode())
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+
+def _holder(fd: int) -> str:
+    """Who holds a run folder's lock, from what it wrote into the lock file."""
+    try:
+        note = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"process {note['pid']} ({note['what']}, since {note['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
 
 
 def output_dir(what: str, runs_dir: str | Path = RUNS_DIR) -> str:

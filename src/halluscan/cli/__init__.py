@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -76,10 +77,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("transformers", "huggingface_hub", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # inside the try: a reader that has gone away is handled below
+        return code
     except HalluscanError as e:
         print(f"halluscan: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _close_bars()  # the message goes on a line of its own, not after a progress bar
         print("halluscan: interrupted; completed batches are kept and a re-run resumes", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `halluscan positions | head`: the reader left; nothing to report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not fail again
+        return 0
+
+
+def _close_bars() -> None:
+    """Close the progress bars that are still open, so each ends its line."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()

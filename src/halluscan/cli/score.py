@@ -58,17 +58,17 @@ def cmd_score(args: argparse.Namespace) -> int:
     from halluscan.probes.bank import ProbeBank
     from halluscan.scan import Scanner
 
-    if not args.question and not args.jsonl:
+    if args.question is None and not args.jsonl:
         raise HalluscanError("score: give --question Q (with --answer A to score a given answer) or --jsonl FILE")
+    if args.question is not None and not args.question.strip():
+        raise HalluscanError("score: --question is blank; give the question's text")
+    if args.answer is not None and not args.answer.strip():
+        raise HalluscanError("score: --answer is blank; give the text to score (or leave --answer out to generate one)")
     rows = _read_answers(args.jsonl) if args.jsonl else None
     bank = ProbeBank.load(args.probes or default_bank(args.model, args.runs_dir, args.quiet))
     lm = load_model(args.model)
     scanner = Scanner(lm, bank, layer=args.layer, standardise=args.standardise, query=_query(args.query))
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise HalluscanError(f"cannot create {out}: {e.strerror or e}; choose another --out") from e
+    out = Path(args.out)  # created by the first write: a failed score leaves no empty folder
     if rows is not None:
         return _score_file(scanner, rows, out, args.quiet)
     return _score_one(scanner, args, out)

@@ -10,6 +10,8 @@ import numpy as np
 
 
 def _summary(m: dict[str, Any]) -> str:
+    if m.get("no_probes"):
+        return f"graded {m['n_graded']} questions, accuracy {m['accuracy']:.3f}\n{m['no_probes']}"
     f, c, ea = m["finding"], m["controls"], m["exact_answer_found"]
     last_q = m["best_cells"].get("last_q", {}).get("auc", float("nan"))
     lines = [
@@ -36,7 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     m = run_study(cfg)
     run = RunDir.of(cfg)
     print(_summary(m))
-    print(f"wrote {run.report}, {run.metrics}, {run.heatmap_png}")
+    print(f"wrote {run.report}, {run.metrics}" + ("" if m.get("no_probes") else f", {run.heatmap_png}"))
     return 0
 
 

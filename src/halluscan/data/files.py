@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from halluscan.errors import HalluscanError
 from halluscan.records import Dataset, Question
 
 REQUIRED = ("question", "answer")
+log = logging.getLogger(__name__)
 
 
 def read_table(path: str | Path, required: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
@@ -38,9 +40,7 @@ def read_table(path: str | Path, required: tuple[str, ...] | None = None) -> lis
     except OSError as e:
         raise HalluscanError(f"{p}: could not read it: {e.strerror or e}; check the file and its permissions") from e
     if suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text, newline=""))  # newline="": no translation of what was read
-        rows = [dict(r) for r in reader]
-        header = reader.fieldnames or []
+        rows, header = _read_csv(p, text)
     else:
         rows = []
         for i, line in enumerate(text.splitlines(), start=1):
@@ -67,6 +67,21 @@ def read_table(path: str | Path, required: tuple[str, ...] | None = None) -> lis
                 f"{p}: missing column {col!r} (found: {', '.join(map(str, header)) or 'none'}); add it"
             )
     return rows
+
+
+def _read_csv(p: Path, text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows and header of CSV ``text``; a quoting error names the line where its row starts."""
+    csv.field_size_limit(2**31 - 1)  # long fields (whole documents) are read, not refused
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)  # newline="": no translation
+    rows = []
+    try:
+        for r in reader:
+            rows.append(dict(r))
+    except csv.Error as e:
+        line = reader.reader.line_num + 1  # lines of the rows read before this one, plus one
+        why = "a quoted field is never closed" if "end of data" in str(e) else str(e)
+        raise HalluscanError(f"{p}: line {line} is not valid CSV ({why}); fix the quoting on that line") from e
+    return rows, list(reader.fieldnames or [])
 
 
 def _aliases(raw: Any, answer: str) -> tuple[str, ...]:
@@ -96,11 +111,17 @@ def load_dataset(spec: str) -> Dataset:
     rows = read_table(spec)
     qs = []
     rows_of: dict[str, list[int]] = {}  # id -> the rows that carry it
+    seen: set[tuple[str, str]] = set()
+    dropped = 0
     for i, row in enumerate(rows, start=1):
         q, a = str(row.get("question") or "").strip(), str(row.get("answer") or "").strip()
         if not q or not a:
             field = "question" if not q else "answer"
             raise HalluscanError(f"{spec}: row {i} has an empty {field!r}; fill it or remove the row")
+        if (q, a) in seen:  # the same question and answer again: one question, not two
+            dropped += 1
+            continue
+        seen.add((q, a))
         qid = str(row.get("id") or row.get("qid") or i)
         rows_of.setdefault(qid, []).append(i)
         qs.append(
@@ -120,6 +141,8 @@ def load_dataset(spec: str) -> Dataset:
             f"{spec}: duplicate question id(s): {shown}{more}; give every row its own id (rows without an id "
             "get their row number)"
         )
+    if dropped:
+        log.warning("%s: dropped %d row(s) that repeat an earlier row's question and answer", spec, dropped)
     digest = hashlib.sha256(Path(spec).read_bytes()).hexdigest()
     # The answers of a relation are its answer-type vocabulary for class-blind location.
     vocab: dict[str, list[str]] = {}

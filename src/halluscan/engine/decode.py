@@ -23,6 +23,7 @@ import torch
 from halluscan.engine.inputs import prefill_prefix, shared_prefix_len, suffix_inputs
 from halluscan.models.hooks import capture_residual
 from halluscan.models.loading import LoadedModel
+from halluscan.models.sites import cache_kwargs
 from halluscan.records import GenerateOptions
 
 # A sentence ends at . ! ? (plus closing quotes/brackets) followed by whitespace, unless the
@@ -148,7 +149,7 @@ def decode(
     keep_tail = lambda h: h[:, h.shape[1] - tail :]  # noqa: E731 (tail 0 keeps nothing)
     with capture_residual(model, layers, keep_tail) if layers is not None else nullcontext() as cap:
         inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
-        out = model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = model(**inputs, **cache_kwargs(model, cache), use_cache=True, logits_to_keep=1)
         yield Step(-1, active, cap.stacked() if cap is not None else None)
         if cap is not None:
             cap.select = lambda h: h[:, -1:]
@@ -171,7 +172,11 @@ def decode(
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
             pos = pos[:, -1:] + 1
             out = model(
-                input_ids=cand[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+                input_ids=cand[:, None],
+                attention_mask=mask,
+                position_ids=pos,
+                **cache_kwargs(model, cache),
+                use_cache=True,
             )
             yield Step(step, active, cap.stacked() if cap is not None else None)
             if all(r.done for r in rows):

@@ -21,7 +21,8 @@ from halluscan.engine.inputs import prefill_prefix, shared_prefix_len, suffix_in
 from halluscan.engine.store import ActivationStore
 from halluscan.engine.writer import ChunkWriter
 from halluscan.errors import HalluscanError
-from halluscan.models.hooks import StopForward, capture
+from halluscan.models.hooks import ATTN_SITES, StopForward, capture
+from halluscan.models.sites import cache_kwargs
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ def forward_capture(
     With ``share_prefix`` the tokens that every sequence starts with (a system prompt, the
     chat template) run once and are reused from the KV cache, as long as no gathered position
     falls inside them. Attention weights come back as [B, layer, k, head, S] with keys in
-    sequence coordinates (padding removed, shorter rows zero-filled at the end).
+    sequence coordinates (padding removed, shorter rows zero-filled at the end), and
+    ``attn_received`` as [B, layer, S] in the same key coordinates.
     """
     dev = next(model.parameters()).device
     n_pre = shared_prefix_len(seqs, min(int(gather.min()), min(len(s) for s in seqs) - 1)) if share_prefix else 0
@@ -64,17 +66,17 @@ def forward_capture(
     with capture(model, sites, _gatherer(cols.to(dev)), stop_early=True) as cap:
         inputs = {"input_ids": ids.to(dev), "attention_mask": mask.to(dev), "position_ids": pos.to(dev)}
         try:
-            model(**inputs, past_key_values=cache, use_cache=cache is not None, logits_to_keep=1)
+            model(**inputs, **cache_kwargs(model, cache), use_cache=cache is not None, logits_to_keep=1)
         except StopForward:
             pass
         out = {s: cap.stacked(s) for s in sites}
-    if "attn_weights" in out:  # keys: [prefix | pad | own tokens] -> [prefix | own tokens | zeros]
-        w = out["attn_weights"]
+    for site in ATTN_SITES & out.keys():  # keys: [prefix | pad | own tokens] -> [prefix | own tokens | zeros]
+        w = out[site]
         keys = torch.zeros_like(w)
         keys[..., :n_pre] = w[..., :n_pre]
         for r, o in enumerate(offs):
             keys[r, ..., n_pre : w.shape[-1] - o] = w[r, ..., n_pre + o :]
-        out["attn_weights"] = keys
+        out[site] = keys
     return out
 
 

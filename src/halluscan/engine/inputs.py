@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from halluscan.models.sites import cache_kwargs
+
 
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Left-pad token id lists -> ids [B, T], attention mask [B, T], and each row's pad offset."""
@@ -45,7 +47,8 @@ def prefill_prefix(model: Any, prefix: Sequence[int], batch: int) -> Any:
     dev = next(model.parameters()).device
     cache = DynamicCache(config=model.config)
     # the base model only: the prefix needs its KV cache, not logits
-    model.base_model(input_ids=torch.tensor([list(prefix)], device=dev), past_key_values=cache, use_cache=True)
+    base = model.base_model
+    base(input_ids=torch.tensor([list(prefix)], device=dev), **cache_kwargs(base, cache), use_cache=True)
     cache.batch_repeat_interleave(batch)
     return cache
 

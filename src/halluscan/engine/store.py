@@ -2,21 +2,25 @@
 
 Layout of a store folder::
 
-    manifest.json               provenance, layout, and one entry per chunk (rows, sha256)
+    manifest.json               provenance, layout, and one entry per chunk (rows, CRC-32 per file)
     <site>/chunk_000000.npy     [example, layer, position, *dims]; bfloat16 kept as uint16 bits
     valid/chunk_000000.npy      [example, position] bool: does the position exist for the example
     examples/chunk_000000.jsonl one JSON record per example (question, response, grade, indices)
 
 Every file is written under a temporary name and renamed, and the manifest is rewritten
 (atomically) only after a chunk's files are in place, so a killed run leaves a store whose
-manifest lists only complete chunks. Reading memory-maps the chunks: one position or one
-layer for all examples never loads the rest.
+manifest lists only complete chunks; a chunk file that no manifest names (left by a killed
+run) is ignored and overwritten. Reading memory-maps the chunks: one position or one layer
+for all examples never loads the rest. An id is stored at most once: appending one that is
+already there is refused. Resuming verifies every committed chunk's CRC-32 (several GB/s) and
+refuses a damaged one by name.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ from halluscan.atomic import jsonable, write_bytes, write_json
 from halluscan.errors import HalluscanError
 
 MANIFEST = "manifest.json"
-FORMAT = 2
+FORMAT = 3  # 3: CRC-32 per file (2: one SHA-256 per chunk, still verified when read)
 
 
 def _to_numpy(x: torch.Tensor, dtype: str) -> np.ndarray:
@@ -55,6 +59,7 @@ class ActivationStore:
     def __init__(self, root: str | Path, manifest: dict[str, Any]):
         self.root = Path(root)
         self._manifest = manifest  # what manifest.json says; replaced (never edited) by each commit
+        self._ids: set[str] | None = None  # stored ids, read on first need and kept up to date by append
 
     @classmethod
     def open_or_create(
@@ -85,7 +90,9 @@ class ActivationStore:
                     f"{root}: this store was made with layout {made}, but {want} was asked; "
                     "use another --name, or delete the folder to start again"
                 )
-            return cls(root, m)
+            store = cls(root, m)
+            store.check()  # a resume reads every committed chunk again: never reuse a damaged one
+            return store
         try:
             for sub in (*layout["sites"], "valid", "examples"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
@@ -147,7 +154,9 @@ class ActivationStore:
 
     def stored_ids(self) -> set[str]:
         """Example ids already stored (to skip them on resume)."""
-        return {r["qid"] for r in self.examples()}
+        if self._ids is None:
+            self._ids = {r["qid"] for r in self.examples()}
+        return set(self._ids)
 
     def append(self, arrays: dict[str, torch.Tensor], valid: np.ndarray, records: list[dict[str, Any]]) -> None:
         """Append one chunk: ``arrays[site]`` is [example, layer, position, *dims]; ``valid`` [example, position]."""
@@ -160,36 +169,62 @@ class ActivationStore:
             expect = (len(records), len(spec["layers"]), n_pos, *spec["dims"])
             if tuple(acts.shape) != expect:
                 raise ValueError(f"chunk shape {tuple(acts.shape)} of {site} does not match layout {expect}")
+        ids = [str(r["qid"]) for r in records]
+        stored = self.stored_ids()
+        again = sorted({i for i in ids if i in stored} | {i for i in ids if ids.count(i) > 1})
+        if again:
+            raise ValueError(f"{self.root}: id(s) {', '.join(again[:5])} are already stored; an id is stored once")
         name = f"chunk_{len(self._manifest['chunks']):06d}"
-        digest = hashlib.sha256()
-        files = [(site, _to_numpy(a, lay["dtype"])) for site, a in sorted(arrays.items())] + [
-            ("valid", valid.astype(bool))
-        ]
-        for sub, arr in files:
-            data = _npy_bytes(arr)
-            digest.update(data)
+        files = [(site, _npy_bytes(_to_numpy(a, lay["dtype"]))) for site, a in sorted(arrays.items())]
+        files.append(("valid", _npy_bytes(valid.astype(bool))))
+        crc = {}
+        for sub, data in files:
+            crc[sub] = zlib.crc32(data)
             write_bytes(self.root / sub / f"{name}.npy", data)
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
-        digest.update(lines)
+        crc["examples"] = zlib.crc32(lines)
         write_bytes(self.root / "examples" / f"{name}.jsonl", lines)
         # The manifest is the commit point: a chunk exists once it is listed here. The in-memory
         # manifest changes only after the new one is on disk, so a failed write leaves both equal.
-        chunk = {"name": name, "rows": len(records), "sha256": digest.hexdigest()}
-        new = {**self._manifest, "chunks": [*self._manifest["chunks"], chunk]}
+        new = {**self._manifest, "chunks": [*self._manifest["chunks"], {"name": name, "rows": len(ids), "crc32": crc}]}
         write_json(self.root / MANIFEST, new)
         self._manifest = new
+        self._ids = stored | set(ids)
+
+    def _files(self, name: str) -> list[tuple[str, Path]]:
+        subs = [*sorted(self._manifest["layout"]["sites"]), "valid"]
+        return [(sub, self.root / sub / f"{name}.npy") for sub in subs] + [
+            ("examples", self.root / "examples" / f"{name}.jsonl")
+        ]
+
+    def _intact(self, chunk: dict[str, Any]) -> str | None:
+        """None when the chunk's files match their checksums, else the first file that does not."""
+        files = self._files(chunk["name"])
+        if "crc32" not in chunk:  # format 2: one SHA-256 over the chunk's files
+            digest = hashlib.sha256()
+            for _, path in files:
+                if not path.is_file():
+                    return str(path)
+                digest.update(path.read_bytes())
+            return None if digest.hexdigest() == chunk["sha256"] else str(files[0][1].parent.parent / chunk["name"])
+        for sub, path in files:
+            if not path.is_file() or _file_crc32(path) != chunk["crc32"].get(sub):
+                return str(path)
+        return None
 
     def verify(self) -> list[str]:
-        """Names of chunks whose files no longer match their checksum."""
-        bad = []
+        """Names of chunks whose files are missing or no longer match their checksums."""
+        return [c["name"] for c in self._manifest["chunks"] if self._intact(c) is not None]
+
+    def check(self) -> None:
+        """Raise a one-line error naming the first chunk file that is missing or damaged."""
         for c in self._manifest["chunks"]:
-            digest = hashlib.sha256()
-            for sub in [*sorted(self._manifest["layout"]["sites"]), "valid"]:
-                digest.update((self.root / sub / f"{c['name']}.npy").read_bytes())
-            digest.update((self.root / "examples" / f"{c['name']}.jsonl").read_bytes())
-            if digest.hexdigest() != c["sha256"]:
-                bad.append(c["name"])
-        return bad
+            bad = self._intact(c)
+            if bad is not None:
+                raise HalluscanError(
+                    f"{self.root}: chunk {c['name']} is damaged ({bad} is missing or does not match its checksum); "
+                    "delete the store folder to extract again"
+                )
 
     def examples(self) -> list[dict[str, Any]]:
         """All example records, in store order."""
@@ -240,6 +275,14 @@ def _layout_diff(made: dict[str, Any], asked: dict[str, Any]) -> tuple[str, str]
     if not diff:  # a field outside the usual ones
         return json.dumps(made, sort_keys=True), json.dumps(asked, sort_keys=True)
     return (", ".join(f"{k}={show(k, a)}" for k, a, _ in diff), ", ".join(f"{k}={show(k, b)}" for k, _, b in diff))
+
+
+def _file_crc32(path: Path, block: int = 1 << 24) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while data := f.read(block):
+            crc = zlib.crc32(data, crc)
+    return crc
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:

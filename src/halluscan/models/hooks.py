@@ -2,8 +2,10 @@
 
 Sites: ``residual`` (layer 0 = block 0's input, layer l = block l's output), ``mlp`` (the MLP
 module's output in block l), ``attn`` (the attention module's output before the residual
-add), and ``attn_weights`` (softmax weights per head from each selected query position to
-every key). Inside a hook we detach, gather only the selected positions, cast and copy to
+add), ``attn_weights`` (softmax weights per head from each selected query position to
+every key), and ``attn_received`` (per key, the head-mean weight summed over the selected
+query positions after it: what a key receives, computed in blocks of query rows so that
+memory stays linear in the sequence length). Inside a hook we detach, gather only the selected positions, cast and copy to
 the CPU; no reference to a model tensor is kept. Hooks are always removed on exit.
 
 Attention weights are read without changing the attention kernel: the model's own attention
@@ -25,7 +27,9 @@ from halluscan.models.sites import blocks, get_module, n_layers, site_table
 
 # select(x [B, T, ...]) -> [B, K, ...]: which positions to keep from one forward call.
 Selector = Callable[[torch.Tensor], torch.Tensor]
-SITES = ("residual", "mlp", "attn", "attn_weights")
+SITES = ("residual", "mlp", "attn", "attn_weights", "attn_received")
+ATTN_SITES = {"attn_weights", "attn_received"}  # read from the attention function, keys on the last axis
+QUERY_BLOCK = 128  # query rows per step of attn_received
 
 
 class StopForward(Exception):
@@ -118,9 +122,8 @@ def capture(
             handles.append(
                 mods[0].register_forward_pre_hook(stop) if last == 0 else mods[last - 1].register_forward_hook(stop)
             )
-        with _attention_weights(
-            model, cap, {get_module(mods[x - 1], table.attn): x for x in sites.get("attn_weights", [])}
-        ):
+        attn = {s: {get_module(mods[x - 1], table.attn): x for x in sites.get(s, [])} for s in ATTN_SITES}
+        with _attention_weights(model, cap, attn):
             yield cap
     finally:
         for h in handles:
@@ -143,9 +146,9 @@ def capture_residual(
 
 
 @contextmanager
-def _attention_weights(model: Any, cap: Capture, modules: dict[Any, int]) -> Iterator[None]:
-    """Wrap the model's attention function so that it also records weights of ``modules``."""
-    if not modules:
+def _attention_weights(model: Any, cap: Capture, modules: dict[str, dict[Any, int]]) -> Iterator[None]:
+    """Wrap the model's attention function so that it also records ``modules[site]`` ({module: layer})."""
+    if not any(modules.values()):
         yield
         return
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -160,9 +163,16 @@ def _attention_weights(model: Any, cap: Capture, modules: dict[Any, int]) -> Ite
     ) -> Any:
         base = previous or registered or sys.modules[type(module).__module__].eager_attention_forward
         out = base(module, query, key, value, mask, *a, **kw)
-        layer = modules.get(module)
-        if layer is not None:
-            cap.keep("attn_weights", layer, _weights(query, key, mask, cap.select, kw), selected=True)
+        sel = None
+        for site, layer_of in modules.items():
+            layer = layer_of.get(module)
+            if layer is None:
+                continue
+            if sel is None:
+                rows = torch.arange(query.shape[2], device=query.device)[None, :, None].expand(query.shape[0], -1, 1)
+                sel = cap.select(rows)[:, :, 0]  # [B, K] query rows chosen by the selector
+            take = _weights if site == "attn_weights" else _received
+            cap.keep(site, layer, take(query, key, mask, sel, kw), selected=True)
         return out
 
     ALL_ATTENTION_FUNCTIONS[impl] = wrapper
@@ -175,23 +185,42 @@ def _attention_weights(model: Any, cap: Capture, modules: dict[Any, int]) -> Ite
             del ALL_ATTENTION_FUNCTIONS[impl]
 
 
-def _weights(query: torch.Tensor, key: torch.Tensor, mask: Any, select: Selector, kw: dict[str, Any]) -> torch.Tensor:
-    """Softmax weights [B, T_sel, head, S] for the selected query rows (query [B, H, T, D])."""
+def _weights(query: torch.Tensor, key: torch.Tensor, mask: Any, sel: torch.Tensor, kw: dict[str, Any]) -> torch.Tensor:
+    """Softmax weights [B, K, head, S] of query rows ``sel`` [B, K] (query [B, H, T, D], key [B, H', S, D])."""
     b, h, t, d = query.shape
     s = key.shape[2]
     key = key.repeat_interleave(h // key.shape[1], dim=1) if key.shape[1] != h else key
     scale = kw.get("scaling") or d**-0.5
     q = query.transpose(1, 2)  # [B, T, H, D]
-    if mask is None:  # causal, with the cache offset
-        mask = torch.ones(t, s, dtype=torch.bool, device=query.device).tril(s - t)[None, None].expand(b, 1, t, s)
-    m = mask[..., :s].expand(b, 1, t, s).transpose(1, 2)  # [B, T, 1, S]
-    rows = torch.arange(t, device=query.device)[None, :, None].expand(b, t, 1)
-    sel = select(rows)[:, :, 0]  # [B, K] query indices chosen by the selector
     idx = sel[:, :, None, None]
     qs = torch.gather(q, 1, idx.expand(-1, -1, h, d))  # [B, K, H, D]
-    ms = torch.gather(m, 1, idx.expand(-1, -1, 1, s))  # [B, K, 1, S]
+    if mask is None:  # causal, with the cache offset: query row r sees keys up to s - t + r
+        ms = torch.arange(s, device=query.device)[None, None, None, :] <= (s - t + sel)[:, :, None, None]
+    else:
+        m = mask[..., :s].expand(b, 1, t, s).transpose(1, 2)  # [B, T, 1, S]
+        ms = torch.gather(m, 1, idx.expand(-1, -1, 1, s))  # [B, K, 1, S]
     scores = torch.einsum("bkhd,bhsd->bkhs", qs.float(), key.float()) * scale
     if kw.get("softcap"):
         scores = torch.tanh(scores / kw["softcap"]) * kw["softcap"]
     scores = scores.masked_fill(~ms, float("-inf")) if ms.dtype == torch.bool else scores + ms.float()
     return torch.softmax(scores, dim=-1)
+
+
+def _received(query: torch.Tensor, key: torch.Tensor, mask: Any, sel: torch.Tensor, kw: dict[str, Any]) -> torch.Tensor:
+    """[B, S]: per key, the head-mean weight summed over the query rows ``sel`` that come after it.
+
+    Rows are taken :data:`QUERY_BLOCK` at a time, so memory is linear in S. A row repeated
+    right after itself (the padding of a shorter row in a batch) counts once.
+    """
+    b, _, t, _ = query.shape
+    s = key.shape[2]
+    first = torch.ones_like(sel, dtype=torch.bool)
+    first[:, 1:] = sel[:, 1:] != sel[:, :-1]
+    keys = torch.arange(s, device=query.device)
+    out = torch.zeros(b, s, device=query.device)
+    for a in range(0, sel.shape[1], QUERY_BLOCK):
+        rows = sel[:, a : a + QUERY_BLOCK]
+        w = _weights(query, key, mask, rows, kw).mean(dim=2)  # [B, k, S]
+        later = keys[None, None, :] < (s - t + rows)[:, :, None]  # the key comes strictly before the query
+        out += (w * (later & first[:, a : a + QUERY_BLOCK, None])).sum(dim=1)
+    return out

@@ -49,6 +49,15 @@ class LoadedModel:
         """Width of the residual stream."""
         return int(self.model.config.hidden_size)
 
+    @property
+    def context_length(self) -> int | None:
+        """The longest sequence the model's positions were trained for (None when its config does not say)."""
+        for key in ("max_position_embeddings", "n_positions"):
+            v = getattr(self.model.config, key, None)
+            if isinstance(v, int) and v > 0:
+                return v
+        return None
+
     def prompt_ids(self, question: str, system_prompt: str) -> list[int]:
         """Token ids of the prompt: the chat template for chat models, else ``Q: ... A:``."""
         tok = self.tokenizer
@@ -137,12 +146,49 @@ def load_model(spec: str, *, dtype: str = "float32", device: str = "cpu") -> Loa
             f"{spec}: not a model folder or a .gguf file; give a folder with config.json, a .gguf file or a hub id"
         )
     else:
+        _check_hub(spec)
         lm = _load_pretrained(spec, torch_dtype, source="hub", revision="")
     # Refuse an architecture without hook sites now, before a caller makes a run folder or a store for it.
     site_table(lm.model)
     lm.model.to(device)
     lm.model.eval()
     return lm
+
+
+def _check_hub(spec: str, timeout: float = 3.0) -> None:
+    """Fail at once (not after a minute of retries) for a hub id that is neither cached nor reachable."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(spec, "config.json"), str):
+        return  # cached: transformers reads it (offline too)
+    host = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").split("://")[-1].split("/")[0]
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+    if offline or not _reachable(host, timeout):
+        raise HalluscanError(
+            f"model {spec!r} is not in the Hugging Face cache and {host} cannot be reached"
+            f"{' (HF_HUB_OFFLINE is set)' if offline else ''}; connect to the network, or give a "
+            "local model folder, a .gguf file, or 'smollm2'"
+        )
+
+
+def _reachable(host: str, timeout: float) -> bool:
+    """Whether a TCP connection to ``host``:443 opens within ``timeout`` seconds (name lookup included)."""
+    import socket
+    import threading
+
+    ok: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            ok.append(True)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=probe, daemon=True)  # a hung name lookup cannot hold us past the timeout
+    t.start()
+    t.join(timeout)
+    return bool(ok)
 
 
 def _dir_digest(path: Path) -> str:

@@ -8,6 +8,8 @@ scaled where the model scales it), so a model with L blocks has L + 1 residual l
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,3 +68,14 @@ def blocks(model: Any) -> Any:
 def n_layers(model: Any) -> int:
     """Number of transformer blocks: the one layer count (residual layers run 0..n_layers)."""
     return len(blocks(model))
+
+
+def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:
+    """The keyword that passes a KV cache to ``model``'s forward: ``cache`` in newer transformers, else
+    ``past_key_values`` (the newer versions warn about the old name on every call)."""
+    return {_cache_name(type(model)): cache}
+
+
+@functools.cache
+def _cache_name(cls: type) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"

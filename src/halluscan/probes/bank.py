@@ -79,14 +79,14 @@ class ProbeBank:
 
     def save(self, folder: str | Path) -> Path:
         """Write ``probes.safetensors`` and ``probes.json`` into ``folder``."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         out = Path(folder)
         tensors = {"coef": self.coef, "intercept": self.intercept, "mean": self.mean, "scale": self.scale}
         if self.score_mean is not None and self.score_std is not None:
             tensors |= {"score_mean": self.score_mean, "score_std": self.score_std}
         tensors = {k: v.contiguous() for k, v in tensors.items()}
-        atomic.write_with(out / WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
+        atomic.write_bytes(out / WEIGHTS, save(tensors))  # in memory first: a full disk fails in the writer
         atomic.write_json(out / META, {"layers": self.layers, "position": self.position, **self.meta})
         return out
 

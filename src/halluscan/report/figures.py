@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from halluscan import atomic
+from halluscan.report.literal import hover_tokens, mpl_text, mpl_texts, plotly_text, plotly_texts, short
 from halluscan.records import ScoreResult
 
 # Diverging: green = the probes lean "correct" (negative log-odds of wrong), red = "wrong".
@@ -22,7 +23,7 @@ ATTENTION_CMAP = "viridis"
 
 def write_html(fig: Any, path: Path) -> Path:
     """Write a plotly figure as a self-contained HTML file (plotly.js inlined, works offline)."""
-    return atomic.write_with(path, lambda tmp: fig.write_html(str(tmp), include_plotlyjs=True, full_html=True))
+    return atomic.write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
 
 
 def _wrap(text: str, width: int) -> str:
@@ -46,6 +47,11 @@ def _scale_label(results: list[ScoreResult]) -> str:
     return "z-score of log-odds (per layer, vs training set)" if results[0].standardised else "log-odds of wrong"
 
 
+LABELLED = 150  # beyond this many tokens, axes show token indices (the HTML hover still names each token)
+MAX_WIDTH_IN = 40.0  # static figures stop growing with the response here
+MAX_WIDTH_PX = 3000  # and interactive ones here (they scroll and zoom)
+
+
 def _caption(r: ScoreResult) -> str:
     return f"{r.verdict} · p(wrong) {r.p_wrong:.2f} (layer {r.verdict_layer}, {r.verdict_position})"
 
@@ -58,7 +64,10 @@ def activity_figure(results: list[ScoreResult]) -> Any:
     lim = shared_limit(results)
     top = shared_limit(results, 100.0)  # z axes: every point shows, the same range on both
     n = len(results)
-    titles = [f"Q: {r.question}<br>A: {r.response}<br><b>{_caption(r)}</b>" for r in results]
+    titles = [
+        f"Q: {plotly_text(short(r.question))}<br>A: {plotly_text(short(r.response))}<br><b>{_caption(r)}</b>"
+        for r in results
+    ]
     fig = make_subplots(
         rows=2,
         cols=n,
@@ -79,7 +88,7 @@ def activity_figure(results: list[ScoreResult]) -> Any:
             "cmax": lim,
             "cmid": 0,
             "colorscale": ACTIVITY_SCALE,
-            "customdata": np.broadcast_to(np.array(r.tokens, dtype=object), r.activity.shape),
+            "customdata": hover_tokens(r.tokens, r.activity.shape),
         }
         hover = "token %{x} %{customdata}<br>layer %{y}<br>" + label + " %{z:.2f}<extra></extra>"
         fig.add_trace(
@@ -105,10 +114,13 @@ def activity_figure(results: list[ScoreResult]) -> Any:
             row=2,
             col=c,
         )
-        fig.update_xaxes(tickmode="array", tickvals=x, ticktext=r.tokens, tickangle=-60, row=2, col=c)
+        if len(x) <= LABELLED:
+            fig.update_xaxes(tickmode="array", tickvals=x, ticktext=plotly_texts(r.tokens), tickangle=-60, row=2, col=c)
+        else:
+            fig.update_xaxes(title_text=f"token index ({len(x)} tokens; hover names each)", row=2, col=c)
         fig.update_yaxes(title_text="layer", row=2, col=c)
         scene = "scene" if c == 1 else f"scene{c}"
-        ticks = {"tickvals": x, "ticktext": r.tokens} if len(x) <= 15 else {"dtick": 5}  # long: indices
+        ticks = {"tickvals": x, "ticktext": plotly_texts(r.tokens)} if len(x) <= 15 else {}  # long: indices
         fig.update_layout(
             {
                 scene: {
@@ -121,7 +133,7 @@ def activity_figure(results: list[ScoreResult]) -> Any:
         )
     fig.update_annotations(font_size=11)
     head = f"Activity: probe score per layer and generated token ({label}; shared colour scale ±{lim:.1f})"
-    fig.update_layout(title=head, height=1000, width=760 * n, margin={"t": 150})
+    fig.update_layout(title=head, height=1000, width=min(760 * n, MAX_WIDTH_PX), margin={"t": 150})
     return fig
 
 
@@ -136,7 +148,7 @@ def activity_png(results: list[ScoreResult], path: Path) -> Path:
     lim, top = shared_limit(results), shared_limit(results, 100.0)
     norm = TwoSlopeNorm(vmin=-lim, vcenter=0.0, vmax=lim)
     n = len(results)
-    width = max(7.0, max(0.28 * len(r.tokens) + 3 for r in results))
+    width = min(MAX_WIDTH_IN / n, max(7.0, max(0.28 * min(len(r.tokens), LABELLED) + 3 for r in results)))
     fig = plt.figure(figsize=(width * n, 11))
     label = _scale_label(results)
     for c, r in enumerate(results):
@@ -148,11 +160,15 @@ def activity_png(results: list[ScoreResult], path: Path) -> Path:
         ax3.set_ylabel("layer")
         ax3.set_zlabel("score")
         ax3.view_init(elev=28, azim=-60)
-        ax3.set_title(f"Q: {_wrap(r.question, 60)}\nA: {_wrap(r.response, 60)}\n{_caption(r)}", fontsize=9)
+        qa = f"Q: {_wrap(short(r.question), 60)}\nA: {_wrap(short(r.response), 60)}"
+        ax3.set_title(f"{mpl_text(qa)}\n{_caption(r)}", fontsize=9)
         ax = fig.add_subplot(2, n, n + c + 1)
         ext = (-0.5, len(r.tokens) - 0.5, r.activity_layers[0] - 0.5, r.activity_layers[-1] + 0.5)
         im = ax.imshow(r.activity, cmap=ACTIVITY_CMAP, norm=norm, origin="lower", aspect="auto", extent=ext)
-        ax.set_xticks(range(len(r.tokens)), r.tokens, rotation=60, ha="right", fontsize=8)
+        if len(r.tokens) <= LABELLED:
+            ax.set_xticks(range(len(r.tokens)), mpl_texts(r.tokens), rotation=60, ha="right", fontsize=8)
+        else:
+            ax.set_xlabel(f"token index ({len(r.tokens)} tokens)")
         ax.set_ylabel("layer")
         ax.axvline(r.verdict_token, color="black", lw=0.8, ls="--")
         fig.colorbar(im, ax=ax, fraction=0.035, pad=0.01).set_label(label, fontsize=8)
@@ -162,9 +178,7 @@ def activity_png(results: list[ScoreResult], path: Path) -> Path:
         fontsize=10,
     )
     fig.tight_layout()
-    atomic.write_with(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return atomic.write_png(path, fig, dpi=110)
 
 
 def activity_files(results: list[ScoreResult], folder: str | Path, stem: str = "activity") -> list[Path]:
@@ -174,6 +188,7 @@ def activity_files(results: list[ScoreResult], folder: str | Path, stem: str = "
 
 
 ATTN_WRAP = 48  # tokens per row of the static attention figure
+ATTN_ROWS = 4  # rows at most: a longer response is one panel over token indices
 
 
 def attention_png(r: ScoreResult, path: Path) -> Path:
@@ -184,30 +199,32 @@ def attention_png(r: ScoreResult, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     n = len(r.tokens)
-    rows = max(1, -(-n // ATTN_WRAP))
+    labelled = n <= ATTN_WRAP * ATTN_ROWS
+    wrap = ATTN_WRAP if labelled else n
+    rows = max(1, -(-n // wrap))
     per = min(n, ATTN_WRAP)
     size = (max(6.0, 0.3 * per + 2.5), 1.2 + rows * (0.13 * len(r.attention_layers) + 1.3))
     fig, axes = plt.subplots(rows, 1, figsize=size, squeeze=False, constrained_layout=True)
     im = None
     for k in range(rows):
         ax = axes[k, 0]
-        a, b = k * ATTN_WRAP, min(n, (k + 1) * ATTN_WRAP)
+        a, b = k * wrap, min(n, (k + 1) * wrap)
         ext = (a - 0.5, b - 0.5, r.attention_layers[0] - 0.5, r.attention_layers[-1] + 0.5)
         cmap = matplotlib.colormaps[ATTENTION_CMAP].with_extremes(bad="#d9d9d9")  # NaN: cannot receive
         data = np.ma.masked_invalid(r.attention[:, a:b])
         im = ax.imshow(data, cmap=cmap, vmin=0, vmax=1, origin="lower", aspect="auto", extent=ext)
-        ax.set_xticks(range(a, b), r.tokens[a:b], rotation=60, ha="right", fontsize=8)
+        if labelled:
+            ax.set_xticks(range(a, b), mpl_texts(r.tokens[a:b]), rotation=60, ha="right", fontsize=8)
+        else:
+            ax.set_xlabel(f"token index ({n} tokens)")
         ax.set_ylabel("layer")
     head = f"attention received ({r.attention_query}, mean over heads), 0-1 per layer; grey: no query after it"
     chars = max(40, int(size[0] * 9))  # what fits across the figure at this font size
-    axes[0, 0].set_title(
-        f"Q: {_wrap(r.question, chars)}\nA: {_wrap(r.response, chars)}\n{_wrap(head, chars)}", fontsize=9
-    )
+    qa = f"Q: {_wrap(short(r.question), chars)}\nA: {_wrap(short(r.response), chars)}"
+    axes[0, 0].set_title(f"{mpl_text(qa)}\n{_wrap(head, chars)}", fontsize=9)
     assert im is not None
     fig.colorbar(im, ax=axes[:, 0].tolist(), fraction=0.03, pad=0.01).set_label("attention received (0-1 per layer)")
-    atomic.write_with(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return atomic.write_png(path, fig, dpi=110)
 
 
 HOVER_ATTN = "token %{x} %{customdata}<br>layer %{y}<br>%{z:.2f}<extra></extra>"
@@ -226,16 +243,18 @@ def attention_figure(r: ScoreResult) -> Any:
             zmin=0,
             zmax=1,
             colorscale="Viridis",
-            customdata=np.broadcast_to(np.array(r.tokens, dtype=object), r.attention.shape),
+            customdata=hover_tokens(r.tokens, r.attention.shape),
             colorbar={"title": "received<br>(0-1/layer)"},
             hovertemplate=HOVER_ATTN,
         )
     )
-    fig.update_xaxes(tickmode="array", tickvals=x, ticktext=r.tokens, tickangle=-60, title="response token")
+    if len(x) <= LABELLED:
+        fig.update_xaxes(tickmode="array", tickvals=x, ticktext=plotly_texts(r.tokens), tickangle=-60)
+    fig.update_xaxes(title="response token" if len(x) <= LABELLED else f"response token index ({len(x)} tokens)")
     fig.update_yaxes(title="layer")
     fig.update_layout(
-        title=f"Attention received ({r.attention_query}, mean over heads) — {r.response[:80]}",
-        width=max(700, 26 * len(x) + 250),
+        title=f"Attention received ({r.attention_query}, mean over heads) — {plotly_text(short(r.response, 80))}",
+        width=min(MAX_WIDTH_PX, max(700, 26 * len(x) + 250)),
         height=520,
         margin={"b": 120},
     )

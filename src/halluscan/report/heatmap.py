@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from halluscan import atomic
+from halluscan.report.literal import mpl_text, plotly_text
 
 AUC_RANGE = (0.5, 1.0)
 CMAP = "Blues"
@@ -29,7 +30,7 @@ def heatmap_png(auc: np.ndarray, layers: list[int], positions: list[str], path: 
     ax.set_yticks(range(0, len(layers), step), [str(x) for x in layers[::step]], fontsize=8)
     ax.set_xlabel("token position")
     ax.set_ylabel("layer (0 = embedding output)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(mpl_text(title), fontsize=10)
     for j in range(auc.shape[1]):
         col = auc[:, j]
         if not np.all(np.isnan(col)):
@@ -46,9 +47,7 @@ def heatmap_png(auc: np.ndarray, layers: list[int], positions: list[str], path: 
             )
     cb = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
     cb.set_label("probe ROC-AUC (predicting a wrong answer)")
-    atomic.write_with(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
-    plt.close(fig)
-    return path
+    return atomic.write_png(path, fig, dpi=130)
 
 
 def heatmap_figure(
@@ -75,7 +74,7 @@ def heatmap_figure(
         )
     )
     fig.update_layout(
-        title=title,
+        title=plotly_text(title),
         xaxis_title="token position",
         yaxis_title="layer (0 = embedding output)",
         height=max(500, 22 * len(layers) + 200),

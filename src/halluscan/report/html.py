@@ -224,15 +224,31 @@ def _tail(m: dict[str, Any], examples: list[Example]) -> str:
 </body></html>"""
 
 
+def _no_probes(m: dict[str, Any]) -> str:
+    acc = [(r, _num(a), m["n_by_relation"][r]) for r, a in m["accuracy_by_relation"].items()]
+    return f"""<h2>Does the model know when it is wrong?</h2>
+<p>{m["n_graded"]} questions graded; accuracy <b>{_num(m["accuracy"])}</b>.</p>
+<div class="finding">{html.escape(m["no_probes"])}</div>
+<h2>Accuracy by relation</h2>
+{_table(acc, ("relation", "accuracy", "n"))}"""
+
+
 def write_report(
     path: Path,
     metrics: dict[str, Any],
     examples: list[Example],
-    heatmap_png: Path,
+    heatmap_png: Path | None,
     heatmap_div: str,
     maps: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write the report to ``path``; images and plotly.js are inlined so it opens offline."""
+    """Write the report to ``path``; images and plotly.js are inlined so it opens offline.
+
+    Without a heatmap (``metrics["no_probes"]`` says why) it gives the accuracy, the exact
+    answers located and the graded answers.
+    """
+    if heatmap_png is None:
+        parts = [_head(metrics), _no_probes(metrics), _location(metrics), _tail(metrics, examples)]
+        return atomic.write_text(path, "\n".join(parts))
     png = _b64(heatmap_png, "the heatmap")
     parts = [_head(metrics), _question(metrics), _heatmap(png, heatmap_div), _cells(metrics), _controls(metrics)]
     parts += [_location(metrics), _maps(maps or []), _tail(metrics, examples)]

@@ -13,9 +13,19 @@ from halluscan.runs import RunDir
 
 
 def write_study_report(
-    run: RunDir, metrics: dict[str, Any], examples: list[Example], sweep: SweepResult, maps: list[dict[str, Any]]
+    run: RunDir,
+    metrics: dict[str, Any],
+    examples: list[Example],
+    sweep: SweepResult | None,
+    maps: list[dict[str, Any]],
 ) -> None:
-    """Draw the heatmap and write ``report.html`` (``metrics`` must carry its provenance)."""
+    """Draw the heatmap and write ``report.html`` (``metrics`` must carry its provenance).
+
+    Without a sweep (too few examples of a class) the report has no heatmap and says why.
+    """
+    if sweep is None:
+        write_report(run.report, metrics, examples, None, "", maps)
+        return
     model, dataset = metrics["provenance"]["model"]["model_id"], metrics["provenance"]["dataset"]["name"]
     title = f"{model} · {dataset} · n={len(examples)} · {sweep.folds}-fold CV"
     png = heatmap.heatmap_png(sweep.auc, sweep.layers, sweep.positions, run.heatmap_png, title)

@@ -24,16 +24,29 @@ def attention_received(
 
     By default a token's score is the mean over the *later* query positions of the weight they
     give it (the last token, with no later query, gets NaN); with ``query`` (e.g. -1) it is the
-    weight from that one query position. Layers default to 1..L (block l's attention).
+    weight from that one query position. Layers default to 1..L (block l's attention). Memory
+    is linear in the sequence length: no full attention matrix is ever kept.
     """
     layers = list(range(1, n_layers(model) + 1)) if layers is None else layers
     out: list[torch.Tensor] = []
-    for s in seqs:  # one at a time: full attention matrices, no padding to undo
+    for s in seqs:  # one at a time: no padding to undo
         n = len(s)
-        q = torch.arange(n)[None] if query is None else torch.tensor([[query % n]])
-        w = forward_capture(model, [s], q, {"attn_weights": layers}, pad_id, share_prefix=False)["attn_weights"]
-        a = w[0].mean(dim=2)[..., :n]  # [layer, queries, keys]
-        out.append(received(a) if query is None else a[:, 0])
+        if query is None:
+            got = forward_capture(model, [s], torch.arange(n)[None], {"attn_received": layers}, pad_id, False)
+            out.append(received_from_sums(got["attn_received"][0, :, :n]))
+        else:
+            q = torch.tensor([[query % n]])
+            w = forward_capture(model, [s], q, {"attn_weights": layers}, pad_id, share_prefix=False)["attn_weights"]
+            out.append(w[0, :, 0].mean(dim=1)[:, :n])  # [layer, keys]
+    return out
+
+
+def received_from_sums(sums: torch.Tensor) -> torch.Tensor:
+    """``[layer, k]`` sums over the later query tokens (the ``attn_received`` site) -> their mean; last: NaN."""
+    k = sums.shape[-1]
+    later = torch.arange(k - 1, -1, -1, dtype=sums.dtype)  # query tokens after token j: k - 1 - j
+    out = sums / later.clamp(min=1)
+    out[..., -1] = float("nan")
     return out
 
 

@@ -33,7 +33,7 @@ from halluscan.probes.bank import ProbeBank
 from halluscan.records import GenerateOptions, Question, ScoreResult, StreamStep
 from halluscan.runs import bank_generation
 from halluscan.scan import scoring
-from halluscan.scan.attention import normalise_layers, received
+from halluscan.scan.attention import normalise_layers, received_from_sums
 
 
 def check_bank(lm: LoadedModel, bank: ProbeBank) -> None:
@@ -140,32 +140,63 @@ class Scanner:
             resps = [list(r) for _, r, _ in chunk]
             if any(not r for r in resps):
                 raise HalluscanError("a response has no tokens; give a non-empty answer")
+            self._check_length(prompts, resps)
             captured = self._forward(prompts, resps, attention)
-            for i, ((q, _, rel), p, r) in enumerate(zip(chunk, prompts, resps, strict=True)):
-                n = len(r)
-                acts = captured["residual"][i, :, :n].transpose(0, 1)  # [token, layer, d]
-                if attention:
-                    w = captured["attn_weights"][i, :, :n].mean(dim=2)  # [block, query, key]
-                    w = w[..., len(p) : len(p) + n]  # keys: the response's own tokens
-                else:
-                    w = torch.zeros(0, n, n)
-                out.append(self._result(q, r, rel, acts, w, generated))
+            received = self._received(prompts, resps, captured) if attention else None
+            for i, ((q, _, rel), r) in enumerate(zip(chunk, resps, strict=True)):
+                acts = captured["residual"][i, :, : len(r)].transpose(0, 1)  # [token, layer, d]
+                att = received[i] if received is not None else torch.zeros(0, len(r))
+                out.append(self._result(q, r, rel, acts, att, generated))
             if progress is not None:
                 progress(len(chunk))
         return out
 
+    def _check_length(self, prompts: list[list[int]], resps: list[list[int]]) -> None:
+        """Refuse a prompt + answer longer than the model's context (its positions are not trained there)."""
+        limit = self.lm.context_length
+        longest = max(len(p) + len(r) for p, r in zip(prompts, resps, strict=True))
+        if limit is not None and longest > limit:
+            raise HalluscanError(
+                f"the prompt and answer are {longest} tokens, beyond {self.lm.model_id}'s context of {limit} "
+                "tokens; give a shorter answer"
+            )
+
     def _forward(self, prompts: list[list[int]], resps: list[list[int]], attention: bool) -> dict[str, torch.Tensor]:
-        """Teacher-force prompt + response; capture every response token's residual (and attention)."""
+        """Teacher-force prompt + response: every response token's residual (and the attention it receives)."""
         seqs: list[Sequence[int]] = [p + r for p, r in zip(prompts, resps, strict=True)]
         k = max(len(r) for r in resps)
         rows = [[len(p) + min(j, len(r) - 1) for j in range(k)] for p, r in zip(prompts, resps, strict=True)]
         sites = {"residual": list(self.bank.layers)}
-        if attention:
-            sites["attn_weights"] = list(range(1, self.lm.n_layers + 1))
+        if attention and self.query is None:  # summed in the hooks, block by block: linear memory
+            sites["attn_received"] = list(range(1, self.lm.n_layers + 1))
         return forward_capture(self.lm.model, seqs, torch.tensor(rows), sites, self.lm.tokenizer.pad_token_id)
 
+    def _received(
+        self, prompts: list[list[int]], resps: list[list[int]], captured: dict[str, torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """Per response ``[block, token]``: attention received from its later tokens (or from one query token)."""
+        spans = [(len(p), len(p) + len(r)) for p, r in zip(prompts, resps, strict=True)]
+        if self.query is None:
+            return [received_from_sums(captured["attn_received"][i, :, a:b]) for i, (a, b) in enumerate(spans)]
+        for r in resps:
+            if not -len(r) <= self.query < len(r):
+                raise HalluscanError(
+                    f"attention query token {self.query} is outside the response's {len(r)} tokens "
+                    f"(use -{len(r)}..{len(r) - 1})"
+                )
+        rows = torch.tensor([[a + self.query % (b - a)] for a, b in spans])
+        seqs: list[Sequence[int]] = [p + r for p, r in zip(prompts, resps, strict=True)]
+        layers = list(range(1, self.lm.n_layers + 1))
+        w = forward_capture(self.lm.model, seqs, rows, {"attn_weights": layers}, self.lm.tokenizer.pad_token_id)
+        out = []
+        for i, (a, b) in enumerate(spans):
+            one = w["attn_weights"][i, :, 0].mean(dim=1)[:, a:b].clone()  # [block, token]
+            one[:, self.query % (b - a) + 1 :] = float("nan")  # tokens after the query cannot receive from it
+            out.append(one)
+        return out
+
     def _result(
-        self, question: str, ids: list[int], relation: str, acts: torch.Tensor, w: torch.Tensor, generated: bool
+        self, question: str, ids: list[int], relation: str, acts: torch.Tensor, att: torch.Tensor, generated: bool
     ) -> ScoreResult:
         starts, text = token_starts(self.lm.tokenizer, ids)
         span, how = self.grader.locate(Question("q", question, "", (), relation), text)
@@ -173,7 +204,7 @@ class Scanner:
         t = toks[1] if toks is not None else len(ids) - 1
         p = scoring.p_wrong(self.bank, acts[t], self.layer)
         act = scoring.activity(self.bank, acts, self.standardise).T  # [layer, token]
-        attention = normalise_layers(received(w, self.query)) if len(w) else torch.zeros(0, len(ids))
+        attention = normalise_layers(att) if len(att) else torch.zeros(0, len(ids))
         meta = {"answer_source": "generated" if generated else "given", "locator": how}
         return ScoreResult(
             question=question,
@@ -182,7 +213,7 @@ class Scanner:
             activity=act.numpy().astype(np.float64),
             attention=attention.numpy().astype(np.float64),
             activity_layers=list(self.bank.layers),
-            attention_layers=list(range(1, self.lm.n_layers + 1)) if len(w) else [],
+            attention_layers=list(range(1, self.lm.n_layers + 1)) if len(att) else [],
             p_wrong=p,
             verdict=scoring.verdict(p),
             verdict_layer=self.layer,

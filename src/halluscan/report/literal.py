@@ -1,0 +1,43 @@
+"""User text in figures, shown as written: plotly reads a subset of HTML in its strings, matplotlib reads ``$...$``.
+
+Titles, tick labels and hover text carry questions, answers, tokens and file names. Plotly
+draws ``<b>``, ``<a href>`` or ``<span style>`` in them as markup (a link in a scored
+question would be live), and matplotlib draws text between two ``$`` as mathematics. These
+helpers escape that markup so that the text appears literally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def plotly_text(text: str) -> str:
+    """``text`` for a plotly title, tick label or hover value: its markup characters as entities."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def plotly_texts(texts: Sequence[str]) -> list[str]:
+    """:func:`plotly_text` of each."""
+    return [plotly_text(t) for t in texts]
+
+
+def mpl_text(text: str) -> str:
+    """``text`` for a matplotlib label: a ``$`` is a dollar sign, never the start of mathematics."""
+    return text.replace("$", r"\$")
+
+
+def mpl_texts(texts: Sequence[str]) -> list[str]:
+    """:func:`mpl_text` of each."""
+    return [mpl_text(t) for t in texts]
+
+
+def short(text: str, limit: int = 400) -> str:
+    """``text`` cut to ``limit`` characters for a title, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def hover_tokens(tokens: Sequence[str], shape: tuple[int, ...]) -> np.ndarray:
+    """Escaped tokens broadcast over a ``[layer, token]`` map, for plotly's ``customdata``."""
+    return np.broadcast_to(np.array(plotly_texts(tokens), dtype=object), shape)
