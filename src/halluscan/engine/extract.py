@@ -21,7 +21,7 @@ from halluscan.engine.inputs import prefill_prefix, shared_prefix_len, suffix_in
 from halluscan.engine.store import ActivationStore
 from halluscan.engine.writer import ChunkWriter
 from halluscan.errors import HalluscanError
-from halluscan.models.hooks import ATTN_SITES, StopForward, capture
+from halluscan.models.hooks import ATTN_SITES, Reducer, StopForward, capture
 from halluscan.models.sites import cache_kwargs
 
 
@@ -49,6 +49,7 @@ def forward_capture(
     sites: dict[str, list[int]],
     pad_id: int,
     share_prefix: bool = True,
+    reduce: dict[str, Reducer] | None = None,
 ) -> dict[str, torch.Tensor]:
     """One batch -> {site: [B, layer, k, *dims]} at ``gather`` [B, k] (sequence coordinates).
 
@@ -56,14 +57,15 @@ def forward_capture(
     chat template) run once and are reused from the KV cache, as long as no gathered position
     falls inside them. Attention weights come back as [B, layer, k, head, S] with keys in
     sequence coordinates (padding removed, shorter rows zero-filled at the end), and
-    ``attn_received`` as [B, layer, S] in the same key coordinates.
+    ``attn_received`` as [B, layer, S] in the same key coordinates. ``reduce`` is passed to
+    :func:`~halluscan.models.hooks.capture`.
     """
     dev = next(model.parameters()).device
     n_pre = shared_prefix_len(seqs, min(int(gather.min()), min(len(s) for s in seqs) - 1)) if share_prefix else 0
     cache = prefill_prefix(model, seqs[0][:n_pre], len(seqs)) if n_pre else None
     ids, mask, pos, offs = suffix_inputs(seqs, n_pre, pad_id)
     cols = gather - n_pre + torch.tensor(offs)[:, None]
-    with capture(model, sites, _gatherer(cols.to(dev)), stop_early=True) as cap:
+    with capture(model, sites, _gatherer(cols.to(dev)), stop_early=True, reduce=reduce) as cap:
         inputs = {"input_ids": ids.to(dev), "attention_mask": mask.to(dev), "position_ids": pos.to(dev)}
         try:
             model(**inputs, **cache_kwargs(model, cache), use_cache=cache is not None, logits_to_keep=1)

@@ -36,12 +36,24 @@ class StopForward(Exception):
     """Raised inside the last needed hook to skip the remaining layers."""
 
 
+# reduce(layer, x [B, K, ...]) -> [B, K, ...']: what to keep of a site's selected positions (e.g. a probe's logit).
+Reducer = Callable[[int, torch.Tensor], torch.Tensor]
+
+
 class Capture:
     """Holds what the latest forward call captured, per site and layer."""
 
-    def __init__(self, sites: dict[str, list[int]], select: Selector, dtype: torch.dtype, stop_early: bool):
+    def __init__(
+        self,
+        sites: dict[str, list[int]],
+        select: Selector,
+        dtype: torch.dtype,
+        stop_early: bool,
+        reduce: dict[str, Reducer] | None = None,
+    ):
         self.sites = {s: sorted(ls) for s, ls in sites.items()}
         self.select = select
+        self.reduce = reduce or {}
         self.dtype = dtype
         self.stop_early = stop_early
         self.last_layer = max((max(ls) for ls in self.sites.values() if ls), default=0)
@@ -50,6 +62,8 @@ class Capture:
     def keep(self, site: str, layer: int, x: torch.Tensor, selected: bool = False) -> None:
         """Keep a CPU copy of the selected positions of ``x`` [B, T, ...] (``selected``: already done)."""
         x = x.detach() if selected else self.select(x.detach())
+        if site in self.reduce:
+            x = self.reduce[site](layer, x)
         self.out[site][layer] = x.to(device="cpu", dtype=self.dtype)
 
     def stacked(self, site: str = "residual") -> torch.Tensor:
@@ -77,8 +91,12 @@ def capture(
     *,
     dtype: torch.dtype = torch.float32,
     stop_early: bool = False,
+    reduce: dict[str, Reducer] | None = None,
 ) -> Iterator[Capture]:
     """Capture ``sites`` ({site: layers}) during forward calls inside the ``with`` block.
+
+    ``reduce[site]`` (optional) maps a layer's selected positions to what is kept of them, on the
+    model's device, before the copy (so a long sequence keeps ``[B, K]`` per layer, not ``[B, K, d]``).
 
     Residual layers run 0..L; mlp, attn and attn_weights layers run 1..L (block l).
     ``stop_early`` raises :class:`StopForward` once the block of the last layer asked for (of
@@ -94,7 +112,7 @@ def capture(
         bad = [x for x in layers if not lo <= x <= n]
         if bad:
             raise HalluscanError(f"site {site!r} has no layer {bad[0]}; valid layers are {lo}..{n}")
-    cap = Capture(sites, select or (lambda h: h), dtype, stop_early)
+    cap = Capture(sites, select or (lambda h: h), dtype, stop_early, reduce)
     table = site_table(model)
     handles: list[Any] = []
 

@@ -144,9 +144,9 @@ class Scanner:
             captured = self._forward(prompts, resps, attention)
             received = self._received(prompts, resps, captured) if attention else None
             for i, ((q, _, rel), r) in enumerate(zip(chunk, resps, strict=True)):
-                acts = captured["residual"][i, :, : len(r)].transpose(0, 1)  # [token, layer, d]
+                logits = captured["residual"][i, :, : len(r)]  # [layer, token]: each layer's probe, in the hooks
                 att = received[i] if received is not None else torch.zeros(0, len(r))
-                out.append(self._result(q, r, rel, acts, att, generated))
+                out.append(self._result(q, r, rel, logits, att, generated))
             if progress is not None:
                 progress(len(chunk))
         return out
@@ -169,7 +169,9 @@ class Scanner:
         sites = {"residual": list(self.bank.layers)}
         if attention and self.query is None:  # summed in the hooks, block by block: linear memory
             sites["attn_received"] = list(range(1, self.lm.n_layers + 1))
-        return forward_capture(self.lm.model, seqs, torch.tensor(rows), sites, self.lm.tokenizer.pad_token_id)
+        probe = {"residual": lambda layer, x: self.bank.layer_logit(x, layer)}  # [B, token] per layer, not [B, token, d]
+        pad = self.lm.tokenizer.pad_token_id
+        return forward_capture(self.lm.model, seqs, torch.tensor(rows), sites, pad, reduce=probe)
 
     def _received(
         self, prompts: list[list[int]], resps: list[list[int]], captured: dict[str, torch.Tensor]
@@ -196,14 +198,14 @@ class Scanner:
         return out
 
     def _result(
-        self, question: str, ids: list[int], relation: str, acts: torch.Tensor, att: torch.Tensor, generated: bool
+        self, question: str, ids: list[int], relation: str, logits: torch.Tensor, att: torch.Tensor, generated: bool
     ) -> ScoreResult:
         starts, text = token_starts(self.lm.tokenizer, ids)
         span, how = self.grader.locate(Question("q", question, "", (), relation), text)
         toks = token_span(span, starts, len(text)) if span is not None else None
         t = toks[1] if toks is not None else len(ids) - 1
-        p = scoring.p_wrong(self.bank, acts[t], self.layer)
-        act = scoring.activity(self.bank, acts, self.standardise).T  # [layer, token]
+        p = float(torch.sigmoid(logits[self.bank.layers.index(self.layer), t]))
+        act = scoring.scaled(self.bank, logits.T, self.standardise).T  # [layer, token]
         attention = normalise_layers(att) if len(att) else torch.zeros(0, len(ids))
         meta = {"answer_source": "generated" if generated else "given", "locator": how}
         return ScoreResult(

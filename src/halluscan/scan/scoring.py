@@ -18,7 +18,11 @@ WRONG, RIGHT = "hallucinated", "correct"
 
 def activity(bank: ProbeBank, acts: torch.Tensor, standardise: bool = False) -> torch.Tensor:
     """``acts`` [..., layer, d] -> log-odds (or z-scores) [..., layer]."""
-    z = bank.decision_function(acts)
+    return scaled(bank, bank.decision_function(acts), standardise)
+
+
+def scaled(bank: ProbeBank, z: torch.Tensor, standardise: bool) -> torch.Tensor:
+    """Log-odds ``z`` [..., layer] as they are, or as z-scores per layer against the bank's training set."""
     if standardise and bank.score_mean is not None and bank.score_std is not None:
         z = (z - bank.score_mean) / bank.score_std
     return z
