@@ -36,6 +36,46 @@ def tiny_model(family: str):
     return model.eval()
 
 
+WORDS = [
+    "<pad>",
+    "<eos>",
+    "Q",
+    "A",
+    ":",
+    "What",
+    "is",
+    "the",
+    "capital",
+    "of",
+    "Peru",
+    "France",
+    "Lima",
+    "Paris",
+    "Rome",
+    ".",
+    "It",
+    "a",
+    "city",
+    "in",
+]
+
+
+def tiny_folder(folder):
+    """Tiny Llama + word-level tokenizer saved as a local model folder (what `--model DIR` loads)."""
+    import transformers as tf
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {w: i for i, w in enumerate(WORDS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = tf.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<pad>", pad_token="<pad>", eos_token="<eos>")
+    fast.save_pretrained(folder)
+    model = tiny_model("llama")
+    model.generation_config.eos_token_id = 1
+    model.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def smol():
     """The bundled SmolLM2-135M-Instruct, loaded once per session."""

@@ -13,46 +13,7 @@ from halluscan.probes import ProbeBank
 from halluscan.records import GenerateOptions
 from halluscan.scan import Scanner, token_labels
 from halluscan.scan.attention import normalise_layers, received
-from tests.conftest import tiny_model
-
-WORDS = [
-    "<pad>",
-    "<eos>",
-    "Q",
-    "A",
-    ":",
-    "What",
-    "is",
-    "the",
-    "capital",
-    "of",
-    "Peru",
-    "France",
-    "Lima",
-    "Paris",
-    "Rome",
-    ".",
-    "It",
-    "a",
-    "city",
-    "in",
-]
-
-
-def tiny_folder(folder):
-    """Tiny Llama + word-level tokenizer saved as a local model folder (what `--model DIR` loads)."""
-    import transformers as tf
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    vocab = {w: i for i, w in enumerate(WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = tf.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<pad>", pad_token="<pad>", eos_token="<eos>")
-    fast.save_pretrained(folder)
-    model = tiny_model("llama")
-    model.generation_config.eos_token_id = 1
-    model.save_pretrained(folder)
-    return folder
+from tests.conftest import tiny_folder
 
 
 def random_bank(layers=4, d=32, seed=0, position="exact_answer_last"):

@@ -27,7 +27,9 @@ def test_round_trip_by_position_and_layer(tmp_path, dtype, tol):
     torch.testing.assert_close(r.layer(2), full[:, 2], atol=tol * full.abs().max(), rtol=tol)
     assert r.n_examples == 7 and r.valid().sum() == 10 and r.stored_ids() == {str(i) for i in range(7)}
     m = json.loads((tmp_path / "s" / "manifest.json").read_text())
-    assert [c["rows"] for c in m["chunks"]] == [5, 2] and all(set(c["crc32"]) == {"residual", "valid", "examples"} for c in m["chunks"])
+    assert [c["rows"] for c in m["chunks"]] == [5, 2] and all(
+        set(c["crc32"]) == {"residual", "valid", "examples"} for c in m["chunks"]
+    )
 
 
 def test_store_from_another_config_is_refused_and_kept(tmp_path):

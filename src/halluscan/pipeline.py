@@ -151,7 +151,7 @@ def _analyse(
     y, groups = wrong_labels(examples), [e.qid for e in examples]
     why = too_few(cfg, y)
     if why is not None:
-        log.warning("%s", why)
+        log.warning("warning: %s", why)
         metrics = {"name": cfg.name, **analysis.summarise(examples), "no_probes": why, "probe_bank": None}
         return _write(run, metrics, examples, None, [], prov, timer)
     with timer("probe_sweep"):

@@ -119,19 +119,24 @@ class RunDir:
         return self.metrics.is_file()
 
     @contextmanager
-    def hold(self, what: str) -> Iterator[None]:
+    def hold(self, what: str, create: bool = True) -> Iterator[None]:
         """Hold the folder's lock for the ``with`` block; a second process is refused with a one-line error.
 
         The lock is an ``flock`` on ``.lock``: the kernel drops it when its process dies, so a run
         killed with SIGKILL never blocks the re-run that resumes it. The file records who holds it.
+        ``create=False``: the folder must exist already (commands that read a finished study).
         """
         import fcntl
 
+        if not create and not self.root.is_dir():
+            raise HalluscanError(f"{self.root}: no such run folder; give a finished study folder (runs/NAME)")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise HalluscanError(f"could not create {self.lock}: {e.strerror or e}; choose a writable --runs-dir") from e
+            raise HalluscanError(
+                f"could not create {self.lock}: {e.strerror or e}; choose a writable --runs-dir"
+            ) from e
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -10,8 +10,8 @@ import numpy as np
 
 
 def _summary(m: dict[str, Any]) -> str:
-    if m.get("no_probes"):
-        return f"graded {m['n_graded']} questions, accuracy {m['accuracy']:.3f}\n{m['no_probes']}"
+    if m.get("no_probes"):  # the reason was logged as a warning
+        return f"graded {m['n_graded']} questions, accuracy {m['accuracy']:.3f}; no probes (see the warning)"
     f, c, ea = m["finding"], m["controls"], m["exact_answer_found"]
     last_q = m["best_cells"].get("last_q", {}).get("auc", float("nan"))
     lines = [
@@ -66,6 +66,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
         RunDir(Path(args.train)).open_store(), RunDir(Path(args.test)).open_store(), args.site, args.c
     )
     auc, layers, positions = tested["auc"], tested["layers"], tested["positions"]
+    if np.all(np.isnan(auc)):
+        raise HalluscanError(
+            f"no cell could be scored: {args.train} and {args.test} each need correct and wrong answers at a "
+            "position; use studies with more questions"
+        )
     title = f"probes trained on {args.train}, tested on {args.test}"
     heatmap.heatmap_png(auc, layers, positions, out / "transfer_heatmap.png", title)
     fig = heatmap.heatmap_figure(auc, auc * 0, [0] * len(positions), layers, positions, title)
@@ -83,14 +88,15 @@ def cmd_choose(args: argparse.Namespace) -> int:
     from halluscan.choice import answer_choice
     from halluscan.runs import RunDir
 
-    r = answer_choice(
-        args.run,
-        samples=args.samples,
-        n_test=args.questions,
-        temperature=args.temperature,
-        seed=args.seed,
-        quiet=args.quiet,
-    )
+    with RunDir(Path(args.run)).hold("halluscan choose", create=False):  # it writes into the study's folder
+        r = answer_choice(
+            args.run,
+            samples=args.samples,
+            n_test=args.questions,
+            temperature=args.temperature,
+            seed=args.seed,
+            quiet=args.quiet,
+        )
     a = r["accuracy"]
     print(
         f"{r['n_questions']} held-out questions, {r['samples']} samples each (temperature {r['temperature']}), "

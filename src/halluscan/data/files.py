@@ -74,14 +74,17 @@ def _read_csv(p: Path, text: str) -> tuple[list[dict[str, Any]], list[str]]:
     csv.field_size_limit(2**31 - 1)  # long fields (whole documents) are read, not refused
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)  # newline="": no translation
     rows = []
+    line = 1  # where the row being read starts
     try:
+        header = list(reader.fieldnames or [])
+        line = reader.line_num + 1
         for r in reader:
             rows.append(dict(r))
+            line = reader.line_num + 1
     except csv.Error as e:
-        line = reader.reader.line_num + 1  # lines of the rows read before this one, plus one
         why = "a quoted field is never closed" if "end of data" in str(e) else str(e)
         raise HalluscanError(f"{p}: line {line} is not valid CSV ({why}); fix the quoting on that line") from e
-    return rows, list(reader.fieldnames or [])
+    return rows, header
 
 
 def _aliases(raw: Any, answer: str) -> tuple[str, ...]:

@@ -8,7 +8,6 @@ scaled where the model scales it), so a model with L blocks has L + 1 residual l
 
 from __future__ import annotations
 
-import functools
 import inspect
 from dataclasses import dataclass
 from typing import Any
@@ -71,11 +70,15 @@ def n_layers(model: Any) -> int:
 
 
 def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:
-    """The keyword that passes a KV cache to ``model``'s forward: ``cache`` in newer transformers, else
-    ``past_key_values`` (the newer versions warn about the old name on every call)."""
-    return {_cache_name(type(model)): cache}
+    """The keyword that passes a KV cache to ``model``'s forward, as a one-entry dict.
+
+    ``cache`` in newer transformers, else ``past_key_values`` (newer versions warn about the old
+    name on every call).
+    """
+    cls = type(model)
+    if cls not in _CACHE_NAME:
+        _CACHE_NAME[cls] = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {_CACHE_NAME[cls]: cache}
 
 
-@functools.cache
-def _cache_name(cls: type) -> str:
-    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+_CACHE_NAME: dict[type, str] = {}  # model class -> its forward's name for the KV cache

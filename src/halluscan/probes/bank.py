@@ -78,7 +78,7 @@ class ProbeBank:
         return (z * self.coef).sum(-1) + self.intercept
 
     def layer_logit(self, x: torch.Tensor, layer: int) -> torch.Tensor:
-        """Log-odds of *wrong* from ``layer``'s probe: ``x`` [..., d] -> [...] (one layer of :meth:`decision_function`)."""
+        """Log-odds of *wrong* from ``layer``'s probe: ``x`` [..., d] -> [...] (one layer of ``decision_function``)."""
         i = self.layers.index(layer)
         z = (x.to(torch.float32) - self.mean[i].to(x.device)) / self.scale[i].to(x.device)
         return z @ self.coef[i].to(x.device) + self.intercept[i].to(x.device)

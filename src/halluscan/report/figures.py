@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from halluscan import atomic
-from halluscan.report.literal import hover_tokens, mpl_text, mpl_texts, plotly_text, plotly_texts, short
 from halluscan.records import ScoreResult
+from halluscan.report.literal import hover_tokens, mpl_text, mpl_texts, plotly_text, plotly_texts, short
 
 # Diverging: green = the probes lean "correct" (negative log-odds of wrong), red = "wrong".
 ACTIVITY_CMAP = "RdYlGn_r"

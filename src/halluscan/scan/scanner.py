@@ -169,7 +169,9 @@ class Scanner:
         sites = {"residual": list(self.bank.layers)}
         if attention and self.query is None:  # summed in the hooks, block by block: linear memory
             sites["attn_received"] = list(range(1, self.lm.n_layers + 1))
-        probe = {"residual": lambda layer, x: self.bank.layer_logit(x, layer)}  # [B, token] per layer, not [B, token, d]
+        probe = {
+            "residual": lambda layer, x: self.bank.layer_logit(x, layer)
+        }  # [B, token] per layer, not [B, token, d]
         pad = self.lm.tokenizer.pad_token_id
         return forward_capture(self.lm.model, seqs, torch.tensor(rows), sites, pad, reduce=probe)
 
