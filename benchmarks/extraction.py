@@ -10,7 +10,7 @@ On the bundled model, in one run, with the same sequences and the same batches:
 - ``llmsknow_style``: one example at a time, ``output_hidden_states=True``, full logits, the whole
   sequence's hidden states copied out, positions picked afterwards (the reference code's shape).
 
-Peak RSS is measured in child processes extracting 500 and 4,000 examples: it must not grow with N.
+Memory is measured by ``memory.py`` (peak RSS growth, 4,000 vs 500 examples, in child processes).
 Each timing is the best of ``--repeats`` alternating rounds (the machine is shared and noisy).
 Writes benchmarks/results/extraction.json.
 
@@ -22,9 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +33,7 @@ from halluscan.data import build_world_facts
 from halluscan.engine import ActivationStore, Item, extract_to_store
 from halluscan.engine.inputs import prefill_prefix, shared_prefix_len, suffix_inputs
 from halluscan.models import load_model
+from halluscan.models.sites import cache_kwargs
 from halluscan.positions import resolve
 
 SYSTEM = "Answer the question in one short sentence."
@@ -79,7 +77,7 @@ def run_bare(lm, items: list[Item], bs: int, share_prefix: bool) -> float:
             input_ids=ids,
             attention_mask=mask,
             position_ids=pos,
-            past_key_values=cache,
+            **cache_kwargs(lm.model, cache),
             use_cache=cache is not None,
             logits_to_keep=1,
         )
@@ -107,36 +105,11 @@ def run_llmsknow_style(lm, items: list[Item]) -> float:
     return time.perf_counter() - t
 
 
-def child_rss(n: int, bs: int) -> dict:
-    """Peak RSS of a fresh process that extracts ``n`` examples into a store."""
-    here = str(Path(__file__).parent)
-    code = (
-        f"import sys, resource, tempfile, pathlib; sys.path.insert(0, {here!r})\n"
-        "from extraction import make_items, run_halluscan\n"
-        "from halluscan.models import load_model\n"
-        f"lm = load_model('smollm2'); items = make_items(lm, {n}, seed=1)\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        f"d = tempfile.mkdtemp(); s = run_halluscan(lm, items, {bs}, pathlib.Path(d) / 's')\n"
-        "import shutil; shutil.rmtree(d)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, base, s, sum(len(i.ids) for i in items))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    peak, base, secs, toks = out.stdout.split()[-4:]
-    return {
-        "n": n,
-        "peak_rss_kb": int(peak),
-        "rss_after_load_kb": int(base),
-        "seconds": float(secs),
-        "tokens": int(toks),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "extraction.json"))
     args = ap.parse_args()
     lm = load_model("smollm2")
@@ -173,15 +146,6 @@ def main() -> None:
     print(f"halluscan extract {tps['halluscan']:8.1f} tok/s  ({res['ratio_vs_bare']:.3f} x bare)")
     speedup = res["ratio_vs_llmsknow_style"]
     print(f"llmsknow style    {tps['llmsknow_style']:8.1f} tok/s  (halluscan is {speedup:.2f} x faster)")
-    if not args.skip_rss:
-        small, large = child_rss(500, args.batch_size), child_rss(4000, args.batch_size)
-        res["rss"] = {"500": small, "4000": large}
-        res["rss_ratio_4000_vs_500"] = large["peak_rss_kb"] / small["peak_rss_kb"]
-        print(
-            f"peak RSS 500: {small['peak_rss_kb'] / 1024:.0f} MiB, 4000: {large['peak_rss_kb'] / 1024:.0f} MiB "
-            f"(ratio {res['rss_ratio_4000_vs_500']:.3f})"
-        )
-    res["peak_rss_this_process_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -146,6 +146,7 @@ def _analyse(
 ) -> dict[str, Any]:
     """Sweep, bank, maps, report and metrics of a collected study (or the report without probes)."""
     from halluscan.report.maps import response_maps
+    from halluscan.report.study import write_study_report
 
     run = RunDir.of(cfg)
     y, groups = wrong_labels(examples), [e.qid for e in examples]
@@ -153,7 +154,7 @@ def _analyse(
     if why is not None:
         log.warning("warning: %s", why)
         metrics = {"name": cfg.name, **analysis.summarise(examples), "no_probes": why, "probe_bank": None}
-        return _write(run, metrics, examples, None, [], prov, timer)
+        return _finish(run, metrics, prov, timer, lambda: write_study_report(run, metrics, examples, None, []))
     with timer("probe_sweep"):
         result = probe_sweep(cfg, store, y, groups)
         controls = analysis.controls(result, examples, y, cfg.folds, cfg.seed)
@@ -165,25 +166,18 @@ def _analyse(
     with timer("response_maps"):  # the bank as saved, as `halluscan score` will read it
         maps = response_maps(settings, lm, ProbeBank.load(run.probes), examples, run.responses) if has_bank else []
     metrics["response_maps"] = [{k: v for k, v in m.items() if k != "div"} for m in maps]
-    return _write(run, metrics, examples, result, maps, prov, timer)
+    return _finish(run, metrics, prov, timer, lambda: write_study_report(run, metrics, examples, result, maps))
 
 
-def _write(
-    run: RunDir,
-    metrics: dict[str, Any],
-    examples: list[Example],
-    result: SweepResult | None,
-    maps: list[dict[str, Any]],
-    prov: dict[str, Any],
-    timer: Timer,
+def _finish(
+    run: RunDir, metrics: dict[str, Any], prov: dict[str, Any], timer: Timer, draw: Callable[[], None]
 ) -> dict[str, Any]:
-    from halluscan.report.study import write_study_report
-
+    """Record provenance, ``draw()`` the report (it reads ``metrics``), then write ``metrics.json`` last."""
     with timer("report"):
         metrics["timings_s"] = dict(timer.s)
         metrics["provenance"] = prov
         atomic.write_json(run.provenance, prov)
-        write_study_report(run, metrics, examples, result, maps)
+        draw()
     metrics["timings_s"] = dict(timer.s)
     atomic.write_json(run.metrics, metrics)
     return metrics

@@ -13,7 +13,7 @@ import numpy as np
 
 from halluscan import atomic
 from halluscan.records import ScoreResult
-from halluscan.report.literal import hover_tokens, mpl_text, mpl_texts, plotly_text, plotly_texts, short
+from halluscan.report.literal import LITERAL, hover_tokens, plotly_text, plotly_texts, short
 
 # Diverging: green = the probes lean "correct" (negative log-odds of wrong), red = "wrong".
 ACTIVITY_CMAP = "RdYlGn_r"
@@ -120,7 +120,7 @@ def activity_figure(results: list[ScoreResult]) -> Any:
             fig.update_xaxes(title_text=f"token index ({len(x)} tokens; hover names each)", row=2, col=c)
         fig.update_yaxes(title_text="layer", row=2, col=c)
         scene = "scene" if c == 1 else f"scene{c}"
-        ticks = {"tickvals": x, "ticktext": plotly_texts(r.tokens)} if len(x) <= 15 else {}  # long: indices
+        ticks = {"tickvals": x, "ticktext": list(r.tokens)} if len(x) <= 15 else {}  # 3D labels are plain text
         fig.update_layout(
             {
                 scene: {
@@ -161,22 +161,22 @@ def activity_png(results: list[ScoreResult], path: Path) -> Path:
         ax3.set_zlabel("score")
         ax3.view_init(elev=28, azim=-60)
         qa = f"Q: {_wrap(short(r.question), 60)}\nA: {_wrap(short(r.response), 60)}"
-        ax3.set_title(f"{mpl_text(qa)}\n{_caption(r)}", fontsize=9)
+        ax3.set_title(f"{qa}\n{_caption(r)}", fontsize=9, **LITERAL)
         ax = fig.add_subplot(2, n, n + c + 1)
         ext = (-0.5, len(r.tokens) - 0.5, r.activity_layers[0] - 0.5, r.activity_layers[-1] + 0.5)
         im = ax.imshow(r.activity, cmap=ACTIVITY_CMAP, norm=norm, origin="lower", aspect="auto", extent=ext)
         if len(r.tokens) <= LABELLED:
-            ax.set_xticks(range(len(r.tokens)), mpl_texts(r.tokens), rotation=60, ha="right", fontsize=8)
+            ax.set_xticks(range(len(r.tokens)), r.tokens, rotation=60, ha="right", fontsize=8, **LITERAL)
         else:
             ax.set_xlabel(f"token index ({len(r.tokens)} tokens)")
         ax.set_ylabel("layer")
         ax.axvline(r.verdict_token, color="black", lw=0.8, ls="--")
         fig.colorbar(im, ax=ax, fraction=0.035, pad=0.01).set_label(label, fontsize=8)
-    fig.suptitle(
+    head = (
         f"Activity per layer and generated token — {label}, shared colour scale ±{lim:.1f} "
-        "(green: looks correct, red: looks wrong; dashed: verdict token)",
-        fontsize=10,
+        "(green: looks correct, red: looks wrong; dashed: verdict token)"
     )
+    fig.suptitle(_wrap(head, int(width * n * 10)), fontsize=10)  # about 10 characters per inch fit
     fig.tight_layout()
     return atomic.write_png(path, fig, dpi=110)
 
@@ -214,14 +214,14 @@ def attention_png(r: ScoreResult, path: Path) -> Path:
         data = np.ma.masked_invalid(r.attention[:, a:b])
         im = ax.imshow(data, cmap=cmap, vmin=0, vmax=1, origin="lower", aspect="auto", extent=ext)
         if labelled:
-            ax.set_xticks(range(a, b), mpl_texts(r.tokens[a:b]), rotation=60, ha="right", fontsize=8)
+            ax.set_xticks(range(a, b), r.tokens[a:b], rotation=60, ha="right", fontsize=8, **LITERAL)
         else:
             ax.set_xlabel(f"token index ({n} tokens)")
         ax.set_ylabel("layer")
     head = f"attention received ({r.attention_query}, mean over heads), 0-1 per layer; grey: no query after it"
     chars = max(40, int(size[0] * 9))  # what fits across the figure at this font size
     qa = f"Q: {_wrap(short(r.question), chars)}\nA: {_wrap(short(r.response), chars)}"
-    axes[0, 0].set_title(f"{mpl_text(qa)}\n{_wrap(head, chars)}", fontsize=9)
+    axes[0, 0].set_title(f"{qa}\n{_wrap(head, chars)}", fontsize=9, **LITERAL)
     assert im is not None
     fig.colorbar(im, ax=axes[:, 0].tolist(), fraction=0.03, pad=0.01).set_label("attention received (0-1 per layer)")
     return atomic.write_png(path, fig, dpi=110)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from halluscan import atomic
-from halluscan.report.literal import mpl_text, plotly_text
+from halluscan.report.literal import LITERAL, plotly_text
 
 AUC_RANGE = (0.5, 1.0)
 CMAP = "Blues"
@@ -30,7 +30,7 @@ def heatmap_png(auc: np.ndarray, layers: list[int], positions: list[str], path: 
     ax.set_yticks(range(0, len(layers), step), [str(x) for x in layers[::step]], fontsize=8)
     ax.set_xlabel("token position")
     ax.set_ylabel("layer (0 = embedding output)")
-    ax.set_title(mpl_text(title), fontsize=10)
+    ax.set_title(title, fontsize=10, **LITERAL)
     for j in range(auc.shape[1]):
         col = auc[:, j]
         if not np.all(np.isnan(col)):

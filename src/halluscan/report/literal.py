@@ -2,13 +2,15 @@
 
 Titles, tick labels and hover text carry questions, answers, tokens and file names. Plotly
 draws ``<b>``, ``<a href>`` or ``<span style>`` in them as markup (a link in a scored
-question would be live), and matplotlib draws text between two ``$`` as mathematics. These
-helpers escape that markup so that the text appears literally.
+question would be live), and matplotlib draws text between two ``$`` as mathematics. Plotly's
+2D text gets its markup characters as entities; its 3D axis labels are drawn as plain text
+already (entities would show), and matplotlib texts take :data:`LITERAL`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,14 +25,8 @@ def plotly_texts(texts: Sequence[str]) -> list[str]:
     return [plotly_text(t) for t in texts]
 
 
-def mpl_text(text: str) -> str:
-    """``text`` for a matplotlib label: a ``$`` is a dollar sign, never the start of mathematics."""
-    return text.replace("$", r"\$")
-
-
-def mpl_texts(texts: Sequence[str]) -> list[str]:
-    """:func:`mpl_text` of each."""
-    return [mpl_text(t) for t in texts]
+# Keyword arguments of a matplotlib text that holds user text: a "$" is a dollar sign, never mathematics.
+LITERAL: dict[str, Any] = {"parse_math": False}
 
 
 def short(text: str, limit: int = 400) -> str:
