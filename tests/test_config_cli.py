@@ -62,12 +62,12 @@ def test_unknown_model_is_one_line(capsys, tmp_path, monkeypatch):
 
 def test_unknown_hub_id_without_network_fails_before_any_download_attempt(capsys, tmp_path, monkeypatch):
     """No network: one probe of the host, then one line; transformers (and its retries) is never called."""
-    from halluscan.models import loading
+    from halluscan.models import hub, loading
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     probed = []
-    monkeypatch.setattr(loading, "_reachable", lambda host, timeout: probed.append((host, timeout)) or False)
+    monkeypatch.setattr(hub, "_reachable", lambda host, timeout: probed.append((host, timeout)) or False)
     monkeypatch.setattr(loading, "_load_pretrained", lambda *a, **k: pytest.fail("tried to download"))
     qs = tmp_path / "q.csv"
     qs.write_text("question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10)))

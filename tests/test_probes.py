@@ -90,7 +90,7 @@ def test_linear_probe_estimator_basics():
     proba = p.predict_proba(x[:, 2])
     assert proba.shape == (300, 2) and np.allclose(proba.sum(1), 1)
     assert roc_auc_score(y, p.decision_function(x[:, 2])) > 0.85
-    assert p.get_params() == {"C": 1.0, "max_iter": 500}
+    assert p.get_params() == {"C": 1.0, "max_iter": 500, "device": "cpu"}
 
 
 def test_fold_interval_covers_the_mean():

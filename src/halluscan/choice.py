@@ -68,6 +68,8 @@ def answer_choice(
     temperature: float = 1.0,
     seed: int = 0,
     quiet: bool = False,
+    device: str = "auto",
+    dtype: str = "auto",
 ) -> dict[str, Any]:
     """Run the experiment on study folder ``run``; writes its ``answer_choice.json`` and returns it."""
     if samples < 2:
@@ -89,7 +91,7 @@ def answer_choice(
     keep = store.valid()[:, store.positions.index("exact_answer_last")] & np.array([e.qid in train_q for e in examples])
     meta = runs.bank_meta(cfg, store.provenance, best)
     bank = ProbeBank.from_store(store, keep, wrong_labels(examples), "exact_answer_last", cfg.probe_c, meta=meta)
-    lm = load_model(cfg.model)
+    lm = load_model(cfg.model, device=device, dtype=dtype)
     trained_on = store.provenance.get("model")
     if trained_on and model_identity(trained_on) != model_identity(lm.provenance()):
         raise HalluscanError(f"{cfg.model} is not the model this study ran ({trained_on.get('model_id')})")

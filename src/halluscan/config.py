@@ -14,6 +14,14 @@ from halluscan.errors import HalluscanError
 from halluscan.positions import VALID, check_position_names
 from halluscan.records import GenerateOptions
 
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _cuda_index(device: str) -> bool:
+    return device.startswith("cuda:") and device[5:].isdigit()
+
+
 # The 15 named positions of the reference study, in heatmap order.
 DEFAULT_POSITIONS: tuple[str, ...] = VALID
 
@@ -49,6 +57,14 @@ class StudyConfig:
     probe_c: float = field(default=0.05, metadata={"help": "inverse L2 strength of the probes (sklearn's C)"})
     seed: int = field(default=0, metadata={"help": "seed for sampling, splits and probes"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)"})
+    device: str = field(
+        default="auto", metadata={"help": "auto (a GPU when there is one), cpu, cuda or cuda:N; see README"}
+    )
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "model weights: auto (bfloat16 on a GPU, float32 on CPU), float32, bfloat16, float16"},
+    )
+    probe_device: str = field(default="", metadata={"help": "where probes are fitted ('' = the study's device)"})
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
     report_pairs: tuple[Any, ...] = field(
         default=(),
@@ -86,6 +102,11 @@ class StudyConfig:
         _choice("store_dtype", self.store_dtype, ("bfloat16", "float32"))
         _choice("locator", self.locator, ("class-blind", "asymmetric"))
         _choice("site", self.site, ("residual",))
+        _choice("dtype", self.dtype, DTYPES)
+        for key in ("device", "probe_device"):
+            value = getattr(self, key)
+            if not (value in DEVICES or (key == "probe_device" and value == "") or _cuda_index(value)):
+                raise HalluscanError(f"config: {key}={value!r}; give one of {', '.join(DEVICES)} or cuda:N")
         for key in ("batch_size", "max_new_tokens", "folds"):
             if getattr(self, key) < 1 or (key == "folds" and self.folds < 2):
                 raise HalluscanError(f"config: {key}={getattr(self, key)} is too small; give a larger value")

@@ -48,8 +48,10 @@ class Timer:
         self.s[stage] = round(self.s.get(stage, 0.0) + time.perf_counter() - t, 2)
 
 
-def probe_sweep(cfg: StudyConfig, store: ActivationStore, y: np.ndarray, groups: list[str]) -> SweepResult:
-    """The (layer, position) sweep over the store, with a progress bar."""
+def probe_sweep(
+    cfg: StudyConfig, store: ActivationStore, y: np.ndarray, groups: list[str], device: str = "cpu"
+) -> SweepResult:
+    """The (layer, position) sweep over the store, on ``device``, with a progress bar."""
     bar = tqdm(total=len(store.positions), desc="probe sweep", unit="pos", disable=cfg.quiet)
     result = sweep(
         lambda p: store.position(p, cfg.site),
@@ -62,19 +64,22 @@ def probe_sweep(cfg: StudyConfig, store: ActivationStore, y: np.ndarray, groups:
         seed=cfg.seed,
         c=cfg.probe_c,
         progress=bar.update,
+        device=device,
     )
     bar.close()
     return result
 
 
-def fit_bank(cfg: StudyConfig, store: ActivationStore, y: np.ndarray, meta: dict[str, Any], run: RunDir) -> bool:
+def fit_bank(
+    cfg: StudyConfig, store: ActivationStore, y: np.ndarray, meta: dict[str, Any], run: RunDir, device: str = "cpu"
+) -> bool:
     """Fit and save one probe per layer at ``exact_answer_last`` on every example that has it (False: cannot)."""
     if BANK_POSITION not in store.positions:
         return False
     keep = store.valid()[:, store.positions.index(BANK_POSITION)]
     if len(set(y[keep].tolist())) < 2:
         return False
-    ProbeBank.from_store(store, keep, y, BANK_POSITION, cfg.probe_c, cfg.site, meta).save(run.probes)
+    ProbeBank.from_store(store, keep, y, BANK_POSITION, cfg.probe_c, cfg.site, meta, device).save(run.probes)
     return True
 
 
@@ -120,7 +125,7 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
         qs = select_questions(settings.dataset, cfg.n_questions, cfg.seed)
     check_folds(cfg, len(qs))
     with timer("load_model"):
-        lm = load_model(cfg.model)
+        lm = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
     run, ds = RunDir.of(cfg), settings.dataset
     prov = provenance.record(
         lm.provenance(), {"name": ds.name, "sha256": ds.sha256, "n_questions": len(qs)}, cfg.to_dict()
@@ -156,12 +161,12 @@ def _analyse(
         metrics = {"name": cfg.name, **analysis.summarise(examples), "no_probes": why, "probe_bank": None}
         return _finish(run, metrics, prov, timer, lambda: write_study_report(run, metrics, examples, None, []))
     with timer("probe_sweep"):
-        result = probe_sweep(cfg, store, y, groups)
+        result = probe_sweep(cfg, store, y, groups, cfg.probe_device or lm.device)
         controls = analysis.controls(result, examples, y, cfg.folds, cfg.seed)
     metrics = analysis.study_metrics(cfg.name, examples, result, controls, cfg.site)
     with timer("probe_bank"):
         best = result.best(BANK_POSITION)[0] if BANK_POSITION in result.positions else None
-        has_bank = fit_bank(cfg, store, y, runs.bank_meta(cfg, prov, best), run)
+        has_bank = fit_bank(cfg, store, y, runs.bank_meta(cfg, prov, best), run, cfg.probe_device or lm.device)
         metrics["probe_bank"] = str(run.probes) if has_bank else None
     with timer("response_maps"):  # the bank as saved, as `halluscan score` will read it
         maps = response_maps(settings, lm, ProbeBank.load(run.probes), examples, run.responses) if has_bank else []

@@ -78,6 +78,7 @@ class GenerateOptions:
     share_prefix: bool = True  # run the prompts' common prefix once per batch
     temperature: float = 0.0  # 0 = greedy; > 0 samples from softmax(logits / temperature)
     seed: int = 0  # for sampling (each batch draws from its own generator seeded with seed + batch index)
+    capture_dtype: str = "float32"  # dtype of captured states ("bfloat16": what the store keeps, half the memory)
 
 
 def _span_json(s: Span | None) -> list[int] | None:

@@ -15,6 +15,15 @@ from halluscan.errors import HalluscanError
 from halluscan.runs import RUNS_DIR, output_dir
 
 
+def add_device_flags(p: argparse.ArgumentParser, model: bool = True) -> None:
+    """``--device`` (and ``--dtype`` for commands that load the model), as ``halluscan run`` has them."""
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
+    if model:
+        p.add_argument(
+            "--dtype", default="auto", help="auto (bfloat16 on a GPU, float32 on CPU), float32, bfloat16, float16"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its subcommands."""
     p = argparse.ArgumentParser(prog="halluscan", description="Find hallucinations by reading a model's hidden states.")
@@ -31,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--c", type=float, default=StudyConfig.probe_c, help="inverse L2 strength (default: %(default)s)"
     )
     probe.add_argument("--out", default=output_dir("transfer"), help="output folder (default: %(default)s)")
+    add_device_flags(probe, model=False)  # where the probes are fitted
     probe.set_defaults(func=cmd_probe)
     sc = sub.add_parser("score", help="score an answer token by token and layer by layer (writes score.json + figures)")
     sc.add_argument("--question", help="the question")
@@ -50,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--stream", action="store_true", help="print each generated token and its score as it appears")
     sc.add_argument("--out", default=output_dir("score"), help="output folder (default: %(default)s)")
     sc.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_flags(sc)
     sc.set_defaults(func=cmd_score, loads_model=True)
     ch = sub.add_parser("choose", help="sample answers to held-out questions; compare the probe's pick with greedy")
     ch.add_argument(
@@ -60,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
     ch.add_argument("--seed", type=int, default=0, help="seed of the split and the sampling (default: 0)")
     ch.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_flags(ch)
     ch.set_defaults(func=cmd_choose, loads_model=True)
     pos = sub.add_parser("positions", help="list the named token positions")
     pos.set_defaults(func=cmd_positions)

@@ -66,7 +66,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise HalluscanError("score: --answer is blank; give the text to score (or leave --answer out to generate one)")
     rows = _read_answers(args.jsonl) if args.jsonl else None
     bank = ProbeBank.load(args.probes or default_bank(args.model, args.runs_dir, args.quiet))
-    lm = load_model(args.model)
+    lm = load_model(args.model, device=args.device, dtype=args.dtype)
     scanner = Scanner(lm, bank, layer=args.layer, standardise=args.standardise, query=_query(args.query))
     out = Path(args.out)  # created by the first write: a failed score leaves no empty folder
     if rows is not None:

@@ -53,7 +53,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if args.runs:
-        m = transfer_matrix(args.runs, args.site, args.c)["best_auc"]
+        m = transfer_matrix(args.runs, args.site, args.c, device=_device(args.device))["best_auc"]
         matrix = {"runs": args.runs, "best_auc": m.tolist(), "rows": "train", "columns": "test"}
         atomic.write_json(out / "transfer_matrix.json", matrix)
         print("best-cell AUC (rows: train, columns: test)")
@@ -62,9 +62,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         return 0
     if not (args.train and args.test):
         raise HalluscanError("probe: give --train RUN and --test RUN, or --runs RUN RUN ...")
-    tested = transfer_auc(
-        RunDir(Path(args.train)).open_store(), RunDir(Path(args.test)).open_store(), args.site, args.c
-    )
+    train, test = RunDir(Path(args.train)).open_store(), RunDir(Path(args.test)).open_store()
+    tested = transfer_auc(train, test, args.site, args.c, device=_device(args.device))
     auc, layers, positions = tested["auc"], tested["layers"], tested["positions"]
     if np.all(np.isnan(auc)):
         raise HalluscanError(
@@ -83,6 +82,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device(device: str) -> str:
+    from halluscan.models.loading import resolve_device
+
+    return resolve_device(device)[0]
+
+
 def cmd_choose(args: argparse.Namespace) -> int:
     """Answer choice on a study's held-out questions: greedy vs majority vote vs the probe's pick."""
     from halluscan.choice import answer_choice
@@ -96,6 +101,8 @@ def cmd_choose(args: argparse.Namespace) -> int:
             temperature=args.temperature,
             seed=args.seed,
             quiet=args.quiet,
+            device=args.device,
+            dtype=args.dtype,
         )
     a = r["accuracy"]
     print(

@@ -8,6 +8,8 @@ store are skipped, so a killed run resumes where it stopped.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -15,6 +17,7 @@ from tqdm.auto import tqdm
 from halluscan.engine.generate import generate
 from halluscan.engine.store import ActivationStore
 from halluscan.engine.writer import ChunkWriter
+from halluscan.models.hooks import to_host
 from halluscan.models.loading import LoadedModel
 from halluscan.positions import resolve, token_span
 from halluscan.records import Example, Generation, Grade, Question
@@ -24,9 +27,13 @@ from halluscan.settings import StudySettings
 def gather_batch(
     gens: list[Generation], grades: list[Grade], states: torch.Tensor, tail: int, positions: list[str]
 ) -> tuple[torch.Tensor, np.ndarray, list[dict[str, int | None]]]:
-    """Pick each example's named positions out of its captured states -> [B, layer, pos, H]."""
-    b, n_layers, _, h = states.shape
-    acts = torch.zeros(b, n_layers, len(positions), h, dtype=states.dtype)
+    """Pick each example's named positions out of its captured states -> [B, layer, pos, H] on the host.
+
+    The picking runs where the states are (the GPU during a GPU run); one copy brings the batch's
+    result to the host. A position that does not exist for an example is zero and not valid.
+    """
+    b = states.shape[0]
+    cols = torch.zeros(b, len(positions), dtype=torch.long)
     valid = np.zeros((b, len(positions)), dtype=bool)
     all_idx = []
     for i, (g, gr) in enumerate(zip(gens, grades, strict=True)):
@@ -37,12 +44,16 @@ def gather_batch(
             k = idx[name]
             col = None if k is None else (k - (p - tail) if k < p else tail + k - p)
             if col is not None and 0 <= col < states.shape[2]:
-                acts[i, :, j] = states[i, :, col]
-                valid[i, j] = True
+                cols[i, j], valid[i, j] = col, True
             else:
                 idx[name] = None
         all_idx.append(idx)
-    return acts, valid, all_idx
+    dev = states.device
+    rows = torch.arange(b, device=dev)[:, None]
+    picked = states[rows, :, cols.to(dev)]  # [B, pos, layer, H]
+    keep = torch.from_numpy(valid).to(dev)[:, :, None, None]
+    acts = torch.where(keep, picked, torch.zeros((), dtype=states.dtype, device=dev)).transpose(1, 2)
+    return to_host(acts.contiguous()), valid, all_idx
 
 
 def collect(settings: StudySettings, lm: LoadedModel, qs: list[Question], store: ActivationStore) -> None:
@@ -55,7 +66,8 @@ def collect(settings: StudySettings, lm: LoadedModel, qs: list[Question], store:
     positions = list(cfg.positions)
     bar = tqdm(total=len(qs), initial=len(qs) - len(todo), desc="generate+extract", unit="q", disable=cfg.quiet)
     with ChunkWriter(store) as writer:  # disk writes overlap the next batch's generation
-        for gens, states, tail in generate(lm, todo, settings.generation, layers, progress=bar.update):
+        opts = replace(settings.generation, capture_dtype=cfg.store_dtype)  # captured as the store keeps it
+        for gens, states, tail in generate(lm, todo, opts, layers, progress=bar.update):
             assert states is not None
             grades = [settings.grader.grade(by_id[g.qid], g) for g in gens]
             acts, valid, idx = gather_batch(gens, grades, states, tail, positions)

@@ -147,10 +147,11 @@ def decode(
     tail = min(opts.tail, ids.shape[1])
     active = torch.arange(len(rows))
     keep_tail = lambda h: h[:, h.shape[1] - tail :]  # noqa: E731 (tail 0 keeps nothing)
-    with capture_residual(model, layers, keep_tail) if layers is not None else nullcontext() as cap:
+    dtype = getattr(torch, opts.capture_dtype)
+    with capture_residual(model, layers, keep_tail, dtype=dtype) if layers is not None else nullcontext() as cap:
         inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
         out = model(**inputs, **cache_kwargs(model, cache), use_cache=True, logits_to_keep=1)
-        yield Step(-1, active, cap.stacked() if cap is not None else None)
+        yield Step(-1, active, cap.stacked(host=False) if cap is not None else None)
         if cap is not None:
             cap.select = lambda h: h[:, -1:]
         for step in range(opts.max_new_tokens):
@@ -178,6 +179,6 @@ def decode(
                 **cache_kwargs(model, cache),
                 use_cache=True,
             )
-            yield Step(step, active, cap.stacked() if cap is not None else None)
+            yield Step(step, active, cap.stacked(host=False) if cap is not None else None)
             if all(r.done for r in rows):
                 break

@@ -36,9 +36,20 @@ class Item:
 
 
 def _gatherer(gather: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A selector that keeps ``gather[b]`` positions of row ``b``: [B, T, ...] -> [B, k, ...]."""
-    rows = torch.arange(gather.shape[0], device=gather.device)[:, None]
-    return lambda h: h[rows, gather]
+    """A selector that keeps ``gather[b]`` positions of row ``b``: [B, T, ...] -> [B, k, ...].
+
+    The indices follow each layer to its device (a model spread over GPUs), copied once per device.
+    """
+    on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def select(h: torch.Tensor) -> torch.Tensor:
+        if h.device not in on:
+            g = gather.to(h.device)
+            on[h.device] = (torch.arange(g.shape[0], device=h.device)[:, None], g)
+        rows, g = on[h.device]
+        return h[rows, g]
+
+    return select
 
 
 @torch.inference_mode()
@@ -50,6 +61,7 @@ def forward_capture(
     pad_id: int,
     share_prefix: bool = True,
     reduce: dict[str, Reducer] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, torch.Tensor]:
     """One batch -> {site: [B, layer, k, *dims]} at ``gather`` [B, k] (sequence coordinates).
 
@@ -65,7 +77,7 @@ def forward_capture(
     cache = prefill_prefix(model, seqs[0][:n_pre], len(seqs)) if n_pre else None
     ids, mask, pos, offs = suffix_inputs(seqs, n_pre, pad_id)
     cols = gather - n_pre + torch.tensor(offs)[:, None]
-    with capture(model, sites, _gatherer(cols.to(dev)), stop_early=True, reduce=reduce) as cap:
+    with capture(model, sites, _gatherer(cols), dtype=dtype, stop_early=True, reduce=reduce) as cap:
         inputs = {"input_ids": ids.to(dev), "attention_mask": mask.to(dev), "position_ids": pos.to(dev)}
         try:
             model(**inputs, **cache_kwargs(model, cache), use_cache=cache is not None, logits_to_keep=1)
@@ -138,7 +150,8 @@ def _extract_batch(
     valid = np.array([[it.positions.get(n) is not None for n in names] for it in batch])
     # an absent position reads the last token (zeroed below), so it cannot block prefix sharing
     gather = torch.tensor([[_or_last(it.positions.get(n), it) for n in names] for it in batch], dtype=torch.long)
-    got = forward_capture(model, [it.ids for it in batch], gather, sites, pad_id)
+    dtype = torch.bfloat16 if lay["dtype"] == "bfloat16" else torch.float32  # captured as the store keeps it
+    got = forward_capture(model, [it.ids for it in batch], gather, sites, pad_id, dtype=dtype)
     for site, spec in lay["sites"].items():
         if site == "attn_weights":  # pad keys to the store's fixed width
             w = got[site]

@@ -28,7 +28,9 @@ def generate_batch(
 ) -> tuple[list[Row], torch.Tensor | None, int]:
     """Generate for one batch. Returns rows, states ``[B, layer, tail + steps, H]`` and tail.
 
-    Without ``layers`` nothing is captured: the states are None and the tail 0.
+    The states stay on the model's device (each step writes into one buffer there, with no
+    sync); the caller moves what it keeps to the host once. Without ``layers`` nothing is
+    captured: the states are None and the tail 0.
     """
     rows = [Row() for _ in prompts]
     buf: torch.Tensor | None = None

@@ -42,7 +42,13 @@ Reducer = Callable[[int, torch.Tensor], torch.Tensor]
 
 
 class Capture:
-    """Holds what the latest forward call captured, per site and layer."""
+    """Holds what the latest forward call captured: per site one ``[B, layer, K, ...]`` buffer.
+
+    Each hook copies its slice into the site's buffer, preallocated on the first hook's device
+    (the first layer's; the model's device) in the capture dtype; a layer on another GPU copies
+    across without waiting. Nothing syncs until :meth:`stacked` moves the whole buffer to the
+    host in one copy (through pinned memory on a GPU), or hands it over on the device.
+    """
 
     def __init__(
         self,
@@ -53,31 +59,54 @@ class Capture:
         reduce: dict[str, Reducer] | None = None,
     ):
         self.sites = {s: sorted(ls) for s, ls in sites.items()}
+        self.slot = {s: {layer: i for i, layer in enumerate(ls)} for s, ls in self.sites.items()}
         self.select = select
         self.reduce = reduce or {}
         self.dtype = dtype
         self.stop_early = stop_early
         self.last_layer = max((max(ls) for ls in self.sites.values() if ls), default=0)
-        self.out: dict[str, dict[int, torch.Tensor]] = {s: {} for s in self.sites}
+        self.bufs: dict[str, torch.Tensor] = {}
+        self.filled: dict[str, set[int]] = {s: set() for s in self.sites}
 
     def keep(self, site: str, layer: int, x: torch.Tensor, selected: bool = False) -> None:
-        """Keep a CPU copy of the selected positions of ``x`` [B, T, ...] (``selected``: already done)."""
+        """Copy the selected positions of ``x`` [B, T, ...] (``selected``: already done) into the site's buffer."""
         x = x.detach() if selected else self.select(x.detach())
         if site in self.reduce:
             x = self.reduce[site](layer, x)
-        self.out[site][layer] = x.to(device="cpu", dtype=self.dtype)
+        buf = self.bufs.get(site)
+        if buf is None or buf.shape[0] != x.shape[0] or buf.shape[2:] != x.shape[1:]:
+            shape = (x.shape[0], len(self.sites[site]), *x.shape[1:])
+            buf = self.bufs[site] = torch.empty(shape, dtype=self.dtype, device=x.device)
+            self.filled[site] = set()
+        buf[:, self.slot[site][layer]].copy_(x, non_blocking=True)  # casts, and crosses devices without a sync
+        self.filled[site].add(layer)
 
-    def stacked(self, site: str = "residual") -> torch.Tensor:
-        """``[B, layer, K, ...]`` over the captured layers of ``site``, in order; clears that buffer."""
-        got = self.out[site]
-        out = torch.stack([got[layer] for layer in self.sites[site]], dim=1)
-        self.out[site] = {}
-        return out
+    def stacked(self, site: str = "residual", host: bool = True) -> torch.Tensor:
+        """``[B, layer, K, ...]`` over the captured layers of ``site``, in order; clears that buffer.
+
+        ``host=False`` leaves it on the device (for a caller that gathers more before one copy).
+        """
+        missing = [layer for layer in self.sites[site] if layer not in self.filled[site]]
+        if missing or site not in self.bufs:
+            raise RuntimeError(f"capture: layers {missing} of site {site!r} were not captured by the forward pass")
+        buf = self.bufs.pop(site)
+        self.filled[site] = set()
+        return to_host(buf) if host else buf
 
     @property
-    def buf(self) -> dict[int, torch.Tensor]:
-        """Residual buffer (layer -> tensor), for callers that only capture the residual stream."""
-        return self.out["residual"]
+    def layers_seen(self) -> list[int]:
+        """Residual layers captured so far by the current forward pass."""
+        return sorted(self.filled.get("residual", set()))
+
+
+def to_host(x: torch.Tensor) -> torch.Tensor:
+    """``x`` on the CPU: itself there, else one non-blocking copy into pinned memory and one sync."""
+    if x.device.type == "cpu":
+        return x
+    host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+    host.copy_(x, non_blocking=True)
+    torch.cuda.current_stream(x.device).synchronize()  # the one wait, for the whole batch
+    return host
 
 
 def _first(output: Any) -> torch.Tensor:

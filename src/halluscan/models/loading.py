@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from halluscan.errors import HalluscanError
+from halluscan.models.hub import check_hub
+from halluscan.models.placement import resolve_device, spread
 from halluscan.models.sites import n_layers, site_table
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class LoadedModel:
     source: str  # "hub", "local", "gguf"
     revision: str  # hub commit, or sha256 of the file / config for local models
     is_chat: bool
+    device: str = "cpu"  # where it runs ("cuda" when spread over several GPUs: its first one)
 
     @property
     def n_layers(self) -> int:
@@ -85,6 +88,7 @@ class LoadedModel:
             "n_layers": self.n_layers,
             "hidden_size": self.hidden_size,
             "dtype": str(next(self.model.parameters()).dtype),
+            "device": self.device,
         }
 
 
@@ -124,13 +128,18 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def load_model(spec: str, *, dtype: str = "float32", device: str = "cpu") -> LoadedModel:
+def load_model(spec: str, *, dtype: str = "auto", device: str = "auto") -> LoadedModel:
     """Load ``spec`` (bundled name, .gguf file, local folder or hub id) in eval mode.
+
+    ``device``/``dtype`` ``auto``: see :func:`resolve_device`. With ``cuda`` and several GPUs
+    visible, a model too large for the first one is spread over all of them
+    (``device_map="auto"``); the hooks follow each layer to its device.
 
     An architecture without a hook-site table (see :mod:`halluscan.models.sites`) is a HalluscanError.
     """
     import torch
 
+    device, dtype = resolve_device(device, dtype)
     torch_dtype = getattr(torch, dtype)
     if spec in BUNDLED:
         lm = _load_gguf(bundled_gguf(spec), torch_dtype, model_id=f"{spec} ({BUNDLED[spec][1]})")
@@ -146,49 +155,15 @@ def load_model(spec: str, *, dtype: str = "float32", device: str = "cpu") -> Loa
             f"{spec}: not a model folder or a .gguf file; give a folder with config.json, a .gguf file or a hub id"
         )
     else:
-        _check_hub(spec)
+        check_hub(spec)
         lm = _load_pretrained(spec, torch_dtype, source="hub", revision="")
     # Refuse an architecture without hook sites now, before a caller makes a run folder or a store for it.
     site_table(lm.model)
-    lm.model.to(device)
+    if not spread(lm.model, device):
+        lm.model.to(device)
     lm.model.eval()
+    lm.device = device
     return lm
-
-
-def _check_hub(spec: str, timeout: float = 3.0) -> None:
-    """Fail at once (not after a minute of retries) for a hub id that is neither cached nor reachable."""
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    if isinstance(try_to_load_from_cache(spec, "config.json"), str):
-        return  # cached: transformers reads it (offline too)
-    host = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").split("://")[-1].split("/")[0]
-    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-    if offline or not _reachable(host, timeout):
-        raise HalluscanError(
-            f"model {spec!r} is not in the Hugging Face cache and {host} cannot be reached"
-            f"{' (HF_HUB_OFFLINE is set)' if offline else ''}; connect to the network, or give a "
-            "local model folder, a .gguf file, or 'smollm2'"
-        )
-
-
-def _reachable(host: str, timeout: float) -> bool:
-    """Whether a TCP connection to ``host``:443 opens within ``timeout`` seconds (name lookup included)."""
-    import socket
-    import threading
-
-    ok: list[bool] = []
-
-    def probe() -> None:
-        try:
-            socket.create_connection((host, 443), timeout=timeout).close()
-            ok.append(True)
-        except OSError:
-            pass
-
-    t = threading.Thread(target=probe, daemon=True)  # a hung name lookup cannot hold us past the timeout
-    t.start()
-    t.join(timeout)
-    return bool(ok)
 
 
 def _dir_digest(path: Path) -> str:

@@ -46,16 +46,21 @@ class ProbeBank:
         position: str,
         c: float = StudyConfig.probe_c,
         meta: dict[str, Any] | None = None,
+        device: str | torch.device | None = None,
     ) -> ProbeBank:
-        """Fit on ``x`` [example, layer, d] (all examples: the bank is for new responses)."""
-        xc = x.transpose(0, 1).to(torch.float32)  # [layer, n, d]
+        """Fit on ``x`` [example, layer, d] (all examples: the bank is for new responses).
+
+        The fit runs on ``device`` (default: where ``x`` is); the bank's tensors are on the CPU.
+        """
+        xc = x.transpose(0, 1).to(device or x.device, torch.float32)  # [layer, n, d]
         centre = xc.mean(1, keepdim=True)
         fit = fit_logreg(xc - centre, y, c)
         info = {"c": c, "n_train": int(len(y)), "n_wrong": int(y.sum()), "hidden": int(x.shape[-1]), **(meta or {})}
         mean = centre[:, 0] + fit.mean[:, 0]
         z = fit.logits[:, 0]  # [layer, n] training-set log-odds
-        stats = {"score_mean": z.mean(1), "score_std": z.std(1).clamp(min=1e-6)}
-        return cls(list(layers), position, fit.coef[:, 0], fit.intercept[:, 0], mean, fit.scale[:, 0], info, **stats)
+        stats = {"score_mean": z.mean(1).cpu(), "score_std": z.std(1).clamp(min=1e-6).cpu()}
+        tensors = (fit.coef[:, 0].cpu(), fit.intercept[:, 0].cpu(), mean.cpu(), fit.scale[:, 0].cpu())
+        return cls(list(layers), position, *tensors, info, **stats)
 
     @classmethod
     def from_store(
@@ -67,10 +72,11 @@ class ProbeBank:
         c: float,
         site: str = "residual",
         meta: dict[str, Any] | None = None,
+        device: str | torch.device | None = None,
     ) -> ProbeBank:
         """Fit on the examples of ``store`` selected by ``keep`` (bool per example), labels ``y`` (all examples)."""
         x = store.position(position, site)[torch.from_numpy(keep)]
-        return cls.fit(x, y[keep], store.layers(site), position, c=c, meta=meta)
+        return cls.fit(x, y[keep], store.layers(site), position, c=c, meta=meta, device=device)
 
     def decision_function(self, x: torch.Tensor) -> torch.Tensor:
         """Log-odds of *wrong* per layer: ``x`` [..., layer, d] -> [..., layer]."""

@@ -14,9 +14,10 @@ from halluscan.probes.logreg import fit_logreg
 class LinearProbe(ClassifierMixin, BaseEstimator):
     """An L2 logistic-regression probe on standardised features (sklearn estimator contract)."""
 
-    def __init__(self, C: float = 1.0, max_iter: int = 500):  # noqa: N803 (sklearn's name)
+    def __init__(self, C: float = 1.0, max_iter: int = 500, device: str = "cpu"):  # noqa: N803 (sklearn's name)
         self.C = C
         self.max_iter = max_iter
+        self.device = device  # where the fit runs ("cuda" for a GPU); the fitted arrays are numpy
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearProbe:  # noqa: N803
         """Standardise ``X`` and fit the probe."""
@@ -30,13 +31,13 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         y_type = type_of_target(y, input_name="y", raise_unknown=True)
         if y_type != "binary":
             raise ValueError(f"Only binary classification is supported. The type of the target is {y_type}.")
-        x = torch.from_numpy(np.array(X, dtype=np.float64, copy=True))
+        x = torch.from_numpy(np.array(X, dtype=np.float64, copy=True)).to(self.device)
         yy = torch.from_numpy((y == self.classes_[1]).astype(np.float64))
         fit = fit_logreg(x[None], yy, self.C, max_iter=self.max_iter)
-        self.mean_, self.scale_ = fit.mean[0, 0].numpy(), fit.scale[0, 0].numpy()
+        self.mean_, self.scale_ = fit.mean[0, 0].cpu().numpy(), fit.scale[0, 0].cpu().numpy()
         w, b = fit.raw()
-        self.coef_ = w[0].numpy()
-        self.intercept_ = b[0].numpy()
+        self.coef_ = w[0].cpu().numpy()
+        self.intercept_ = b[0].cpu().numpy()
         self.n_iter_ = np.array([fit.n_iter])
         self.n_features_in_ = X.shape[1]
         return self

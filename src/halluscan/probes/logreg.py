@@ -78,11 +78,11 @@ def fit_logreg(
     if x.dim() != 3:
         raise HalluscanError(f"fit_logreg wants x as [problem, example, feature]; got shape {tuple(x.shape)}")
     n_prob, n, d = x.shape
-    dt = x.dtype
-    yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).to(dt)
+    dt, dev = x.dtype, x.device  # everything is made where x lives (CPU or GPU)
+    yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).to(dev, dt)
     if yt.shape != (n,):
         raise HalluscanError(f"fit_logreg: {yt.numel()} labels for {n} examples")
-    train = torch.ones(n, 1, dtype=dt) if train is None else train.to(dt)
+    train = torch.ones(n, 1, dtype=dt, device=dev) if train is None else train.to(dev, dt)
     n_folds = train.shape[1]
     if bool((train.sum(0) < 2).any()):
         raise HalluscanError("fit_logreg: a fold has fewer than 2 training examples; use fewer folds or more data")
@@ -91,16 +91,16 @@ def fit_logreg(
     yy = yt[None, None]  # [1, 1, n]
     scale = c * m.sum(-1)  # [1, F]: sklearn's objective is ours divided by C * n_train
 
-    out_w = torch.zeros(n_prob, n_folds, d, dtype=dt)
-    out_b = torch.zeros(n_prob, n_folds, dtype=dt)
-    out_z = torch.zeros(n_prob, n_folds, n, dtype=dt)
-    out_ok = torch.zeros(n_prob, n_folds, dtype=torch.bool)
+    out_w = torch.zeros(n_prob, n_folds, d, dtype=dt, device=dev)
+    out_b = torch.zeros(n_prob, n_folds, dtype=dt, device=dev)
+    out_z = torch.zeros(n_prob, n_folds, n, dtype=dt, device=dev)
+    out_ok = torch.zeros(n_prob, n_folds, dtype=torch.bool, device=dev)
 
-    active = torch.arange(n_prob)
+    active = torch.arange(n_prob, device=dev)
     xa, mua, sda = x, mu, sd
-    w = torch.zeros(n_prob, n_folds, d, dtype=dt)
-    b = torch.zeros(n_prob, n_folds, dtype=dt)
-    z = torch.zeros(n_prob, n_folds, n, dtype=dt)
+    w = torch.zeros(n_prob, n_folds, d, dtype=dt, device=dev)
+    b = torch.zeros(n_prob, n_folds, dtype=dt, device=dev)
+    z = torch.zeros(n_prob, n_folds, n, dtype=dt, device=dev)
 
     def project(vw: torch.Tensor, vb: torch.Tensor) -> torch.Tensor:
         """Logits of weights ``vw`` [P, F, d] (standardised units) and bias ``vb`` [P, F] -> [P, F, n]."""
@@ -119,7 +119,7 @@ def fit_logreg(
     g = gradient(z, w)
     done = converged(g)
     mem: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, rho) pairs
-    gamma = torch.ones(n_prob, n_folds, 1, dtype=dt)
+    gamma = torch.ones(n_prob, n_folds, 1, dtype=dt, device=dev)
     it = 0
     for it in range(1, max_iter + 1):
         # L-BFGS two-loop recursion, per problem

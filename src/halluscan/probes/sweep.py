@@ -59,12 +59,12 @@ def cv_auc(
 
     All folds of all cells are one :func:`fit_logreg` problem that reads ``x`` twice per step.
     """
-    xc = x.transpose(0, 1).to(torch.float32)  # [cell, n, d]
+    xc = x.transpose(0, 1).to(torch.float32)  # [cell, n, d], on x's device
     xc = xc - xc.mean(dim=1, keepdim=True)  # exact (each fold re-centres), and kinder to float32
-    train = torch.zeros(xc.shape[1], len(splits))
+    train = torch.zeros(xc.shape[1], len(splits), device=xc.device)
     for f, (tr, _) in enumerate(splits):
-        train[tr, f] = 1.0
-    z = fit_logreg(xc, y, c, train, max_iter=max_iter, tol=tol).logits.numpy()  # [cell, fold, n]
+        train[torch.as_tensor(tr, device=xc.device), f] = 1.0
+    z = fit_logreg(xc, y, c, train, max_iter=max_iter, tol=tol).logits.cpu().numpy()  # [cell, fold, n]
     return np.stack([auc_rows(z[:, f, te], y[te]) for f, (_, te) in enumerate(splits)])
 
 
@@ -110,10 +110,12 @@ def sweep(
     seed: int = 0,
     c: float = 1.0,
     progress: Callable[[int], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> SweepResult:
     """Cross-validated probe AUC for every (layer, position) cell.
 
     ``get_position(pos)`` returns ``[example, layer, hidden]``; ``valid`` is [example, position].
+    The probes are fitted on ``device``; one position's features are there at a time.
     """
     auc = np.full((len(layers), len(positions)), np.nan)
     sd, lo, hi = np.full_like(auc, np.nan), np.full_like(auc, np.nan), np.full_like(auc, np.nan)
@@ -124,7 +126,7 @@ def sweep(
         ns.append(int(keep.sum()))
         yk = y[keep]
         if ns[-1] >= 2 * folds and min(yk.sum(), len(yk) - yk.sum()) >= folds:
-            x = get_position(pos)[torch.from_numpy(keep)]
+            x = get_position(pos)[torch.from_numpy(keep)].to(device)
             per_fold = cv_auc(x, yk, folds_for(yk, g[keep], folds, seed), c)
             auc[:, j], sd[:, j] = per_fold.mean(0), per_fold.std(0, ddof=1)
             lo[:, j], hi[:, j] = fold_interval(per_fold)

@@ -23,9 +23,13 @@ from halluscan.runs import RunDir, study_examples
 
 
 def transfer_auc(
-    train: ActivationStore, test: ActivationStore, site: str = "residual", c: float = StudyConfig.probe_c
+    train: ActivationStore,
+    test: ActivationStore,
+    site: str = "residual",
+    c: float = StudyConfig.probe_c,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """AUC on ``test`` of probes fitted on all of ``train``: ``{"layers", "positions", "auc"}``."""
+    """AUC on ``test`` of probes fitted (on ``device``) on all of ``train``: ``{"layers", "positions", "auc"}``."""
     layers, positions = train.layers(site), train.positions
     check_same_model(train, test, site)
     if test.layers(site) != layers or test.positions != positions:
@@ -40,7 +44,7 @@ def transfer_auc(
         a, b = vtr[:, j], vte[:, j]
         if len(set(ytr[a].tolist())) < 2 or len(set(yte[b].tolist())) < 2:
             continue
-        bank = ProbeBank.fit(train.position(pos, site)[torch.from_numpy(a)], ytr[a], layers, pos, c=c)
+        bank = ProbeBank.fit(train.position(pos, site)[torch.from_numpy(a)], ytr[a], layers, pos, c=c, device=device)
         scores = bank.decision_function(test.position(pos, site)[torch.from_numpy(b)])  # [n, layer]
         auc[:, j] = auc_rows(scores.T.numpy(), yte[b])
     return {"layers": layers, "positions": positions, "auc": auc}
@@ -75,7 +79,9 @@ def best(auc: np.ndarray) -> float:
     return float(np.nanmax(auc)) if not np.all(np.isnan(auc)) else float("nan")
 
 
-def transfer_matrix(runs: list[str], site: str = "residual", c: float = StudyConfig.probe_c) -> dict[str, Any]:
+def transfer_matrix(
+    runs: list[str], site: str = "residual", c: float = StudyConfig.probe_c, device: str = "cpu"
+) -> dict[str, Any]:
     """Best-cell AUC for every (train run, test run) pair; the diagonal is the run's own CV sweep."""
     dirs = [RunDir(Path(r)) for r in runs]
     stores = [d.open_store() for d in dirs]
@@ -83,7 +89,7 @@ def transfer_matrix(runs: list[str], site: str = "residual", c: float = StudyCon
     for i, a in enumerate(stores):
         for j, b in enumerate(stores):
             if i != j:
-                m[i, j] = best(transfer_auc(a, b, site, c)["auc"])
+                m[i, j] = best(transfer_auc(a, b, site, c, device)["auc"])
             elif dirs[i].has_metrics():
                 m[i, j] = best(np.array(dirs[i].read_metrics()["heatmap"]["auc"], dtype=float))
     return {"runs": runs, "best_auc": m}
