@@ -9,6 +9,7 @@ store are skipped, so a killed run resumes where it stopped.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 from halluscan.engine.generate import generate
 from halluscan.engine.store import ActivationStore
 from halluscan.engine.writer import ChunkWriter
-from halluscan.models.hooks import to_host
+from halluscan.models.hooks import to_host_async
 from halluscan.models.loading import LoadedModel
 from halluscan.positions import resolve, token_span
 from halluscan.records import Example, Generation, Grade, Question
@@ -26,11 +27,12 @@ from halluscan.settings import StudySettings
 
 def gather_batch(
     gens: list[Generation], grades: list[Grade], states: torch.Tensor, tail: int, positions: list[str]
-) -> tuple[torch.Tensor, np.ndarray, list[dict[str, int | None]]]:
+) -> tuple[torch.Tensor, np.ndarray, list[dict[str, int | None]], Any]:
     """Pick each example's named positions out of its captured states -> [B, layer, pos, H] on the host.
 
-    The picking runs where the states are (the GPU during a GPU run); one copy brings the batch's
-    result to the host. A position that does not exist for an example is zero and not valid.
+    The picking runs where the states are (the GPU during a GPU run); one copy, started here and
+    finished when the returned event (None on the CPU) is reached, brings the batch to the host.
+    A position that does not exist for an example is zero and not valid.
     """
     b = states.shape[0]
     cols = torch.zeros(b, len(positions), dtype=torch.long)
@@ -53,7 +55,8 @@ def gather_batch(
     picked = states[rows, :, cols.to(dev)]  # [B, pos, layer, H]
     keep = torch.from_numpy(valid).to(dev)[:, :, None, None]
     acts = torch.where(keep, picked, torch.zeros((), dtype=states.dtype, device=dev)).transpose(1, 2)
-    return to_host(acts.contiguous()), valid, all_idx
+    host, ready = to_host_async(acts.contiguous())
+    return host, valid, all_idx, ready
 
 
 def collect(settings: StudySettings, lm: LoadedModel, qs: list[Question], store: ActivationStore) -> None:
@@ -70,8 +73,8 @@ def collect(settings: StudySettings, lm: LoadedModel, qs: list[Question], store:
         for gens, states, tail in generate(lm, todo, opts, layers, progress=bar.update):
             assert states is not None
             grades = [settings.grader.grade(by_id[g.qid], g) for g in gens]
-            acts, valid, idx = gather_batch(gens, grades, states, tail, positions)
+            acts, valid, idx, ready = gather_batch(gens, grades, states, tail, positions)
             examples = [Example.of(by_id[g.qid], g, gr, ix) for g, gr, ix in zip(gens, grades, idx, strict=True)]
-            writer.put({cfg.site: acts}, valid, [e.to_json() for e in examples])
+            writer.put({cfg.site: acts}, valid, [e.to_json() for e in examples], ready)
             bar.set_postfix(acc=f"{np.mean([e.correct for e in examples]):.2f}")
     bar.close()

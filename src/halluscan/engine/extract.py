@@ -21,7 +21,7 @@ from halluscan.engine.inputs import prefill_prefix, shared_prefix_len, suffix_in
 from halluscan.engine.store import ActivationStore
 from halluscan.engine.writer import ChunkWriter
 from halluscan.errors import HalluscanError
-from halluscan.models.hooks import ATTN_SITES, Reducer, StopForward, capture
+from halluscan.models.hooks import ATTN_SITES, Reducer, StopForward, capture, to_host, to_host_async
 from halluscan.models.sites import cache_kwargs
 
 
@@ -62,6 +62,7 @@ def forward_capture(
     share_prefix: bool = True,
     reduce: dict[str, Reducer] | None = None,
     dtype: torch.dtype = torch.float32,
+    host: bool = True,
 ) -> dict[str, torch.Tensor]:
     """One batch -> {site: [B, layer, k, *dims]} at ``gather`` [B, k] (sequence coordinates).
 
@@ -70,7 +71,8 @@ def forward_capture(
     falls inside them. Attention weights come back as [B, layer, k, head, S] with keys in
     sequence coordinates (padding removed, shorter rows zero-filled at the end), and
     ``attn_received`` as [B, layer, S] in the same key coordinates. ``reduce`` is passed to
-    :func:`~halluscan.models.hooks.capture`.
+    :func:`~halluscan.models.hooks.capture`. ``host=False`` leaves the results on the model's
+    device (the caller copies them once, e.g. with :func:`~halluscan.models.hooks.to_host_async`).
     """
     dev = next(model.parameters()).device
     n_pre = shared_prefix_len(seqs, min(int(gather.min()), min(len(s) for s in seqs) - 1)) if share_prefix else 0
@@ -83,7 +85,7 @@ def forward_capture(
             model(**inputs, **cache_kwargs(model, cache), use_cache=cache is not None, logits_to_keep=1)
         except StopForward:
             pass
-        out = {s: cap.stacked(s) for s in sites}
+        out = {s: cap.stacked(s, host=False) for s in sites}
     for site in ATTN_SITES & out.keys():  # keys: [prefix | pad | own tokens] -> [prefix | own tokens | zeros]
         w = out[site]
         keys = torch.zeros_like(w)
@@ -91,7 +93,7 @@ def forward_capture(
         for r, o in enumerate(offs):
             keys[r, ..., n_pre : w.shape[-1] - o] = w[r, ..., n_pre + o :]
         out[site] = keys
-    return out
+    return out if not host else {s: to_host(t) for s, t in out.items()}
 
 
 def check_items(items: Sequence[Item], names: Sequence[str]) -> None:
@@ -136,14 +138,15 @@ def extract_to_store(
     check_items(todo, lay["positions"])  # before the first chunk: a bad item stops the run with nothing written
     with ChunkWriter(store, progress) as writer:
         for b in range(0, len(todo), batch_size):
-            writer.put(*_extract_batch(model, pad_id, todo[b : b + batch_size], lay))
+            arrays, valid, recs, ready = _extract_batch(model, pad_id, todo[b : b + batch_size], lay)
+            writer.put(arrays, valid, recs, ready)  # the writer waits for the copy; the device goes on
     return len(todo)
 
 
 def _extract_batch(
     model: Any, pad_id: int, batch: list[Item], lay: dict[str, Any]
-) -> tuple[dict[str, torch.Tensor], np.ndarray, list[dict[str, Any]]]:
-    """Arrays, validity mask and records of one batch, laid out for the store."""
+) -> tuple[dict[str, torch.Tensor], np.ndarray, list[dict[str, Any]], Any]:
+    """Arrays (being copied to the host), validity mask, records and the copy's ready event of one batch."""
     names = lay["positions"]
     check_items(batch, names)
     sites = {s: spec["layers"] for s, spec in lay["sites"].items()}
@@ -151,7 +154,7 @@ def _extract_batch(
     # an absent position reads the last token (zeroed below), so it cannot block prefix sharing
     gather = torch.tensor([[_or_last(it.positions.get(n), it) for n in names] for it in batch], dtype=torch.long)
     dtype = torch.bfloat16 if lay["dtype"] == "bfloat16" else torch.float32  # captured as the store keeps it
-    got = forward_capture(model, [it.ids for it in batch], gather, sites, pad_id, dtype=dtype)
+    got = forward_capture(model, [it.ids for it in batch], gather, sites, pad_id, dtype=dtype, host=False)
     for site, spec in lay["sites"].items():
         if site == "attn_weights":  # pad keys to the store's fixed width
             w = got[site]
@@ -159,9 +162,12 @@ def _extract_batch(
             fixed[..., : min(w.shape[-1], fixed.shape[-1])] = w[..., : fixed.shape[-1]]
             got[site] = fixed
         keep = torch.from_numpy(valid).view(len(batch), 1, len(names), *[1] * (got[site].dim() - 3))
-        got[site] = torch.where(keep, got[site], torch.zeros((), dtype=got[site].dtype))
+        keep = keep.to(got[site].device)
+        got[site] = torch.where(keep, got[site], torch.zeros((), dtype=got[site].dtype, device=keep.device))
     recs = [{"qid": it.qid, "n_tokens": len(it.ids), "positions": it.positions, **it.record} for it in batch]
-    return got, valid, recs
+    copies = {site: to_host_async(t) for site, t in got.items()}
+    events = [e for _, e in copies.values() if e is not None]
+    return {site: h for site, (h, _) in copies.items()}, valid, recs, events[-1] if events else None
 
 
 @torch.inference_mode()

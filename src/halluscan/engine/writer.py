@@ -36,17 +36,25 @@ class ChunkWriter:
         while (job := self.q.get()) is not None:
             if self.error is None:
                 try:
-                    self.store.append(*job)
+                    arrays, valid, records, ready = job
+                    if ready is not None:
+                        ready.synchronize()  # the device-to-host copy of this chunk has finished
+                    self.store.append(arrays, valid, records)
                     if self.progress is not None:
                         self.progress(len(job[2]))
                 except BaseException as e:  # re-raised in the caller's thread
                     self.error = e
 
-    def put(self, arrays: dict[str, torch.Tensor], valid: np.ndarray, records: list[dict[str, Any]]) -> None:
-        """Queue one chunk (blocks while the previous one is still being written)."""
+    def put(
+        self, arrays: dict[str, torch.Tensor], valid: np.ndarray, records: list[dict[str, Any]], ready: Any = None
+    ) -> None:
+        """Queue one chunk (blocks while the previous one is still being written).
+
+        ``ready`` (a CUDA event, optional) marks when ``arrays``' copy to the host is complete.
+        """
         if self.error is not None:
             raise self.error
-        self.q.put((arrays, valid, records))
+        self.q.put((arrays, valid, records, ready))
 
     def __exit__(self, *exc: object) -> None:
         self.q.put(None)

@@ -101,12 +101,32 @@ class Capture:
 
 def to_host(x: torch.Tensor) -> torch.Tensor:
     """``x`` on the CPU: itself there, else one non-blocking copy into pinned memory and one sync."""
-    if x.device.type == "cpu":
-        return x
-    host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
-    host.copy_(x, non_blocking=True)
-    torch.cuda.current_stream(x.device).synchronize()  # the one wait, for the whole batch
+    host, ready = to_host_async(x)
+    if ready is not None:
+        ready.synchronize()  # the one wait, for the whole batch
     return host
+
+
+def to_host_async(x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """Start copying ``x`` to pinned host memory on a side stream: the host tensor and its ready event.
+
+    On the CPU ``x`` itself comes back, with no event. Read the tensor only after
+    ``event.synchronize()``; meanwhile the device goes on with the next batch.
+    """
+    if x.device.type == "cpu":
+        return x, None
+    host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+    side = _copy_streams.setdefault(x.device, torch.cuda.Stream(x.device))
+    side.wait_stream(torch.cuda.current_stream(x.device))  # x is complete before it is copied
+    with torch.cuda.stream(side):
+        host.copy_(x, non_blocking=True)
+        x.record_stream(side)  # x's memory is not reused before the copy has read it
+        ready = torch.cuda.Event()
+        ready.record(side)
+    return host, ready
+
+
+_copy_streams: dict[torch.device, Any] = {}  # one copy stream per GPU
 
 
 def _first(output: Any) -> torch.Tensor:
