@@ -174,7 +174,7 @@ def store_vs_disk(chunks, folder: Path) -> dict:
         "dtype": "bfloat16",
         "sites": {"residual": {"layers": list(range(chunks[0][0].shape[1])), "dims": [chunks[0][0].shape[-1]]}},
     }
-    store = ActivationStore.open_or_create(folder / "store", key="k", layout=lay, provenance={})
+    store = ActivationStore.open_or_create(folder / "appended", key="k", layout=lay, provenance={})
     nbytes = sum(a.numel() * a.element_size() for a, _ in chunks)
     t = time.perf_counter()
     for a, batch in chunks:

@@ -28,23 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from halluscan.atomic import jsonable, write_bytes, write_json, write_with
+from halluscan.atomic import jsonable, write_bytes, write_json
+from halluscan.engine.arrays import file_crc32, from_numpy, to_numpy, write_npy
 from halluscan.errors import HalluscanError
 
 MANIFEST = "manifest.json"
 FORMAT = 3  # 3: CRC-32 per file (2: one SHA-256 per chunk, still verified when read)
-
-
-def _to_numpy(x: torch.Tensor, dtype: str) -> np.ndarray:
-    if dtype == "bfloat16":
-        return x.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
-    return x.to(torch.float32).numpy()
-
-
-def _from_numpy(a: np.ndarray, dtype: str) -> torch.Tensor:
-    if dtype == "bfloat16":
-        return torch.from_numpy(np.array(a, copy=True).view(np.int16)).view(torch.bfloat16).float()
-    return torch.from_numpy(np.array(a, dtype=np.float32, copy=True))  # a copy: chunks are read-only mmaps
 
 
 class ActivationStore:
@@ -175,7 +164,7 @@ class ActivationStore:
         if again:
             raise ValueError(f"{self.root}: id(s) {', '.join(again[:5])} are already stored; an id is stored once")
         name = f"chunk_{len(self._manifest['chunks']):06d}"
-        files = [(site, _to_numpy(a, lay["dtype"])) for site, a in sorted(arrays.items())]
+        files = [(site, to_numpy(a, lay["dtype"])) for site, a in sorted(arrays.items())]
         files.append(("valid", valid.astype(bool)))
         crc = {sub: write_npy(self.root / sub / f"{name}.npy", arr) for sub, arr in files}
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
@@ -205,7 +194,7 @@ class ActivationStore:
                 digest.update(path.read_bytes())
             return None if digest.hexdigest() == chunk["sha256"] else str(files[0][1].parent.parent / chunk["name"])
         for sub, path in files:
-            if not path.is_file() or _file_crc32(path) != chunk["crc32"].get(sub):
+            if not path.is_file() or file_crc32(path) != chunk["crc32"].get(sub):
                 return str(path)
         return None
 
@@ -245,13 +234,13 @@ class ActivationStore:
         if pos not in self.positions:
             raise HalluscanError(f"{self.root}: position {pos!r} is not stored (stored: {', '.join(self.positions)})")
         j = self.positions.index(pos)
-        parts = [_from_numpy(a[:, :, j], self.layout["dtype"]) for a in self._chunks(site)]
+        parts = [from_numpy(a[:, :, j], self.layout["dtype"]) for a in self._chunks(site)]
         return torch.cat(parts, dim=0)
 
     def layer(self, layer: int, site: str = "residual") -> torch.Tensor:
         """``[example, position, *dims]`` float32 at one layer (reads only that slice)."""
         li = self.layers(site).index(layer)
-        parts = [_from_numpy(a[:, li], self.layout["dtype"]) for a in self._chunks(site)]
+        parts = [from_numpy(a[:, li], self.layout["dtype"]) for a in self._chunks(site)]
         return torch.cat(parts, dim=0)
 
 
@@ -272,36 +261,3 @@ def _layout_diff(made: dict[str, Any], asked: dict[str, Any]) -> tuple[str, str]
     if not diff:  # a field outside the usual ones
         return json.dumps(made, sort_keys=True), json.dumps(asked, sort_keys=True)
     return (", ".join(f"{k}={show(k, a)}" for k, a, _ in diff), ", ".join(f"{k}={show(k, b)}" for k, _, b in diff))
-
-
-def _file_crc32(path: Path, block: int = 1 << 24) -> int:
-    crc = 0
-    with open(path, "rb") as f:
-        while data := f.read(block):
-            crc = zlib.crc32(data, crc)
-    return crc
-
-
-def write_npy(path: Path, arr: np.ndarray) -> int:
-    """Write ``arr`` as a ``.npy`` file atomically, straight from its memory; returns the file's CRC-32.
-
-    The CRC is computed on a second thread while the bytes go to the disk (zlib and file writes
-    both release the GIL), so checksumming adds no time when the disk is the slower of the two.
-    """
-    import io
-    from concurrent.futures import ThreadPoolExecutor
-
-    arr = np.ascontiguousarray(arr)
-    head = io.BytesIO()
-    np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(arr))
-    header, body = head.getvalue(), memoryview(arr.reshape(-1).view(np.uint8).data)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            f.write(header)
-            f.write(body)
-
-    with ThreadPoolExecutor(1) as pool:
-        crc = pool.submit(lambda: zlib.crc32(body, zlib.crc32(header)))
-        write_with(path, write)
-        return crc.result()
