@@ -143,9 +143,13 @@ class ActivationStore:
 
     def stored_ids(self) -> set[str]:
         """Example ids already stored (to skip them on resume)."""
+        return set(self._stored())
+
+    def _stored(self) -> set[str]:
+        """The live set of stored ids (read once, then kept up to date by ``append``)."""
         if self._ids is None:
             self._ids = {r["qid"] for r in self.examples()}
-        return set(self._ids)
+        return self._ids
 
     def append(self, arrays: dict[str, torch.Tensor], valid: np.ndarray, records: list[dict[str, Any]]) -> None:
         """Append one chunk: ``arrays[site]`` is [example, layer, position, *dims]; ``valid`` [example, position]."""
@@ -159,7 +163,7 @@ class ActivationStore:
             if tuple(acts.shape) != expect:
                 raise ValueError(f"chunk shape {tuple(acts.shape)} of {site} does not match layout {expect}")
         ids = [str(r["qid"]) for r in records]
-        stored = self.stored_ids()
+        stored = self._stored()
         again = sorted({i for i in ids if i in stored} | {i for i in ids if ids.count(i) > 1})
         if again:
             raise ValueError(f"{self.root}: id(s) {', '.join(again[:5])} are already stored; an id is stored once")
@@ -175,7 +179,7 @@ class ActivationStore:
         new = {**self._manifest, "chunks": [*self._manifest["chunks"], {"name": name, "rows": len(ids), "crc32": crc}]}
         write_json(self.root / MANIFEST, new)
         self._manifest = new
-        self._ids = stored | set(ids)
+        stored.update(ids)
 
     def _files(self, name: str) -> list[tuple[str, Path]]:
         subs = [*sorted(self._manifest["layout"]["sites"]), "valid"]
