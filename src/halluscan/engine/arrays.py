@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +43,6 @@ def write_npy(path: Path, arr: np.ndarray) -> int:
     both release the GIL), so checksumming adds no time when the disk is the slower of the two.
     """
     import io
-    from concurrent.futures import ThreadPoolExecutor
 
     arr = np.ascontiguousarray(arr)
     head = io.BytesIO()
@@ -53,7 +54,14 @@ def write_npy(path: Path, arr: np.ndarray) -> int:
             f.write(header)
             f.write(body)
 
-    with ThreadPoolExecutor(1) as pool:
-        crc = pool.submit(lambda: zlib.crc32(body, zlib.crc32(header)))
-        write_with(path, write)
-        return crc.result()
+    crc = _checksummer().submit(lambda: zlib.crc32(body, zlib.crc32(header)))
+    write_with(path, write)
+    return crc.result()
+
+
+@functools.cache
+def _checksummer() -> Any:
+    """The one thread that computes CRCs beside the writes (made once, not per file)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(1, thread_name_prefix="halluscan-crc")
