@@ -56,26 +56,18 @@ from halluscan.probes.sweep import sweep  # noqa: E402
 from halluscan.records import GenerateOptions  # noqa: E402
 from halluscan.settings import StudySettings  # noqa: E402
 
-SHAPES = {
-    "llama-8b": dict(
-        hidden_size=4096,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        intermediate_size=14336,
-        vocab_size=128256,
-        max_position_embeddings=8192,
-        rope_theta=500000.0,
-    ),
-    "tiny": dict(
-        hidden_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=128,
-        vocab_size=4096,
-        max_position_embeddings=512,
-    ),
+SHAPE_KEYS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "vocab_size",
+    "max_position_embeddings",
+)
+SHAPES = {  # LlamaConfig values, in SHAPE_KEYS order
+    "llama-8b": dict(zip(SHAPE_KEYS, (4096, 32, 32, 8, 14336, 128256, 8192), strict=True), rope_theta=500000.0),
+    "tiny": dict(zip(SHAPE_KEYS, (64, 3, 4, 2, 128, 4096, 512), strict=True)),
 }
 SIZES = {  # examples, generation prompts, sweep examples x dims, study questions
     "llama-8b": dict(n=512, gen=256, sweep_n=2000, sweep_d=4096, study=1550),

@@ -94,16 +94,8 @@ def cmd_choose(args: argparse.Namespace) -> int:
     from halluscan.runs import RunDir
 
     with RunDir(Path(args.run)).hold("halluscan choose", create=False):  # it writes into the study's folder
-        r = answer_choice(
-            args.run,
-            samples=args.samples,
-            n_test=args.questions,
-            temperature=args.temperature,
-            seed=args.seed,
-            quiet=args.quiet,
-            device=args.device,
-            dtype=args.dtype,
-        )
+        opts = {k: getattr(args, k) for k in ("samples", "temperature", "seed", "quiet", "device", "dtype")}
+        r = answer_choice(args.run, n_test=args.questions, **opts)
     a = r["accuracy"]
     print(
         f"{r['n_questions']} held-out questions, {r['samples']} samples each (temperature {r['temperature']}), "
