@@ -146,12 +146,15 @@ def test_a_damaged_chunk_is_refused_by_name_on_resume(tmp_path):
         ActivationStore.open_or_create(tmp_path / "s", key="k", layout=layout, provenance={})
 
 
-def test_the_batch_size_is_part_of_the_store_key():
+def test_the_batch_size_and_the_models_provenance_are_part_of_the_store_key():
     from halluscan.config import StudyConfig
     from halluscan.runs import store_key
 
     keys = {store_key({"m": 1}, "d", StudyConfig(batch_size=b)) for b in (16, 64)}
     assert len(keys) == 2
+    prov = {"model_id": "smollm2", "revision": "sha256:a", "dtype": "torch.float32", "device": "cpu"}
+    variants = [prov, {**prov, "dtype": "torch.bfloat16"}, {**prov, "revision": "sha256:b"}, {**prov, "device": "cuda"}]
+    assert len({store_key(p, "d", StudyConfig()) for p in variants}) == 4  # the same name, another model: refused
 
 
 def one_line(capsys, *args: str) -> str:

@@ -167,9 +167,15 @@ def output_dir(what: str, runs_dir: str | Path = RUNS_DIR) -> str:
 
 
 def store_key(model: dict[str, Any], dataset_sha256: str, cfg: StudyConfig) -> str:
-    """What a store is tied to: the model, the dataset and the config fields that change what is stored."""
+    """What a store is tied to: the model's provenance, the dataset, and the config fields that change the store.
+
+    The model's provenance (file hash or revision, dtype, device) goes under its own key: under
+    ``model``, the config's model name (a STORE_FIELD) would replace it, and a store would resume
+    with another file or dtype behind the same name.
+    """
     conf = cfg.to_dict()
-    return provenance.digest({"model": model, "dataset": dataset_sha256, **{k: conf[k] for k in STORE_FIELDS}})
+    fields = {k: conf[k] for k in STORE_FIELDS}
+    return provenance.digest({"model_provenance": model, "dataset": dataset_sha256, **fields})
 
 
 def store_layout(cfg: StudyConfig, n_layers: int, hidden: int) -> dict[str, Any]:
