@@ -153,7 +153,7 @@ def _extract_batch(
     valid = np.array([[it.positions.get(n) is not None for n in names] for it in batch])
     # an absent position reads the last token (zeroed below), so it cannot block prefix sharing
     gather = torch.tensor([[_or_last(it.positions.get(n), it) for n in names] for it in batch], dtype=torch.long)
-    dtype = torch.bfloat16 if lay["dtype"] == "bfloat16" else torch.float32  # captured as the store keeps it
+    dtype = getattr(torch, lay["dtype"])  # captured as the store keeps it
     got = forward_capture(model, [it.ids for it in batch], gather, sites, pad_id, dtype=dtype, host=False)
     for site, spec in lay["sites"].items():
         if site == "attn_weights":  # pad keys to the store's fixed width

@@ -6,8 +6,9 @@ add), ``attn_weights`` (softmax weights per head from each selected query positi
 every key), and ``attn_received`` (per key, the head-mean weight summed over the selected
 query positions after it: what a key receives, computed in blocks of query rows so that
 memory stays linear in the sequence length). Inside a hook we detach, gather only the
-selected positions, optionally reduce them (a probe's log-odds), cast and copy to the CPU;
-no reference to a model tensor is kept. Hooks are always removed on exit.
+selected positions, optionally reduce them (a probe's log-odds), and copy them, cast, into
+one buffer per site on the device; the whole buffer reaches the host in one copy
+(:func:`to_host`, :func:`to_host_async`). Hooks are always removed on exit.
 
 Attention weights are read without changing the attention kernel: the model's own attention
 function (sdpa, eager, ...) still computes the output that flows on, and a thin wrapper

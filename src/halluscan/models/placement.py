@@ -19,8 +19,7 @@ def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[str, str]
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise HalluscanError(f"--device {device}: no CUDA GPU is visible here; use --device cpu (or auto)")
-        index = int(device[5:]) if device[5:].isdigit() else 0
-        if index >= torch.cuda.device_count():
+        if _index(device) >= torch.cuda.device_count():
             raise HalluscanError(
                 f"--device {device}: only {torch.cuda.device_count()} GPU(s) are visible (cuda:0..); pick one of them"
             )
@@ -37,10 +36,12 @@ def spread(model: Any, device: str) -> bool:
     """Spread ``model`` over the visible GPUs when it does not fit on the first one (True when it did)."""
     import torch
 
-    if not device.startswith("cuda") or torch.cuda.device_count() < 2 or getattr(model, "hf_device_map", None):
-        return bool(getattr(model, "hf_device_map", None))
+    if getattr(model, "hf_device_map", None):
+        return True  # already placed by its loader
+    if not device.startswith("cuda") or torch.cuda.device_count() < 2:
+        return False
     size = sum(p.numel() * p.element_size() for p in model.parameters())
-    free = torch.cuda.mem_get_info(int(device[5:]) if device[5:].isdigit() else 0)[0]
+    free = torch.cuda.mem_get_info(_index(device))[0]
     if size < 0.8 * free:
         return False
     from accelerate import dispatch_model, infer_auto_device_map
@@ -50,3 +51,8 @@ def spread(model: Any, device: str) -> bool:
     )
     dispatch_model(model, device_map=infer_auto_device_map(model, no_split_module_classes=model._no_split_modules))
     return True
+
+
+def _index(device: str) -> int:
+    """The GPU index of ``cuda`` (0) or ``cuda:N``."""
+    return int(device[5:]) if device[5:].isdigit() else 0

@@ -50,6 +50,20 @@ def received_from_sums(sums: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def query_index(query: int, k: int) -> int:
+    """The token index of attention query ``query`` (e.g. -1) in a response of ``k`` tokens; one line if outside."""
+    if not -k <= query < k:
+        raise HalluscanError(f"attention query token {query} is outside the response's {k} tokens (use -{k}..{k - 1})")
+    return query % k
+
+
+def received_from_query(row: torch.Tensor, query: int) -> torch.Tensor:
+    """``[layer, k]`` weights that query token ``query`` gives each token; the tokens after it get NaN."""
+    out = row.clone()
+    out[:, query_index(query, row.shape[-1]) + 1 :] = float("nan")
+    return out
+
+
 def received(weights: torch.Tensor, query: int | None = None) -> torch.Tensor:
     """Attention each token receives: ``weights`` [layer, query, key] over the same k tokens -> [layer, k].
 
@@ -59,14 +73,7 @@ def received(weights: torch.Tensor, query: int | None = None) -> torch.Tensor:
     """
     k = weights.shape[-1]
     if query is not None:
-        if not -k <= query < k:
-            raise HalluscanError(
-                f"attention query token {query} is outside the response's {k} tokens (use -{k}..{k - 1})"
-            )
-        q = query % k
-        out = weights[:, q].clone()
-        out[:, q + 1 :] = float("nan")
-        return out
+        return received_from_query(weights[:, query_index(query, k)], query)
     later = torch.ones(k, k, dtype=weights.dtype).tril(-1)  # query i > key j
     out = (weights * later).sum(1) / later.sum(0).clamp(min=1)
     out[:, -1] = float("nan")

@@ -33,7 +33,7 @@ from halluscan.probes.bank import ProbeBank
 from halluscan.records import GenerateOptions, Question, ScoreResult, StreamStep
 from halluscan.runs import bank_generation
 from halluscan.scan import scoring
-from halluscan.scan.attention import normalise_layers, received_from_sums
+from halluscan.scan.attention import normalise_layers, query_index, received_from_query, received_from_sums
 
 
 def check_bank(lm: LoadedModel, bank: ProbeBank) -> None:
@@ -169,11 +169,12 @@ class Scanner:
         sites = {"residual": list(self.bank.layers)}
         if attention and self.query is None:  # summed in the hooks, block by block: linear memory
             sites["attn_received"] = list(range(1, self.lm.n_layers + 1))
-        probe = {
-            "residual": lambda layer, x: self.bank.layer_logit(x, layer)
-        }  # [B, token] per layer, not [B, token, d]
+
+        def probe(layer: int, x: torch.Tensor) -> torch.Tensor:  # [B, token] per layer, not [B, token, d]
+            return self.bank.layer_logit(x, layer)
+
         pad = self.lm.tokenizer.pad_token_id
-        return forward_capture(self.lm.model, seqs, torch.tensor(rows), sites, pad, reduce=probe)
+        return forward_capture(self.lm.model, seqs, torch.tensor(rows), sites, pad, reduce={"residual": probe})
 
     def _received(
         self, prompts: list[list[int]], resps: list[list[int]], captured: dict[str, torch.Tensor]
@@ -182,22 +183,12 @@ class Scanner:
         spans = [(len(p), len(p) + len(r)) for p, r in zip(prompts, resps, strict=True)]
         if self.query is None:
             return [received_from_sums(captured["attn_received"][i, :, a:b]) for i, (a, b) in enumerate(spans)]
-        for r in resps:
-            if not -len(r) <= self.query < len(r):
-                raise HalluscanError(
-                    f"attention query token {self.query} is outside the response's {len(r)} tokens "
-                    f"(use -{len(r)}..{len(r) - 1})"
-                )
-        rows = torch.tensor([[a + self.query % (b - a)] for a, b in spans])
+        rows = torch.tensor([[a + query_index(self.query, b - a)] for a, b in spans])
         seqs: list[Sequence[int]] = [p + r for p, r in zip(prompts, resps, strict=True)]
         layers = list(range(1, self.lm.n_layers + 1))
         w = forward_capture(self.lm.model, seqs, rows, {"attn_weights": layers}, self.lm.tokenizer.pad_token_id)
-        out = []
-        for i, (a, b) in enumerate(spans):
-            one = w["attn_weights"][i, :, 0].mean(dim=1)[:, a:b].clone()  # [block, token]
-            one[:, self.query % (b - a) + 1 :] = float("nan")  # tokens after the query cannot receive from it
-            out.append(one)
-        return out
+        rows_w = [w["attn_weights"][i, :, 0].mean(dim=1)[:, a:b] for i, (a, b) in enumerate(spans)]  # [block, token]
+        return [received_from_query(row, self.query) for row in rows_w]
 
     def _result(
         self, question: str, ids: list[int], relation: str, logits: torch.Tensor, att: torch.Tensor, generated: bool
