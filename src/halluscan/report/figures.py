@@ -49,6 +49,7 @@ def _scale_label(results: list[ScoreResult]) -> str:
 
 LABELLED = 150  # beyond this many tokens, axes show token indices (the HTML hover still names each token)
 MAX_WIDTH_IN = 40.0  # static figures stop growing with the response here
+INDEX_WIDTH_IN = 18.0  # a long answer's activity map, drawn over token indices
 MAX_WIDTH_PX = 3000  # and interactive ones here (they scroll and zoom)
 
 
@@ -148,7 +149,9 @@ def activity_png(results: list[ScoreResult], path: Path) -> Path:
     lim, top = shared_limit(results), shared_limit(results, 100.0)
     norm = TwoSlopeNorm(vmin=-lim, vcenter=0.0, vmax=lim)
     n = len(results)
-    width = min(MAX_WIDTH_IN / n, max(7.0, max(0.28 * min(len(r.tokens), LABELLED) + 3 for r in results)))
+    # labelled tokens need about 0.28 in each; an index axis (a long answer) reads well at INDEX_WIDTH_IN
+    need = max(0.28 * len(r.tokens) + 3 if len(r.tokens) <= LABELLED else INDEX_WIDTH_IN for r in results)
+    width = min(MAX_WIDTH_IN / n, max(7.0, need))
     fig = plt.figure(figsize=(width * n, 11))
     label = _scale_label(results)
     for c, r in enumerate(results):
