@@ -16,6 +16,7 @@ from halluscan.records import GenerateOptions
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+DECODERS = ("auto", "eager", "static", "compiled")  # GenerateOptions.decoder; see halluscan.engine.static
 
 
 def _cuda_index(device: str) -> bool:
@@ -35,7 +36,10 @@ class StudyConfig:
     n_questions: int = field(default=0, metadata={"help": "use this many questions (0 = all), sampled with the seed"})
     name: str = field(default="demo", metadata={"help": "run name: output goes to RUNS_DIR/NAME"})
     runs_dir: str = field(default="runs", metadata={"help": "folder that holds the runs"})
-    batch_size: int = field(default=GenerateOptions.batch_size, metadata={"help": "questions generated per batch"})
+    batch_size: int = field(
+        default=0,
+        metadata={"help": "questions generated per batch (0 = auto: 64 on CPU, from the GPU's memory on a GPU)"},
+    )
     max_new_tokens: int = field(
         default=GenerateOptions.max_new_tokens, metadata={"help": "hard cap on generated tokens"}
     )
@@ -63,6 +67,10 @@ class StudyConfig:
     dtype: str = field(
         default="auto",
         metadata={"help": "model weights: auto (bfloat16 on a GPU, float32 on CPU), float32, bfloat16, float16"},
+    )
+    decoder: str = field(
+        default="auto",
+        metadata={"help": "auto (compiled static decoding on a GPU, eager on CPU), eager, static or compiled"},
     )
     probe_device: str = field(default="", metadata={"help": "where probes are fitted ('' = the study's device)"})
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
@@ -103,12 +111,13 @@ class StudyConfig:
         _choice("locator", self.locator, ("class-blind", "asymmetric"))
         _choice("site", self.site, ("residual",))
         _choice("dtype", self.dtype, DTYPES)
+        _choice("decoder", self.decoder, DECODERS)
         for key in ("device", "probe_device"):
             value = getattr(self, key)
             if not (value in DEVICES or (key == "probe_device" and value == "") or _cuda_index(value)):
                 raise HalluscanError(f"config: {key}={value!r}; give one of {', '.join(DEVICES)} or cuda:N")
         for key in ("batch_size", "max_new_tokens", "folds"):
-            if getattr(self, key) < 1 or (key == "folds" and self.folds < 2):
+            if getattr(self, key) < (0 if key == "batch_size" else 1) or (key == "folds" and self.folds < 2):
                 raise HalluscanError(f"config: {key}={getattr(self, key)} is too small; give a larger value")
         return self
 
@@ -138,7 +147,8 @@ class StudyConfig:
             max_new_tokens=self.max_new_tokens,
             stop=self.stop,
             system_prompt=self.system_prompt,
-            batch_size=self.batch_size,
+            batch_size=self.batch_size or GenerateOptions.batch_size,  # 0 (auto) before the model is known
+            decoder=self.decoder,
         )
         return dataclasses.replace(base, **overrides)
 

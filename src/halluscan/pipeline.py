@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,9 +24,10 @@ from halluscan.engine.store import ActivationStore
 from halluscan.errors import HalluscanError
 from halluscan.models import load_model
 from halluscan.models.loading import LoadedModel
+from halluscan.models.placement import auto_batch_size
 from halluscan.probes.bank import ProbeBank
 from halluscan.probes.sweep import SweepResult, sweep, wrong_labels
-from halluscan.records import Example
+from halluscan.records import Example, Question
 from halluscan.runs import RunDir
 from halluscan.settings import StudySettings
 
@@ -106,6 +108,14 @@ def check_folds(cfg: StudyConfig, n_questions: int) -> None:
         )
 
 
+def batch_for(cfg: StudyConfig, lm: LoadedModel, qs: list[Question]) -> int:
+    """The automatic batch size of this study on ``lm``'s device (its longest prompt decides)."""
+    opts = cfg.generate_options()
+    longest = max(len(lm.prompt_ids(q.question, cfg.system_prompt)) for q in qs)
+    item = torch.finfo(getattr(torch, cfg.store_dtype)).bits // 8
+    return auto_batch_size(lm.model, lm.device, longest + opts.max_new_tokens, opts.tail + opts.max_new_tokens, item)
+
+
 def run_study(cfg: StudyConfig) -> dict[str, Any]:
     """Run the whole study; writes RUNS_DIR/NAME/{store,metrics.json,report.html,...}; returns metrics.
 
@@ -126,6 +136,9 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
     check_folds(cfg, len(qs))
     with timer("load_model"):
         lm = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
+    if not cfg.batch_size:  # auto: from the device, and recorded as the number it became
+        cfg = replace(cfg, batch_size=batch_for(cfg, lm, qs))
+        settings = replace(settings, config=cfg, generation=cfg.generate_options())
     run, ds = RunDir.of(cfg), settings.dataset
     prov = provenance.record(
         lm.provenance(), {"name": ds.name, "sha256": ds.sha256, "n_questions": len(qs)}, cfg.to_dict()

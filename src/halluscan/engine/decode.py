@@ -1,10 +1,12 @@
 """The one decode loop and its one stop rule, for batched generation and for streaming one answer.
 
 :func:`decode` runs a batch of prompts token by token (greedy, or sampled with a seeded
-generator). Its prompts' common prefix runs once; finished rows leave the batch and the KV
-cache at once, so a batch costs what its rows need. With ``layers`` it captures the residual
-stream of every token it feeds, and yields after each forward pass, so a caller can store the
-states (generation) or score them as they appear (streaming).
+generator) through a feed. The eager feed (CPU) runs the prompts' common prefix once, and
+finished rows leave the batch and the KV cache at once, so a batch costs what its rows need; the
+static feed (a batch on a GPU, :mod:`halluscan.engine.static`) keeps one shape for CUDA graphs.
+With ``layers`` it captures the residual stream of every token it feeds, and yields after each
+forward pass, so a caller can store the states (generation) or score them as they appear
+(streaming).
 
 The stop rule (:class:`StopRule`): a row ends at an eos token, at ``max_new_tokens``, or at the
 end of its first sentence or line (:func:`find_stop`). The token that reveals the end (the
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from halluscan.engine.inputs import prefill_prefix, shared_prefix_len, suffix_inputs
+from halluscan.engine.static import StaticFeed, choose_decoder, compiled_step
 from halluscan.models.hooks import capture_residual
 from halluscan.models.loading import LoadedModel
 from halluscan.models.sites import cache_kwargs
@@ -125,6 +128,55 @@ class Step:
     states: torch.Tensor | None  # [row, layer, k, H]: the last ``tail`` prompt tokens, or k = 1 token
 
 
+class EagerFeed:
+    """Feeds a batch through a dynamic KV cache: the shared prefix runs once, finished rows leave."""
+
+    shrinks = True
+
+    def __init__(self, lm: LoadedModel, prompts: Sequence[Sequence[int]], opts: GenerateOptions):
+        from transformers import DynamicCache
+
+        model = self.model = lm.model
+        dev = next(model.parameters()).device
+        n_pre = shared_prefix_len(prompts, min(len(p) for p in prompts) - opts.tail) if opts.share_prefix else 0
+        empty = DynamicCache(config=model.config)
+        self.cache = prefill_prefix(model, prompts[0][:n_pre], len(prompts)) if n_pre else empty
+        ids, mask, pos, _ = suffix_inputs(prompts, n_pre, lm.tokenizer.pad_token_id)
+        self.ids, self.mask, self.pos = ids.to(dev), mask.to(dev), pos.to(dev)
+
+    def prefill(self) -> torch.Tensor:
+        """Run the prompts (after the shared prefix); the logits of their last tokens ``[B, V]``."""
+        inputs = {"input_ids": self.ids, "attention_mask": self.mask, "position_ids": self.pos}
+        out = self.model(**inputs, **cache_kwargs(self.model, self.cache), use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1]
+
+    def drop(self, sel: torch.Tensor) -> None:
+        """Keep only the rows ``sel`` (in the cache too)."""
+        self.cache.batch_select_indices(sel)
+        self.mask, self.pos = self.mask[sel], self.pos[sel]
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed one token per row; the next logits ``[B, V]``."""
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
+        self.pos = self.pos[:, -1:] + 1
+        out = self.model(
+            input_ids=tokens[:, None],
+            attention_mask=self.mask,
+            position_ids=self.pos,
+            **cache_kwargs(self.model, self.cache),
+            use_cache=True,
+        )
+        return out.logits[:, -1]
+
+
+def make_feed(lm: LoadedModel, prompts: Sequence[Sequence[int]], opts: GenerateOptions) -> EagerFeed | StaticFeed:
+    """The feed of ``opts.decoder`` (``auto``: compiled static decoding for a batch on one GPU, else eager)."""
+    kind = choose_decoder(opts, lm, len(prompts))
+    if kind == "eager":
+        return EagerFeed(lm, prompts, opts)
+    return StaticFeed(lm, prompts, opts, compiled_step(lm.model) if kind == "compiled" else None)
+
+
 @torch.inference_mode()
 def decode(
     lm: LoadedModel,
@@ -133,29 +185,23 @@ def decode(
     rows: Sequence[Row],
     layers: list[int] | None = None,
     rng: torch.Generator | None = None,
+    feed: EagerFeed | StaticFeed | None = None,
 ) -> Iterator[Step]:
     """Decode ``prompts`` into ``rows`` (one each), yielding after the prompt and after each fed token."""
-    from transformers import DynamicCache
-
-    model = lm.model
-    dev = next(model.parameters()).device
+    feed = feed or make_feed(lm, prompts, opts)
+    dev = next(lm.model.parameters()).device
     rule = StopRule(lm, opts.stop)
-    n_pre = shared_prefix_len(prompts, min(len(p) for p in prompts) - opts.tail) if opts.share_prefix else 0
-    cache = prefill_prefix(model, prompts[0][:n_pre], len(prompts)) if n_pre else DynamicCache(config=model.config)
-    ids, mask, pos, _ = suffix_inputs(prompts, n_pre, lm.tokenizer.pad_token_id)
-    ids, mask, pos = ids.to(dev), mask.to(dev), pos.to(dev)
-    tail = min(opts.tail, ids.shape[1])
+    tail = min(opts.tail, feed.ids.shape[1])
     active = torch.arange(len(rows))
     keep_tail = lambda h: h[:, h.shape[1] - tail :]  # noqa: E731 (tail 0 keeps nothing)
     dtype = getattr(torch, opts.capture_dtype)
-    with capture_residual(model, layers, keep_tail, dtype=dtype) if layers is not None else nullcontext() as cap:
-        inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
-        out = model(**inputs, **cache_kwargs(model, cache), use_cache=True, logits_to_keep=1)
+    with capture_residual(lm.model, layers, keep_tail, dtype=dtype) if layers is not None else nullcontext() as cap:
+        logits = feed.prefill()
         yield Step(-1, active, cap.stacked(host=False) if cap is not None else None)
         if cap is not None:
             cap.select = lambda h: h[:, -1:]
         for step in range(opts.max_new_tokens):
-            cand = pick(out.logits[:, -1], opts.temperature, rng)
+            cand = pick(logits, opts.temperature, rng)
             live = [rows[i] for i in active.tolist()]
             before = [len(r.ids) for r in live]
             if not rule.advance(live, cand.tolist()):
@@ -163,22 +209,14 @@ def decode(
             took = [len(r.ids) > n for r, n in zip(live, before, strict=True)]
             if all(r.done for r in rows) and not any(r.in_answer for r, t in zip(live, took, strict=True) if t):
                 break  # every row has ended and no new token is part of an answer: nothing left to feed
-            # Rows that just took a token are fed once more so that its activations exist;
-            # the others have finished and leave the batch.
+            # Rows that just took a token are fed once more so that its activations exist; the
+            # others have finished and leave the batch (a static batch feeds them too, unread).
             keep = torch.tensor(took)
-            if not bool(keep.all()):
+            if feed.shrinks and not bool(keep.all()):
                 sel = keep.nonzero().squeeze(1).to(dev)
-                cache.batch_select_indices(sel)
-                active, cand, mask, pos = active[keep], cand[sel], mask[sel], pos[sel]
-            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-            pos = pos[:, -1:] + 1
-            out = model(
-                input_ids=cand[:, None],
-                attention_mask=mask,
-                position_ids=pos,
-                **cache_kwargs(model, cache),
-                use_cache=True,
-            )
+                feed.drop(sel)
+                active, cand = active[keep], cand[sel]
+            logits = feed.step(cand)
             yield Step(step, active, cap.stacked(host=False) if cap is not None else None)
             if all(r.done for r in rows):
                 break

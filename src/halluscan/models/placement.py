@@ -56,3 +56,39 @@ def spread(model: Any, device: str) -> bool:
 def _index(device: str) -> int:
     """The GPU index of ``cuda`` (0) or ``cuda:N``."""
     return int(device[5:]) if device[5:].isdigit() else 0
+
+
+CPU_BATCH = 64  # the automatic batch size on a CPU
+MAX_AUTO_BATCH = 256  # larger batches gain little decode speed and make each store chunk huge
+GPU_SHARE = 0.6  # of the memory left after the weights: the rest is allocator slack and the CUDA graphs' pools
+
+
+def auto_batch_size(model: Any, device: str, tokens: int, captured: int, capture_bytes: int) -> int:
+    """A batch size for generation that fits the GPU's memory (``CPU_BATCH`` on a CPU).
+
+    Per row: the KV cache of ``tokens`` (the longest prompt + new tokens), the capture buffer
+    (``captured`` positions × every residual layer × hidden size × ``capture_bytes``), one layer's
+    prefill activations and the logits. It reads the card's *total* memory, not its free memory,
+    so that a study's batch size (part of its store's key) is the same on every run on that card:
+    an 8B model in bfloat16 on an 80 GB card gets 256.
+    """
+    import torch
+
+    if not device.startswith("cuda"):
+        return CPU_BATCH
+    cfg = model.config
+    p = next(model.parameters())
+    item = p.element_size()
+    heads = cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    layers = cfg.num_hidden_layers
+    kv = 2 * layers * kv_heads * head_dim * item * tokens
+    capture = (layers + 1) * captured * cfg.hidden_size * capture_bytes
+    work = tokens * (3 * (getattr(cfg, "intermediate_size", None) or 4 * cfg.hidden_size) + 4 * cfg.hidden_size) * item
+    per_row = kv + capture + work + 2 * cfg.vocab_size * 4
+    gpus = range(torch.cuda.device_count()) if getattr(model, "hf_device_map", None) else [_index(device)]
+    total = sum(torch.cuda.get_device_properties(i).total_memory for i in gpus)
+    weights = sum(q.numel() * q.element_size() for q in model.parameters())
+    fit = int(GPU_SHARE * (total - weights) // per_row)
+    return max(1, min(MAX_AUTO_BATCH, fit // 8 * 8 or fit))
