@@ -60,14 +60,17 @@ WORDS = [
 ]
 
 
-def tiny_folder(folder):
-    """Tiny Llama + word-level tokenizer saved as a local model folder (what `--model DIR` loads)."""
+def tiny_folder(folder, split_punct: bool = False):
+    """Tiny Llama + word-level tokenizer saved as a local model folder (what `--model DIR` loads).
+
+    ``split_punct``: "Lima." is two tokens ("Lima", "."), not one unknown word.
+    """
     import transformers as tf
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     vocab = {w: i for i, w in enumerate(WORDS)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace() if split_punct else pre_tokenizers.WhitespaceSplit()
     fast = tf.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<pad>", pad_token="<pad>", eos_token="<eos>")
     fast.save_pretrained(folder)
     model = tiny_model("llama")

@@ -30,6 +30,7 @@ RANK = {
     "scan": 8,
     "analysis": 8,
     "report": 9,
+    "givenbank": 9,
     "pipeline": 10,
     "choice": 10,
     "cli": 11,
@@ -44,6 +45,9 @@ RUN_FOLDER_NAMES = {
     "heatmap.png",
     "heatmap.html",
     "answer_choice.json",
+    "store_given",
+    "probes_given",
+    "heatmap_given.png",
 }
 
 

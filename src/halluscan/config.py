@@ -73,6 +73,10 @@ class StudyConfig:
         metadata={"help": "auto (compiled static decoding on a GPU, eager on CPU), eager, static or compiled"},
     )
     probe_device: str = field(default="", metadata={"help": "where probes are fitted ('' = the study's device)"})
+    given_bank: bool = field(
+        default=True,
+        metadata={"help": "also train the given-answer bank (true and false given answers; `score --answer` uses it)"},
+    )
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
     report_pairs: tuple[Any, ...] = field(
         default=(),
@@ -232,7 +236,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         typ = _field_type(f)
         help_ = f.metadata.get("help", "") + f" (default: {f.default!r})"
         if typ is bool:
-            parser.add_argument(flag, action="store_true", default=None, help=help_)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif f.name == "positions":
             parser.add_argument(flag, nargs="+", default=None, help=help_)
         else:

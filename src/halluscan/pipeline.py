@@ -15,18 +15,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from halluscan import analysis, atomic, provenance, runs
+from halluscan import analysis, atomic, givenbank, provenance, runs
 from halluscan.config import StudyConfig
 from halluscan.engine.collect import collect
+from halluscan.engine.given import collect_given
 from halluscan.engine.store import ActivationStore
 from halluscan.errors import HalluscanError
 from halluscan.models import load_model
 from halluscan.models.loading import LoadedModel
 from halluscan.models.placement import auto_batch_size
 from halluscan.probes.bank import ProbeBank
-from halluscan.probes.sweep import SweepResult, sweep, wrong_labels
+from halluscan.probes.sweep import SweepResult, sweep_store, wrong_labels
 from halluscan.records import Example, Question
 from halluscan.runs import RunDir
 from halluscan.settings import StudySettings
@@ -54,22 +54,9 @@ def probe_sweep(
     cfg: StudyConfig, store: ActivationStore, y: np.ndarray, groups: list[str], device: str = "cpu"
 ) -> SweepResult:
     """The (layer, position) sweep over the store, on ``device``, with a progress bar."""
-    bar = tqdm(total=len(store.positions), desc="probe sweep", unit="pos", disable=cfg.quiet)
-    result = sweep(
-        lambda p: store.position(p, cfg.site),
-        store.valid(),
-        y,
-        groups,
-        store.layers(cfg.site),
-        store.positions,
-        folds=cfg.folds,
-        seed=cfg.seed,
-        c=cfg.probe_c,
-        progress=bar.update,
-        device=device,
+    return sweep_store(
+        store, y, groups, site=cfg.site, folds=cfg.folds, seed=cfg.seed, c=cfg.probe_c, device=device, quiet=cfg.quiet
     )
-    bar.close()
-    return result
 
 
 def fit_bank(
@@ -147,44 +134,68 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
         key = runs.store_key(lm.provenance(), ds.sha256, cfg)
         layout = runs.store_layout(cfg, lm.n_layers, lm.hidden_size)
         store = ActivationStore.open_or_create(run.store, key=key, layout=layout, provenance=prov)
+        items = givenbank.given_items(settings, lm, qs) if cfg.given_bank else []
+        gstore = givenbank.open_given_store(run, key, cfg, lm, prov) if items else None
         with timer("generate_extract"):
-            collect(settings, lm, qs, store)
+            forked = collect(settings, lm, qs, store, (items, gstore) if gstore is not None else None)
+        if gstore is not None:
+            timer.s["given_answers_in_generation"] = round(forked, 2)  # part of generate_extract
+            with timer("given_bank"):  # answers not fed during generation (a resumed run, the static decoder)
+                collect_given(lm, items, gstore, replace(settings.generation, capture_dtype=cfg.store_dtype))
         examples = runs.study_examples(store)
-        return _analyse(cfg, settings, lm, store, examples, prov, timer)
+        return _analyse(cfg, settings, lm, (store, gstore), examples, prov, timer)
 
 
 def _analyse(
     cfg: StudyConfig,
     settings: StudySettings,
     lm: LoadedModel,
-    store: ActivationStore,
+    stores: tuple[ActivationStore, ActivationStore | None],
     examples: list[Example],
     prov: dict[str, Any],
     timer: Timer,
 ) -> dict[str, Any]:
-    """Sweep, bank, maps, report and metrics of a collected study (or the report without probes)."""
+    """Sweep, banks, maps, report and metrics of a collected study (or the report without probes).
+
+    ``stores``: the study's store and its given answers' store (None: no given-answer bank).
+    """
     from halluscan.report.maps import response_maps
     from halluscan.report.study import write_study_report
 
-    run = RunDir.of(cfg)
+    run, (store, gstore) = RunDir.of(cfg), stores
+    device = cfg.probe_device or lm.device
     y, groups = wrong_labels(examples), [e.qid for e in examples]
     why = too_few(cfg, y)
+    given: SweepResult | None = None
+
+    def given_stage(metrics: dict[str, Any], own: SweepResult | None) -> None:
+        nonlocal given
+        if gstore is not None:
+            with timer("given_bank"):
+                metrics["given_bank"], given = givenbank.given_bank(
+                    cfg, gstore, (store, examples, own), run, prov, device
+                )
+
     if why is not None:
         log.warning("warning: %s", why)
         metrics = {"name": cfg.name, **analysis.summarise(examples), "no_probes": why, "probe_bank": None}
-        return _finish(run, metrics, prov, timer, lambda: write_study_report(run, metrics, examples, None, []))
+        given_stage(metrics, None)
+        draw = lambda: write_study_report(run, metrics, examples, None, [], given)  # noqa: E731
+        return _finish(run, metrics, prov, timer, draw)
     with timer("probe_sweep"):
-        result = probe_sweep(cfg, store, y, groups, cfg.probe_device or lm.device)
+        result = probe_sweep(cfg, store, y, groups, device)
         controls = analysis.controls(result, examples, y, cfg.folds, cfg.seed)
     metrics = analysis.study_metrics(cfg.name, examples, result, controls, cfg.site)
     with timer("probe_bank"):
         best = result.best(BANK_POSITION)[0] if BANK_POSITION in result.positions else None
-        has_bank = fit_bank(cfg, store, y, runs.bank_meta(cfg, prov, best), run, cfg.probe_device or lm.device)
+        has_bank = fit_bank(cfg, store, y, runs.bank_meta(cfg, prov, best), run, device)
         metrics["probe_bank"] = str(run.probes) if has_bank else None
+    given_stage(metrics, result)
     with timer("response_maps"):  # the bank as saved, as `halluscan score` will read it
         maps = response_maps(settings, lm, ProbeBank.load(run.probes), examples, run.responses) if has_bank else []
     metrics["response_maps"] = [{k: v for k, v in m.items() if k != "div"} for m in maps]
-    return _finish(run, metrics, prov, timer, lambda: write_study_report(run, metrics, examples, result, maps))
+    draw = lambda: write_study_report(run, metrics, examples, result, maps, given)  # noqa: E731
+    return _finish(run, metrics, prov, timer, draw)
 
 
 def _finish(

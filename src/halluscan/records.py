@@ -18,6 +18,7 @@ class Question:
     answer: str
     aliases: tuple[str, ...]
     relation: str = "custom"
+    wrong_answer: str = ""  # a false answer of the same type (user CSVs), for the given-answer bank
 
 
 @dataclass(frozen=True)

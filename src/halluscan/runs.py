@@ -66,6 +66,9 @@ LAYOUT = {
     "heatmap_html": "heatmap.html",
     "answer_choice": "answer_choice.json",
     "lock": ".lock",
+    "store_given": "store_given",
+    "probes_given": "probes_given",
+    "heatmap_given_png": "heatmap_given.png",
 }
 
 
@@ -84,6 +87,9 @@ class RunDir:
     heatmap_html: Path = field(init=False, repr=False)  # the interactive heatmap
     answer_choice: Path = field(init=False, repr=False)  # what `halluscan choose` found
     lock: Path = field(init=False, repr=False)  # the lock file (see ``hold``)
+    store_given: Path = field(init=False, repr=False)  # activations of the given (true/false) answers
+    probes_given: Path = field(init=False, repr=False)  # the given-answer probe bank
+    heatmap_given_png: Path = field(init=False, repr=False)  # the given-answer sweep's heatmap
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -178,6 +184,11 @@ def store_key(model: dict[str, Any], dataset_sha256: str, cfg: StudyConfig) -> s
     return provenance.digest({"model_provenance": model, "dataset": dataset_sha256, **fields})
 
 
+def given_store_key(own_key: str, template: str, positions: tuple[str, ...]) -> str:
+    """The key of a study's given-answer store: its own store's key, the answer template and positions."""
+    return provenance.digest({"study": own_key, "given_template": template, "given_positions": list(positions)})
+
+
 def store_layout(cfg: StudyConfig, n_layers: int, hidden: int) -> dict[str, Any]:
     """The store layout of a study: its positions and dtype, every residual layer at ``hidden`` dims."""
     return {
@@ -200,13 +211,15 @@ def stored_config(store: ActivationStore) -> StudyConfig:
     return StudyConfig.from_dict(conf)
 
 
-def bank_meta(cfg: StudyConfig, prov: dict[str, Any], best_layer: int | None) -> dict[str, Any]:
+def bank_meta(cfg: StudyConfig, prov: dict[str, Any], best_layer: int | None, kind: str = "own") -> dict[str, Any]:
     """What a probe bank records of its study: model, data, and the prompt and stopping that scoring must reuse.
 
     ``best_layer`` (the sweep's best layer at the bank's position) becomes the verdict's probe; a
-    missing or negative one (no best cell) is left out.
+    missing or negative one (no best cell) is left out. ``kind``: ``own`` (trained on the model's
+    own answers) or ``given`` (on given true and false answers).
     """
     meta = {"site": cfg.site, "model": prov.get("model"), "dataset": prov.get("dataset"), "seed": cfg.seed}
+    meta["kind"] = kind
     meta |= {k: getattr(cfg, k) for k in BANK_SETTINGS}
     if isinstance(best_layer, int) and best_layer >= 0:
         meta["best_layer"] = best_layer

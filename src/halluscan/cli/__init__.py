@@ -46,12 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--question", help="the question")
     sc.add_argument("--answer", help="the answer to score (teacher forcing); leave out to generate one")
     sc.add_argument("--relation", default="custom", help="world-facts relation, helps locate the exact answer")
-    sc.add_argument("--jsonl", help="score a JSONL (or CSV) of {question, answer?, relation?, id?} rows in batches")
+    sc.add_argument(
+        "--jsonl",
+        help="score a JSONL (or CSV) of {question, answer?, relation?, id?, label?} rows in batches "
+        "(label: is the answer true, true/false or 1/0; gives an AUC)",
+    )
     sc.add_argument("--model", default="smollm2", help="model (default: the bundled smollm2)")
     sc.add_argument(
         "--probes",
         help="probe bank folder (default: RUNS_DIR/demo/probes for the bundled model, "
         "RUNS_DIR/default-MODEL/probes for another; made by running that study when missing)",
+    )
+    sc.add_argument(
+        "--bank",
+        default="auto",
+        help="auto (the given-answer bank for --answer / rows with an answer, the own-answer bank for generated "
+        "answers), own or given: which bank of the default study scores (default: %(default)s)",
     )
     sc.add_argument("--runs-dir", default=RUNS_DIR, help="where the default study lives (default: %(default)s)")
     sc.add_argument("--layer", type=int, help="probe layer for the verdict (default: the study's best layer)")

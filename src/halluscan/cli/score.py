@@ -10,23 +10,45 @@ from typing import Any
 
 from halluscan.errors import HalluscanError
 
+BANKS = ("auto", "own", "given")
 
-def default_bank(model: str, runs_dir: str, quiet: bool) -> Path:
-    """The probe bank of the default study for ``model``; runs that study first when there is none."""
+
+def default_bank(model: str, runs_dir: str, quiet: bool, kind: str = "own") -> Path:
+    """The ``kind`` probe bank (own or given) of the default study for ``model``; runs that study first when missing."""
     from halluscan import pipeline
     from halluscan.probes.bank import ProbeBank
     from halluscan.runs import RunDir, default_study
 
     cfg = default_study(model, runs_dir, quiet)
-    folder = RunDir.of(cfg).probes
+    run = RunDir.of(cfg)
+    folder = run.probes_given if kind == "given" else run.probes
     if not ProbeBank.exists(folder):
+        what = "given-answer" if kind == "given" else "probe"
         print(
-            f"halluscan: no probe bank at {folder}; running the default study for {model} first "
-            f"(`halluscan run --name {cfg.name}`, a few minutes on the bundled model)",
+            f"halluscan: no {what} bank at {folder}; running the default study for {model} first "
+            f"(`halluscan run --name {cfg.name}`, a few minutes on the bundled model; a finished one resumes)",
             file=sys.stderr,
         )
         pipeline.run_study(cfg)
+    if not ProbeBank.exists(folder):  # the study could not train it (too few answers of a class)
+        raise HalluscanError(f"the default study wrote no bank at {folder}; see {run.report}, or give --probes")
     return folder
+
+
+def _bank_kind(args: argparse.Namespace, given_answer: bool) -> str:
+    """Which bank scores: ``--bank``, else the given-answer bank for a given answer and the own for a generated one."""
+    if args.bank not in BANKS:
+        raise HalluscanError(f"--bank {args.bank!r}: give own, given or auto")
+    return args.bank if args.bank != "auto" else ("given" if given_answer else "own")
+
+
+def _scanner(args: argparse.Namespace, lm: Any, kind: str) -> Any:
+    """A scanner with the chosen bank (``--probes`` when given, else the default study's ``kind`` bank)."""
+    from halluscan.probes.bank import ProbeBank
+    from halluscan.scan import Scanner
+
+    bank = ProbeBank.load(args.probes or default_bank(args.model, args.runs_dir, args.quiet, kind))
+    return Scanner(lm, bank, layer=args.layer, standardise=args.standardise, query=_query(args.query))
 
 
 def _read_answers(path: str) -> list[dict[str, Any]]:
@@ -40,7 +62,24 @@ def _read_answers(path: str) -> list[dict[str, Any]]:
         for key in ("answer", "relation"):
             if row.get(key) not in (None, "") and not isinstance(row[key], str):
                 raise HalluscanError(f'{path}: row {i}: "{key}" must be a string')
+        if row.get("label") not in (None, ""):
+            row["label"] = _label(path, i, row)
     return rows
+
+
+_LABELS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _label(path: str, i: int, row: dict[str, Any]) -> bool:
+    """A row's ``label`` (is the given answer true?) as a bool."""
+    raw = str(row["label"]).strip().lower()
+    if raw not in _LABELS:
+        raise HalluscanError(f'{path}: row {i}: "label" is {row["label"]!r}; give true/false or 1/0 (1 = true)')
+    if not (row.get("answer") or "").strip():
+        raise HalluscanError(
+            f'{path}: row {i} has a "label" but no "answer"; a label says whether a given answer is true'
+        )
+    return _LABELS[raw]
 
 
 def _query(text: str) -> int | None:
@@ -55,8 +94,6 @@ def _query(text: str) -> int | None:
 def cmd_score(args: argparse.Namespace) -> int:
     """Score one answer (given, or generated first) or a JSONL of them; write score.json and figures."""
     from halluscan.models import load_model
-    from halluscan.probes.bank import ProbeBank
-    from halluscan.scan import Scanner
 
     if args.question is None and not args.jsonl:
         raise HalluscanError("score: give --question Q (with --answer A to score a given answer) or --jsonl FILE")
@@ -65,44 +102,83 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.answer is not None and not args.answer.strip():
         raise HalluscanError("score: --answer is blank; give the text to score (or leave --answer out to generate one)")
     rows = _read_answers(args.jsonl) if args.jsonl else None
-    bank = ProbeBank.load(args.probes or default_bank(args.model, args.runs_dir, args.quiet))
+    _bank_kind(args, True)  # a bad --bank fails before the model loads
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
-    scanner = Scanner(lm, bank, layer=args.layer, standardise=args.standardise, query=_query(args.query))
     out = Path(args.out)  # created by the first write: a failed score leaves no empty folder
     if rows is not None:
-        return _score_file(scanner, rows, out, args.quiet)
-    return _score_one(scanner, args, out)
+        return _score_file(args, lm, rows, out)
+    return _score_one(_scanner(args, lm, _bank_kind(args, args.answer is not None)), args, out)
 
 
-def _score_file(scanner: Any, rows: list[dict[str, Any]], out: Path, quiet: bool) -> int:
-    """Given answers in batches, then the rows without one (generated); writes ``scores.jsonl``."""
+def _score_file(args: argparse.Namespace, lm: Any, rows: list[dict[str, Any]], out: Path) -> int:
+    """Given answers in batches, then the rows without one (generated); writes ``scores.jsonl``.
+
+    With ``label`` on the given answers it also prints and writes (``summary.json``) the AUC of
+    ``p_wrong`` for false vs true answers, with a 95 % interval, and the verdicts' accuracy.
+    """
     from tqdm import tqdm
 
     from halluscan import atomic
 
     given = [(i, r) for i, r in enumerate(rows) if (r.get("answer") or "").strip()]
     results: list[Any] = [None] * len(rows)
-    bar = tqdm(total=len(rows), desc="score", unit="answer", disable=quiet)
-    tok = scanner.lm.tokenizer
-    items = [
-        (r["question"], tok(r["answer"], add_special_tokens=False).input_ids, (r.get("relation") or "custom"))
-        for _, r in given
-    ]
-    for (i, _), scored in zip(given, scanner.score_many(items, progress=bar.update), strict=True):
-        results[i] = scored
-    for i, r in enumerate(rows):
-        if results[i] is None:
-            results[i] = scanner.score(r["question"], relation=(r.get("relation") or "custom"))
-            bar.update(1)
+    banks: dict[int, str] = {}
+    bar = tqdm(total=len(rows), desc="score", unit="answer", disable=args.quiet)
+    tok = lm.tokenizer
+    if given:
+        scanner = _scanner(args, lm, _bank_kind(args, True))
+        banks[0] = scanner.kind
+        items = [
+            (r["question"], tok(r["answer"], add_special_tokens=False).input_ids, (r.get("relation") or "custom"))
+            for _, r in given
+        ]
+        for (i, _), scored in zip(given, scanner.score_many(items, progress=bar.update), strict=True):
+            results[i] = scored
+    if len(given) < len(rows):
+        scanner = _scanner(args, lm, _bank_kind(args, False))
+        banks[1] = scanner.kind
+        for i, r in enumerate(rows):
+            if results[i] is None:
+                results[i] = scanner.score(r["question"], relation=(r.get("relation") or "custom"))
+                bar.update(1)
     bar.close()
     lines = [
-        json.dumps({"id": r.get("id", i), **scored.to_json()})
+        json.dumps({"id": r.get("id", i), **({"label": r["label"]} if "label" in r else {}), **scored.to_json()})
         for i, (r, scored) in enumerate(zip(rows, results, strict=True))
     ]
     atomic.write_text(out / "scores.jsonl", "\n".join(lines) + "\n")
     n_wrong = sum(scored.verdict == "hallucinated" for scored in results)
-    print(f"scored {len(rows)} answers: {n_wrong} flagged hallucinated; wrote {out / 'scores.jsonl'}")
+    print(f"scored {len(rows)} answers ({' + '.join(sorted(set(banks.values())))} bank): {n_wrong} flagged "
+          f"hallucinated; wrote {out / 'scores.jsonl'}")  # fmt: skip
+    labelled = [(r, s) for r, s in zip(rows, results, strict=True) if isinstance(r.get("label"), bool)]
+    if labelled:
+        _labelled_summary(labelled, out)
     return 0
+
+
+def _labelled_summary(labelled: list[tuple[dict[str, Any], Any]], out: Path) -> None:
+    """AUC (with a 95 % interval, resampling questions) and verdict accuracy on labelled given answers."""
+    import numpy as np
+
+    from halluscan import atomic
+    from halluscan.probes.sweep import bootstrap_auc
+
+    false = np.array([not r["label"] for r, _ in labelled], dtype=np.int64)
+    p = np.array([s.p_wrong for _, s in labelled])
+    auc, ci = bootstrap_auc(p, false, [r["question"] for r, _ in labelled])
+    acc = float(np.mean([(s.verdict == "hallucinated") == bool(f) for (_, s), f in zip(labelled, false, strict=True)]))
+    summary = {
+        "n": len(labelled),
+        "n_false": int(false.sum()),
+        "auc": auc,
+        "ci95": ci,
+        "verdict_accuracy": acc,
+        "bank": sorted({s.meta.get("bank", "own") for _, s in labelled}),
+    }
+    atomic.write_json(out / "summary.json", summary)
+    lo, hi = ("nan", "nan") if ci is None else (f"{ci[0]:.3f}", f"{ci[1]:.3f}")
+    print(f"labelled answers: {len(labelled)} ({summary['n_false']} false); AUC of p_wrong {auc:.3f} "
+          f"(95 % CI {lo} – {hi}); verdict accuracy {acc:.3f}; wrote {out / 'summary.json'}")  # fmt: skip
 
 
 def _score_one(scanner: Any, args: argparse.Namespace, out: Path) -> int:
@@ -122,6 +198,10 @@ def _score_one(scanner: Any, args: argparse.Namespace, out: Path) -> int:
     files = figures.activity_files([result], out) + figures.attention_files(result, out)
     where = f"at {result.exact_answer!r}" if result.exact_answer else "at the last token (no exact answer found)"
     print(f"answer: {result.response}")
-    print(f"verdict: {result.verdict} (p_wrong {result.p_wrong:.3f}; probe layer {result.verdict_layer} {where})")
+    bank = result.meta.get("bank", "own")
+    print(
+        f"verdict: {result.verdict} (p_wrong {result.p_wrong:.3f}; {bank}-answer bank, probe layer "
+        f"{result.verdict_layer} {where})"
+    )
     print(f"wrote {out / 'score.json'}, " + ", ".join(str(f) for f in files))
     return 0

@@ -1,4 +1,4 @@
-"""Read a user's question set from CSV or JSONL (``question``, ``answer``, optional ``aliases``)."""
+"""Read a user's question set from CSV or JSONL (``question``, ``answer``, optional ``aliases``, ``wrong_answer``)."""
 
 from __future__ import annotations
 
@@ -105,6 +105,19 @@ def _aliases(raw: Any, answer: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _wrong_answer(spec: str, i: int, row: dict[str, Any], question: str, answer: str) -> str:
+    """The row's optional ``wrong_answer`` (a false answer for the given-answer bank), checked."""
+    from halluscan.data.pairs import is_alias
+
+    wrong = str(row.get("wrong_answer") or "").strip()
+    if wrong and is_alias(wrong, Question("", question, answer, _aliases(row.get("aliases"), answer))):
+        raise HalluscanError(
+            f"{spec}: row {i}: wrong_answer {wrong!r} names the answer {answer!r}; "
+            "give a false answer, or leave it empty"
+        )
+    return wrong
+
+
 def load_dataset(spec: str) -> Dataset:
     """``world-facts`` or a user file; each row must have a non-empty question and answer."""
     if spec == "world-facts":
@@ -134,6 +147,7 @@ def load_dataset(spec: str) -> Dataset:
                 answer=a,
                 aliases=_aliases(row.get("aliases"), a),
                 relation=str(row.get("relation") or "custom"),
+                wrong_answer=_wrong_answer(spec, i, row, q, a),
             )
         )
     dups = {q: r for q, r in rows_of.items() if len(r) > 1}

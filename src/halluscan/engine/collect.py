@@ -8,6 +8,8 @@ store are skipped, so a killed run resumes where it stopped.
 
 from __future__ import annotations
 
+import time
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from halluscan.engine.decode import EagerFeed
 from halluscan.engine.generate import generate
+from halluscan.engine.given import Forced, collect_during
 from halluscan.engine.store import ActivationStore
 from halluscan.engine.writer import ChunkWriter
 from halluscan.models.hooks import to_host_async
@@ -59,8 +63,18 @@ def gather_batch(
     return host, valid, all_idx, ready
 
 
-def collect(settings: StudySettings, lm: LoadedModel, qs: list[Question], store: ActivationStore) -> None:
-    """Generate, grade, locate and store activations for the questions not yet in the store."""
+def collect(
+    settings: StudySettings,
+    lm: LoadedModel,
+    qs: list[Question],
+    store: ActivationStore,
+    given: tuple[list[Forced], ActivationStore] | None = None,
+) -> float:
+    """Generate, grade, locate and store activations for the questions not yet in the store.
+
+    ``given`` (the given answers and their store): each batch's given answers are fed off its
+    prompts' KV cache right after the prefill (on the eager decoder). Returns the seconds that took.
+    """
     cfg = settings.config
     done = store.stored_ids()
     todo = [q for q in qs if q.qid not in done]
@@ -68,9 +82,21 @@ def collect(settings: StudySettings, lm: LoadedModel, qs: list[Question], store:
     layers = list(range(lm.n_layers + 1))
     positions = list(cfg.positions)
     bar = tqdm(total=len(qs), initial=len(qs) - len(todo), desc="generate+extract", unit="q", disable=cfg.quiet)
-    with ChunkWriter(store) as writer:  # disk writes overlap the next batch's generation
+    forked = [0.0]
+    with ChunkWriter(store) as writer, ChunkWriter(given[1]) if given else nullcontext() as given_writer:
         opts = replace(settings.generation, capture_dtype=cfg.store_dtype)  # captured as the store keeps it
-        for gens, states, tail in generate(lm, todo, opts, layers, progress=bar.update):
+        hook = None
+        if given is not None and given_writer is not None:
+            done = given[1].stored_ids()
+            todo_given = [f for f in given[0] if f.answer.item_id not in done]
+            fork = collect_during(lm, todo_given, given_writer, getattr(torch, cfg.store_dtype))
+
+            def hook(qids: list[str], feed: EagerFeed) -> None:
+                t = time.perf_counter()
+                fork(qids, feed)
+                forked[0] += time.perf_counter() - t
+
+        for gens, states, tail in generate(lm, todo, opts, layers, progress=bar.update, on_prefill=hook):
             assert states is not None
             grades = [settings.grader.grade(by_id[g.qid], g) for g in gens]
             acts, valid, idx, ready = gather_batch(gens, grades, states, tail, positions)
@@ -78,3 +104,4 @@ def collect(settings: StudySettings, lm: LoadedModel, qs: list[Question], store:
             writer.put({cfg.site: acts}, valid, [e.to_json() for e in examples], ready)
             bar.set_postfix(acc=f"{np.mean([e.correct for e in examples]):.2f}")
     bar.close()
+    return forked[0]

@@ -16,7 +16,7 @@ space after a full stop) is past the answer; it is fed only while other rows sti
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -186,8 +186,13 @@ def decode(
     layers: list[int] | None = None,
     rng: torch.Generator | None = None,
     feed: EagerFeed | StaticFeed | None = None,
+    on_prefill: Callable[[EagerFeed], None] | None = None,
 ) -> Iterator[Step]:
-    """Decode ``prompts`` into ``rows`` (one each), yielding after the prompt and after each fed token."""
+    """Decode ``prompts`` into ``rows`` (one each), yielding after the prompt and after each fed token.
+
+    ``on_prefill(feed)`` runs once the prompts are in an eager feed's KV cache, before the first
+    token is decoded (the given answers fork from it there); this decode's capture is paused meanwhile.
+    """
     feed = feed or make_feed(lm, prompts, opts)
     dev = next(lm.model.parameters()).device
     rule = StopRule(lm, opts.stop)
@@ -197,7 +202,14 @@ def decode(
     dtype = getattr(torch, opts.capture_dtype)
     with capture_residual(lm.model, layers, keep_tail, dtype=dtype) if layers is not None else nullcontext() as cap:
         logits = feed.prefill()
-        yield Step(-1, active, cap.stacked(host=False) if cap is not None else None)
+        states = cap.stacked(host=False) if cap is not None else None
+        if on_prefill is not None and isinstance(feed, EagerFeed):
+            if cap is not None:
+                cap.paused = True
+            on_prefill(feed)
+            if cap is not None:
+                cap.paused = False
+        yield Step(-1, active, states)
         if cap is not None:
             cap.select = lambda h: h[:, -1:]
         for step in range(opts.max_new_tokens):

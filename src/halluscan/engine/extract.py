@@ -35,7 +35,7 @@ class Item:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-def _gatherer(gather: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+def gatherer(gather: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """A selector that keeps ``gather[b]`` positions of row ``b``: [B, T, ...] -> [B, k, ...].
 
     The indices follow each layer to its device (a model spread over GPUs), copied once per device.
@@ -79,7 +79,7 @@ def forward_capture(
     cache = prefill_prefix(model, seqs[0][:n_pre], len(seqs)) if n_pre else None
     ids, mask, pos, offs = suffix_inputs(seqs, n_pre, pad_id)
     cols = gather - n_pre + torch.tensor(offs)[:, None]
-    with capture(model, sites, _gatherer(cols), dtype=dtype, stop_early=True, reduce=reduce) as cap:
+    with capture(model, sites, gatherer(cols), dtype=dtype, stop_early=True, reduce=reduce) as cap:
         inputs = {"input_ids": ids.to(dev), "attention_mask": mask.to(dev), "position_ids": pos.to(dev)}
         try:
             model(**inputs, **cache_kwargs(model, cache), use_cache=cache is not None, logits_to_keep=1)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from halluscan.engine.decode import Row, decode
+from halluscan.engine.decode import EagerFeed, Row, decode
 from halluscan.models.loading import LoadedModel
 from halluscan.records import GenerateOptions, Generation, Question
 
@@ -25,6 +25,7 @@ def generate_batch(
     opts: GenerateOptions,
     layers: list[int] | None,
     rng: torch.Generator | None = None,
+    on_prefill: Callable[[EagerFeed], None] | None = None,
 ) -> tuple[list[Row], torch.Tensor | None, int]:
     """Generate for one batch. Returns rows, states ``[B, layer, tail + steps, H]`` and tail.
 
@@ -35,7 +36,7 @@ def generate_batch(
     rows = [Row() for _ in prompts]
     buf: torch.Tensor | None = None
     tail = 0
-    for step in decode(lm, prompts, opts, rows, layers, rng):
+    for step in decode(lm, prompts, opts, rows, layers, rng, on_prefill=on_prefill):
         if step.states is None:
             continue
         if buf is None:  # the prompt's states come first
@@ -70,8 +71,11 @@ def generate(
     opts: GenerateOptions,
     layers: list[int] | None = None,
     progress: Callable[[int], None] | None = None,
+    on_prefill: Callable[[list[str], EagerFeed], None] | None = None,
 ) -> Iterator[tuple[list[Generation], torch.Tensor | None, int]]:
     """Yield ``(generations, states, tail)`` per batch, batches sorted by prompt length.
+
+    ``on_prefill(qids, feed)`` runs after each batch's prompts are prefilled (see :func:`decode`).
 
     ``states[i, l, j]`` is layer ``l``'s residual at prompt token ``P - tail + j`` for
     ``j < tail`` and at response token ``j - tail`` after that (P = prompt length of row i).
@@ -81,7 +85,11 @@ def generate(
     for b in range(0, len(order), opts.batch_size):
         idx = order[b : b + opts.batch_size]
         rng = torch.Generator().manual_seed(opts.seed + b) if opts.temperature > 0 else None
-        rows, states, tail = generate_batch(lm, [prompts[i] for i in idx], opts, layers, rng)
+        hook = None
+        if on_prefill is not None:
+            qids = [questions[i].qid for i in idx]
+            hook = lambda feed, qids=qids: on_prefill(qids, feed)  # noqa: E731
+        rows, states, tail = generate_batch(lm, [prompts[i] for i in idx], opts, layers, rng, hook)
         gens = [finish_row(lm, questions[i].qid, prompts[i], r) for i, r in zip(idx, rows, strict=True)]
         if progress is not None:
             progress(len(idx))

@@ -53,6 +53,25 @@ def prefill_prefix(model: Any, prefix: Sequence[int], batch: int) -> Any:
     return cache
 
 
+def fork_cache(cache: Any, rows: torch.Tensor) -> Any:
+    """A KV cache holding ``rows`` of ``cache`` (repeats allowed), leaving ``cache`` as it was.
+
+    A dynamic cache's layers replace their tensors when they grow (``torch.cat``) or select rows,
+    never write into them, so a shallow copy of each layer followed by a row selection shares
+    nothing that a later forward pass changes. Other caches are deep-copied.
+    """
+    import copy
+
+    layers = getattr(cache, "layers", None)
+    if layers is None or any(type(x).__name__ not in ("DynamicLayer", "DynamicSlidingWindowLayer") for x in layers):
+        fork = copy.deepcopy(cache)
+    else:
+        fork = copy.copy(cache)
+        fork.layers = [copy.copy(x) for x in layers]
+    fork.batch_select_indices(rows)
+    return fork
+
+
 def suffix_inputs(
     seqs: Sequence[Sequence[int]], n_pre: int, pad_id: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:

@@ -68,9 +68,12 @@ class Capture:
         self.last_layer = max((max(ls) for ls in self.sites.values() if ls), default=0)
         self.bufs: dict[str, torch.Tensor] = {}
         self.filled: dict[str, set[int]] = {s: set() for s in self.sites}
+        self.paused = False  # True while another capture borrows the model (nothing is kept)
 
     def keep(self, site: str, layer: int, x: torch.Tensor, selected: bool = False) -> None:
         """Copy the selected positions of ``x`` [B, T, ...] (``selected``: already done) into the site's buffer."""
+        if self.paused:
+            return
         x = x.detach() if selected else self.select(x.detach())
         if site in self.reduce:
             x = self.reduce[site](layer, x)

@@ -16,6 +16,7 @@ import torch
 from scipy.stats import rankdata
 from sklearn.model_selection import StratifiedGroupKFold
 
+from halluscan.engine.store import ActivationStore
 from halluscan.errors import HalluscanError
 from halluscan.probes.logreg import fit_logreg
 from halluscan.records import Example
@@ -34,6 +35,28 @@ def auc_rows(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.full(scores.shape[0], np.nan)
     ranks = rankdata(scores, axis=1)
     return (ranks[:, pos].sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def bootstrap_auc(
+    scores: np.ndarray, y: np.ndarray, groups: Sequence[str], n_boot: int = 2000, seed: int = 0
+) -> tuple[float, list[float] | None]:
+    """AUC of ``scores`` for ``y`` and its 95 % percentile interval, resampling whole groups (questions).
+
+    The interval is None when a class is missing.
+    """
+    auc = float(auc_rows(scores[None], y)[0])
+    if np.isnan(auc):
+        return auc, None
+    g = np.unique(np.asarray(groups), return_inverse=True)[1]
+    members = [np.flatnonzero(g == k) for k in range(g.max() + 1)]
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        rows = np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
+        a = auc_rows(scores[rows][None], y[rows])[0]
+        if not np.isnan(a):
+            draws.append(a)
+    return auc, [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
 
 
 def folds_for(y: np.ndarray, groups: Sequence[str], k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -133,6 +156,30 @@ def sweep(
         if progress is not None:
             progress(1)
     return SweepResult(layers, positions, auc, sd, ns, folds, lo, hi)
+
+
+def sweep_store(
+    store: ActivationStore,
+    y: np.ndarray,
+    groups: Sequence[str],
+    *,
+    site: str = "residual",
+    folds: int = 5,
+    seed: int = 0,
+    c: float = 1.0,
+    device: str | torch.device = "cpu",
+    desc: str = "probe sweep",
+    quiet: bool = False,
+) -> SweepResult:
+    """:func:`sweep` over every layer and position of ``store``, one position read at a time, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(store.positions), desc=desc, unit="pos", disable=quiet)
+    get = lambda p: store.position(p, site)  # noqa: E731
+    result = sweep(get, store.valid(), y, groups, store.layers(site), store.positions, folds=folds, seed=seed, c=c,
+                   progress=bar.update, device=device)  # fmt: skip
+    bar.close()
+    return result
 
 
 def fold_interval(per_fold: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:

@@ -54,7 +54,8 @@ MAX_WIDTH_PX = 3000  # and interactive ones here (they scroll and zoom)
 
 
 def _caption(r: ScoreResult) -> str:
-    return f"{r.verdict} · p(wrong) {r.p_wrong:.2f} (layer {r.verdict_layer}, {r.verdict_position})"
+    bank = r.meta.get("bank", "own")
+    return f"{r.verdict} · p(wrong) {r.p_wrong:.2f} (layer {r.verdict_layer}, {r.verdict_position}; {bank}-answer bank)"
 
 
 def activity_figure(results: list[ScoreResult]) -> Any:

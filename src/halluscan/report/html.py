@@ -240,16 +240,17 @@ def write_report(
     heatmap_png: Path | None,
     heatmap_div: str,
     maps: list[dict[str, Any]] | None = None,
+    extra: str = "",
 ) -> Path:
     """Write the report to ``path``; images and plotly.js are inlined so it opens offline.
 
     Without a heatmap (``metrics["no_probes"]`` says why) it gives the accuracy, the exact
-    answers located and the graded answers.
+    answers located and the graded answers. ``extra`` (HTML) follows the controls.
     """
     if heatmap_png is None:
-        parts = [_head(metrics), _no_probes(metrics), _location(metrics), _tail(metrics, examples)]
+        parts = [_head(metrics), _no_probes(metrics), extra, _location(metrics), _tail(metrics, examples)]
         return atomic.write_text(path, "\n".join(parts))
     png = _b64(heatmap_png, "the heatmap")
     parts = [_head(metrics), _question(metrics), _heatmap(png, heatmap_div), _cells(metrics), _controls(metrics)]
-    parts += [_location(metrics), _maps(maps or []), _tail(metrics, examples)]
+    parts += [extra, _location(metrics), _maps(maps or []), _tail(metrics, examples)]
     return atomic.write_text(path, "\n".join(parts))  # a failed write leaves the previous report, never half a one

@@ -8,6 +8,7 @@ from halluscan.probes.sweep import SweepResult
 from halluscan.records import Example
 from halluscan.report import heatmap
 from halluscan.report.figures import write_html
+from halluscan.report.given import given_section
 from halluscan.report.html import write_report
 from halluscan.runs import RunDir
 
@@ -18,13 +19,20 @@ def write_study_report(
     examples: list[Example],
     sweep: SweepResult | None,
     maps: list[dict[str, Any]],
+    given: SweepResult | None = None,
 ) -> None:
-    """Draw the heatmap and write ``report.html`` (``metrics`` must carry its provenance).
+    """Draw the heatmaps and write ``report.html`` (``metrics`` must carry its provenance).
 
     Without a sweep (too few examples of a class) the report has no heatmap and says why.
+    ``given`` is the given-answer sweep (its heatmap goes with the given-answer section).
     """
+    given_png = None
+    if given is not None:
+        n = metrics.get("given_bank", {}).get("n_answers", 0)
+        title = f"given answers (true + false) · n={n} · {given.folds}-fold CV grouped by question"
+        given_png = heatmap.heatmap_png(given.auc, given.layers, given.positions, run.heatmap_given_png, title)
     if sweep is None:
-        write_report(run.report, metrics, examples, None, "", maps)
+        write_report(run.report, metrics, examples, None, "", maps, given_section(metrics, given_png))
         return
     model, dataset = metrics["provenance"]["model"]["model_id"], metrics["provenance"]["dataset"]["name"]
     title = f"{model} · {dataset} · n={len(examples)} · {sweep.folds}-fold CV"
@@ -32,4 +40,4 @@ def write_study_report(
     fig = heatmap.heatmap_figure(sweep.auc, sweep.auc_std, sweep.n, sweep.layers, sweep.positions, title)
     write_html(fig, run.heatmap_html)
     div = fig.to_html(include_plotlyjs=True, full_html=False)
-    write_report(run.report, metrics, examples, png, div, maps)
+    write_report(run.report, metrics, examples, png, div, maps, given_section(metrics, given_png))

@@ -80,6 +80,7 @@ class Scanner:
     ):
         check_bank(lm, bank)
         self.lm, self.bank = lm, bank
+        self.kind = str(bank.meta.get("kind", "own"))  # own answers (graded) or given ones (true / false)
         self.layer = int(layer if layer is not None else bank.meta.get("best_layer", bank.layers[-1]))
         if self.layer not in bank.layers:
             raise HalluscanError(
@@ -218,7 +219,7 @@ class Scanner:
             standardised=self.standardise,
             attention_query="later tokens (mean)" if self.query is None else f"token {self.query}",
             response_ids=list(ids),
-            meta={**meta, "model": self.lm.model_id, "probe_position": self.bank.position},
+            meta={**meta, "model": self.lm.model_id, "probe_position": self.bank.position, "bank": self.kind},
         )
 
     def stream(self, question: str) -> Iterator[StreamStep]:

@@ -1,0 +1,108 @@
+"""Given answers for the given-answer probe bank: each question's gold answer and a false one of its type.
+
+The own-answer bank reads the model's confidence in what it wrote itself; an answer forced on the
+model is another distribution. So each study also teacher-forces, per question, the gold answer
+(true) and a *distractor* (false): a user CSV's ``wrong_answer``, else a name drawn with the seed
+from the relation's answers (capitals for a capital question, currencies for a currency
+question: the gold answers of the relation's other questions), never an alias of the gold
+answer nor a name the question itself contains. Labels are truth, not the model's greedy
+correctness. Both answers of a question carry its id, the cross-validation group, so they
+always fall in the same fold.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from halluscan.records import Dataset, Question
+from halluscan.text import normalize
+
+TEMPLATE = "{answer}."  # the response that is teacher-forced: the bare answer, as a short answer reads
+
+
+@dataclass(frozen=True)
+class GivenAnswer:
+    """One teacher-forced answer: ``qid`` is its question's (the CV group); ``false`` is the label."""
+
+    qid: str
+    question: str
+    relation: str
+    answer: str  # the entity itself
+    false: bool
+
+    @property
+    def response(self) -> str:
+        """The response text that is scored (the answer in :data:`TEMPLATE`)."""
+        return TEMPLATE.format(answer=self.answer)
+
+    @property
+    def item_id(self) -> str:
+        """The id of this answer in the store: the question's id and which answer it is."""
+        return f"{self.qid}#{'false' if self.false else 'true'}"
+
+
+def _words(text: str) -> str:
+    return f" {normalize(text)} "
+
+
+@lru_cache(maxsize=64)
+def _normalised(pool: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((v, _words(v)) for v in pool if normalize(v))
+
+
+def is_alias(candidate: str, q: Question) -> bool:
+    """Whether ``candidate`` names the gold answer: equal to, inside, or containing one of its aliases (whole words)."""
+    c = _words(candidate)
+    return any(c in g or g in c for g in _gold(q))
+
+
+def _gold(q: Question) -> list[str]:
+    return [_words(a) for a in (*q.aliases, q.answer) if normalize(a)]
+
+
+def distractor(q: Question, pool: Sequence[str], seed: int) -> str | None:
+    """A false answer to ``q``: its ``wrong_answer``, else one drawn from ``pool`` (None: none fits).
+
+    ``pool`` is the relation's gold answers, one per question (so a common answer is drawn as
+    often as it is the truth, and the answer's identity alone does not tell true from false).
+    The draw depends only on the seed and the question's id: the same on every run, and it
+    does not move when other questions are added or removed.
+    """
+    if q.wrong_answer:
+        return q.wrong_answer
+    question, gold = _words(q.question), _gold(q)
+    fits = [v for v, w in _normalised(tuple(pool)) if w not in question and not any(w in g or g in w for g in gold)]
+    return random.Random(f"{seed}:{q.qid}").choice(fits) if fits else None
+
+
+def answer_pools(ds: Dataset) -> dict[str, tuple[str, ...]]:
+    """Per relation, the gold answer of each question (by id); the relation's vocabulary when that has one name.
+
+    Questions without a relation (``custom``: a user file without a ``relation`` column) have no
+    type to draw from; they need a ``wrong_answer``.
+    """
+    pools: dict[str, list[tuple[str, str]]] = {}
+    for q in ds.questions:
+        if q.relation != "custom":
+            pools.setdefault(q.relation, []).append((q.qid, q.answer))
+    out = {r: tuple(a for _, a in sorted(p)) for r, p in pools.items()}
+    for r, vocab in ds.relation_vocab.items():
+        if r != "custom" and len(set(out.get(r, ()))) < 2:
+            out[r] = tuple(sorted(vocab))
+    return out
+
+
+def given_answers(qs: Sequence[Question], ds: Dataset, seed: int) -> list[GivenAnswer]:
+    """The gold answer and a distractor per question (questions with no distractor are left out)."""
+    pools = answer_pools(ds)
+    out = []
+    for q in qs:
+        wrong = distractor(q, pools.get(q.relation, ()), seed)
+        if wrong is None:
+            continue
+        out.append(GivenAnswer(q.qid, q.question, q.relation, q.answer, False))
+        out.append(GivenAnswer(q.qid, q.question, q.relation, wrong, True))
+    return out

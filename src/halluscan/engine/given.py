@@ -1,0 +1,169 @@
+"""Given answers, teacher-forced off the question's own KV cache: the data of the given-answer bank.
+
+Both answers of a question (gold and distractor, :mod:`halluscan.data.pairs`) follow the same
+prompt, so the prompt runs once and its KV cache is forked: :func:`fork_answers` copies the
+cache of a prefilled batch, two rows per question, and feeds only the answers' tokens, capturing
+every residual layer at the answer's named positions. During a study this happens inside the
+generation pass, right after each batch's prompts are prefilled (:func:`collect_during`), so the
+prompts are not run again; :func:`collect_given` does the same for answers still missing (a run
+resumed after its generation, a GPU batch on the static decoder), prefilling their prompts first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from halluscan.data.pairs import GivenAnswer
+from halluscan.engine.decode import EagerFeed
+from halluscan.engine.extract import gatherer
+from halluscan.engine.inputs import fork_cache
+from halluscan.engine.store import ActivationStore
+from halluscan.engine.writer import ChunkWriter
+from halluscan.models.hooks import StopForward, capture, to_host_async
+from halluscan.models.loading import LoadedModel
+from halluscan.models.sites import cache_kwargs
+from halluscan.positions import resolve, token_span
+from halluscan.records import GenerateOptions, Span
+
+# Where the given-answer bank reads a given answer (inside the answer: the prompt is the same for both).
+GIVEN_POSITIONS = ("exact_answer_first", "exact_answer_last", "exact_answer_after_last")
+
+
+@dataclass(frozen=True)
+class Forced:
+    """One given answer ready to feed: its tokens and, per position, its index in them (None: absent)."""
+
+    answer: GivenAnswer
+    ids: list[int]
+    cols: dict[str, int | None]
+
+    def record(self) -> dict[str, Any]:
+        """Its store record (``qid`` is the answer's id; ``question_id`` the CV group)."""
+        a = self.answer
+        return {
+            "qid": a.item_id,
+            "question_id": a.qid,
+            "relation": a.relation,
+            "question": a.question,
+            "response": a.response,
+            "false": a.false,
+            "n_tokens": len(self.ids),
+            "positions": self.cols,
+        }
+
+
+def forced(lm: LoadedModel, answers: Sequence[GivenAnswer]) -> list[Forced]:
+    """Tokenise each answer's response as ``halluscan score --answer`` does, and find its positions."""
+    from halluscan.engine.decode import token_starts
+
+    out = []
+    for a in answers:
+        ids = list(lm.tokenizer(a.response, add_special_tokens=False).input_ids)
+        starts, text = token_starts(lm.tokenizer, ids)
+        exact = token_span(Span(0, len(a.answer)), starts, len(text))
+        out.append(Forced(a, ids, {p: resolve(p, 0, len(ids), exact) for p in GIVEN_POSITIONS}))
+    return out
+
+
+@torch.inference_mode()
+def fork_answers(
+    lm: LoadedModel, feed: EagerFeed, batch: Sequence[Sequence[Forced]], dtype: torch.dtype, rows: list[int]
+) -> tuple[torch.Tensor, np.ndarray, Any]:
+    """Feed ``batch[i]`` (the answers to prompt row ``rows[i]`` of a prefilled ``feed``) off its KV cache.
+
+    Answers of one length go through together (no padding: most answers are 2-4 tokens), each
+    group off a fork of the cache that leaves the feed's own cache as it was. Returns
+    ``[answer, layer, position, H]`` (being copied to the host), the validity mask
+    ``[answer, position]`` and the copy's ready event, answers in order (row by row).
+    """
+    flat = [(r, f) for r, answers in zip(rows, batch, strict=True) for f in answers]
+    valid = np.array([[f.cols[p] is not None for p in GIVEN_POSITIONS] for _, f in flat])
+    out: torch.Tensor | None = None
+    for width in sorted({len(f.ids) for _, f in flat}):
+        group = [i for i, (_, f) in enumerate(flat) if len(f.ids) == width]
+        acts = _feed_group(lm, feed, [flat[i] for i in group], dtype)
+        if out is None:
+            out = acts.new_zeros(len(flat), *acts.shape[1:])
+        out[torch.tensor(group, device=acts.device)] = acts
+    assert out is not None
+    keep = torch.from_numpy(valid).to(out.device)[:, None, :, None]
+    out = torch.where(keep, out, torch.zeros((), dtype=out.dtype, device=out.device))
+    host, ready = to_host_async(out.contiguous())
+    return host, valid, ready
+
+
+def _feed_group(lm: LoadedModel, feed: EagerFeed, group: list[tuple[int, Forced]], dtype: torch.dtype) -> torch.Tensor:
+    """``[answer, layer, position, H]`` for answers of one length, each after its prompt row's cache."""
+    model = lm.model
+    dev = feed.ids.device
+    sel = torch.tensor([r for r, _ in group], device=dev)
+    ids = torch.tensor([f.ids for _, f in group], device=dev)
+    cols = torch.tensor([[f.cols[p] or 0 for p in GIVEN_POSITIONS] for _, f in group])
+    inputs = {
+        "input_ids": ids,
+        "attention_mask": torch.cat([feed.mask[sel], torch.ones_like(ids)], dim=1),
+        "position_ids": feed.pos[sel, -1:] + 1 + torch.arange(ids.shape[1], device=dev),
+    }
+    layers = list(range(lm.n_layers + 1))
+    with capture(model, {"residual": layers}, gatherer(cols), dtype=dtype, stop_early=True) as cap:
+        try:
+            model(**inputs, **cache_kwargs(model, fork_cache(feed.cache, sel)), use_cache=True)
+        except StopForward:
+            pass
+        return cap.stacked("residual", host=False)
+
+
+def pairs_by_question(items: Sequence[Forced]) -> dict[str, list[Forced]]:
+    """The forced answers of each question id, in order (gold first)."""
+    out: dict[str, list[Forced]] = {}
+    for f in items:
+        out.setdefault(f.answer.qid, []).append(f)
+    return out
+
+
+def collect_during(
+    lm: LoadedModel, items: Sequence[Forced], writer: ChunkWriter, dtype: torch.dtype
+) -> Callable[[list[str], EagerFeed], None]:
+    """A callback for the generation pass: after a batch's prompts are prefilled, store their given answers."""
+    by_q = pairs_by_question(items)
+
+    def on_prefill(qids: list[str], feed: EagerFeed) -> None:
+        keep = [i for i, q in enumerate(qids) if q in by_q]  # a question without a distractor has none
+        if not keep:
+            return
+        batch = [by_q[qids[i]] for i in keep]
+        acts, valid, ready = fork_answers(lm, feed, batch, dtype, keep)
+        writer.put({"residual": acts}, valid, [f.record() for row in batch for f in row], ready)
+
+    return on_prefill
+
+
+def collect_given(
+    lm: LoadedModel,
+    items: Sequence[Forced],
+    store: ActivationStore,
+    opts: GenerateOptions,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Store the given answers not yet in ``store`` (their prompts prefilled here); how many were stored."""
+    done = store.stored_ids()
+    by_q = {q: fs for q, fs in pairs_by_question(items).items() if any(f.answer.item_id not in done for f in fs)}
+    if not by_q:
+        return 0
+    prompts = {q: lm.prompt_ids(fs[0].answer.question, opts.system_prompt) for q, fs in by_q.items()}
+    order = sorted(by_q, key=lambda q: (len(prompts[q]), q))
+    dtype = getattr(torch, opts.capture_dtype)
+    with ChunkWriter(store, progress) as writer, torch.inference_mode():
+        for b in range(0, len(order), opts.batch_size):
+            qids = order[b : b + opts.batch_size]
+            feed = EagerFeed(lm, [prompts[q] for q in qids], opts)
+            feed.prefill()
+            batch = [by_q[q] for q in qids]
+            acts, valid, ready = fork_answers(lm, feed, batch, dtype, list(range(len(batch))))
+            writer.put({"residual": acts}, valid, [f.record() for row in batch for f in row], ready)
+    return sum(len(fs) for fs in by_q.values())

@@ -1,0 +1,229 @@
+"""Issue 13: the given-answer bank (true and false given answers), `score --bank`, and labelled JSONL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from halluscan.cli import main
+from halluscan.data.pairs import answer_pools, distractor, given_answers, is_alias
+from halluscan.errors import HalluscanError
+from halluscan.probes.crossfit import question_folds
+from halluscan.probes.sweep import bootstrap_auc, folds_for
+from halluscan.records import Question
+from tests.conftest import tiny_folder
+
+
+@pytest.fixture(scope="module")
+def world():
+    from halluscan.data import build_world_facts
+
+    return build_world_facts()
+
+
+def test_distractors_are_never_aliases_and_repeat_under_the_seed(world):
+    from halluscan.grade import Grader
+
+    grader = Grader.for_dataset(world)
+    pairs = given_answers(world.questions, world, seed=0)
+    assert len(pairs) == 2 * len(world.questions)  # every world-facts question gets one
+    by_id = {q.qid: q for q in world.questions}
+    for true, false in zip(pairs[::2], pairs[1::2], strict=True):
+        q = by_id[true.qid]
+        assert (true.false, false.false, true.answer, false.qid) == (False, True, q.answer, q.qid)
+        assert not is_alias(false.answer, q), (q, false.answer)
+        assert grader.alias_span(q, false.response) is None  # the study's own grader calls it wrong
+        assert grader.alias_span(q, true.response) is not None
+        assert f" {false.answer.lower()} " not in f" {q.question.lower()} "
+    assert given_answers(world.questions, world, seed=0) == pairs  # the seed fixes the draw
+    other = given_answers(world.questions, world, seed=1)
+    assert sum(a.answer != b.answer for a, b in zip(pairs, other, strict=True)) > len(pairs) // 4
+    # a question's draw does not move when the question set changes
+    subset = given_answers(world.questions[::7], world, seed=0)
+    assert {(a.qid, a.answer) for a in subset} <= {(a.qid, a.answer) for a in pairs}
+
+
+def test_a_distractor_is_of_the_questions_type():
+    q = Question("q1", "What is the capital of Peru?", "Lima", ("Lima", "Ciudad de los Reyes"), "capital")
+    pool = ("Lima", "Paris", "Ciudad de los Reyes", "Rome", "Peru")  # Peru is in the question
+    draws = {distractor(Question(f"q{i}", q.question, q.answer, q.aliases, q.relation), pool, 0) for i in range(40)}
+    assert draws == {"Paris", "Rome"}
+    assert distractor(q, ("Lima", "Lima city"), 0) is None  # nothing fits: the question is left out
+
+
+def test_both_answers_of_a_question_fall_in_the_same_fold(world):
+    pairs = given_answers(world.questions[:300], world, seed=0)
+    y = np.array([int(a.false) for a in pairs])
+    groups = [a.qid for a in pairs]
+    splits = folds_for(y, groups, 5, 0)
+    for _, test in splits:
+        inside = {groups[i] for i in test}
+        assert sum(groups.count(q) for q in inside) == len(test)  # both answers of each question
+    folds = question_folds(y, groups, 5, 0)
+    assert len(folds) == 300 and set(folds.values()) == set(range(5))
+
+
+def test_a_csv_wrong_answer_column_is_read_and_checked(tmp_path):
+    from halluscan.data import load_dataset
+
+    p = tmp_path / "q.csv"
+    p.write_text("question,answer,wrong_answer\nWhat is the capital of Peru?,Lima,Paris\nWhat is 2+2?,4,\n")
+    ds = load_dataset(str(p))
+    assert [q.wrong_answer for q in ds.questions] == ["Paris", ""]
+    pairs = given_answers(ds.questions, ds, seed=0)
+    assert [(a.answer, a.false) for a in pairs] == [("Lima", False), ("Paris", True)]  # "4" has no false answer
+    typed = tmp_path / "typed.csv"  # with a relation, the relation's other answers are its type
+    typed.write_text("question,answer,relation\nCapital of Peru?,Lima,capital\nCapital of Chile?,Santiago,capital\n")
+    ds = load_dataset(str(typed))
+    assert [a.answer for a in given_answers(ds.questions, ds, seed=0)] == ["Lima", "Santiago", "Santiago", "Lima"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("question,answer,aliases,wrong_answer\nCapital of Peru?,Lima,Ciudad de los Reyes,ciudad de los reyes\n")
+    with pytest.raises(HalluscanError, match="row 1: wrong_answer 'ciudad de los reyes' names the answer 'Lima'"):
+        load_dataset(str(bad))
+
+
+def test_bootstrap_auc_resamples_questions():
+    y = np.array([0, 1] * 30)
+    scores = y + np.random.default_rng(0).normal(0, 0.8, len(y))
+    auc, ci = bootstrap_auc(scores, y, [str(i // 2) for i in range(len(y))])
+    assert 0.7 < auc < 1 and ci[0] < auc < ci[1]
+    assert bootstrap_auc(scores, np.zeros_like(y), ["a"] * len(y))[1] is None
+
+
+PERU = "What is the capital of Peru"
+FRANCE = "What is the capital of France"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny model that splits "Lima." in two, and a CSV whose rows carry a wrong answer."""
+    root = tmp_path_factory.mktemp("given")
+    tiny_folder(root / "model", split_punct=True)
+    rows = ["id,question,answer,wrong_answer"]
+    for i in range(24):
+        rows.append(f"p{i},{PERU} {i},Lima,{'Paris' if i % 2 else 'Rome'}")
+        # the tiny model answers every France question "city": half of them count that as correct
+        rows.append(f"f{i},{FRANCE} {i},{'Paris' if i % 2 else 'city'},{'Lima' if i % 2 else 'Rome'}")
+    (root / "q.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_forked_answers_equal_teacher_forcing_and_the_generation_pass_stores_them(tiny, tmp_path):
+    from halluscan.config import StudyConfig
+    from halluscan.data import load_dataset
+    from halluscan.engine.collect import collect
+    from halluscan.engine.extract import extract_positions
+    from halluscan.engine.given import collect_given, forced
+    from halluscan.engine.store import ActivationStore
+    from halluscan.givenbank import open_given_store
+    from halluscan.models import load_model
+    from halluscan.runs import RunDir, store_layout
+    from halluscan.settings import StudySettings
+
+    lm = load_model(str(tiny / "model"))
+    cfg = StudyConfig(dataset=str(tiny / "q.csv"), batch_size=8, stop="none", max_new_tokens=3, store_dtype="float32")
+    settings = StudySettings.build(cfg)
+    qs = list(settings.dataset.questions)
+    items = forced(lm, given_answers(qs, settings.dataset, 0))
+    assert [lm.tokenizer.decode(i.ids) for i in items[:2]] == ["Lima .", "Rome ."]
+    assert items[0].cols == {"exact_answer_first": 0, "exact_answer_last": 0, "exact_answer_after_last": 1}
+    run = RunDir(tmp_path / "run")
+    layout = store_layout(cfg, lm.n_layers, lm.hidden_size)
+    store = ActivationStore.open_or_create(run.store, key="k", layout=layout, provenance={})
+    during = open_given_store(run, "k", cfg, lm, {})
+    assert collect(settings, lm, qs, store, (items, during)) > 0
+    assert during.n_examples == len(items)  # every given answer, fed during generation
+    plain_store = ActivationStore.open_or_create(tmp_path / "plain", key="k", layout=layout, provenance={})
+    assert collect(settings, lm, qs, plain_store) == 0.0  # the forks leave the generation as it was:
+    assert [e["response_ids"] for e in store.examples()] == [e["response_ids"] for e in plain_store.examples()]
+    torch.testing.assert_close(store.position("-1"), plain_store.position("-1"))
+    alone = open_given_store(RunDir(tmp_path / "alone"), "k", cfg, lm, {})
+    assert collect_given(lm, items, alone, settings.generation) == len(items)
+    assert collect_given(lm, items, alone, settings.generation) == 0  # resumes: nothing left
+    ids_a, ids_b = [e["qid"] for e in during.examples()], [e["qid"] for e in alone.examples()]
+    a = during.position("exact_answer_last")
+    b = alone.position("exact_answer_last")[[ids_b.index(i) for i in ids_a]]
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    f = next(it for it in items if it.answer.item_id == ids_a[3])  # and both equal plain teacher forcing
+    prompt = lm.prompt_ids(f.answer.question, cfg.system_prompt)
+    plain = extract_positions(lm, [prompt + f.ids], [[len(prompt) + f.cols["exact_answer_last"]]])[0, :, 0]
+    torch.testing.assert_close(a[3], plain, atol=1e-4, rtol=1e-4)
+
+
+def _run(tiny: Path, *extra: str) -> list[str]:
+    flags = ["--model", str(tiny / "model"), "--dataset", str(tiny / "q.csv"), "--runs-dir", str(tiny / "runs")]
+    return [*flags, "--stop", "none", "--max-new-tokens", "3", "--batch-size", "8", "--quiet", *extra]
+
+
+def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):
+    from halluscan.runs import RunDir
+
+    assert main(["run", "--name", "g", "--folds", "3", *_run(tiny)[:6], *_run(tiny)[6:]]) == 0
+    run = RunDir.named("g", tiny / "runs")
+    m = run.read_metrics()
+    g = m["given_bank"]
+    assert (g["n_answers"], g["n_questions"]) == (96, 48)
+    assert 0 <= g["best"]["auc"] <= 1 and g["best"]["ci95"][0] <= g["best"]["auc"] <= g["best"]["ci95"][1]
+    meta = json.loads((run.probes_given / "probes.json").read_text())
+    assert (meta["kind"], meta["position"], meta["best_layer"]) == ("given", "exact_answer_last", g["best"]["layer"])
+    assert "given_bank" in m["timings_s"] and "given_answers_in_generation" in m["timings_s"]
+    assert "Given answers: scoring an answer the model did not write" in run.report.read_text()
+    assert run.heatmap_given_png.is_file()
+
+    base = ["score", "--model", str(tiny / "model"), "--runs-dir", str(tiny / "runs"), "--quiet"]
+    probes = {"own": str(run.probes), "given": str(run.probes_given)}
+    for bank, path in probes.items():  # --probes: the bank that folder holds, and score.json says which
+        out = tiny / f"score_{bank}"
+        assert main([*base, "--question", f"{PERU} 1", "--answer", "Lima", "--probes", path, "--out", str(out)]) == 0
+        assert json.loads((out / "score.json").read_text())["bank"] == bank
+        assert f"{bank}-answer bank" in capsys.readouterr().out
+
+    labelled = tiny / "labelled.jsonl"
+    lines = [{"question": f"{PERU} {i}", "answer": a, "label": lab} for i in range(6) for a, lab in (("Lima", 1), ("Paris", "false"))]
+    labelled.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    out = tiny / "scored"
+    assert main([*base, "--jsonl", str(labelled), "--probes", probes["given"], "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["n"], summary["n_false"], summary["bank"]) == (12, 6, ["given"])
+    assert 0 <= summary["auc"] <= 1 and 0 <= summary["verdict_accuracy"] <= 1
+    assert "labelled answers: 12 (6 false); AUC of p_wrong" in capsys.readouterr().out
+    rows = [json.loads(x) for x in (out / "scores.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in rows[:2]] == [True, False] and {r["bank"] for r in rows} == {"given"}
+
+
+def test_score_chooses_the_bank_by_what_it_is_given(tiny, monkeypatch, tmp_path):
+    import argparse
+
+    from halluscan.cli import score
+
+    picked = []
+    monkeypatch.setattr(score, "default_bank", lambda model, runs, quiet, kind: picked.append(kind) or Path("x"))
+    monkeypatch.setattr(score, "_score_one", lambda scanner, args, out: 0)
+
+    class FakeBank:
+        meta: dict = {}
+
+    monkeypatch.setattr("halluscan.probes.bank.ProbeBank.load", lambda folder: FakeBank())
+    monkeypatch.setattr("halluscan.scan.Scanner", lambda lm, bank, **kw: argparse.Namespace(kind="k"))
+    monkeypatch.setattr("halluscan.models.load_model", lambda *a, **kw: None)
+    base = ["score", "--question", "Q?", "--out", str(tmp_path)]
+    for extra, want in (([], "own"), (["--answer", "A"], "given"), (["--answer", "A", "--bank", "own"], "own"),
+                        (["--bank", "given"], "given")):  # fmt: skip
+        assert main([*base, *extra]) == 0
+        assert picked.pop() == want, extra
+    assert main([*base, "--bank", "theirs"]) == 2
+
+
+def test_a_label_needs_an_answer_and_a_known_value(tiny, tmp_path, capsys):
+    for row, msg in (
+        ({"question": "Q?", "label": True}, 'row 1 has a "label" but no "answer"'),
+        ({"question": "Q?", "answer": "A", "label": "maybe"}, "row 1: \"label\" is 'maybe'; give true/false or 1/0"),
+    ):
+        p = tmp_path / "x.jsonl"
+        p.write_text(json.dumps(row) + "\n")
+        assert main(["score", "--jsonl", str(p), "--probes", str(tmp_path)]) == 2
+        assert msg in capsys.readouterr().err
