@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from halluscan.cli import main
-from halluscan.data.pairs import answer_pools, distractor, given_answers, is_alias
+from halluscan.data.pairs import distractor, given_answers, is_alias
 from halluscan.errors import HalluscanError
 from halluscan.probes.crossfit import question_folds
 from halluscan.probes.sweep import bootstrap_auc, folds_for
@@ -81,7 +81,8 @@ def test_a_csv_wrong_answer_column_is_read_and_checked(tmp_path):
     ds = load_dataset(str(typed))
     assert [a.answer for a in given_answers(ds.questions, ds, seed=0)] == ["Lima", "Santiago", "Santiago", "Lima"]
     bad = tmp_path / "bad.csv"
-    bad.write_text("question,answer,aliases,wrong_answer\nCapital of Peru?,Lima,Ciudad de los Reyes,ciudad de los reyes\n")
+    row = "Capital of Peru?,Lima,Ciudad de los Reyes,ciudad de los reyes"
+    bad.write_text(f"question,answer,aliases,wrong_answer\n{row}\n")
     with pytest.raises(HalluscanError, match="row 1: wrong_answer 'ciudad de los reyes' names the answer 'Lima'"):
         load_dataset(str(bad))
 
@@ -114,7 +115,6 @@ def tiny(tmp_path_factory):
 
 def test_forked_answers_equal_teacher_forcing_and_the_generation_pass_stores_them(tiny, tmp_path):
     from halluscan.config import StudyConfig
-    from halluscan.data import load_dataset
     from halluscan.engine.collect import collect
     from halluscan.engine.extract import extract_positions
     from halluscan.engine.given import collect_given, forced
@@ -129,8 +129,9 @@ def test_forked_answers_equal_teacher_forcing_and_the_generation_pass_stores_the
     settings = StudySettings.build(cfg)
     qs = list(settings.dataset.questions)
     items = forced(lm, given_answers(qs, settings.dataset, 0))
-    assert [lm.tokenizer.decode(i.ids) for i in items[:2]] == ["Lima .", "Rome ."]
-    assert items[0].cols == {"exact_answer_first": 0, "exact_answer_last": 0, "exact_answer_after_last": 1}
+    assert [i.answer.response for i in items[:2]] == ["Lima.", "Rome."]
+    assert [lm.tokenizer.decode(i.ids) for i in items[:2]] == ["Lima", "Rome"]  # the full stop is never read
+    assert items[0].cols == {"exact_answer_first": 0, "exact_answer_last": 0}
     run = RunDir(tmp_path / "run")
     layout = store_layout(cfg, lm.n_layers, lm.hidden_size)
     store = ActivationStore.open_or_create(run.store, key="k", layout=layout, provenance={})
@@ -183,7 +184,8 @@ def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):
         assert f"{bank}-answer bank" in capsys.readouterr().out
 
     labelled = tiny / "labelled.jsonl"
-    lines = [{"question": f"{PERU} {i}", "answer": a, "label": lab} for i in range(6) for a, lab in (("Lima", 1), ("Paris", "false"))]
+    pair = (("Lima", 1), ("Paris", "false"))
+    lines = [{"question": f"{PERU} {i}", "answer": a, "label": lab} for i in range(6) for a, lab in pair]
     labelled.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     out = tiny / "scored"
     assert main([*base, "--jsonl", str(labelled), "--probes", probes["given"], "--out", str(out)]) == 0

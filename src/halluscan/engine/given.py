@@ -30,8 +30,9 @@ from halluscan.models.sites import cache_kwargs
 from halluscan.positions import resolve, token_span
 from halluscan.records import GenerateOptions, Span
 
-# Where the given-answer bank reads a given answer (inside the answer: the prompt is the same for both).
-GIVEN_POSITIONS = ("exact_answer_first", "exact_answer_last", "exact_answer_after_last")
+# Where the given-answer bank reads a given answer: inside the answer (the prompt is the same for
+# both answers of a question, so a prompt position cannot tell them apart).
+GIVEN_POSITIONS = ("exact_answer_first", "exact_answer_last")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,11 @@ class Forced:
 
 
 def forced(lm: LoadedModel, answers: Sequence[GivenAnswer]) -> list[Forced]:
-    """Tokenise each answer's response as ``halluscan score --answer`` does, and find its positions."""
+    """Tokenise each answer's response as ``halluscan score --answer`` does, and find its positions.
+
+    Only the tokens up to the last position read are kept: a causal model's states there do not
+    depend on what follows (the closing full stop), so feeding it would cost time and change nothing.
+    """
     from halluscan.engine.decode import token_starts
 
     out = []
@@ -66,7 +71,9 @@ def forced(lm: LoadedModel, answers: Sequence[GivenAnswer]) -> list[Forced]:
         ids = list(lm.tokenizer(a.response, add_special_tokens=False).input_ids)
         starts, text = token_starts(lm.tokenizer, ids)
         exact = token_span(Span(0, len(a.answer)), starts, len(text))
-        out.append(Forced(a, ids, {p: resolve(p, 0, len(ids), exact) for p in GIVEN_POSITIONS}))
+        cols = {p: resolve(p, 0, len(ids), exact) for p in GIVEN_POSITIONS}
+        last = max((c for c in cols.values() if c is not None), default=len(ids) - 1)
+        out.append(Forced(a, ids[: last + 1], cols))
     return out
 
 
@@ -76,16 +83,15 @@ def fork_answers(
 ) -> tuple[torch.Tensor, np.ndarray, Any]:
     """Feed ``batch[i]`` (the answers to prompt row ``rows[i]`` of a prefilled ``feed``) off its KV cache.
 
-    Answers of one length go through together (no padding: most answers are 2-4 tokens), each
-    group off a fork of the cache that leaves the feed's own cache as it was. Returns
+    Answers of about one length go through together (little padding: most answers are 2-4
+    tokens; see :func:`_groups`), each group off a fork of the cache that leaves the feed's own cache as it was. Returns
     ``[answer, layer, position, H]`` (being copied to the host), the validity mask
     ``[answer, position]`` and the copy's ready event, answers in order (row by row).
     """
     flat = [(r, f) for r, answers in zip(rows, batch, strict=True) for f in answers]
     valid = np.array([[f.cols[p] is not None for p in GIVEN_POSITIONS] for _, f in flat])
     out: torch.Tensor | None = None
-    for width in sorted({len(f.ids) for _, f in flat}):
-        group = [i for i, (_, f) in enumerate(flat) if len(f.ids) == width]
+    for group in _groups([len(f.ids) for _, f in flat]):
         acts = _feed_group(lm, feed, [flat[i] for i in group], dtype)
         if out is None:
             out = acts.new_zeros(len(flat), *acts.shape[1:])
@@ -97,16 +103,36 @@ def fork_answers(
     return host, valid, ready
 
 
+PASS_COST_TOKENS = 32  # one more forward pass costs about as much as this many padding tokens (CPU, small model)
+
+
+def _groups(lengths: list[int]) -> list[list[int]]:
+    """Indices grouped by length: a group takes in the next length while the padding costs less than a pass."""
+    groups: list[list[int]] = []
+    for width in sorted(set(lengths)):
+        rows = [i for i, n in enumerate(lengths) if n == width]
+        if groups and sum(width - lengths[i] for i in groups[-1]) < PASS_COST_TOKENS:
+            groups[-1] += rows
+        else:
+            groups.append(rows)
+    return groups
+
+
 def _feed_group(lm: LoadedModel, feed: EagerFeed, group: list[tuple[int, Forced]], dtype: torch.dtype) -> torch.Tensor:
     """``[answer, layer, position, H]`` for answers of one length, each after its prompt row's cache."""
     model = lm.model
     dev = feed.ids.device
     sel = torch.tensor([r for r, _ in group], device=dev)
-    ids = torch.tensor([f.ids for _, f in group], device=dev)
+    width = max(len(f.ids) for _, f in group)
+    ids = torch.full((len(group), width), lm.tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, (_, f) in enumerate(group):  # right padding: an answer's tokens never see the pads after them
+        ids[i, : len(f.ids)], mask[i, : len(f.ids)] = torch.tensor(f.ids), 1
+    ids, mask = ids.to(dev), mask.to(dev)
     cols = torch.tensor([[f.cols[p] or 0 for p in GIVEN_POSITIONS] for _, f in group])
     inputs = {
         "input_ids": ids,
-        "attention_mask": torch.cat([feed.mask[sel], torch.ones_like(ids)], dim=1),
+        "attention_mask": torch.cat([feed.mask[sel], mask], dim=1),
         "position_ids": feed.pos[sel, -1:] + 1 + torch.arange(ids.shape[1], device=dev),
     }
     layers = list(range(lm.n_layers + 1))

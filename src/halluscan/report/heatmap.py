@@ -14,14 +14,19 @@ AUC_RANGE = (0.5, 1.0)
 CMAP = "Blues"
 
 
-def heatmap_png(auc: np.ndarray, layers: list[int], positions: list[str], path: Path, title: str) -> Path:
-    """Layer (rows, 0 at the bottom) x position heatmap of AUC, Blues over 0.5-1.0."""
+def heatmap_png(
+    auc: np.ndarray, layers: list[int], positions: list[str], path: Path, title: str, target: str = "a wrong answer"
+) -> Path:
+    """Layer (rows, 0 at the bottom) x position heatmap of AUC, Blues over 0.5-1.0 (``target``: what is predicted)."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * len(positions), 1.6 + 0.27 * len(layers)), constrained_layout=True)
+    width = max(5.0, 1.0 + 0.62 * len(positions))  # a few positions still leave room for the title
+    fig, ax = plt.subplots(figsize=(width, 1.6 + 0.27 * len(layers)), constrained_layout=True)
     im = ax.imshow(
         np.ma.masked_invalid(auc), cmap=CMAP, vmin=AUC_RANGE[0], vmax=AUC_RANGE[1], origin="lower", aspect="auto"
     )
@@ -30,7 +35,7 @@ def heatmap_png(auc: np.ndarray, layers: list[int], positions: list[str], path: 
     ax.set_yticks(range(0, len(layers), step), [str(x) for x in layers[::step]], fontsize=8)
     ax.set_xlabel("token position")
     ax.set_ylabel("layer (0 = embedding output)")
-    ax.set_title(title, fontsize=10, **LITERAL)
+    ax.set_title("\n".join(textwrap.wrap(title, int(width * 10))), fontsize=10, **LITERAL)
     for j in range(auc.shape[1]):
         col = auc[:, j]
         if not np.all(np.isnan(col)):
@@ -46,7 +51,7 @@ def heatmap_png(auc: np.ndarray, layers: list[int], positions: list[str], path: 
                 color="white" if col[i] > 0.8 else "black",
             )
     cb = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
-    cb.set_label("probe ROC-AUC (predicting a wrong answer)")
+    cb.set_label(f"probe ROC-AUC (predicting {target})")
     return atomic.write_png(path, fig, dpi=130)
 
 

@@ -30,7 +30,9 @@ def write_study_report(
     if given is not None:
         n = metrics.get("given_bank", {}).get("n_answers", 0)
         title = f"given answers (true + false) · n={n} · {given.folds}-fold CV grouped by question"
-        given_png = heatmap.heatmap_png(given.auc, given.layers, given.positions, run.heatmap_given_png, title)
+        given_png = heatmap.heatmap_png(
+            given.auc, given.layers, given.positions, run.heatmap_given_png, title, target="a false answer"
+        )
     if sweep is None:
         write_report(run.report, metrics, examples, None, "", maps, given_section(metrics, given_png))
         return
