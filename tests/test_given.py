@@ -164,6 +164,7 @@ def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):
     from halluscan.runs import RunDir
 
     assert main(["run", "--name", "g", "--folds", "3", *_run(tiny)[:6], *_run(tiny)[6:]]) == 0
+    assert "given-answer bank: layer" in capsys.readouterr().out
     run = RunDir.named("g", tiny / "runs")
     m = run.read_metrics()
     g = m["given_bank"]

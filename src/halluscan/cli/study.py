@@ -9,9 +9,25 @@ from typing import Any
 import numpy as np
 
 
+def _given_line(m: dict[str, Any]) -> list[str]:
+    """The given-answer bank's headline: its held-out AUC on true/false answers, and the own bank's there."""
+    g = m.get("given_bank")
+    if not g:
+        return []
+    if "skipped" in g:
+        return [g["skipped"]]
+    b, own = g["best"], (g["cross"].get("own_bank") or {}).get("given_pairs")
+    line = f"given-answer bank: layer {b['layer']} AUC {b['auc']:.3f} ({b['ci95'][0]:.3f}-{b['ci95'][1]:.3f}) "
+    line += f"on held-out true/false answers ({g['n_answers']})"
+    if own and own.get("auc") is not None:
+        line += f"; the own-answer bank there {own['auc']:.3f}"
+    return [line]
+
+
 def _summary(m: dict[str, Any]) -> str:
     if m.get("no_probes"):  # the reason was logged as a warning
-        return f"graded {m['n_graded']} questions, accuracy {m['accuracy']:.3f}; no probes (see the warning)"
+        head = f"graded {m['n_graded']} questions, accuracy {m['accuracy']:.3f}; no probes (see the warning)"
+        return "\n".join([head, *_given_line(m)])
     f, c, ea = m["finding"], m["controls"], m["exact_answer_found"]
     last_q = m["best_cells"].get("last_q", {}).get("auc", float("nan"))
     lines = [
@@ -23,6 +39,7 @@ def _summary(m: dict[str, Any]) -> str:
         f"AUC {f['best_exact_auc']:.3f}; best last_q AUC {last_q:.3f}",
         f"controls: relation only {c['relation_prior_auc']:.3f}, "
         f"layer 0 at exact-answer positions {c['layer0_exact_auc']:.3f}",
+        *_given_line(m),
         "timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in m["timings_s"].items()),
     ]
     return "\n".join(lines)

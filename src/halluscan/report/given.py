@@ -31,7 +31,8 @@ def given_section(metrics: dict[str, Any], png: Path | None) -> str:
     for bank, trained in (("own_bank", "own answers, graded"), ("given_bank", "given answers, true / false")):
         cells = cross.get(bank) or {}
         layer = next((c["layer"] for c in cells.values() if c and "layer" in c), "—")
-        rows.append((f"{bank.replace('_', '-')} ({trained}), layer {layer}", *(_ci(cells.get(k)) for k, _ in KINDS)))
+        name = bank.replace("_bank", "-answer bank")
+        rows.append((f"{name} ({trained}), layer {layer}", *(_ci(cells.get(k)) for k, _ in KINDS)))
     img = f'<img alt="given-answer heatmap" src="data:image/png;base64,{_b64(png, "the heatmap")}">' if png else ""
     template = html.escape(g["template"].format(answer="ANSWER"))
     return f"""<h2>Given answers: scoring an answer the model did not write</h2>
