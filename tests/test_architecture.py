@@ -29,6 +29,7 @@ RANK = {
     "probes": 7,
     "scan": 8,
     "analysis": 8,
+    "baselines": 8,
     "report": 9,
     "givenbank": 9,
     "pipeline": 10,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from halluscan import analysis, atomic, givenbank, provenance, runs
+from halluscan import analysis, atomic, baselines, givenbank, provenance, runs
 from halluscan.config import StudyConfig
 from halluscan.engine.collect import collect
 from halluscan.engine.given import collect_given
@@ -186,6 +186,10 @@ def _analyse(
         result = probe_sweep(cfg, store, y, groups, device)
         controls = analysis.controls(result, examples, y, cfg.folds, cfg.seed)
     metrics = analysis.study_metrics(cfg.name, examples, result, controls, cfg.site)
+    with timer("baselines"):
+        f = metrics["finding"]
+        cell = (f["best_exact_position"], f["best_exact_layer"])
+        metrics |= baselines.compare(result, examples, y, baselines.logprob_scores(examples), cell, cfg.seed)
     with timer("probe_bank"):
         best = result.best(BANK_POSITION)[0] if BANK_POSITION in result.positions else None
         has_bank = fit_bank(cfg, store, y, runs.bank_meta(cfg, prov, best), run, device)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ class Generation:
     # Character offset where each response token starts in ``response`` (len = n tokens).
     token_starts: tuple[int, ...]
     stopped_by: str  # "sentence", "line", "eos" or "length"
+    token_logprobs: tuple[float, ...] = ()  # log p of each response token under the model (greedy: its max)
+    token_entropies: tuple[float, ...] = ()  # entropy of the distribution each token came from
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,9 @@ class Example:
     n_prompt: int
     response_ids: tuple[int, ...]
     positions: dict[str, int | None]  # named position -> index in prompt + response (None = absent)
+    token_logprobs: tuple[float, ...] = ()  # per response token, from the generation pass (baselines)
+    token_entropies: tuple[float, ...] = ()
+    token_starts: tuple[int, ...] = ()  # where each response token starts in ``response``
 
     @classmethod
     def of(cls, q: Question, g: Generation, gr: Grade, positions: dict[str, int | None]) -> Example:
@@ -124,6 +129,9 @@ class Example:
             n_prompt=len(g.prompt_ids),
             response_ids=g.response_ids,
             positions=dict(positions),
+            token_logprobs=g.token_logprobs,
+            token_entropies=g.token_entropies,
+            token_starts=g.token_starts,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -131,14 +139,21 @@ class Example:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out.update(exact_span=_span_json(self.exact_span), alias_span=_span_json(self.alias_span))
         out.update(response_ids=list(self.response_ids), positions=dict(self.positions))
+        out.update(token_logprobs=list(self.token_logprobs), token_entropies=list(self.token_entropies))
+        out.update(token_starts=list(self.token_starts))
         return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Example:
-        """Read a stored record back."""
-        values = {f.name: d[f.name] for f in fields(cls)}
+        """Read a stored record back (fields added later, such as the token log-probs, default to empty)."""
+        values: dict[str, Any] = {f.name: d[f.name] for f in fields(cls) if f.name in d or f.default is MISSING}
         spans = {k: Span(*values[k]) if values[k] else None for k in ("exact_span", "alias_span")}
-        return cls(**{**values, **spans, "response_ids": tuple(values["response_ids"])})
+        tuples: dict[str, Any] = {
+            k: tuple(values[k])
+            for k in ("response_ids", "token_logprobs", "token_entropies", "token_starts")
+            if k in values
+        }
+        return cls(**{**values, **spans, **tuples})
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,8 @@ class Row:
     """One sequence being decoded: its response tokens so far and whether (and why) it ended."""
 
     ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)  # log p of each token in ``ids`` (the model's softmax)
+    entropies: list[float] = field(default_factory=list)  # entropy of the distribution each was drawn from
     text: str = ""  # the decoded response so far
     starts: list[int] = field(default_factory=list)  # where each token starts in ``text`` (as token_starts)
     done: bool = False
@@ -90,16 +92,21 @@ class StopRule:
         self.tokenizer, self.mode = lm.tokenizer, mode
         self.eos = set(lm.eos_ids())
 
-    def advance(self, rows: Sequence[Row], tokens: Sequence[int]) -> bool:
-        """Append this step's tokens to unfinished rows; True if any row took a token."""
+    def advance(
+        self, rows: Sequence[Row], tokens: Sequence[int], stats: Sequence[tuple[float, float]] | None = None
+    ) -> bool:
+        """Append this step's tokens (and their ``(logprob, entropy)``) to unfinished rows; True if any took one."""
         took = False
-        for r, t in zip(rows, tokens, strict=True):
+        for i, (r, t) in enumerate(zip(rows, tokens, strict=True)):
             if r.done:
                 continue
             if t in self.eos:
                 r.done, r.stopped_by = True, "eos"
                 continue
             r.ids.append(t)
+            if stats is not None:
+                r.logprobs.append(stats[i][0])
+                r.entropies.append(stats[i][1])
             took = True
             text = self.tokenizer.decode(r.ids, clean_up_tokenization_spaces=False)
             r.starts.append(token_start(r.text, text))
@@ -109,6 +116,15 @@ class StopRule:
                 r.done, r.cut = True, cut
                 r.stopped_by = "line" if text[cut : cut + 1] == "\n" else self.mode  # find_stop cuts before "\n"
         return took
+
+
+def token_stats(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[list[int], list[tuple[float, float]]]:
+    """The tokens, and per token its log-probability and the entropy of its distribution (one transfer)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    lp = logp.gather(1, tokens[:, None])[:, 0]
+    ent = -(logp.exp() * logp).sum(-1)
+    rows = torch.stack([tokens.double(), lp.double(), ent.double()], dim=1).tolist()
+    return [int(t) for t, _, _ in rows], [(a, b) for _, a, b in rows]
 
 
 def pick(logits: torch.Tensor, temperature: float, rng: torch.Generator | None) -> torch.Tensor:
@@ -216,7 +232,8 @@ def decode(
             cand = pick(logits, opts.temperature, rng)
             live = [rows[i] for i in active.tolist()]
             before = [len(r.ids) for r in live]
-            if not rule.advance(live, cand.tolist()):
+            tokens, stats = token_stats(logits, cand)
+            if not rule.advance(live, tokens, stats):
                 break
             took = [len(r.ids) > n for r, n in zip(live, before, strict=True)]
             if all(r.done for r in rows) and not any(r.in_answer for r, t in zip(live, took, strict=True) if t):

@@ -61,6 +61,8 @@ def finish_row(lm: LoadedModel, qid: str, prompt: list[int], row: Row) -> Genera
         response_ids=tuple(row.ids[:n]),
         response=text,
         token_starts=tuple(starts[:n]),
+        token_logprobs=tuple(round(x, 5) for x in row.logprobs[:n]),
+        token_entropies=tuple(round(x, 5) for x in row.entropies[:n]),
         stopped_by=row.stopped_by,  # "length" unless the stop rule saw an eos or a stop
     )
 

@@ -103,6 +103,7 @@ class SweepResult:
     folds: int
     auc_lo: np.ndarray | None = None  # [layer, position] 95 % interval of the mean over folds (t)
     auc_hi: np.ndarray | None = None
+    per_fold: np.ndarray | None = None  # [fold, layer, position] each test fold's AUC (paired comparisons)
 
     def interval(self, layer: int, pos: str) -> tuple[float, float]:
         """95 % interval of a cell's mean AUC over folds (Student t on the fold AUCs)."""
@@ -142,6 +143,7 @@ def sweep(
     """
     auc = np.full((len(layers), len(positions)), np.nan)
     sd, lo, hi = np.full_like(auc, np.nan), np.full_like(auc, np.nan), np.full_like(auc, np.nan)
+    every = np.full((folds, *auc.shape), np.nan)
     ns = []
     g = np.asarray(groups)
     for j, pos in enumerate(positions):
@@ -151,11 +153,11 @@ def sweep(
         if ns[-1] >= 2 * folds and min(yk.sum(), len(yk) - yk.sum()) >= folds:
             x = get_position(pos)[torch.from_numpy(keep)].to(device)
             per_fold = cv_auc(x, yk, folds_for(yk, g[keep], folds, seed), c)
-            auc[:, j], sd[:, j] = per_fold.mean(0), per_fold.std(0, ddof=1)
+            auc[:, j], sd[:, j], every[:, :, j] = per_fold.mean(0), per_fold.std(0, ddof=1), per_fold
             lo[:, j], hi[:, j] = fold_interval(per_fold)
         if progress is not None:
             progress(1)
-    return SweepResult(layers, positions, auc, sd, ns, folds, lo, hi)
+    return SweepResult(layers, positions, auc, sd, ns, folds, lo, hi, every)
 
 
 def sweep_store(

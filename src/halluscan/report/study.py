@@ -7,6 +7,7 @@ from typing import Any
 from halluscan.probes.sweep import SweepResult
 from halluscan.records import Example
 from halluscan.report import heatmap
+from halluscan.report.baselines import baselines_section
 from halluscan.report.figures import write_html
 from halluscan.report.given import given_section
 from halluscan.report.html import write_report
@@ -34,7 +35,7 @@ def write_study_report(
             given.auc, given.layers, given.positions, run.heatmap_given_png, title, target="a false answer"
         )
     if sweep is None:
-        write_report(run.report, metrics, examples, None, "", maps, given_section(metrics, given_png))
+        write_report(run.report, metrics, examples, None, "", maps, given_section(metrics, given_png))  # no probes
         return
     model, dataset = metrics["provenance"]["model"]["model_id"], metrics["provenance"]["dataset"]["name"]
     title = f"{model} · {dataset} · n={len(examples)} · {sweep.folds}-fold CV"
@@ -42,4 +43,5 @@ def write_study_report(
     fig = heatmap.heatmap_figure(sweep.auc, sweep.auc_std, sweep.n, sweep.layers, sweep.positions, title)
     write_html(fig, run.heatmap_html)
     div = fig.to_html(include_plotlyjs=True, full_html=False)
-    write_report(run.report, metrics, examples, png, div, maps, given_section(metrics, given_png))
+    extra = baselines_section(metrics) + given_section(metrics, given_png)
+    write_report(run.report, metrics, examples, png, div, maps, extra)

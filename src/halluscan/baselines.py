@@ -1,0 +1,127 @@
+"""The cheap signals a probe must beat, scored on the probe's own cross-validation folds.
+
+Each baseline is a score per example, higher meaning "more likely wrong":
+
+- **log-probability** (from the generation pass, no second forward): the mean, min and max
+  log-probability of the greedy tokens, and their mean entropy, over the whole response and over
+  the located exact-answer tokens (8 scores; LLMsKnow's ``logprob_detection.py`` reads the same
+  quantities). A low probability or a high entropy means "likely wrong", so the score is minus
+  the log-probability, and the entropy itself;
+- **p(True)** (:mod:`halluscan.engine.ptrue`): one minus the probability the model gives to
+  "the proposed answer is true", for each order of the options and their mean.
+
+Every baseline's AUC is computed on the test folds of the best probe cell's position (the same
+examples, the same question-grouped splits), so the probe's gain over it is a paired difference
+per fold, with the same Student-t interval as the cells. The headline is the best cell's gain
+over layer 0 at the same position: which answer was given (token identity) already predicts
+correctness, and the probe must add to that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from halluscan.positions import token_span
+from halluscan.probes.sweep import SweepResult, auc_rows, fold_interval, folds_for
+from halluscan.records import Example
+
+SPANS = ("response", "exact_answer")
+STATS = ("logprob_mean", "logprob_min", "logprob_max", "entropy_mean")
+
+
+def _tokens(e: Example, span: str) -> slice | None:
+    """The response tokens a baseline reads: all, or the exact answer's (None when it was not located)."""
+    if span == "response":
+        return slice(0, len(e.token_logprobs))
+    if e.exact_span is None or not e.token_starts:
+        return None
+    hit = token_span(e.exact_span, e.token_starts, len(e.response))
+    return slice(hit[0], hit[1] + 1) if hit else None
+
+
+def logprob_scores(examples: Sequence[Example]) -> dict[str, np.ndarray]:
+    """The 8 log-probability baselines per example, oriented so that higher = more likely wrong (NaN: undefined)."""
+    out = {f"{stat}_{span}": np.full(len(examples), np.nan) for span in SPANS for stat in STATS}
+    for i, e in enumerate(examples):
+        for span in SPANS:
+            sl = _tokens(e, span)
+            lp, ent = np.asarray(e.token_logprobs[sl] if sl else ()), np.asarray(e.token_entropies[sl] if sl else ())
+            if lp.size == 0:
+                continue
+            out[f"logprob_mean_{span}"][i] = -lp.mean()
+            out[f"logprob_min_{span}"][i] = -lp.min()
+            out[f"logprob_max_{span}"][i] = -lp.max()
+            out[f"entropy_mean_{span}"][i] = ent.mean()
+    return out
+
+
+def fold_aucs(score: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """A fixed score's AUC on each test fold (rows without a score left out; NaN where a class is missing)."""
+    out = []
+    for _, te in splits:
+        te = te[np.isfinite(score[te])]
+        out.append(auc_rows(score[te][None], y[te])[0] if te.size else np.nan)
+    return np.array(out)
+
+
+def _mean_ci(per_fold: np.ndarray) -> tuple[float | None, list[float] | None]:
+    per_fold = per_fold[np.isfinite(per_fold)]
+    if per_fold.size < 2:
+        return (float(per_fold.mean()) if per_fold.size else None), None
+    lo, hi = fold_interval(per_fold[:, None])
+    return float(per_fold.mean()), [float(lo[0]), float(hi[0])]
+
+
+def compare(
+    sweep: SweepResult,
+    examples: Sequence[Example],
+    y: np.ndarray,
+    scores: dict[str, np.ndarray],
+    cell: tuple[str, int],
+    seed: int,
+) -> dict[str, Any]:
+    """Each baseline against the probe cell ``(position, layer)`` on its folds; and that cell's gain over layer 0.
+
+    Returns ``{"headline": {...}, "baselines": {name: {"auc", "ci95", "n", "gain", "gain_ci95", "probe_clear"}}}``.
+    """
+    position, layer = cell
+    if sweep.per_fold is None or position not in sweep.positions:
+        return {}
+    j, li = sweep.positions.index(position), sweep.layers.index(layer)
+    keep = np.array([e.positions.get(position) is not None for e in examples])
+    groups = np.asarray([e.qid for e in examples])[keep]
+    splits = folds_for(y[keep], list(groups), sweep.folds, seed)
+    probe = sweep.per_fold[:, li, j]
+    head_gain, head_ci = _mean_ci(probe - sweep.per_fold[:, 0, j])
+    out: dict[str, Any] = {
+        "headline": {
+            "position": position,
+            "layer": layer,
+            "auc": float(np.nanmean(probe)),
+            "ci95": _mean_ci(probe)[1],
+            "layer0_auc": float(np.nanmean(sweep.per_fold[:, 0, j])),
+            "layer0_ci95": _mean_ci(sweep.per_fold[:, 0, j])[1],
+            "gain_over_layer0": head_gain,
+            "gain_ci95": head_ci,
+            "clear": bool(head_ci is not None and head_ci[0] > 0),
+            "n": int(keep.sum()),
+        },
+        "baselines": {},
+    }
+    for name, score in scores.items():
+        s = score[keep]
+        per_fold = fold_aucs(s, y[keep], splits)
+        auc, ci = _mean_ci(per_fold)
+        gain, gain_ci = _mean_ci(probe - per_fold)
+        out["baselines"][name] = {
+            "auc": auc,
+            "ci95": ci,
+            "n": int(np.isfinite(s).sum()),
+            "gain": gain,
+            "gain_ci95": gain_ci,
+            "probe_clear": bool(gain_ci is not None and gain_ci[0] > 0),
+        }
+    return out
