@@ -85,3 +85,26 @@ def test_baselines_are_scored_on_the_probe_cells_folds_with_paired_gains():
     assert b["auc"] == pytest.approx(want.mean()) and b["n"] == n
     assert b["gain"] == pytest.approx(0.9 - want.mean()) and b["probe_clear"] == (b["gain_ci95"][0] > 0)
     assert out["baselines"]["entropy_mean_response"]["auc"] == pytest.approx(0.5)  # a constant score: ties
+
+
+def test_p_true_reads_the_true_options_letter_in_both_orders(lm, monkeypatch):
+    import math
+
+    from halluscan.engine import ptrue
+
+    a, b = 3, 4  # stand-ins for the tokens "A" and "B"
+    monkeypatch.setattr(ptrue, "letters", lambda _lm: (a, b))
+
+    def prefill(self):  # a model that always leans to the letter A
+        logits = torch.zeros(self.ids.shape[0], 128)
+        logits[:, a] = 4.0
+        return logits
+
+    monkeypatch.setattr(ptrue.EagerFeed, "prefill", prefill)
+    items = [("What is the capital of Peru", "Lima"), ("What is the capital of France", "Paris")]
+    lean = 1 / (1 + math.exp(-4.0))
+    np.testing.assert_allclose(ptrue.p_true(lm, items, "true_first"), [lean, lean])  # (A) is True
+    np.testing.assert_allclose(ptrue.p_true(lm, items, "false_first"), [1 - lean, 1 - lean])  # (A) is False
+    assert ptrue.ORDERS["true_first"][0] == "True" and ptrue.ORDERS["false_first"][0] == "False"
+    system = ptrue.INSTRUCTION.format(a="False", b="True")
+    assert system.index("(A) False") < system.index("(B) True")

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from halluscan.engine.ptrue import ORDERS, p_true
+from halluscan.models.loading import LoadedModel
 from halluscan.positions import token_span
 from halluscan.probes.sweep import SweepResult, auc_rows, fold_interval, folds_for
 from halluscan.records import Example
@@ -55,6 +57,23 @@ def logprob_scores(examples: Sequence[Example]) -> dict[str, np.ndarray]:
             out[f"logprob_min_{span}"][i] = -lp.min()
             out[f"logprob_max_{span}"][i] = -lp.max()
             out[f"entropy_mean_{span}"][i] = ent.mean()
+    return out
+
+
+def p_true_scores(lm: LoadedModel, examples: Sequence[Example], batch_size: int, quiet: bool) -> dict[str, np.ndarray]:
+    """1 - p(True) per example, for each order of the options and for their mean.
+
+    The proposed answer is the located exact answer, else the whole response.
+    """
+    from tqdm.auto import tqdm
+
+    items = [(e.question, e.exact_text or e.response) for e in examples]
+    out = {}
+    bar = tqdm(total=2 * len(items), desc="p(True)", unit="answer", disable=quiet)
+    for order in ORDERS:
+        out[f"p_true_{order}"] = 1.0 - p_true(lm, items, order, batch_size, bar.update)
+    bar.close()
+    out["p_true_mean"] = (out["p_true_true_first"] + out["p_true_false_first"]) / 2
     return out
 
 

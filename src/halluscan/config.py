@@ -77,6 +77,14 @@ class StudyConfig:
         default=True,
         metadata={"help": "also train the given-answer bank (true and false given answers; `score --answer` uses it)"},
     )
+    p_true: bool = field(
+        default=False,
+        metadata={
+            "help": "also the p(True) baseline: the model asked whether its answer is true, in both option "
+            "orders (one extra forward per example and order: about as long again as the generation stage "
+            "on 2 CPU cores)"
+        },
+    )
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
     report_pairs: tuple[Any, ...] = field(
         default=(),

@@ -186,10 +186,14 @@ def _analyse(
         result = probe_sweep(cfg, store, y, groups, device)
         controls = analysis.controls(result, examples, y, cfg.folds, cfg.seed)
     metrics = analysis.study_metrics(cfg.name, examples, result, controls, cfg.site)
+    scores = baselines.logprob_scores(examples)
+    if cfg.p_true:
+        with timer("p_true"):
+            scores |= baselines.p_true_scores(lm, examples, cfg.batch_size, cfg.quiet)
     with timer("baselines"):
         f = metrics["finding"]
         cell = (f["best_exact_position"], f["best_exact_layer"])
-        metrics |= baselines.compare(result, examples, y, baselines.logprob_scores(examples), cell, cfg.seed)
+        metrics |= baselines.compare(result, examples, y, scores, cell, cfg.seed)
     with timer("probe_bank"):
         best = result.best(BANK_POSITION)[0] if BANK_POSITION in result.positions else None
         has_bank = fit_bank(cfg, store, y, runs.bank_meta(cfg, prov, best), run, device)

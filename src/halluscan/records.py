@@ -82,6 +82,7 @@ class GenerateOptions:
     temperature: float = 0.0  # 0 = greedy; > 0 samples from softmax(logits / temperature)
     seed: int = 0  # for sampling (each batch draws from its own generator seeded with seed + batch index)
     capture_dtype: str = "float32"  # dtype of captured states ("bfloat16": what the store keeps, half the memory)
+    token_stats: bool = True  # record each token's log-probability and entropy (the log-prob baselines)
     decoder: str = "auto"  # eager (rows leave), static (fixed shapes), compiled (static + CUDA graphs); auto: by device
 
 

@@ -169,3 +169,14 @@ def test_sweep_agrees_with_sklearn_on_real_activations(slice_run):
             ref.append(lr.decision_function((xt[te, j] - mu[j]) / sd[j]))
         sk = auc_rows(np.stack(ref), y[te])
         assert np.abs(ours[f, ::3] - sk).max() <= 0.01
+
+
+def test_p_true_on_the_bundled_model_reads_the_letters_a_and_b(smol):
+    from halluscan.engine.ptrue import letters, p_true
+
+    a, b = letters(smol)
+    assert (smol.tokenizer.decode([a]), smol.tokenizer.decode([b])) == ("A", "B")
+    items = [("What is the capital of France?", "Paris"), ("What is the capital of France?", "Berlin")]
+    first, second = p_true(smol, items, "true_first"), p_true(smol, items, "false_first")
+    assert ((0 < first) & (first < 1)).all() and ((0 < second) & (second < 1)).all()
+    assert not np.allclose(first, second)  # the order of the options matters to a small model

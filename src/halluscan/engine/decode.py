@@ -232,7 +232,7 @@ def decode(
             cand = pick(logits, opts.temperature, rng)
             live = [rows[i] for i in active.tolist()]
             before = [len(r.ids) for r in live]
-            tokens, stats = token_stats(logits, cand)
+            tokens, stats = token_stats(logits, cand) if opts.token_stats else (cand.tolist(), None)
             if not rule.advance(live, tokens, stats):
                 break
             took = [len(r.ids) > n for r, n in zip(live, before, strict=True)]
