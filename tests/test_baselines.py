@@ -108,3 +108,13 @@ def test_p_true_reads_the_true_options_letter_in_both_orders(lm, monkeypatch):
     assert ptrue.ORDERS["true_first"][0] == "True" and ptrue.ORDERS["false_first"][0] == "False"
     system = ptrue.INSTRUCTION.format(a="False", b="True")
     assert system.index("(A) False") < system.index("(B) True")
+
+
+def test_sampling_consistency_is_the_share_of_samples_that_disagree_with_greedy():
+    from halluscan.baselines import consistency_scores
+
+    e = example("q", (-0.1,), (0.2,), Span(0, 4), True)
+    e = Example(**{**e.__dict__, "exact_text": "Lima"})
+    samples = {("q", 0): "lima", ("q", 1): "Paris", ("q", 2): None, ("q", 3): "LIMA!"}  # normalised: 2 of 4 agree
+    assert consistency_scores([e], samples, 4)[0] == pytest.approx(0.5)
+    assert consistency_scores([e], {}, 3)[0] == 1.0  # no sample located an answer: none agrees

@@ -163,7 +163,7 @@ def _run(tiny: Path, *extra: str) -> list[str]:
 def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):
     from halluscan.runs import RunDir
 
-    assert main(["run", "--name", "g", "--folds", "3", "--p-true", *_run(tiny)]) == 0
+    assert main(["run", "--name", "g", "--folds", "3", "--p-true", "--samples", "2", *_run(tiny)]) == 0
     assert "given-answer bank: layer" in capsys.readouterr().out
     run = RunDir.named("g", tiny / "runs")
     m = run.read_metrics()
@@ -174,7 +174,9 @@ def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):
     assert (meta["kind"], meta["position"], meta["best_layer"]) == ("given", "exact_answer_last", g["best"]["layer"])
     assert "given_bank" in m["timings_s"] and "given_answers_in_generation" in m["timings_s"]
     # the baselines ride along (issue 14): 8 log-prob scores and p(True), on the best cell's folds
-    assert {"logprob_min_exact_answer", "p_true_true_first", "p_true_mean"} <= set(m["baselines"])
+    assert {"logprob_min_exact_answer", "p_true_true_first", "p_true_mean", "sampling_consistency"} <= set(
+        m["baselines"]
+    )
     assert m["headline"]["layer"] == m["finding"]["best_exact_layer"] and "p_true" in m["timings_s"]
     assert "Given answers: scoring an answer the model did not write" in run.report.read_text()
     assert run.heatmap_given_png.is_file()

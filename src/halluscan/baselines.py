@@ -8,7 +8,9 @@ Each baseline is a score per example, higher meaning "more likely wrong":
   quantities). A low probability or a high entropy means "likely wrong", so the score is minus
   the log-probability, and the entropy itself;
 - **p(True)** (:mod:`halluscan.engine.ptrue`): one minus the probability the model gives to
-  "the proposed answer is true", for each order of the options and their mean.
+  "the proposed answer is true", for each order of the options and their mean;
+- **sampling consistency**: one minus the share of K answers sampled at temperature 1 whose
+  exact answer agrees with the greedy one.
 
 Every baseline's AUC is computed on the test folds of the best probe cell's position (the same
 examples, the same question-grouped splits), so the probe's gain over it is a paired difference
@@ -20,15 +22,19 @@ correctness, and the probe must add to that.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from halluscan.engine.ptrue import ORDERS, p_true
+from halluscan.engine.sampling import sample_answers
 from halluscan.models.loading import LoadedModel
 from halluscan.positions import token_span
 from halluscan.probes.sweep import SweepResult, auc_rows, fold_interval, folds_for
 from halluscan.records import Example
+from halluscan.settings import StudySettings
+from halluscan.text import normalize
 
 SPANS = ("response", "exact_answer")
 STATS = ("logprob_mean", "logprob_min", "logprob_max", "entropy_mean")
@@ -75,6 +81,36 @@ def p_true_scores(lm: LoadedModel, examples: Sequence[Example], batch_size: int,
     bar.close()
     out["p_true_mean"] = (out["p_true_true_first"] + out["p_true_false_first"]) / 2
     return out
+
+
+def consistency_scores(examples: Sequence[Example], samples: dict[tuple[str, int], str | None], k: int) -> np.ndarray:
+    """1 - the share of the ``k`` samples whose exact answer agrees with the greedy one (the grader's normalisation).
+
+    ``samples[(qid, i)]`` is sample i's located exact answer (None: none located, which agrees
+    with nothing). A greedy answer without a located exact answer is compared by its whole text.
+    """
+    out = np.full(len(examples), np.nan)
+    for j, e in enumerate(examples):
+        greedy = normalize(e.exact_text or e.response)
+        agree = [samples.get((e.qid, i)) for i in range(k)]
+        out[j] = 1.0 - float(np.mean([a is not None and normalize(a) == greedy for a in agree]))
+    return out
+
+
+def sampling_scores(
+    lm: LoadedModel, settings: StudySettings, examples: Sequence[Example], k: int, seed: int, quiet: bool
+) -> np.ndarray:
+    """Sampling consistency: ``k`` answers per question at temperature 1, their exact answers against the greedy one."""
+    from tqdm.auto import tqdm
+
+    by_id = {q.qid: q for q in settings.dataset.questions}
+    qs = [by_id[e.qid] for e in examples]
+    opts = replace(settings.generation, temperature=1.0, seed=seed, token_stats=False)
+    bar = tqdm(total=k * len(qs), desc=f"sampling ({k} per question)", unit="answer", disable=quiet)
+    gens = sample_answers(lm, qs, k, opts, bar.update)
+    bar.close()
+    located = {key: settings.grader.grade(by_id[key[0]], g).exact_text for key, g in gens.items()}
+    return consistency_scores(examples, located, k)
 
 
 def fold_aucs(score: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from halluscan import atomic, runs
-from halluscan.engine.generate import generate
+from halluscan.engine.sampling import Key, sample_answers
 from halluscan.errors import HalluscanError
 from halluscan.models import load_model
 from halluscan.models.loading import LoadedModel, model_identity
@@ -131,22 +131,12 @@ def answer_choice(
     return out
 
 
-Key = tuple[str, int]  # (question id, sample index)
-
-
 def _sample(
     lm: LoadedModel, qs: list[Question], samples: int, opts: GenerateOptions, quiet: bool
 ) -> dict[Key, Generation]:
     """``samples`` sampled answers per question, keyed by (question id, sample index)."""
-    rep = [q for q in qs for _ in range(samples)]
-    bar = tqdm(total=len(rep), desc="sample answers", unit="answer", disable=quiet)
-    gens: dict[Key, Generation] = {}
-    order: dict[str, int] = {}
-    for batch, _, _ in generate(lm, rep, opts, progress=bar.update):
-        for g in batch:
-            k = order.get(g.qid, 0)
-            order[g.qid] = k + 1
-            gens[(g.qid, k)] = g
+    bar = tqdm(total=len(qs) * samples, desc="sample answers", unit="answer", disable=quiet)
+    gens = sample_answers(lm, qs, samples, opts, bar.update)
     bar.close()
     return gens
 

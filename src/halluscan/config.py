@@ -85,6 +85,10 @@ class StudyConfig:
             "on 2 CPU cores)"
         },
     )
+    samples: int = field(
+        default=0,
+        metadata={"help": "sampling-consistency baseline: this many answers per question at temperature 1 (0 = off)"},
+    )
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
     report_pairs: tuple[Any, ...] = field(
         default=(),
@@ -128,8 +132,10 @@ class StudyConfig:
             value = getattr(self, key)
             if not (value in DEVICES or (key == "probe_device" and value == "") or _cuda_index(value)):
                 raise HalluscanError(f"config: {key}={value!r}; give one of {', '.join(DEVICES)} or cuda:N")
-        for key in ("batch_size", "max_new_tokens", "folds"):
-            if getattr(self, key) < (0 if key == "batch_size" else 1) or (key == "folds" and self.folds < 2):
+        for key in ("batch_size", "max_new_tokens", "folds", "samples"):
+            if getattr(self, key) < (0 if key in ("batch_size", "samples") else 1) or (
+                key == "folds" and self.folds < 2
+            ):
                 raise HalluscanError(f"config: {key}={getattr(self, key)} is too small; give a larger value")
         return self
 

@@ -190,6 +190,11 @@ def _analyse(
     if cfg.p_true:
         with timer("p_true"):
             scores |= baselines.p_true_scores(lm, examples, cfg.batch_size, cfg.quiet)
+    if cfg.samples:
+        with timer("sampling"):
+            scores["sampling_consistency"] = baselines.sampling_scores(
+                lm, settings, examples, cfg.samples, cfg.seed, cfg.quiet
+            )
     with timer("baselines"):
         f = metrics["finding"]
         cell = (f["best_exact_position"], f["best_exact_layer"])

@@ -19,6 +19,8 @@ def _label(name: str) -> str:
         if name.startswith(key + "_"):
             where = name[len(key) + 1 :].replace("_", " ")
             return f"{text} ({where})"
+    if name == "sampling_consistency":
+        return "sampling consistency (samples agreeing with greedy)"
     if name.startswith("p_true_"):
         order = name[len("p_true_") :]
         return {"mean": "p(True), mean of both orders"}.get(order, f"p(True), options {order.replace('_', ' ')}")

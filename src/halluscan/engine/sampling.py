@@ -1,0 +1,34 @@
+"""Several sampled answers per question (temperature > 0, seeded): for sampling consistency and answer choice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from halluscan.engine.generate import generate
+from halluscan.models.loading import LoadedModel
+from halluscan.records import GenerateOptions, Generation, Question
+
+Key = tuple[str, int]  # (question id, sample index)
+
+
+def sample_answers(
+    lm: LoadedModel,
+    qs: Sequence[Question],
+    samples: int,
+    opts: GenerateOptions,
+    progress: Callable[[int], None] | None = None,
+) -> dict[Key, Generation]:
+    """``samples`` answers per question drawn with ``opts`` (its temperature and seed), keyed by (question id, k).
+
+    Nothing is captured: only the answers are needed. Each batch draws from its own generator,
+    seeded with the options' seed and the batch, so the draw is the same on every run.
+    """
+    rep = [q for q in qs for _ in range(samples)]
+    gens: dict[Key, Generation] = {}
+    count: dict[str, int] = {}
+    for batch, _, _ in generate(lm, rep, opts, progress=progress):
+        for g in batch:
+            k = count.get(g.qid, 0)
+            count[g.qid] = k + 1
+            gens[(g.qid, k)] = g
+    return gens
