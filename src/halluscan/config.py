@@ -32,7 +32,16 @@ class StudyConfig:
     """Every knob of a study. Field docs become the CLI help."""
 
     model: str = field(default="smollm2", metadata={"help": "hub id, local folder, .gguf file, or 'smollm2' (bundled)"})
-    dataset: str = field(default="world-facts", metadata={"help": "'world-facts' or a CSV/JSONL file"})
+    dataset: str = field(
+        default="world-facts",
+        metadata={
+            "help": "'world-facts', an LLMsKnow set (movies, winobias, winogrande, mnli, math) or a CSV/JSONL file"
+        },
+    )
+    split: str = field(default="test", metadata={"help": "LLMsKnow sets: test (or validation; the default) or train"})
+    data_dir: str = field(
+        default="", metadata={"help": "folder of the LLMsKnow files ('' = $HALLUSCAN_DATA, else the cache)"}
+    )
     n_questions: int = field(default=0, metadata={"help": "use this many questions (0 = all), sampled with the seed"})
     name: str = field(default="demo", metadata={"help": "run name: output goes to RUNS_DIR/NAME"})
     runs_dir: str = field(default="runs", metadata={"help": "folder that holds the runs"})
@@ -128,6 +137,7 @@ class StudyConfig:
         _choice("site", self.site, ("residual",))
         _choice("dtype", self.dtype, DTYPES)
         _choice("decoder", self.decoder, DECODERS)
+        _choice("split", self.split, ("test", "validation", "train"))
         for key in ("device", "probe_device"):
             value = getattr(self, key)
             if not (value in DEVICES or (key == "probe_device" and value == "") or _cuda_index(value)):

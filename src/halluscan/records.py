@@ -18,7 +18,8 @@ class Question:
     answer: str
     aliases: tuple[str, ...]
     relation: str = "custom"
-    wrong_answer: str = ""  # a false answer of the same type (user CSVs), for the given-answer bank
+    wrong_answer: str = ""  # a false answer of the same type (user CSVs, the other candidate of winobias/winogrande)
+    answerable: bool = True  # False: the right answer is a refusal (unanswerable math questions)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Dataset:
     relation_vocab: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Further entity names of any kind that an answer may name.
     entity_vocab: tuple[str, ...] = ()
+    kind: str = "alias"  # which grader: alias, choice (two candidates), label (mnli) or number (math)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from halluscan.config import StudyConfig
-from halluscan.grade import Grader
+from halluscan.grade import Grader, grader_for
 from halluscan.records import Dataset, GenerateOptions
 
 
@@ -24,5 +24,5 @@ class StudySettings:
         if ds is None:
             from halluscan.data import load_dataset
 
-            ds = load_dataset(cfg.dataset)
-        return cls(cfg, ds, cfg.generate_options(), Grader.for_dataset(ds, cfg.locator))
+            ds = load_dataset(cfg.dataset, cfg.split, cfg.data_dir)
+        return cls(cfg, ds, cfg.generate_options(), grader_for(ds, cfg.locator))

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from halluscan.cli.score import cmd_score
-from halluscan.cli.study import cmd_choose, cmd_positions, cmd_probe, cmd_run
+from halluscan.cli.study import cmd_choose, cmd_data, cmd_positions, cmd_probe, cmd_run
 from halluscan.config import StudyConfig, add_config_flags
 from halluscan.errors import HalluscanError
 from halluscan.runs import RUNS_DIR, output_dir
@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_flags(ch)
     ch.set_defaults(func=cmd_choose, loads_model=True)
+    data = sub.add_parser("data", help="get the datasets of the published study (LLMsKnow) into the cache")
+    data.add_argument("action", choices=["fetch"], help="fetch: download the files")
+    data.add_argument("source", choices=["llmsknow"], help="which datasets")
+    data.add_argument("--dir", default="", help="where to put them (default: $HALLUSCAN_DATA, else the cache)")
+    data.set_defaults(func=cmd_data)
     pos = sub.add_parser("positions", help="list the named token positions")
     pos.set_defaults(func=cmd_positions)
     return p

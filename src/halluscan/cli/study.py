@@ -133,3 +133,12 @@ def cmd_positions(_args: argparse.Namespace) -> int:
 
     print("\n".join(VALID))
     return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """``halluscan data fetch llmsknow``: download the LLMsKnow files."""
+    from halluscan.data.llmsknow import fetch
+
+    paths = fetch(args.dir)
+    print(f"wrote {len(paths)} files into {paths[0].parent}")
+    return 0

@@ -118,12 +118,19 @@ def _wrong_answer(spec: str, i: int, row: dict[str, Any], question: str, answer:
     return wrong
 
 
-def load_dataset(spec: str) -> Dataset:
-    """``world-facts`` or a user file; each row must have a non-empty question and answer."""
+def load_dataset(spec: str, split: str = "test", data_dir: str = "") -> Dataset:
+    """``world-facts``, an LLMsKnow dataset by name (``split``, files in ``data_dir``), or a user file.
+
+    A user file's rows must each have a non-empty question and answer.
+    """
     if spec == "world-facts":
         from halluscan.data.worldfacts import build_world_facts
 
         return build_world_facts()
+    from halluscan.data.llmsknow import FILES, load_llmsknow
+
+    if spec in FILES:
+        return load_llmsknow(spec, split, data_dir)
     rows = read_table(spec)
     qs = []
     rows_of: dict[str, list[int]] = {}  # id -> the rows that carry it

@@ -1,0 +1,165 @@
+"""Graders of the paper's other datasets: two candidates, three labels, or a number (or a refusal).
+
+Each has one class-blind locator, the same rule for right and wrong answers:
+
+- ``choice`` (winobias, winogrande): the earliest of the two candidates the answer names. It is
+  right only when it names the gold candidate and not the other; naming both or neither is
+  wrong, and the locator says which (``both``, ``neither``) so the report can count them.
+- ``label`` (mnli): the label the answer says (entailment, contradiction, neutral, in any word
+  form). Saying more than one label is wrong (``ambiguous``).
+- ``number`` (math): a refusal if the answer refuses, else the last number it gives (digits,
+  "1,000", "21.0", or words: "twenty-one"). Right when it is within a relative tolerance of a
+  gold number; for an unanswerable question, right when it refuses.
+"""
+
+from __future__ import annotations
+
+import re
+
+from halluscan.grade.core import Grader, Matcher
+from halluscan.records import Dataset, Generation, Grade, Question, Span
+from halluscan.text import normalize, normalized_words_with_spans
+
+TOLERANCE = 1e-4  # relative, with a floor of 1e-4 absolute
+
+
+class ChoiceGrader(Grader):
+    """Which of two candidates (``answer``, ``wrong_answer``) the answer names."""
+
+    def named(self, q: Question, response: str) -> dict[str, Span]:
+        """Each candidate the response names, with its earliest span."""
+        words = normalized_words_with_spans(response)
+        out = {}
+        for cand in (q.answer, q.wrong_answer):
+            hits = Matcher.of([cand]).find(words) if normalize(cand) else []
+            if hits:
+                out[cand] = hits[0]
+        return out
+
+    def locate(self, q: Question, response: str) -> tuple[Span | None, str]:
+        """The earliest candidate named, and ``candidate``, ``both`` or ``neither``."""
+        named = self.named(q, response)
+        if not named:
+            return None, "neither"
+        return min(named.values(), key=lambda s: s.start), "both" if len(named) == 2 else "candidate"
+
+    def grade(self, q: Question, g: Generation) -> Grade:
+        """Right when the gold candidate, and only it, is named."""
+        named = self.named(q, g.response)
+        span, how = self.locate(q, g.response)
+        correct = set(named) == {q.answer}
+        text = g.response[span.start : span.end] if span else None
+        return Grade(q.qid, correct, named.get(q.answer), span, text, how)
+
+
+_LABELS = {
+    "entailment": re.compile(r"\bentail\w*", re.I),
+    "contradiction": re.compile(r"\bcontradict\w*", re.I),
+    "neutral": re.compile(r"\bneutral\w*", re.I),
+}
+
+
+class LabelGrader(Grader):
+    """Which of the three NLI labels the answer says."""
+
+    def said(self, response: str) -> dict[str, Span]:
+        """Each label the response says, with its earliest span."""
+        out = {}
+        for label, rx in _LABELS.items():
+            m = rx.search(response)
+            if m:
+                out[label] = Span(m.start(), m.end())
+        return out
+
+    def locate(self, q: Question, response: str) -> tuple[Span | None, str]:
+        """The first label said, and ``label``, ``ambiguous`` (several) or ``none``."""
+        said = self.said(response)
+        if not said:
+            return None, "none"
+        return min(said.values(), key=lambda s: s.start), "ambiguous" if len(said) > 1 else "label"
+
+    def grade(self, q: Question, g: Generation) -> Grade:
+        """Right when the one label said is the gold label."""
+        said = self.said(g.response)
+        span, how = self.locate(q, g.response)
+        gold = next((lab for lab in _LABELS if normalize(q.answer).startswith(lab[:7])), q.answer)
+        correct = set(said) == {gold}
+        text = g.response[span.start : span.end] if span else None
+        return Grade(q.qid, correct, said.get(gold) if correct else None, span, text, how)
+
+
+_UNITS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+_UNITS += "seventeen eighteen nineteen"
+_WORD = {w: i for i, w in enumerate(_UNITS.split())}
+_WORD |= {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+_SCALE = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
+_DIGITS = re.compile(r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.])-?\d+(?:\.\d+)?")
+_NUMBER_WORDS = "|".join(sorted([*_WORD, *_SCALE], key=len, reverse=True))
+_WORDS = re.compile(rf"\b(?:(?:{_NUMBER_WORDS})\b(?:[\s-]+(?:and[\s-]+)?)?)+", re.I)
+_REFUSAL = re.compile(
+    r"\b(?:cannot|can ?not|can't|unable to|impossible to|not (?:possible|enough|sufficient|able)|"
+    r"insufficient|unanswerable|no way to|does not (?:say|specify|provide|give)|doesn't (?:say|specify|provide|give)|"
+    r"not (?:given|specified|provided|stated|mentioned))\b",
+    re.I,
+)
+
+
+def _word_value(text: str) -> float | None:
+    total, cur = 0, 0
+    for w in re.split(r"[\s-]+", text.lower()):
+        if w in _WORD:
+            cur += _WORD[w]
+        elif w == "hundred":
+            cur = max(cur, 1) * 100
+        elif w in _SCALE:
+            total, cur = total + max(cur, 1) * _SCALE[w], 0
+        elif w not in ("", "and"):
+            return None
+    return float(total + cur)
+
+
+def numbers(text: str) -> list[tuple[float, Span]]:
+    """Every number in ``text`` (digits, with thousands commas and decimals, or words), in order."""
+    found = [(float(m.group().replace(",", "")), Span(m.start(), m.end())) for m in _DIGITS.finditer(text)]
+    for m in _WORDS.finditer(text):
+        phrase = m.group().rstrip(" -")
+        value = _word_value(re.sub(r"(?:[\s-]+and)+$", "", phrase, flags=re.I))
+        if value is not None and phrase.strip():
+            found.append((value, Span(m.start(), m.start() + len(phrase))))
+    return sorted(found, key=lambda t: t[1].start)
+
+
+def gold_numbers(answer: str) -> list[float]:
+    """The gold numbers of a math answer such as ``[9.0]`` or ``21``."""
+    return [v for v, _ in numbers(answer)]
+
+
+class NumberGrader(Grader):
+    """The number the answer gives (or its refusal, for a question that has no answer)."""
+
+    def locate(self, q: Question, response: str) -> tuple[Span | None, str]:
+        """A refusal if the answer refuses, else its last number: the same rule for every answer."""
+        refusal = _REFUSAL.search(response)
+        if refusal:
+            return Span(refusal.start(), refusal.end()), "refusal"
+        found = numbers(response)
+        return (found[-1][1], "number") if found else (None, "none")
+
+    def grade(self, q: Question, g: Generation) -> Grade:
+        """Right: a refusal for an unanswerable question, else the located number within tolerance of a gold one."""
+        span, how = self.locate(q, g.response)
+        if not q.answerable:
+            correct = how == "refusal"
+        elif how != "number" or span is None:
+            correct = False
+        else:
+            value = numbers(g.response[span.start : span.end])[0][0]
+            correct = any(abs(value - x) <= max(TOLERANCE, TOLERANCE * abs(x)) for x in gold_numbers(q.answer))
+        text = g.response[span.start : span.end] if span else None
+        return Grade(q.qid, correct, span if correct else None, span, text, how)
+
+
+def grader_for(ds: Dataset, mode: str = "class-blind") -> Grader:
+    """The grader of dataset ``ds`` (by its kind), with its vocabularies."""
+    cls = {"alias": Grader, "choice": ChoiceGrader, "label": LabelGrader, "number": NumberGrader}[ds.kind]
+    return cls(ds.relation_vocab, ds.entity_vocab, mode)
