@@ -114,6 +114,7 @@ def test_each_dataset_loads_with_its_grader_and_split(tmp_path):
     assert (wino.answer, wino.wrong_answer) == ("developer", "designer") and wino.question.endswith("refer to?")
     math = load_dataset("math", "train", str(tmp_path))
     assert math.name == "math:AnswerableMath" and [q.answerable for q in math.questions] == [True, False]
+    assert [q.answer for q in math.questions] == ["9", ""]  # "[9.0]" reads as an answer would say it
     (tmp_path / "mnli_train.csv").unlink()
     with pytest.raises(HalluscanError, match="mnli_train.csv is missing; run `halluscan data fetch llmsknow`"):
         load_dataset("mnli", "train", str(tmp_path))

@@ -103,8 +103,14 @@ def _question(name: str, i: int, row: dict[str, Any]) -> Question | None:
     if name == "mnli":
         return Question(qid, get("Question"), get("Answer"), (get("Answer"),), "nli")
     answerable = get("answerable").lower() != "false"
-    answer = get("answer")
-    return Question(qid, get("question"), answer, (answer,), "math", answerable=answerable)
+    golds = tuple(_number_text(x) for x in re.findall(r"-?\d+(?:\.\d+)?", get("answer")))
+    return Question(qid, get("question"), golds[0] if golds else "", golds, "math", answerable=answerable)
+
+
+def _number_text(x: str) -> str:
+    """A gold number as an answer reads it: "9.0" -> "9", "2.5" stays."""
+    v = float(x)
+    return str(int(v)) if v.is_integer() else str(v)
 
 
 def fetch(folder: str = "") -> list[Path]:

@@ -63,17 +63,18 @@ def _gold(q: Question) -> list[str]:
     return [_words(a) for a in (*q.aliases, q.answer) if normalize(a)]
 
 
-def distractor(q: Question, pool: Sequence[str], seed: int) -> str | None:
+def distractor(q: Question, pool: Sequence[str], seed: int, echo_ok: bool = False) -> str | None:
     """A false answer to ``q``: its ``wrong_answer``, else one drawn from ``pool`` (None: none fits).
 
     ``pool`` is the relation's gold answers, one per question (so a common answer is drawn as
     often as it is the truth, and the answer's identity alone does not tell true from false).
     The draw depends only on the seed and the question's id: the same on every run, and it
-    does not move when other questions are added or removed.
+    does not move when other questions are added or removed. ``echo_ok``: names in the question
+    may be drawn (an NLI question lists the three labels).
     """
     if q.wrong_answer:
         return q.wrong_answer
-    question, gold = _words(q.question), _gold(q)
+    question, gold = ("", _gold(q)) if echo_ok else (_words(q.question), _gold(q))
     fits = [v for v, w in _normalised(tuple(pool)) if w not in question and not any(w in g or g in w for g in gold)]
     return random.Random(f"{seed}:{q.qid}").choice(fits) if fits else None
 
@@ -98,9 +99,10 @@ def answer_pools(ds: Dataset) -> dict[str, tuple[str, ...]]:
 def given_answers(qs: Sequence[Question], ds: Dataset, seed: int) -> list[GivenAnswer]:
     """The gold answer and a distractor per question (questions with no distractor are left out)."""
     pools = answer_pools(ds)
+    echo_ok = ds.kind != "alias"  # a label or candidate question lists the answers it accepts
     out = []
     for q in qs:
-        wrong = distractor(q, pools.get(q.relation, ()), seed)
+        wrong = distractor(q, pools.get(q.relation, ()), seed, echo_ok)
         if wrong is None:
             continue
         out.append(GivenAnswer(q.qid, q.question, q.relation, q.answer, False))

@@ -154,7 +154,8 @@ class NumberGrader(Grader):
             correct = False
         else:
             value = numbers(g.response[span.start : span.end])[0][0]
-            correct = any(abs(value - x) <= max(TOLERANCE, TOLERANCE * abs(x)) for x in gold_numbers(q.answer))
+            golds = [x for a in (q.answer, *q.aliases) for x in gold_numbers(a)]
+            correct = any(abs(value - x) <= max(TOLERANCE, TOLERANCE * abs(x)) for x in golds)
         text = g.response[span.start : span.end] if span else None
         return Grade(q.qid, correct, span if correct else None, span, text, how)
 
