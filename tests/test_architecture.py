@@ -34,6 +34,7 @@ RANK = {
     "givenbank": 9,
     "pipeline": 10,
     "choice": 10,
+    "suite": 10.5,
     "cli": 11,
 }
 RUN_FOLDER_NAMES = {
@@ -49,6 +50,8 @@ RUN_FOLDER_NAMES = {
     "store_given",
     "probes_given",
     "heatmap_given.png",
+    "suite.json",
+    "suite.html",
 }
 
 

@@ -235,3 +235,27 @@ def test_a_label_needs_an_answer_and_a_known_value(tiny, tmp_path, capsys):
         p.write_text(json.dumps(row) + "\n")
         assert main(["score", "--jsonl", str(p), "--probes", str(tmp_path)]) == 2
         assert msg in capsys.readouterr().err
+
+
+def test_a_suite_runs_a_study_per_dataset_and_resumes(tiny, capsys):
+    """Issue 14: `halluscan suite` (here on two copies of the tiny CSV), its files, transfer, and resume."""
+    import shutil
+
+    from halluscan.runs import RunDir
+
+    shutil.copy(tiny / "q.csv", tiny / "q2.csv")
+    flags = ["--model", str(tiny / "model"), "--runs-dir", str(tiny / "suites"), "--folds", "3", "--no-given-bank"]
+    flags += ["--stop", "none", "--max-new-tokens", "3", "--batch-size", "8", "--quiet"]
+    args = ["suite", "--name", "s", "--datasets", str(tiny / "q.csv"), str(tiny / "q2.csv"), *flags]
+    assert main(args) == 0
+    root = RunDir.named("s", tiny / "suites")
+    s = json.loads(root.suite_json.read_text())
+    assert list(s["datasets"]) == ["q", "q2"] and s["transfer"]["runs"] == ["q", "q2"]
+    d = s["datasets"]["q"]
+    assert d["best_cell"]["position"].startswith("exact_answer") and "logprob_mean_response" in d["baselines"]
+    assert len(s["transfer"]["best_auc"]) == 2 and all(v is not None for row in s["transfer"]["best_auc"] for v in row)
+    assert "Do the probes transfer?" in root.suite_html.read_text()
+    assert "q: accuracy" in capsys.readouterr().out
+    assert main(args) == 0  # finished studies are not run again
+    again = json.loads(root.suite_json.read_text())
+    assert all(again["datasets"][n]["wall_s"] < 1.0 for n in ("q", "q2"))

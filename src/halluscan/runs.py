@@ -69,6 +69,8 @@ LAYOUT = {
     "store_given": "store_given",
     "probes_given": "probes_given",
     "heatmap_given_png": "heatmap_given.png",
+    "suite_json": "suite.json",
+    "suite_html": "suite.html",
 }
 
 
@@ -90,6 +92,8 @@ class RunDir:
     store_given: Path = field(init=False, repr=False)  # activations of the given (true/false) answers
     probes_given: Path = field(init=False, repr=False)  # the given-answer probe bank
     heatmap_given_png: Path = field(init=False, repr=False)  # the given-answer sweep's heatmap
+    suite_json: Path = field(init=False, repr=False)  # a suite's results (its studies are subfolders)
+    suite_html: Path = field(init=False, repr=False)  # and its page
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))

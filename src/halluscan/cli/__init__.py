@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from halluscan.cli.score import cmd_score
-from halluscan.cli.study import cmd_choose, cmd_data, cmd_positions, cmd_probe, cmd_run
+from halluscan.cli.study import cmd_choose, cmd_data, cmd_positions, cmd_probe, cmd_run, cmd_suite
 from halluscan.config import StudyConfig, add_config_flags
 from halluscan.errors import HalluscanError
 from halluscan.runs import RUNS_DIR, output_dir
@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="generate, grade, extract, probe and write a report")
     add_config_flags(run)
     run.set_defaults(func=cmd_run, loads_model=True)
+    suite = sub.add_parser("suite", help="a study per dataset on one model: probe vs baselines, and transfer")
+    add_config_flags(suite)
+    suite.add_argument(
+        "--datasets", nargs="+", default=None, help="world-facts, movies, winobias, winogrande, mnli, math or files"
+    )
+    suite.set_defaults(func=cmd_suite, loads_model=True)
     probe = sub.add_parser("probe", help="train probes on one run and test them on another (or a matrix of runs)")
     probe.add_argument("--train", help="run folder (runs/NAME) whose examples train the probes")
     probe.add_argument("--test", help="run folder whose examples test them")

@@ -142,3 +142,24 @@ def cmd_data(args: argparse.Namespace) -> int:
     paths = fetch(args.dir)
     print(f"wrote {len(paths)} files into {paths[0].parent}")
     return 0
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    """Run a study per dataset and print each one's probe against its best baseline."""
+    from halluscan.config import config_from_args
+    from halluscan.runs import RunDir
+    from halluscan.suite import run_suite
+
+    cfg = config_from_args(args)
+    s = run_suite(cfg, args.datasets or [])
+    for name, d in s["datasets"].items():
+        if "best_cell" not in d:
+            print(f"{name}: accuracy {d['accuracy']:.3f}; no probes")
+            continue
+        h, b = d["best_cell"], d["best_baseline"] or {}
+        print(f"{name}: accuracy {d['accuracy']:.3f}; probe {h['position']} layer {h['layer']} AUC {h['auc']:.3f}, "
+              f"gain over layer 0 {h['gain_over_layer0']:.3f}; best baseline {b.get('name')} {b.get('auc') or 0:.3f}; "
+              f"clears every baseline: {'yes' if d['beats_every_baseline'] else 'no'}")  # fmt: skip
+    run = RunDir.of(cfg)
+    print(f"wrote {run.suite_html}, {run.suite_json} ({s['wall_s']:.0f} s)")
+    return 0
