@@ -29,7 +29,8 @@ def main() -> None:
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--n-questions", type=int, default=300)
     ap.add_argument("--keep", help="keep the runs here (default: a temporary folder)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "suite.json"))
+    results = ROOT / "benchmarks" / "results"
+    ap.add_argument("--out", default=str(results.joinpath("suite.json")))  # the results file, not a run folder
     args = ap.parse_args()
     runs = Path(args.keep or tempfile.mkdtemp(prefix="suite-"))
     cmd = [sys.executable, "-m", "halluscan.cli", "suite", "--name", "suite", "--runs-dir", str(runs), "--quiet"]

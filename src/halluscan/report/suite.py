@@ -47,7 +47,8 @@ def write_suite_report(path: Path, s: dict[str, Any]) -> Path:
             for r, row in zip(t["runs"], t["best_auc"], strict=True)
         )
         matrix = f"""<h2>Do the probes transfer? (best-cell AUC; rows: trained on, columns: tested on)</h2>
-<p class="muted">The diagonal is each study's own cross-validated best cell.</p>
+<p class="muted">The diagonal is each study's own cross-validated best cell at any position (the table above
+keeps to the exact-answer positions).</p>
 <table><thead><tr><th></th>{th}</tr></thead><tbody>{body}</tbody></table>"""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>halluscan suite: {html.escape(s["name"])}</title>
 <style>{CSS}</style></head><body>
