@@ -30,6 +30,7 @@ RANK = {
     "scan": 8,
     "analysis": 8,
     "baselines": 8,
+    "errortypes": 8,
     "report": 9,
     "givenbank": 9,
     "pipeline": 10,

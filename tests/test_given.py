@@ -178,6 +178,9 @@ def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):
         m["baselines"]
     )
     assert m["headline"]["layer"] == m["finding"]["best_exact_layer"] and "p_true" in m["timings_s"]
+    types = m["error_types"]["types"]  # --samples 2: the types of error, and a probe for those with enough questions
+    assert m["error_types"]["samples"] == 2 and sum(t["count"] for t in types.values()) > 0
+    assert "Types of error" in run.report.read_text()
     assert "Given answers: scoring an answer the model did not write" in run.report.read_text()
     assert run.heatmap_given_png.is_file()
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from halluscan import analysis, atomic, baselines, givenbank, provenance, runs
+from halluscan import analysis, atomic, baselines, errortypes, givenbank, provenance, runs
 from halluscan.config import StudyConfig
 from halluscan.engine.collect import collect
 from halluscan.engine.given import collect_given
@@ -101,6 +101,29 @@ def batch_for(cfg: StudyConfig, lm: LoadedModel, qs: list[Question]) -> int:
     longest = max(len(lm.prompt_ids(q.question, cfg.system_prompt)) for q in qs)
     item = torch.finfo(getattr(torch, cfg.store_dtype)).bits // 8
     return auto_batch_size(lm.model, lm.device, longest + opts.max_new_tokens, opts.tail + opts.max_new_tokens, item)
+
+
+def error_types(
+    cfg: StudyConfig,
+    store: ActivationStore,
+    examples: list[Example],
+    sampled: dict[tuple[str, int], Any],
+    cell: tuple[str, int],
+) -> dict[str, Any]:
+    """Each question's error types from its samples, and a probe per type at the best cell."""
+    k = cfg.samples
+    per_q = [
+        errortypes.types_of(
+            errortypes.spread(
+                [sampled[(e.qid, i)].correct for i in range(k)], [sampled[(e.qid, i)].exact_text for i in range(k)]
+            ),
+            k,
+        )
+        for e in examples
+    ]
+    types = {name: np.array([t[name] for t in per_q]) for name in per_q[0]} if per_q else {}
+    probed = errortypes.probe_types(store, examples, types, cell, cfg.folds, cfg.seed, cfg.probe_c)
+    return {"samples": k, "types": probed}
 
 
 def run_study(cfg: StudyConfig) -> dict[str, Any]:
@@ -190,15 +213,19 @@ def _analyse(
     if cfg.p_true:
         with timer("p_true"):
             scores |= baselines.p_true_scores(lm, examples, cfg.batch_size, cfg.quiet)
+    sampled = None
     if cfg.samples:
         with timer("sampling"):
-            scores["sampling_consistency"] = baselines.sampling_scores(
-                lm, settings, examples, cfg.samples, cfg.seed, cfg.quiet
-            )
+            sampled = baselines.sample_grades(lm, settings, examples, cfg.samples, cfg.seed, cfg.quiet)
+            located = {key: g.exact_text for key, g in sampled.items()}
+            scores["sampling_consistency"] = baselines.consistency_scores(examples, located, cfg.samples)
     with timer("baselines"):
         f = metrics["finding"]
         cell = (f["best_exact_position"], f["best_exact_layer"])
         metrics |= baselines.compare(result, examples, y, scores, cell, cfg.seed)
+    if sampled is not None:
+        with timer("error_types"):
+            metrics["error_types"] = error_types(cfg, store, examples, sampled, cell)
     with timer("probe_bank"):
         best = result.best(BANK_POSITION)[0] if BANK_POSITION in result.positions else None
         has_bank = fit_bank(cfg, store, y, runs.bank_meta(cfg, prov, best), run, device)

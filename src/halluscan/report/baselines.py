@@ -58,3 +58,30 @@ already predicts correctness, and the probe has to add to that. Gain of <code>{h
 Gain: the probe's AUC minus the baseline's, per fold, with its 95 % Student-t interval; ✓ when it clears zero.
 Log-probabilities come from the generation pass itself.</p>
 {_table(rows, ("method", "AUC", "95 % interval", "probe gain", "gain 95 % interval"))}"""
+
+
+TYPE_NAMES = {
+    "consistently_correct": "consistently correct (every sample right)",
+    "right_is_largest": "right is the largest answer, some samples wrong",
+    "consistently_wrong": "consistently wrong (largest answer wrong, never right)",
+    "wrong_is_largest": "largest answer wrong, the right one appears",
+    "many_different_answers_right_appears": "many different answers, the right one among them",
+    "many_different_answers": "many different answers, never right",
+    "closely_competing": "closely competing right and wrong answers",
+    "no_answer": "no answer is the largest",
+}
+
+
+def error_types_section(metrics: dict[str, Any]) -> str:
+    """HTML for ``metrics["error_types"]`` (empty without ``--samples``)."""
+    e = metrics.get("error_types")
+    if not e:
+        return ""
+    rows = [(TYPE_NAMES.get(n, n), t["count"], _num(t["auc"]), _ci(t["ci95"])) for n, t in e["types"].items()]
+    head = metrics.get("headline", {})
+    return f"""<h2>Types of error</h2>
+<p class="muted">From {e["samples"]} answers sampled per question at temperature 1 (thresholds of LLMsKnow's
+<code>get_types_of_mistakes</code>: half, a third and a sixth of the samples; types overlap). AUC: a probe at the best
+cell (<code>{head.get("position", "")}</code>, layer {head.get("layer", "")}) telling the type from the rest,
+cross-validated by question, with its 95 % interval; n/a where a type has fewer questions than folds.</p>
+{_table(rows, ("type", "questions", "probe AUC", "95 % interval"))}"""

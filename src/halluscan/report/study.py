@@ -7,7 +7,7 @@ from typing import Any
 from halluscan.probes.sweep import SweepResult
 from halluscan.records import Example
 from halluscan.report import heatmap
-from halluscan.report.baselines import baselines_section
+from halluscan.report.baselines import baselines_section, error_types_section
 from halluscan.report.figures import write_html
 from halluscan.report.given import given_section
 from halluscan.report.html import write_report
@@ -43,5 +43,5 @@ def write_study_report(
     fig = heatmap.heatmap_figure(sweep.auc, sweep.auc_std, sweep.n, sweep.layers, sweep.positions, title)
     write_html(fig, run.heatmap_html)
     div = fig.to_html(include_plotlyjs=True, full_html=False)
-    extra = baselines_section(metrics) + given_section(metrics, given_png)
+    extra = baselines_section(metrics) + error_types_section(metrics) + given_section(metrics, given_png)
     write_report(run.report, metrics, examples, png, div, maps, extra)

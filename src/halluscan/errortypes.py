@@ -1,0 +1,90 @@
+"""Types of error (the paper's section 5): how a question's sampled answers spread, and whether the probe sees it.
+
+With K sampled answers per question (``--samples K``), each question gets counts: the samples
+graded correct, and the wrong ones grouped into clusters of the same exact answer (one answer
+inside the other after normalisation joins a cluster; a sample with no located answer joins the
+"no answer" cluster). The types follow the thresholds of LLMsKnow's ``get_types_of_mistakes``
+(half, a third and a sixth of K); they may overlap:
+
+- ``consistently_correct``: every sample right; ``right_is_largest``: most right, some wrong;
+- ``consistently_wrong``: the largest wrong answer holds half the samples and none is right;
+  ``wrong_is_largest``: the same while the right answer does appear;
+- ``many_different_answers`` (with or without the right one among them);
+- ``closely_competing``: the right answer and the largest wrong one within a sixth of K;
+- ``no_answer``: "no answer" is the largest cluster and larger than the right one.
+
+For each type with enough questions, a probe at the study's best cell is cross-validated to
+tell that type from the rest (question-grouped folds, the mean AUC with its t-interval).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from halluscan.engine.store import ActivationStore
+from halluscan.probes.sweep import cv_auc, fold_interval, folds_for
+from halluscan.records import Example
+from halluscan.text import normalize
+
+NO_ANSWER = ""  # the cluster of samples with no located exact answer
+
+
+def spread(correct: Sequence[bool], answers: Sequence[str | None]) -> dict[str, Any]:
+    """One question's K samples: how many are right, and the clusters of its wrong exact answers."""
+    clusters: dict[str, int] = {}
+    for ok, ans in zip(correct, answers, strict=True):
+        if ok:
+            continue
+        key = normalize(ans) if ans else NO_ANSWER
+        home = next((c for c in clusters if key and c and (f" {key} " in f" {c} " or f" {c} " in f" {key} ")), key)
+        clusters[home] = clusters.get(home, 0) + 1
+    return {"correct": sum(correct), "clusters": clusters}
+
+
+def types_of(s: dict[str, Any], k: int) -> dict[str, bool]:
+    """The error types of one question's spread (``spread``) of ``k`` samples."""
+    half, third, sixth = k // 2, k // 3, k // 6
+    right, clusters = s["correct"], s["clusters"]
+    largest = max(clusters.values(), default=0)
+    n_wrong = len(clusters)
+    no_answer = clusters.get(NO_ANSWER, 0) == largest > right and NO_ANSWER in clusters
+    return {
+        "consistently_correct": right == k,
+        "right_is_largest": right >= half and n_wrong > 0,
+        "consistently_wrong": largest >= half and not no_answer and right == 0,
+        "wrong_is_largest": largest >= half and not no_answer and right > 0,
+        "many_different_answers_right_appears": n_wrong >= third - 1 and right > 0,
+        "many_different_answers": n_wrong >= third and right == 0,
+        "closely_competing": abs(right - largest) <= sixth and right > sixth and largest > sixth,
+        "no_answer": no_answer,
+    }
+
+
+def probe_types(
+    store: ActivationStore,
+    examples: Sequence[Example],
+    types: dict[str, np.ndarray],
+    cell: tuple[str, int],
+    folds: int,
+    seed: int,
+    c: float,
+) -> dict[str, dict[str, Any]]:
+    """Per type: its count, and a probe's CV AUC (with interval) telling it from the rest at ``cell``."""
+    position, layer = cell
+    keep = store.valid()[:, store.positions.index(position)]
+    x = store.position(position)[torch.from_numpy(keep), store.layers("residual").index(layer)][:, None]
+    groups = [e.qid for e, k in zip(examples, keep, strict=True) if k]
+    out: dict[str, dict[str, Any]] = {}
+    for name, member in types.items():
+        y = member[keep].astype(np.int64)
+        entry: dict[str, Any] = {"count": int(member.sum()), "auc": None, "ci95": None}
+        if min(y.sum(), len(y) - y.sum()) >= folds:
+            per_fold = cv_auc(x, y, folds_for(y, groups, folds, seed), c)[:, 0]
+            lo, hi = fold_interval(per_fold[:, None])
+            entry |= {"auc": float(per_fold.mean()), "ci95": [float(lo[0]), float(hi[0])]}
+        out[name] = entry
+    return out
