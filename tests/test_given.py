@@ -206,6 +206,24 @@ def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):
     assert [r["label"] for r in rows[:2]] == [True, False] and {r["bank"] for r in rows} == {"given"}
 
 
+def test_answer_choice_reuses_the_studys_samples(tiny, monkeypatch):
+    """The study above ran with --samples 2: `halluscan choose --samples 2` reads them instead of sampling again."""
+    from halluscan import choice
+    from halluscan.runs import RunDir
+
+    run = RunDir.named("g", tiny / "runs")
+    assert json.loads(run.samples.read_text())["samples"] == 2
+
+    def no_sampling(*a, **kw):
+        raise AssertionError("sampled again")
+
+    monkeypatch.setattr(choice, "sample_answers", no_sampling)
+    assert main(["choose", "--run", str(run.root), "--samples", "2", "--questions", "10", "--quiet"]) == 0
+    assert json.loads(run.answer_choice.read_text())["samples_reused_from_study"] is True
+    with pytest.raises(AssertionError, match="sampled again"):  # 3 samples were never drawn: it samples
+        choice.answer_choice(run.root, samples=3, n_test=10, quiet=True)
+
+
 def test_score_chooses_the_bank_by_what_it_is_given(tiny, monkeypatch, tmp_path):
     import argparse
 

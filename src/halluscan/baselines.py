@@ -32,7 +32,7 @@ from halluscan.engine.sampling import sample_answers
 from halluscan.models.loading import LoadedModel
 from halluscan.positions import token_span
 from halluscan.probes.sweep import SweepResult, auc_rows, fold_interval, folds_for
-from halluscan.records import Example, Grade
+from halluscan.records import Example, Generation, Grade
 from halluscan.settings import StudySettings
 from halluscan.text import normalize
 
@@ -99,8 +99,8 @@ def consistency_scores(examples: Sequence[Example], samples: dict[tuple[str, int
 
 def sample_grades(
     lm: LoadedModel, settings: StudySettings, examples: Sequence[Example], k: int, seed: int, quiet: bool
-) -> dict[tuple[str, int], Grade]:
-    """``k`` answers per question at temperature 1, graded and located: keyed by (question id, sample index)."""
+) -> tuple[dict[tuple[str, int], Generation], dict[tuple[str, int], Grade]]:
+    """``k`` answers per question at temperature 1, and their grades: keyed by (question id, sample index)."""
     from tqdm.auto import tqdm
 
     by_id = {q.qid: q for q in settings.dataset.questions}
@@ -109,7 +109,7 @@ def sample_grades(
     bar = tqdm(total=k * len(qs), desc=f"sampling ({k} per question)", unit="answer", disable=quiet)
     gens = sample_answers(lm, qs, k, opts, bar.update)
     bar.close()
-    return {key: settings.grader.grade(by_id[key[0]], g) for key, g in gens.items()}
+    return gens, {key: settings.grader.grade(by_id[key[0]], g) for key, g in gens.items()}
 
 
 def fold_aucs(score: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:

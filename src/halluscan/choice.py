@@ -102,7 +102,9 @@ def answer_choice(
         raise HalluscanError(f"{run}: questions {missing[:3]} are not in dataset {cfg.dataset}; wrong dataset?")
     qs = [by_id[q] for q in sorted(test_q)]
     opts = replace(settings.generation, temperature=temperature, seed=seed)
-    gens = _sample(lm, qs, samples, opts, quiet)
+    stored = runs.load_samples(folder, samples, temperature, seed)  # the study's own samples, when it drew them
+    reused = stored is not None and all((q.qid, k) in stored for q in qs for k in range(samples))
+    gens = stored if stored is not None and reused else _sample(lm, qs, samples, opts, quiet)
     keys = [(q.qid, k) for q in qs for k in range(samples)]
     grades = {key: settings.grader.grade(by_id[key[0]], gens[key]) for key in keys}
     scanner = Scanner(lm, bank, generation=settings.generation, grader=settings.grader)
@@ -120,6 +122,7 @@ def answer_choice(
         "temperature": temperature,
         "seed": seed,
         "probe_layer": scanner.layer,
+        "samples_reused_from_study": reused,
         "n_train_examples": int(keep.sum()),
         "accuracy": acc,
         "probe_minus_greedy": _gain(acc, arr, "greedy", seed),

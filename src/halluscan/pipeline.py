@@ -216,7 +216,8 @@ def _analyse(
     sampled = None
     if cfg.samples:
         with timer("sampling"):
-            sampled = baselines.sample_grades(lm, settings, examples, cfg.samples, cfg.seed, cfg.quiet)
+            gens, sampled = baselines.sample_grades(lm, settings, examples, cfg.samples, cfg.seed, cfg.quiet)
+            runs.save_samples(RunDir.of(cfg), gens, 1.0, cfg.seed)  # `halluscan choose` reuses them
             located = {key: g.exact_text for key, g in sampled.items()}
             scores["sampling_consistency"] = baselines.consistency_scores(examples, located, cfg.samples)
     with timer("baselines"):

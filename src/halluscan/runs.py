@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from halluscan import provenance
+from halluscan import atomic, provenance
 from halluscan.config import StudyConfig
 from halluscan.errors import HalluscanError
-from halluscan.records import Example, GenerateOptions
+from halluscan.records import Example, GenerateOptions, Generation
 
 if TYPE_CHECKING:
     from halluscan.engine.store import ActivationStore
@@ -70,6 +70,7 @@ LAYOUT = {
     "probes_given": "probes_given",
     "heatmap_given_png": "heatmap_given.png",
     "suite_json": "suite.json",
+    "samples": "samples.json",
     "suite_html": "suite.html",
 }
 
@@ -93,6 +94,7 @@ class RunDir:
     probes_given: Path = field(init=False, repr=False)  # the given-answer probe bank
     heatmap_given_png: Path = field(init=False, repr=False)  # the given-answer sweep's heatmap
     suite_json: Path = field(init=False, repr=False)  # a suite's results (its studies are subfolders)
+    samples: Path = field(init=False, repr=False)  # the study's sampled answers (--samples), for answer choice
     suite_html: Path = field(init=False, repr=False)  # and its page
 
     def __post_init__(self) -> None:
@@ -191,6 +193,30 @@ def store_key(model: dict[str, Any], dataset_sha256: str, cfg: StudyConfig) -> s
 def given_store_key(own_key: str, template: str, positions: tuple[str, ...]) -> str:
     """The key of a study's given-answer store: its own store's key, the answer template and positions."""
     return provenance.digest({"study": own_key, "given_template": template, "given_positions": list(positions)})
+
+
+def save_samples(run: RunDir, gens: dict[tuple[str, int], Generation], temperature: float, seed: int) -> Path:
+    """Keep a study's sampled answers (``--samples``) so that answer choice reuses them."""
+    from dataclasses import asdict
+
+    k = 1 + max((i for _, i in gens), default=-1)
+    rows = [{"k": i, **asdict(g)} for (_, i), g in sorted(gens.items())]
+    return atomic.write_json(run.samples, {"samples": k, "temperature": temperature, "seed": seed, "answers": rows})
+
+
+def load_samples(run: RunDir, samples: int, temperature: float, seed: int) -> dict[tuple[str, int], Generation] | None:
+    """The study's sampled answers when they were drawn as asked (``samples`` or more, same temperature and seed)."""
+    if not run.samples.is_file():
+        return None
+    d = json.loads(run.samples.read_text())
+    if d["samples"] < samples or d["temperature"] != temperature or d["seed"] != seed:
+        return None
+    out = {}
+    for r in d["answers"]:
+        if r["k"] < samples:
+            fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in r.items() if k != "k"}
+            out[(r["qid"], r["k"])] = Generation(**fields)
+    return out
 
 
 def store_layout(cfg: StudyConfig, n_layers: int, hidden: int) -> dict[str, Any]:
