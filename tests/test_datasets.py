@@ -133,4 +133,16 @@ def test_the_data_dir_comes_from_the_flag_then_the_environment(tmp_path, monkeyp
 @pytest.mark.skipif(not SHARED.is_dir(), reason="the LLMsKnow files are not beside this checkout (../shared/data)")
 def test_the_published_files_load():
     sizes = {name: len(load_dataset(name, "test", str(SHARED)).questions) for name in FILES}
-    assert sizes == {"movies": 7856, "winobias": 1584, "winogrande": 10000, "mnli": 10000, "math": 650}
+    # repeated questions are dropped (mnli_validation holds 10,000 rows but 6,238 distinct questions)
+    assert sizes == {"movies": 7764, "winobias": 1584, "winogrande": 10000, "mnli": 6238, "math": 650}
+
+
+def test_number_phrasings_a_reviewer_found():
+    assert [v for v, _ in numbers("five and six")] == [5.0, 6.0]  # "and" joins only after a scale word
+    assert [v for v, _ in numbers("2 hundred dollars, $3 million")] == [200.0, 3e6]
+    assert [v for v, _ in numbers("3/4 of it, then 1e-05")] == [0.75, 1e-05]
+    g = NumberGrader({}, ())
+    q = Question("m", "What is x?", "3", ("3",), "math")
+    assert grade(g, q, "Since x cannot be negative, x = 3.")[0]  # the number after the refusal word is the answer
+    unanswerable = Question("u", "How old is the captain?", "", (), "math", answerable=False)
+    assert grade(g, unanswerable, "I don’t know.")[2] == "refusal"  # curly apostrophe

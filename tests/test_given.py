@@ -42,7 +42,7 @@ def test_distractors_are_never_aliases_and_repeat_under_the_seed(world):
     assert given_answers(world.questions, world, seed=0) == pairs  # the seed fixes the draw
     other = given_answers(world.questions, world, seed=1)
     assert sum(a.answer != b.answer for a, b in zip(pairs, other, strict=True)) > len(pairs) // 4
-    # a question's draw does not move when the question set changes
+    # a question's draw does not move when the study selects other questions of the dataset
     subset = given_answers(world.questions[::7], world, seed=0)
     assert {(a.qid, a.answer) for a in subset} <= {(a.qid, a.answer) for a in pairs}
 

@@ -77,6 +77,9 @@ def given_bank(
                          desc="given-answer sweep", quiet=cfg.quiet)  # fmt: skip
     layer, _ = result.best(POSITION)
     keep = gstore.valid()[:, gstore.positions.index(POSITION)]
+    if layer < 0:  # too few located answers of a class at exact_answer_last
+        why = f"No given-answer bank: too few given answers of a class have a located exact answer ({int(keep.sum())})."
+        return {"skipped": why, "n_answers": len(recs), "n_questions": n_q}, None
     meta = bank_meta(cfg, prov, layer, kind="given") | {"template": TEMPLATE}
     ProbeBank.from_store(gstore, keep, y, POSITION, cfg.probe_c, "residual", meta, device).save(run.probes_given)
     out: dict[str, Any] = {
@@ -107,9 +110,9 @@ def _cross(
     given_set = (xg, y[keep], list(g))
     out: dict[str, Any] = {"given_bank": {"given_pairs": None, "own_answers": None}, "own_bank": {}}
     out["given_bank"]["given_pairs"] = {"auc": None, "ci95": None, "n": int(keep.sum()), "layer": given_layer}
-    if own_sweep is None or POSITION not in own_sweep.positions:
+    own_layer = own_sweep.best(POSITION)[0] if own_sweep is not None and POSITION in own_sweep.positions else -1
+    if own_sweep is None or own_layer < 0:  # no own-answer probe at exact_answer_last
         return out
-    own_layer, _ = own_sweep.best(POSITION)
     okeep = store.valid()[:, store.positions.index(POSITION)]
     xo = store.position(POSITION, cfg.site)[torch.from_numpy(okeep), store.layers(cfg.site).index(own_layer)]
     own_set = (xo, wrong_labels(examples)[okeep], [e.qid for e, k in zip(examples, okeep, strict=True) if k])

@@ -220,11 +220,12 @@ def _analyse(
             runs.save_samples(RunDir.of(cfg), gens, 1.0, cfg.seed)  # `halluscan choose` reuses them
             located = {key: g.exact_text for key, g in sampled.items()}
             scores["sampling_consistency"] = baselines.consistency_scores(examples, located, cfg.samples)
-    with timer("baselines"):
-        f = metrics["finding"]
-        cell = (f["best_exact_position"], f["best_exact_layer"])
-        metrics |= baselines.compare(result, examples, y, scores, cell, cfg.seed)
-    if sampled is not None:
+    f = metrics["finding"]
+    cell = (f["best_exact_position"], f["best_exact_layer"])
+    if cell[1] >= 0:  # an exact-answer cell had enough examples of both classes
+        with timer("baselines"):
+            metrics |= baselines.compare(result, examples, y, scores, cell, cfg.seed)
+    if sampled is not None and cell[1] >= 0:
         with timer("error_types"):
             metrics["error_types"] = error_types(cfg, store, examples, sampled, cell)
     with timer("probe_bank"):

@@ -8,6 +8,10 @@ A study writes into its run folder::
     metrics.json        the numbers; provenance.json: what made them
     report.html         the report; heatmap.png, heatmap.html: the probe AUC heatmap
     answer_choice.json  written by ``halluscan choose``
+    store_given/        activations of the given true and false answers; probes_given/: their bank
+    heatmap_given.png   the given-answer sweep
+    samples.json        the sampled answers of ``--samples`` (reused by ``halluscan choose``)
+    suite.json          a suite's results, with suite.html (its studies are subfolders)
     .lock               held (flock) by the one process that works on the folder
 
 It also owns what ties a store to its study (the key and the layout) and what a probe bank
@@ -208,15 +212,18 @@ def load_samples(run: RunDir, samples: int, temperature: float, seed: int) -> di
     """The study's sampled answers when they were drawn as asked (``samples`` or more, same temperature and seed)."""
     if not run.samples.is_file():
         return None
-    d = json.loads(run.samples.read_text())
-    if d["samples"] < samples or d["temperature"] != temperature or d["seed"] != seed:
+    try:
+        d = json.loads(run.samples.read_text())
+        if d["samples"] < samples or d["temperature"] != temperature or d["seed"] != seed:
+            return None
+        out = {}
+        for r in d["answers"]:
+            if r["k"] < samples:
+                fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in r.items() if k != "k"}
+                out[(r["qid"], r["k"])] = Generation(**fields)
+        return out
+    except (ValueError, KeyError, TypeError):  # unreadable or from another version: sample again
         return None
-    out = {}
-    for r in d["answers"]:
-        if r["k"] < samples:
-            fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in r.items() if k != "k"}
-            out[(r["qid"], r["k"])] = Generation(**fields)
-    return out
 
 
 def store_layout(cfg: StudyConfig, n_layers: int, hidden: int) -> dict[str, Any]:

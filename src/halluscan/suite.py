@@ -36,9 +36,9 @@ def study_name(dataset: str) -> str:
 def summary(m: dict[str, Any]) -> dict[str, Any]:
     """What the suite keeps of one study's metrics."""
     out: dict[str, Any] = {"n_graded": m["n_graded"], "accuracy": m["accuracy"], "locator_rules": m["locator_rules"]}
-    if m.get("no_probes"):
-        return out | {"no_probes": m["no_probes"]}
-    head, base = m.get("headline", {}), m.get("baselines", {})
+    head, base = m.get("headline"), m.get("baselines", {})
+    if m.get("no_probes") or not head:  # no sweep, or no exact-answer cell (or a study from before the baselines)
+        return out | {"no_probes": m.get("no_probes") or "no exact-answer cell with both classes"}
     best_base = max(base.items(), key=lambda kv: kv[1]["auc"] if kv[1]["auc"] is not None else -1, default=None)
     return out | {
         "best_cell": head,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 import os
 import re
 from pathlib import Path
@@ -25,6 +26,8 @@ from typing import Any
 
 from halluscan.errors import HalluscanError
 from halluscan.records import Dataset, Question
+
+log = logging.getLogger(__name__)
 
 FILES = {
     "movies": ("movie_qa_test.csv", "movie_qa_train.csv"),
@@ -79,7 +82,14 @@ def load_llmsknow(name: str, split: str = "test", folder: str = "") -> Dataset:
             f"{path} is missing; run `halluscan data fetch llmsknow` (or give --data-dir DIR with the LLMsKnow files)"
         )
     rows = _rows(path)
-    qs = [q for i, row in enumerate(rows) if (q := _question(name, i, row)) is not None]
+    qs, seen = [], set()
+    for i, row in enumerate(rows):
+        q = _question(name, i, row)
+        if q is not None and q.question not in seen:  # a repeated question would sit on both sides of a fold
+            seen.add(q.question)
+            qs.append(q)
+    if len(qs) < len(rows):
+        log.warning("%s: kept %d of %d rows (empty or repeated questions dropped)", path.name, len(qs), len(rows))
     if not qs:
         raise HalluscanError(f"{path} has no usable rows; is it the LLMsKnow file?")
     vocab: dict[str, tuple[str, ...]] = {q.relation: () for q in qs}

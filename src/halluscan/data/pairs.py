@@ -68,8 +68,8 @@ def distractor(q: Question, pool: Sequence[str], seed: int, echo_ok: bool = Fals
 
     ``pool`` is the relation's gold answers, one per question (so a common answer is drawn as
     often as it is the truth, and the answer's identity alone does not tell true from false).
-    The draw depends only on the seed and the question's id: the same on every run, and it
-    does not move when other questions are added or removed. ``echo_ok``: names in the question
+    The draw depends only on the seed, the question's id and the pool: the same on every run
+    of the same question set. ``echo_ok``: names in the question
     may be drawn (an NLI question lists the three labels).
     """
     if q.wrong_answer:

@@ -14,6 +14,7 @@ The cache and the compiled step are kept per model and shape (batch, cache lengt
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ MIN_STATIC_BATCH = 8  # below this ``auto`` decodes eagerly (one answer: compili
 # (model id, batch, length, device, dtype) -> its StaticCache; model id -> {compile mode: its compiled step}
 _caches: dict[tuple[Any, ...], Any] = {}
 _steps: dict[int, dict[str, Any]] = {}
+_owner: list[Any] = []  # a weak reference to the model the caches belong to
 
 
 def choose_decoder(opts: GenerateOptions, lm: LoadedModel, batch: int) -> str:
@@ -41,14 +43,21 @@ def choose_decoder(opts: GenerateOptions, lm: LoadedModel, batch: int) -> str:
 
 
 def _cache(model: Any, batch: int, length: int) -> Any:
-    """A zeroed StaticCache for ``batch`` rows of ``length`` tokens, reused across batches of that shape."""
+    """A zeroed StaticCache for ``batch`` rows of ``length`` tokens, reused across batches of that shape.
+
+    Only the latest model's caches are kept: another model (or a new load) lets their memory go.
+    """
     from transformers import StaticCache
 
+    if _owner and _owner[0]() is not model:
+        _caches.clear()
+        _steps.clear()
+    _owner[:] = [weakref.ref(model)]
     p = next(model.parameters())
     key = (id(model), batch, length, p.device, p.dtype)
     cache = _caches.get(key)
     if cache is None:
-        if len(_caches) >= 16:  # shapes of an earlier study or model: let their memory go
+        if len(_caches) >= 16:  # many shapes: let the oldest ones' memory go
             _caches.clear()
         cache = _caches[key] = StaticCache(config=model.config, max_batch_size=batch, max_cache_len=length)
     else:

@@ -7,9 +7,10 @@ Each has one class-blind locator, the same rule for right and wrong answers:
   wrong, and the locator says which (``both``, ``neither``) so the report can count them.
 - ``label`` (mnli): the label the answer says (entailment, contradiction, neutral, in any word
   form). Saying more than one label is wrong (``ambiguous``).
-- ``number`` (math): a refusal if the answer refuses, else the last number it gives (digits,
-  "1,000", "21.0", or words: "twenty-one"). Right when it is within a relative tolerance of a
-  gold number; for an unanswerable question, right when it refuses.
+- ``number`` (math): the last number the answer gives (digits, "1,000", "21.0", "3/4",
+  "2 million", or words: "twenty-one"), unless a refusal comes after it. Right when it is
+  within a relative tolerance of a gold number; for an unanswerable question, right when it
+  refuses.
 """
 
 from __future__ import annotations
@@ -93,13 +94,19 @@ _UNITS += "seventeen eighteen nineteen"
 _WORD = {w: i for i, w in enumerate(_UNITS.split())}
 _WORD |= {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
 _SCALE = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
-_DIGITS = re.compile(r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.])-?\d+(?:\.\d+)?")
+_SCALES = "hundred|thousand|million|billion"
+_DIGITS = re.compile(
+    r"(?<![\w./])(?P<frac>\d+/\d+)(?![\w/])"
+    r"|(?<![\w.])(?P<num>-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+    rf"(?:\s+(?P<scale>{_SCALES})\b)?",
+    re.I,
+)
 _NUMBER_WORDS = "|".join(sorted([*_WORD, *_SCALE], key=len, reverse=True))
-_WORDS = re.compile(rf"\b(?:(?:{_NUMBER_WORDS})\b(?:[\s-]+(?:and[\s-]+)?)?)+", re.I)
+_WORDS = re.compile(rf"\b(?:{_NUMBER_WORDS})\b(?:[\s-]+(?:and[\s-]+)?(?:{_NUMBER_WORDS})\b)*", re.I)
 _REFUSAL = re.compile(
-    r"\b(?:cannot|can ?not|can't|unable to|impossible to|not (?:possible|enough|sufficient|able)|"
-    r"insufficient|unanswerable|no way to|does not (?:say|specify|provide|give)|doesn't (?:say|specify|provide|give)|"
-    r"not (?:given|specified|provided|stated|mentioned))\b",
+    r"\b(?:cannot|can ?not|can['’]t|unable to|impossible|not (?:possible|enough|sufficient|able)|"
+    r"insufficient|unanswerable|no way to|(?:don['’]t|do not) know|"
+    r"(?:does not|doesn['’]t) (?:say|specify|provide|give)|not (?:given|specified|provided|stated|mentioned))\b",
     re.I,
 )
 
@@ -118,15 +125,39 @@ def _word_value(text: str) -> float | None:
     return float(total + cur)
 
 
-def numbers(text: str) -> list[tuple[float, Span]]:
-    """Every number in ``text`` (digits, with thousands commas and decimals, or words), in order."""
-    found = [(float(m.group().replace(",", "")), Span(m.start(), m.end())) for m in _DIGITS.finditer(text)]
+_PIECE = re.compile(r"\S+(?:[\s-]+\S+)*?(?=(?<!hundred)(?<!thousand)(?<!million)(?<!billion)[\s-]+and[\s-]|$)", re.I)
+
+
+def _word_phrases(text: str) -> list[tuple[float, Span]]:
+    """Number words: "and" joins only after a scale ("a hundred and five"), so "five and six" are two numbers."""
+    out = []
     for m in _WORDS.finditer(text):
-        phrase = m.group().rstrip(" -")
-        value = _word_value(re.sub(r"(?:[\s-]+and)+$", "", phrase, flags=re.I))
-        if value is not None and phrase.strip():
-            found.append((value, Span(m.start(), m.start() + len(phrase))))
-    return sorted(found, key=lambda t: t[1].start)
+        start = m.start()
+        for piece in _PIECE.finditer(m.group()):
+            phrase = piece.group().strip(" -")
+            phrase = re.sub(r"^and[\s-]+", "", phrase, flags=re.I)
+            value = _word_value(phrase) if phrase else None
+            if value is not None:
+                begin = start + piece.start() + piece.group().find(phrase)
+                out.append((value, Span(begin, begin + len(phrase))))
+    return out
+
+
+def numbers(text: str) -> list[tuple[float, Span]]:
+    """Every number in ``text``: digits (commas, decimals, exponents, fractions, "2 million") or words."""
+    found = []
+    for m in _DIGITS.finditer(text):
+        if m.group("frac"):
+            a, b = m.group("frac").split("/")
+            if float(b):
+                found.append((float(a) / float(b), Span(m.start(), m.end())))
+            continue
+        value = float(m.group("num").replace(",", ""))
+        if m.group("scale"):
+            value *= _SCALE[m.group("scale").lower()]
+        found.append((value, Span(m.start(), m.end())))
+    inside = lambda sp: any(d.start <= sp.start and sp.end <= d.end for _, d in found)  # noqa: E731 ("2 hundred")
+    return sorted(found + [w for w in _word_phrases(text) if not inside(w[1])], key=lambda t: t[1].start)
 
 
 def gold_numbers(answer: str) -> list[float]:
@@ -140,9 +171,9 @@ class NumberGrader(Grader):
     def locate(self, q: Question, response: str) -> tuple[Span | None, str]:
         """A refusal if the answer refuses, else its last number: the same rule for every answer."""
         refusal = _REFUSAL.search(response)
-        if refusal:
-            return Span(refusal.start(), refusal.end()), "refusal"
         found = numbers(response)
+        if refusal and not (found and found[-1][1].start >= refusal.end()):  # a number after it is the answer
+            return Span(refusal.start(), refusal.end()), "refusal"
         return (found[-1][1], "number") if found else (None, "none")
 
     def grade(self, q: Question, g: Generation) -> Grade:
