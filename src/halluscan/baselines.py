@@ -101,14 +101,10 @@ def sample_grades(
     lm: LoadedModel, settings: StudySettings, examples: Sequence[Example], k: int, seed: int, quiet: bool
 ) -> tuple[dict[tuple[str, int], Generation], dict[tuple[str, int], Grade]]:
     """``k`` answers per question at temperature 1, and their grades: keyed by (question id, sample index)."""
-    from tqdm.auto import tqdm
-
     by_id = {q.qid: q for q in settings.dataset.questions}
     qs = [by_id[e.qid] for e in examples]
     opts = replace(settings.generation, temperature=1.0, seed=seed, token_stats=False)
-    bar = tqdm(total=k * len(qs), desc=f"sampling ({k} per question)", unit="answer", disable=quiet)
-    gens = sample_answers(lm, qs, k, opts, bar.update)
-    bar.close()
+    gens = sample_answers(lm, qs, k, opts, quiet)
     return gens, {key: settings.grader.grade(by_id[key[0]], g) for key, g in gens.items()}
 
 

@@ -25,10 +25,10 @@ from halluscan import atomic, runs
 from halluscan.engine.sampling import Key, sample_answers
 from halluscan.errors import HalluscanError
 from halluscan.models import load_model
-from halluscan.models.loading import LoadedModel, model_identity
+from halluscan.models.loading import model_identity
 from halluscan.probes.bank import ProbeBank
 from halluscan.probes.sweep import auc_rows, wrong_labels
-from halluscan.records import GenerateOptions, Generation, Grade, Question
+from halluscan.records import Generation, Grade, Question
 from halluscan.runs import RunDir
 from halluscan.scan import Scanner
 from halluscan.settings import StudySettings
@@ -104,7 +104,7 @@ def answer_choice(
     opts = replace(settings.generation, temperature=temperature, seed=seed)
     stored = runs.load_samples(folder, samples, temperature, seed)  # the study's own samples, when it drew them
     reused = stored is not None and all((q.qid, k) in stored for q in qs for k in range(samples))
-    gens = stored if stored is not None and reused else _sample(lm, qs, samples, opts, quiet)
+    gens = stored if stored is not None and reused else sample_answers(lm, qs, samples, opts, quiet)
     keys = [(q.qid, k) for q in qs for k in range(samples)]
     grades = {key: settings.grader.grade(by_id[key[0]], gens[key]) for key in keys}
     scanner = Scanner(lm, bank, generation=settings.generation, grader=settings.grader)
@@ -132,16 +132,6 @@ def answer_choice(
     }
     atomic.write_json(folder.answer_choice, out)
     return out
-
-
-def _sample(
-    lm: LoadedModel, qs: list[Question], samples: int, opts: GenerateOptions, quiet: bool
-) -> dict[Key, Generation]:
-    """``samples`` sampled answers per question, keyed by (question id, sample index)."""
-    bar = tqdm(total=len(qs) * samples, desc="sample answers", unit="answer", disable=quiet)
-    gens = sample_answers(lm, qs, samples, opts, bar.update)
-    bar.close()
-    return gens
 
 
 def _probe_scores(

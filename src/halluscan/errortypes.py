@@ -27,7 +27,7 @@ import torch
 
 from halluscan.engine.store import ActivationStore
 from halluscan.probes.sweep import cv_auc, fold_interval, folds_for
-from halluscan.records import Example
+from halluscan.records import Example, Grade
 from halluscan.text import normalize
 
 NO_ANSWER = ""  # the cluster of samples with no located exact answer
@@ -62,6 +62,18 @@ def types_of(s: dict[str, Any], k: int) -> dict[str, bool]:
         "closely_competing": abs(right - largest) <= sixth and right > sixth and largest > sixth,
         "no_answer": no_answer,
     }
+
+
+def question_types(examples: Sequence[Example], sampled: dict[tuple[str, int], Grade], k: int) -> dict[str, np.ndarray]:
+    """Per type, which questions (in ``examples``' order) have it, from their ``k`` graded samples."""
+    per_q = [
+        types_of(
+            spread([sampled[(e.qid, i)].correct for i in range(k)], [sampled[(e.qid, i)].exact_text for i in range(k)]),
+            k,
+        )
+        for e in examples
+    ]
+    return {name: np.array([t[name] for t in per_q]) for name in per_q[0]} if per_q else {}
 
 
 def probe_types(

@@ -27,7 +27,7 @@ from halluscan.models.loading import LoadedModel
 from halluscan.models.placement import auto_batch_size
 from halluscan.probes.bank import ProbeBank
 from halluscan.probes.sweep import SweepResult, sweep_store, wrong_labels
-from halluscan.records import Example, Question
+from halluscan.records import Example, Grade, Question
 from halluscan.runs import RunDir
 from halluscan.settings import StudySettings
 
@@ -107,23 +107,13 @@ def error_types(
     cfg: StudyConfig,
     store: ActivationStore,
     examples: list[Example],
-    sampled: dict[tuple[str, int], Any],
+    sampled: dict[tuple[str, int], Grade],
     cell: tuple[str, int],
 ) -> dict[str, Any]:
     """Each question's error types from its samples, and a probe per type at the best cell."""
-    k = cfg.samples
-    per_q = [
-        errortypes.types_of(
-            errortypes.spread(
-                [sampled[(e.qid, i)].correct for i in range(k)], [sampled[(e.qid, i)].exact_text for i in range(k)]
-            ),
-            k,
-        )
-        for e in examples
-    ]
-    types = {name: np.array([t[name] for t in per_q]) for name in per_q[0]} if per_q else {}
+    types = errortypes.question_types(examples, sampled, cfg.samples)
     probed = errortypes.probe_types(store, examples, types, cell, cfg.folds, cfg.seed, cfg.probe_c)
-    return {"samples": k, "types": probed}
+    return {"samples": cfg.samples, "types": probed}
 
 
 def run_study(cfg: StudyConfig) -> dict[str, Any]:

@@ -119,7 +119,7 @@ def _groups(lengths: list[int]) -> list[list[int]]:
 
 
 def _feed_group(lm: LoadedModel, feed: EagerFeed, group: list[tuple[int, Forced]], dtype: torch.dtype) -> torch.Tensor:
-    """``[answer, layer, position, H]`` for answers of one length, each after its prompt row's cache."""
+    """``[answer, layer, position, H]`` for a group of answers (right-padded), each after its prompt row's cache."""
     model = lm.model
     dev = feed.ids.device
     sel = torch.tensor([r for r, _ in group], device=dev)
@@ -152,6 +152,19 @@ def pairs_by_question(items: Sequence[Forced]) -> dict[str, list[Forced]]:
     return out
 
 
+def _store(
+    writer: ChunkWriter,
+    lm: LoadedModel,
+    feed: EagerFeed,
+    batch: list[list[Forced]],
+    dtype: torch.dtype,
+    rows: list[int],
+) -> None:
+    """Feed ``batch`` (the answers to prompt rows ``rows`` of ``feed``) and queue them as one store chunk."""
+    acts, valid, ready = fork_answers(lm, feed, batch, dtype, rows)
+    writer.put({"residual": acts}, valid, [f.record() for row in batch for f in row], ready)
+
+
 def collect_during(
     lm: LoadedModel, items: Sequence[Forced], writer: ChunkWriter, dtype: torch.dtype
 ) -> Callable[[list[str], EagerFeed], None]:
@@ -162,9 +175,7 @@ def collect_during(
         keep = [i for i, q in enumerate(qids) if q in by_q]  # a question without a distractor has none
         if not keep:
             return
-        batch = [by_q[qids[i]] for i in keep]
-        acts, valid, ready = fork_answers(lm, feed, batch, dtype, keep)
-        writer.put({"residual": acts}, valid, [f.record() for row in batch for f in row], ready)
+        _store(writer, lm, feed, [by_q[qids[i]] for i in keep], dtype, keep)
 
     return on_prefill
 
@@ -189,7 +200,5 @@ def collect_given(
             qids = order[b : b + opts.batch_size]
             feed = EagerFeed(lm, [prompts[q] for q in qids], opts)
             feed.prefill()
-            batch = [by_q[q] for q in qids]
-            acts, valid, ready = fork_answers(lm, feed, batch, dtype, list(range(len(batch))))
-            writer.put({"residual": acts}, valid, [f.record() for row in batch for f in row], ready)
+            _store(writer, lm, feed, [by_q[q] for q in qids], dtype, list(range(len(qids))))
     return sum(len(fs) for fs in by_q.values())

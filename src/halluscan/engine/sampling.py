@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from halluscan.engine.generate import generate
 from halluscan.models.loading import LoadedModel
@@ -16,19 +16,23 @@ def sample_answers(
     qs: Sequence[Question],
     samples: int,
     opts: GenerateOptions,
-    progress: Callable[[int], None] | None = None,
+    quiet: bool = True,
 ) -> dict[Key, Generation]:
     """``samples`` answers per question drawn with ``opts`` (its temperature and seed), keyed by (question id, k).
 
     Nothing is captured: only the answers are needed. Each batch draws from its own generator,
     seeded with the options' seed and the batch, so the draw is the same on every run.
     """
+    from tqdm.auto import tqdm
+
     rep = [q for q in qs for _ in range(samples)]
     gens: dict[Key, Generation] = {}
     count: dict[str, int] = {}
-    for batch, _, _ in generate(lm, rep, opts, progress=progress):
+    bar = tqdm(total=len(rep), desc=f"sample answers ({samples} per question)", unit="answer", disable=quiet)
+    for batch, _, _ in generate(lm, rep, opts, progress=bar.update):
         for g in batch:
             k = count.get(g.qid, 0)
             count[g.qid] = k + 1
             gens[(g.qid, k)] = g
+    bar.close()
     return gens
