@@ -35,6 +35,9 @@ def test_movie_answers_with_titles_and_initials():
     for text in ("J. K. Simmons played Fletcher.", "JK Simmons.", "It was J.K. Simmons."):
         assert grade(g, q, text)[0], text
     assert not grade(g, q, "Miles Teller played him.")[0]
+    # the class-blind locator keeps a wrong name with an initial or a title whole
+    assert grade(g, q, "The movie's director, Michael B. Jackson, played him.")[1] == "Michael B. Jackson"
+    assert grade(g, q, "Dr. John Smith played Fletcher.")[1] == "Dr. John Smith"
     # the stop rule does not end the answer at "Dr." or at an initial
     assert find_stop("Dr. Dre played him. Then more", "sentence") == len("Dr. Dre played him.")
     assert find_stop("J. K. Simmons played him. Then", "sentence") == len("J. K. Simmons played him.")

@@ -87,11 +87,11 @@ class StudyConfig:
         metadata={"help": "also train the given-answer bank (true and false given answers; `score --answer` uses it)"},
     )
     p_true: bool = field(
-        default=False,
+        default=True,
         metadata={
-            "help": "also the p(True) baseline: the model asked whether its answer is true, in both option "
-            "orders (one extra forward per example and order: about as long again as the generation stage "
-            "on 2 CPU cores)"
+            "help": "the p(True) baseline: the model asked whether its answer is true, in both option orders "
+            "(one extra forward per example and order: about half a study's time again on 2 CPU cores; "
+            "--no-p-true skips it)"
         },
     )
     samples: int = field(

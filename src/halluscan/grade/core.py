@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from halluscan.records import Dataset, Generation, Grade, Question, Span
 from halluscan.text import normalize, normalized_words_with_spans
 
-_CAP_PHRASE = re.compile(r"[A-Z][\w'’\-]*(?:\s+(?:of|de|del|la|le|du|da|and|the)?\s*[A-Z][\w'’\-]*)*")
+# A capitalised word, a title ("Dr.") or an initial ("B.", "J.K."), so "Michael B. Jackson" stays whole.
+_CAP_WORD = r"(?:(?:Dr|Mr|Mrs|Ms|St|Mt|Jr|Sr)\.|(?:[A-Z]\.)+(?=\s*[A-Z])|[A-Z][\w'’\-]*)"
+_CAP_PHRASE = re.compile(rf"{_CAP_WORD}(?:\s*(?<=[\s.])(?:(?:of|de|del|la|le|du|da|and|the)\s+)?{_CAP_WORD})*")
 _FALLBACK_STOP = set(
     "the it its this that there they he she i a an in on as yes no answer capital city country currency continent "
     "however sorry".split()
