@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 # CPU build of torch, installed first and pinned (an unpinned torch pulls a CUDA build of several GB).
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.halluscan-installed
+RAY    := $(VENV)/.halluscan-ray
 
 .PHONY: setup demo test test-fast lint bench clean
 
@@ -22,10 +23,15 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/halluscan run --name demo
 
-test: $(STAMP)
+# The tests also cover `--ray` on a local Ray instance, so they install the ray extra.
+$(RAY): $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,ray]"
+	touch $(RAY)
+
+test: $(RAY)
 	$(BIN)/pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(RAY)
 	$(BIN)/pytest -q -m "not slow"
 
 lint: $(STAMP)

@@ -31,6 +31,7 @@ RANK = {
     "analysis": 8,
     "baselines": 8,
     "errortypes": 8,
+    "cluster": 8,
     "report": 9,
     "givenbank": 9,
     "pipeline": 10,

@@ -124,3 +124,20 @@ def test_resume_with_another_layout_is_refused_and_kept(tmp_path, change, made, 
     # the same layout (tuples or lists alike) still resumes
     same = {**LAYOUT, "positions": tuple(LAYOUT["positions"])}
     assert ActivationStore.open_or_create(tmp_path / "s", key="k", layout=same, provenance={}).n_examples == 1
+
+
+def test_chunk_files_no_manifest_names_are_removed_when_a_writer_opens_the_store(tmp_path):
+    s = make(tmp_path / "s")
+    s.append({"residual": torch.randn(2, 3, 2, 4)}, np.ones((2, 2), bool), [{"qid": "a"}, {"qid": "b"}])
+    stray = [  # a retried Ray worker's chunk, and a killed write's temporary file
+        tmp_path / "s" / "residual" / "chunk_s000003_0a1b2c.npy",
+        tmp_path / "s" / "examples" / "chunk_s000003_0a1b2c.jsonl",
+        tmp_path / "s" / "valid" / ".chunk_000001.npy.tmp",
+    ]
+    for f in stray:
+        f.write_bytes(b"partial")
+    ActivationStore.open(tmp_path / "s")  # a reader leaves them
+    assert all(f.exists() for f in stray)
+    r = make(tmp_path / "s")
+    assert not any(f.exists() for f in stray)
+    assert r.n_examples == 2 and r.verify() == [] and r.stored_ids() == {"a", "b"}

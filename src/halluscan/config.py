@@ -99,6 +99,13 @@ class StudyConfig:
         metadata={"help": "sampling-consistency baseline: this many answers per question at temperature 1 (0 = off)"},
     )
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
+    ray: str = field(default="", metadata={"help": "generate and sweep on Ray: a cluster address, or none for a local "
+                                            "instance ('' = one process; needs halluscan[ray])"})  # fmt: skip
+    workers: int = field(default=2, metadata={"help": "Ray workers (actors), each with its own copy of the model"})
+    cpus_per_worker: float = field(default=1.0, metadata={"help": "CPUs Ray reserves per worker (its torch threads)"})
+    gpus_per_worker: float = field(default=0.0, metadata={"help": "GPUs Ray reserves per worker (0: runs on CPU)"})
+    ray_write: str = field(default="object", metadata={"help": "'object': chunks come back through Ray's object store, "
+                           "'shared': workers write them into the store on a shared file system"})  # fmt: skip
     report_pairs: tuple[Any, ...] = field(
         default=(),
         metadata={
@@ -138,6 +145,12 @@ class StudyConfig:
         _choice("dtype", self.dtype, DTYPES)
         _choice("decoder", self.decoder, DECODERS)
         _choice("split", self.split, ("test", "validation", "train"))
+        _choice("ray_write", self.ray_write, ("object", "shared"))
+        if self.workers < 1 or self.cpus_per_worker <= 0 or self.gpus_per_worker < 0:
+            raise HalluscanError(
+                f"config: workers={self.workers}, cpus_per_worker={self.cpus_per_worker}, gpus_per_worker="
+                f"{self.gpus_per_worker}; give at least 1 worker, more than 0 CPUs and 0 or more GPUs per worker"
+            )
         for key in ("device", "probe_device"):
             value = getattr(self, key)
             if not (value in DEVICES or (key == "probe_device" and value == "") or _cuda_index(value)):
@@ -263,6 +276,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif f.name == "positions":
             parser.add_argument(flag, nargs="+", default=None, help=help_)
+        elif f.name == "ray":  # a bare --ray starts a local instance
+            parser.add_argument(flag, nargs="?", const="local", default=None, metavar="ADDRESS", help=help_)
         else:
             parser.add_argument(flag, type=typ, default=None, help=help_)
 

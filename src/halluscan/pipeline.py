@@ -41,6 +41,7 @@ class Timer:
 
     def __init__(self) -> None:
         self.s: dict[str, float] = {}
+        self.notes: dict[str, Any] = {}  # records of how stages ran (``ray``), copied into the metrics
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
@@ -53,7 +54,11 @@ class Timer:
 def probe_sweep(
     cfg: StudyConfig, store: ActivationStore, y: np.ndarray, groups: list[str], device: str = "cpu"
 ) -> SweepResult:
-    """The (layer, position) sweep over the store, on ``device``, with a progress bar."""
+    """The (layer, position) sweep over the store, on ``device`` (one Ray task per position with ``--ray``)."""
+    if cfg.ray:
+        from halluscan.cluster.sweep import sweep_on_ray
+
+        return sweep_on_ray(cfg, store, y, groups)
     return sweep_store(
         store, y, groups, site=cfg.site, folds=cfg.folds, seed=cfg.seed, c=cfg.probe_c, device=device, quiet=cfg.quiet
     )
@@ -116,6 +121,23 @@ def error_types(
     return {"samples": cfg.samples, "types": probed}
 
 
+def collect_stage(
+    settings: StudySettings,
+    lm: LoadedModel,
+    qs: list[Question],
+    store: ActivationStore,
+    given: tuple[list[Any], ActivationStore] | None,
+    timer: Timer,
+) -> float:
+    """Generate, grade, locate and store, in this process or on Ray; seconds spent on given answers (0 on Ray)."""
+    if not settings.config.ray:
+        return collect(settings, lm, qs, store, given)
+    from halluscan.cluster.driver import collect_on_ray
+
+    timer.notes["ray"] = collect_on_ray(settings, lm, qs, store, given).to_json()
+    return 0.0
+
+
 def run_study(cfg: StudyConfig) -> dict[str, Any]:
     """Run the whole study; writes RUNS_DIR/NAME/{store,metrics.json,report.html,...}; returns metrics.
 
@@ -126,6 +148,10 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
     from halluscan.data import select_questions
 
     cfg.validate()
+    if cfg.ray:  # before anything runs: a missing Ray is a one-line error
+        from halluscan.cluster import require_ray
+
+        require_ray()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -150,9 +176,10 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
         items = givenbank.given_items(settings, lm, qs) if cfg.given_bank else []
         gstore = givenbank.open_given_store(run, key, cfg, lm, prov) if items else None
         with timer("generate_extract"):
-            forked = collect(settings, lm, qs, store, (items, gstore) if gstore is not None else None)
+            forked = collect_stage(settings, lm, qs, store, (items, gstore) if gstore is not None else None, timer)
         if gstore is not None:
-            timer.s["given_answers_in_generation"] = round(forked, 2)  # part of generate_extract
+            if not cfg.ray:  # on Ray the workers fork them, and their time is the workers'
+                timer.s["given_answers_in_generation"] = round(forked, 2)  # part of generate_extract
             with timer("given_bank"):  # answers not fed during generation (a resumed run, the static decoder)
                 collect_given(lm, items, gstore, replace(settings.generation, capture_dtype=cfg.store_dtype))
         examples = runs.study_examples(store)
@@ -240,5 +267,6 @@ def _finish(
         atomic.write_json(run.provenance, prov)
         draw()
     metrics["timings_s"] = dict(timer.s)
+    metrics |= timer.notes
     atomic.write_json(run.metrics, metrics)
     return metrics

@@ -25,7 +25,7 @@ from halluscan.engine.writer import ChunkWriter
 from halluscan.models.hooks import to_host_async
 from halluscan.models.loading import LoadedModel
 from halluscan.positions import resolve, token_span
-from halluscan.records import Example, Generation, Grade, Question
+from halluscan.records import Example, GenerateOptions, Generation, Grade, Question
 from halluscan.settings import StudySettings
 
 
@@ -80,7 +80,6 @@ def collect(
     todo = [q for q in qs if q.qid not in done]
     by_id = {q.qid: q for q in qs}
     layers = list(range(lm.n_layers + 1))
-    positions = list(cfg.positions)
     bar = tqdm(total=len(qs), initial=len(qs) - len(todo), desc="generate+extract", unit="q", disable=cfg.quiet)
     forked = [0.0]
     with ChunkWriter(store) as writer, ChunkWriter(given[1]) if given else nullcontext() as given_writer:
@@ -97,11 +96,26 @@ def collect(
                 forked[0] += time.perf_counter() - t
 
         for gens, states, tail in generate(lm, todo, opts, layers, progress=bar.update, on_prefill=hook):
-            assert states is not None
-            grades = [settings.grader.grade(by_id[g.qid], g) for g in gens]
-            acts, valid, idx, ready = gather_batch(gens, grades, states, tail, positions)
-            examples = [Example.of(by_id[g.qid], g, gr, ix) for g, gr, ix in zip(gens, grades, idx, strict=True)]
+            acts, valid, examples, ready = batch_chunk(settings, by_id, gens, states, tail)
             writer.put({cfg.site: acts}, valid, [e.to_json() for e in examples], ready)
             bar.set_postfix(acc=f"{np.mean([e.correct for e in examples]):.2f}")
     bar.close()
     return forked[0]
+
+
+def batch_chunk(
+    settings: StudySettings, by_id: dict[str, Question], gens: list[Generation], states: torch.Tensor | None, tail: int
+) -> tuple[torch.Tensor, np.ndarray, list[Example], Any]:
+    """Grade and locate one generated batch and pick its positions: the arrays, mask, examples and ready event."""
+    assert states is not None
+    grades = [settings.grader.grade(by_id[g.qid], g) for g in gens]
+    acts, valid, idx, ready = gather_batch(gens, grades, states, tail, list(settings.config.positions))
+    examples = [Example.of(by_id[g.qid], g, gr, ix) for g, gr, ix in zip(gens, grades, idx, strict=True)]
+    return acts, valid, examples, ready
+
+
+def batches(lm: LoadedModel, qs: list[Question], opts: GenerateOptions) -> list[list[Question]]:
+    """The batches :func:`~halluscan.engine.generate.generate` makes of ``qs``: sorted by prompt length."""
+    lengths = {q.qid: len(lm.prompt_ids(q.question, opts.system_prompt)) for q in qs}
+    order = sorted(qs, key=lambda q: lengths[q.qid])  # stable: ties keep their order, as generate's index tie-break
+    return [order[b : b + opts.batch_size] for b in range(0, len(order), opts.batch_size)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -29,6 +29,16 @@ from halluscan.models.loading import LoadedModel
 from halluscan.models.sites import cache_kwargs
 from halluscan.positions import resolve, token_span
 from halluscan.records import GenerateOptions, Span
+
+
+class ChunkSink(Protocol):
+    """Where chunks go: the store's :class:`~halluscan.engine.writer.ChunkWriter`, or a Ray worker's list."""
+
+    def put(
+        self, arrays: dict[str, torch.Tensor], valid: np.ndarray, records: list[dict[str, Any]], ready: Any = None
+    ) -> None:
+        """Take one chunk: its arrays, validity mask, records and (on a GPU) the event its copy is ready at."""
+
 
 # Where the given-answer bank reads a given answer: inside the answer (the prompt is the same for
 # both answers of a question, so a prompt position cannot tell them apart).
@@ -153,7 +163,7 @@ def pairs_by_question(items: Sequence[Forced]) -> dict[str, list[Forced]]:
 
 
 def _store(
-    writer: ChunkWriter,
+    writer: ChunkSink,
     lm: LoadedModel,
     feed: EagerFeed,
     batch: list[list[Forced]],
@@ -166,7 +176,7 @@ def _store(
 
 
 def collect_during(
-    lm: LoadedModel, items: Sequence[Forced], writer: ChunkWriter, dtype: torch.dtype
+    lm: LoadedModel, items: Sequence[Forced], writer: ChunkSink, dtype: torch.dtype
 ) -> Callable[[list[str], EagerFeed], None]:
     """A callback for the generation pass: after a batch's prompts are prefilled, store their given answers."""
     by_q = pairs_by_question(items)

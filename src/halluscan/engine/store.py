@@ -10,7 +10,8 @@ Layout of a store folder::
 Every file is written under a temporary name and renamed, and the manifest is rewritten
 (atomically) only after a chunk's files are in place, so a killed run leaves a store whose
 manifest lists only complete chunks; a chunk file that no manifest names (left by a killed
-run) is ignored and overwritten. Reading memory-maps the chunks: one position or one layer
+run or a retried Ray worker) is never read, and is deleted when a writer opens the store.
+Reading memory-maps the chunks: one position or one layer
 for all examples never loads the rest. An id is stored at most once: appending one that is
 already there is refused. Resuming verifies every committed chunk's CRC-32 (several GB/s) and
 refuses a damaged one by name.
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from halluscan.atomic import jsonable, write_bytes, write_json
-from halluscan.engine.arrays import file_crc32, from_numpy, to_numpy, write_npy
+from halluscan.atomic import jsonable, write_json
+from halluscan.engine.arrays import file_crc32, from_numpy
+from halluscan.engine.chunks import encode, remove_orphans, write_chunk
 from halluscan.errors import HalluscanError
 
 MANIFEST = "manifest.json"
@@ -81,6 +82,7 @@ class ActivationStore:
                 )
             store = cls(root, m)
             store.check()  # a resume reads every committed chunk again: never reuse a damaged one
+            store.remove_orphans()  # files of chunks a killed run wrote but never committed
             return store
         try:
             for sub in (*layout["sites"], "valid", "examples"):
@@ -162,24 +164,53 @@ class ActivationStore:
             expect = (len(records), len(spec["layers"]), n_pos, *spec["dims"])
             if tuple(acts.shape) != expect:
                 raise ValueError(f"chunk shape {tuple(acts.shape)} of {site} does not match layout {expect}")
-        ids = [str(r["qid"]) for r in records]
+        self.append_encoded(encode(arrays, valid, lay["dtype"]), [str(r["qid"]) for r in records], records)
+
+    def _check_new(self, ids: list[str]) -> set[str]:
+        """The live stored ids, after refusing ``ids`` that are stored already or repeated."""
         stored = self._stored()
         again = sorted({i for i in ids if i in stored} | {i for i in ids if ids.count(i) > 1})
         if again:
             raise ValueError(f"{self.root}: id(s) {', '.join(again[:5])} are already stored; an id is stored once")
+        return stored
+
+    def append_encoded(
+        self,
+        files: dict[str, np.ndarray],
+        ids: list[str],
+        records: list[dict[str, Any]],
+        crc: dict[str, int] | None = None,
+    ) -> None:
+        """Append a chunk already encoded (:func:`~halluscan.engine.chunks.encode`); ``crc``: what its sender computed.
+
+        A chunk whose written files do not match the sender's checksums is refused (and not committed).
+        """
+        self._check_new(ids)
         name = f"chunk_{len(self._manifest['chunks']):06d}"
-        files = [(site, to_numpy(a, lay["dtype"])) for site, a in sorted(arrays.items())]
-        files.append(("valid", valid.astype(bool)))
-        crc = {sub: write_npy(self.root / sub / f"{name}.npy", arr) for sub, arr in files}
-        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
-        crc["examples"] = zlib.crc32(lines)
-        write_bytes(self.root / "examples" / f"{name}.jsonl", lines)
-        # The manifest is the commit point: a chunk exists once it is listed here. The in-memory
-        # manifest changes only after the new one is on disk, so a failed write leaves both equal.
+        got = write_chunk(self.root, name, files, records)
+        if crc is not None and got != crc:
+            bad = sorted(k for k in got if got[k] != crc.get(k))
+            raise HalluscanError(f"{self.root}: chunk {name} arrived damaged ({', '.join(bad)}); run again to redo it")
+        self.commit(name, ids, got)
+
+    def commit(self, name: str, ids: list[str], crc: dict[str, int]) -> None:
+        """List chunk ``name`` (its files already in place, with these checksums) in the manifest.
+
+        The manifest is the commit point: a chunk exists once it is listed here. The in-memory
+        manifest changes only after the new one is on disk, so a failed write leaves both equal.
+        """
+        stored = self._check_new(ids)
+        if name in self.chunk_names:
+            raise ValueError(f"{self.root}: chunk {name} is already committed")
         new = {**self._manifest, "chunks": [*self._manifest["chunks"], {"name": name, "rows": len(ids), "crc32": crc}]}
         write_json(self.root / MANIFEST, new)
         self._manifest = new
         stored.update(ids)
+
+    def remove_orphans(self) -> int:
+        """Delete chunk files no committed chunk names (a killed run's, a retried worker's); how many."""
+        subs = [*self._manifest["layout"]["sites"], "valid", "examples"]
+        return remove_orphans(self.root, subs, set(self.chunk_names))
 
     def _files(self, name: str) -> list[tuple[str, Path]]:
         subs = [*sorted(self._manifest["layout"]["sites"]), "valid"]

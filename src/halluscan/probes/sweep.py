@@ -141,22 +141,40 @@ def sweep(
     ``get_position(pos)`` returns ``[example, layer, hidden]``; ``valid`` is [example, position].
     The probes are fitted on ``device``; one position's features are there at a time.
     """
+    g = np.asarray(groups)
+    per_pos: dict[int, np.ndarray] = {}
+    for j, pos in enumerate(positions):
+        keep = valid[:, j]
+        if fits(keep, y, folds):
+            x = get_position(pos)[torch.from_numpy(keep)].to(device)
+            per_pos[j] = position_folds(x, y[keep], g[keep], folds, seed, c)
+        if progress is not None:
+            progress(1)
+    return assemble(layers, positions, valid, folds, per_pos)
+
+
+def fits(keep: np.ndarray, y: np.ndarray, folds: int) -> bool:
+    """Whether a position with examples ``keep`` has enough of each class for ``folds`` folds."""
+    yk = y[keep]
+    return int(keep.sum()) >= 2 * folds and min(int(yk.sum()), len(yk) - int(yk.sum())) >= folds
+
+
+def position_folds(x: torch.Tensor, y: np.ndarray, groups: np.ndarray, folds: int, seed: int, c: float) -> np.ndarray:
+    """``[fold, layer]`` test AUCs of one position's probes (``x``: ``[example, layer, hidden]``)."""
+    return cv_auc(x, y, folds_for(y, list(groups), folds, seed), c)
+
+
+def assemble(
+    layers: list[int], positions: list[str], valid: np.ndarray, folds: int, per_pos: dict[int, np.ndarray]
+) -> SweepResult:
+    """The sweep's result from each fitted position's ``[fold, layer]`` AUCs (the rest stay NaN)."""
     auc = np.full((len(layers), len(positions)), np.nan)
     sd, lo, hi = np.full_like(auc, np.nan), np.full_like(auc, np.nan), np.full_like(auc, np.nan)
     every = np.full((folds, *auc.shape), np.nan)
-    ns = []
-    g = np.asarray(groups)
-    for j, pos in enumerate(positions):
-        keep = valid[:, j]
-        ns.append(int(keep.sum()))
-        yk = y[keep]
-        if ns[-1] >= 2 * folds and min(yk.sum(), len(yk) - yk.sum()) >= folds:
-            x = get_position(pos)[torch.from_numpy(keep)].to(device)
-            per_fold = cv_auc(x, yk, folds_for(yk, g[keep], folds, seed), c)
-            auc[:, j], sd[:, j], every[:, :, j] = per_fold.mean(0), per_fold.std(0, ddof=1), per_fold
-            lo[:, j], hi[:, j] = fold_interval(per_fold)
-        if progress is not None:
-            progress(1)
+    for j, per_fold in per_pos.items():
+        auc[:, j], sd[:, j], every[:, :, j] = per_fold.mean(0), per_fold.std(0, ddof=1), per_fold
+        lo[:, j], hi[:, j] = fold_interval(per_fold)
+    ns = [int(valid[:, j].sum()) for j in range(len(positions))]
     return SweepResult(layers, positions, auc, sd, ns, folds, lo, hi, every)
 
 

@@ -1,0 +1,204 @@
+"""The driver of a study on Ray: cut the questions into shards, hand them to worker actors, commit.
+
+The shards are the batches one process would make (:func:`~halluscan.engine.collect.batches`),
+one batch each, so a study gives the same batches, and so the same greedy answers, on Ray as in
+one process. Each worker keeps two shards in flight. The driver alone writes the manifests: it
+commits each chunk as it arrives (``object`` mode: it writes the files too, after checking the
+worker's checksums; ``shared`` mode: it checks the files the worker wrote). A store only ever
+holds whole committed chunks, and an id is committed once, so a killed driver resumes at the
+first shard not committed and nothing is lost or stored twice.
+
+Faults are Ray's to handle: a worker that dies is restarted by Ray and its shards retried
+(``max_restarts``, ``max_task_retries``). A worker that is gone for good has its shards given to
+the others; when none is left the run stops with an error and resumes on the next run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from halluscan.cluster import init_ray
+from halluscan.cluster.worker import Chunk, Shard, Worker
+from halluscan.engine.arrays import file_crc32
+from halluscan.engine.collect import batches
+from halluscan.engine.given import Forced
+from halluscan.engine.store import ActivationStore
+from halluscan.errors import HalluscanError
+from halluscan.models.loading import LoadedModel
+from halluscan.records import Question
+from halluscan.settings import StudySettings
+
+IN_FLIGHT = 2  # shards queued per worker: one runs while the next waits, so a worker never idles
+RESTARTS = 2  # Ray restarts a dead worker this often, and retries its shards as often
+
+
+@dataclass
+class RayStats:
+    """What a Ray collection did: per worker its questions and busy seconds, and the driver's commit cost."""
+
+    workers: int
+    questions: dict[str, int] = field(default_factory=dict)
+    busy_s: dict[str, float] = field(default_factory=dict)
+    chunks: int = 0
+    commit_s: float = 0.0
+    bytes_moved: int = 0
+    wall_s: float = 0.0
+    reassigned: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The record that goes into ``metrics["ray"]``."""
+        return {
+            "workers": self.workers,
+            "questions_per_worker": self.questions,
+            "questions_per_s_per_worker": {
+                w: round(n / max(self.busy_s[w], 1e-9), 3) for w, n in self.questions.items()
+            },  # noqa: E501
+            "chunks": self.chunks,
+            "driver_commit_s_per_chunk": round(self.commit_s / max(self.chunks, 1), 5),
+            "object_store_MB": round(self.bytes_moved / 1e6, 2),
+            "wall_s": round(self.wall_s, 2),
+            "shards_reassigned": self.reassigned,
+        }
+
+
+def shards_for(
+    lm: LoadedModel, settings: StudySettings, todo: list[Question], given: list[Forced], roots: dict[str, str]
+) -> list[Shard]:
+    """One shard per batch of ``todo``, each with the given answers of its questions."""
+    by_q: dict[str, list[Forced]] = {}
+    for f in given:
+        by_q.setdefault(f.answer.qid, []).append(f)
+    mode = settings.config.ray_write
+    out = []
+    for i, batch in enumerate(batches(lm, todo, settings.generation)):
+        mine = [f for q in batch for f in by_q.get(q.qid, [])]
+        out.append(Shard(i, [batch], mine, mode, roots))
+    return out
+
+
+def start_workers(ray: Any, settings: StudySettings) -> list[Any]:
+    """The worker actors, each reserving its CPUs and GPUs; Ray restarts one that dies."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    cfg = settings.config
+    if Path(cfg.model).exists():  # a local model folder or file: the same absolute path on every worker
+        settings = replace(settings, config=replace(cfg, model=str(Path(cfg.model).resolve())))
+    actor = ray.remote(Worker).options(
+        num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker, max_restarts=RESTARTS, max_task_retries=RESTARTS
+    )
+    device = "cuda" if cfg.gpus_per_worker > 0 else "cpu"
+    threads = cfg.threads or max(1, int(cfg.cpus_per_worker))
+    return [actor.remote(settings, device, threads) for _ in range(cfg.workers)]
+
+
+class Committer:
+    """Commits chunks into the study's store and its given answers' store, timing each commit."""
+
+    def __init__(self, stores: dict[str, ActivationStore | None], stats: RayStats):
+        self.stores, self.stats = stores, stats
+
+    def __call__(self, chunk: Chunk) -> None:
+        """Commit one chunk (``object``: write its files first; ``shared``: check the files the worker wrote)."""
+        store = self.stores[chunk.store]
+        if store is None:
+            raise HalluscanError(f"a worker sent a chunk for the {chunk.store!r} store, which this study does not have")
+        t = time.perf_counter()
+        if chunk.files is not None:
+            assert chunk.records is not None
+            store.append_encoded(chunk.files, chunk.ids, chunk.records, chunk.crc)
+        else:
+            assert chunk.name is not None
+            for sub, want in chunk.crc.items():
+                ext = "jsonl" if sub == "examples" else "npy"
+                path = store.root / sub / f"{chunk.name}.{ext}"
+                if not path.is_file() or file_crc32(path) != want:
+                    raise HalluscanError(
+                        f"{path} is missing or damaged on the driver's side: --ray-write shared needs a file system "
+                        "shared by every worker and the driver; use --ray-write object otherwise"
+                    )
+            store.commit(chunk.name, chunk.ids, chunk.crc)
+        self.stats.commit_s += time.perf_counter() - t
+        self.stats.chunks += 1
+        self.stats.bytes_moved += chunk.nbytes
+
+
+def collect_on_ray(
+    settings: StudySettings,
+    lm: LoadedModel,
+    qs: list[Question],
+    store: ActivationStore,
+    given: tuple[list[Forced], ActivationStore] | None = None,
+    on_commit: Callable[[list[Any], int], None] | None = None,
+) -> RayStats:
+    """Generate, grade, locate and store the questions not yet in ``store``, on Ray workers.
+
+    ``on_commit(workers, n)`` runs after each shard is committed (``n`` shards so far); tests use
+    it to kill a worker mid-run.
+    """
+    from halluscan.cluster.progress import Progress
+
+    cfg = settings.config
+    ray = init_ray(cfg)
+    t0 = time.perf_counter()
+    done = store.stored_ids()
+    todo = [q for q in qs if q.qid not in done]
+    gstore = given[1] if given else None
+    forced = [f for f in given[0] if f.answer.item_id not in gstore.stored_ids()] if given and gstore else []
+    roots = {"own": str(store.root), "given": str(gstore.root) if gstore else ""}
+    queue = deque(shards_for(lm, settings, todo, forced, roots))
+    stats = RayStats(cfg.workers)
+    if not queue:
+        return stats
+    workers = start_workers(ray, settings)
+    alive = set(range(len(workers)))
+    commit = Committer({"own": store, "given": gstore}, stats)
+    pending: dict[Any, tuple[Shard, int]] = {}
+
+    def submit(w: int) -> None:
+        shard = queue.popleft()
+        pending[workers[w].run.remote(shard)] = (shard, w)
+
+    for _ in range(IN_FLIGHT):
+        for w in range(len(workers)):
+            if queue:
+                submit(w)
+    with Progress(len(qs), len(qs) - len(todo), cfg.quiet) as bar:
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            shard, w = pending.pop(ref)
+            try:
+                chunks, timing = ray.get(ref)
+            except ray.exceptions.RayActorError:  # gone for good, after Ray's restarts: others take its shards
+                alive.discard(w)
+                if not alive:
+                    raise HalluscanError(
+                        "every Ray worker died (see the Ray logs: out of memory?); committed shards are kept, "
+                        "so run the same command again to resume"
+                    ) from None
+                queue.appendleft(shard)
+                stats.reassigned += 1
+                submit(min(alive, key=lambda a: sum(1 for _, x in pending.values() if x == a)))
+                continue
+            for chunk in chunks:
+                commit(chunk)
+            n = sum(len(b) for b in shard.batches)
+            who = timing["worker"]
+            stats.questions[who] = stats.questions.get(who, 0) + n
+            stats.busy_s[who] = stats.busy_s.get(who, 0.0) + timing["seconds"]
+            bar.advance(n, who, stats.questions[who] / max(time.perf_counter() - t0, 1e-9))
+            if on_commit is not None:
+                on_commit(workers, stats.chunks)
+            if queue and w in alive:
+                submit(w)
+    for a in workers:
+        ray.kill(a)
+    for s in (store, gstore):
+        if s is not None:
+            s.remove_orphans()  # files of attempts that died before they were committed
+    stats.wall_s = time.perf_counter() - t0
+    return stats

@@ -1,0 +1,53 @@
+"""The probe sweep on Ray: one task per position, gathered in position order.
+
+Each task fits every layer's probe at its position over the same question-grouped folds as the
+sweep in one process (:func:`~halluscan.probes.sweep.position_folds`). It reads its position
+from the store folder when the file system is shared (``--ray-write shared``), else the driver
+reads the position once and passes it through Ray's object store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from halluscan.cluster import init_ray
+from halluscan.config import StudyConfig
+from halluscan.engine.store import ActivationStore
+from halluscan.probes.sweep import SweepResult, assemble, fits, position_folds
+
+
+def fit_position(
+    source: Any, pos: str, site: str, keep: np.ndarray, y: np.ndarray, groups: np.ndarray, args: tuple[int, int, float]
+) -> np.ndarray:
+    """``[fold, layer]`` AUCs at ``pos``: ``source`` is the store folder (a path) or the position's array."""
+    import torch
+
+    x = ActivationStore.open(source).position(pos, site) if isinstance(source, str) else torch.from_numpy(source)
+    folds, seed, c = args
+    return position_folds(x[torch.from_numpy(keep)], y[keep], groups[keep], folds, seed, c)
+
+
+def sweep_on_ray(cfg: StudyConfig, store: ActivationStore, y: np.ndarray, groups: Sequence[str]) -> SweepResult:
+    """:func:`~halluscan.probes.sweep.sweep_store` with each position's fit as a Ray task."""
+    from tqdm.auto import tqdm
+
+    ray = init_ray(cfg)
+    task = ray.remote(num_cpus=cfg.cpus_per_worker, max_retries=2)(fit_position)
+    valid, g, site = store.valid(), np.asarray(groups), cfg.site
+    todo = [j for j in range(len(store.positions)) if fits(valid[:, j], y, cfg.folds)]
+    running: dict[Any, int] = {}
+    per_pos: dict[int, np.ndarray] = {}
+    with tqdm(total=len(todo), desc="probe sweep on Ray", unit="pos", disable=cfg.quiet) as bar:
+        for k, j in enumerate(todo + [-1] * cfg.workers):  # -1: no more to start, drain the last ones
+            if j >= 0:  # at most one position per worker in flight: bounded object-store memory
+                pos = store.positions[j]
+                source = str(store.root) if cfg.ray_write == "shared" else ray.put(store.position(pos, site).numpy())
+                running[task.remote(source, pos, site, valid[:, j], y, g, (cfg.folds, cfg.seed, cfg.probe_c))] = j
+            if running and (len(running) >= cfg.workers or k >= len(todo)):
+                [ref], _ = ray.wait(list(running), num_returns=1)
+                per_pos[running.pop(ref)] = ray.get(ref)
+                bar.update(1)
+    return assemble(store.layers(site), store.positions, valid, cfg.folds, per_pos)  # in position order

@@ -1,0 +1,218 @@
+"""A study on a local Ray instance (2 workers x 1 CPU, a tiny model): same results as one process, faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import tiny_folder
+
+ray = pytest.importorskip("ray")
+
+PERU = "What is the capital of Peru"
+FRANCE = "What is the capital of France"  # the tiny model answers "city": right for half of them
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local Ray instance for the module (2 CPUs, no dashboard); its address."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny model and 72 questions of several prompt lengths, each with a wrong answer to give."""
+    root = tmp_path_factory.mktemp("ray")
+    tiny_folder(root / "model", split_punct=True)
+    rows = ["id,question,answer,wrong_answer"]
+    for i in range(36):
+        rows.append(f"p{i},{PERU}{' now' * (i % 4)} {i},Lima,{'Paris' if i % 2 else 'Rome'}")
+        rows.append(f"f{i},{FRANCE}{' now' * (i % 3)} {i},{'Paris' if i % 2 else 'city'},Rome")
+    (root / "q.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _study(tiny: Path, name: str, **over):
+    """(settings, model, questions, store, given answers and their store) of a fresh study ``name``."""
+    from halluscan import givenbank, runs
+    from halluscan.config import StudyConfig
+    from halluscan.data import select_questions
+    from halluscan.engine.store import ActivationStore
+    from halluscan.models import load_model
+    from halluscan.runs import RunDir
+    from halluscan.settings import StudySettings
+
+    cfg = StudyConfig(model=str(tiny / "model"), dataset=str(tiny / "q.csv"), runs_dir=str(tiny / "runs"), name=name,
+                      batch_size=4, stop="none", max_new_tokens=3, store_dtype="float32", folds=3, quiet=True,
+                      ray="local", workers=2, **over)  # fmt: skip
+    settings = StudySettings.build(cfg)
+    lm = load_model(cfg.model)
+    qs = select_questions(settings.dataset, 0, cfg.seed)
+    run, key = RunDir.of(cfg), "k"
+    layout = runs.store_layout(cfg, lm.n_layers, lm.hidden_size)
+    store = ActivationStore.open_or_create(run.store, key=key, layout=layout, provenance={})
+    items = givenbank.given_items(settings, lm, qs)
+    gstore = givenbank.open_given_store(run, key, cfg, lm, {})
+    return settings, lm, qs, store, (items, gstore)
+
+
+def _by_id(store) -> dict[str, tuple[dict, np.ndarray]]:
+    """Each stored example's record and its activations, by id (checks that no id is stored twice)."""
+    recs = store.examples()
+    ids = [r["qid"] for r in recs]
+    assert len(ids) == len(set(ids)), "an id was stored twice"
+    acts = np.concatenate([store.layer(layer).numpy()[:, None] for layer in store.layers()], axis=1)
+    return {r["qid"]: (r, acts[i]) for i, r in enumerate(recs)}
+
+
+def _same(a, b) -> None:
+    """Two stores hold the same examples: equal records (greedy answers, grades, positions), close activations."""
+    x, y = _by_id(a), _by_id(b)
+    assert set(x) == set(y)
+    for qid, (rec, act) in x.items():
+        other, act2 = y[qid]
+        assert {k: v for k, v in rec.items() if k not in ("token_logprobs", "token_entropies")} == {
+            k: v for k, v in other.items() if k not in ("token_logprobs", "token_entropies")
+        }
+        np.testing.assert_allclose(rec.get("token_logprobs", []), other.get("token_logprobs", []), atol=1e-4)
+        np.testing.assert_allclose(act, act2, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("write", ["object", "shared"])
+def test_a_ray_study_stores_what_one_process_stores(cluster, tiny, write):
+    from halluscan.cluster.driver import collect_on_ray
+    from halluscan.cluster.sweep import sweep_on_ray
+    from halluscan.engine.collect import collect
+    from halluscan.probes.sweep import sweep_store, wrong_labels
+    from halluscan.runs import study_examples
+
+    settings, lm, qs, one, given_one = _study(tiny, f"one_{write}")
+    collect(settings, lm, qs, one, given_one)
+    settings, lm, qs, on_ray, given_ray = _study(tiny, f"ray_{write}", ray_write=write)
+    stats = collect_on_ray(settings, lm, qs, on_ray, given_ray)
+    assert stats.chunks == 2 * len(qs) // 4  # a chunk per batch, and one of given answers per batch
+    assert len(stats.questions) == 2 and sum(stats.questions.values()) == len(qs)  # both workers took shards
+    _same(one, on_ray)
+    _same(given_one[1], given_ray[1])
+    files = {p.name for p in on_ray.root.rglob("*") if p.is_file()} - {"manifest.json"}
+    names = {f"{c}.{e}" for c in on_ray.chunk_names for e in ("npy", "jsonl")}
+    assert files <= names  # nothing left that no manifest names
+    # the sweep on Ray: one task per position, the same AUCs as in one process
+    examples = study_examples(on_ray)
+    y, groups = wrong_labels(examples), [e.qid for e in examples]
+    here = sweep_store(on_ray, y, groups, folds=3, c=settings.config.probe_c, quiet=True)
+    there = sweep_on_ray(settings.config, on_ray, y, groups)
+    assert np.isfinite(here.auc).sum() > 0
+    np.testing.assert_allclose(there.auc, here.auc, atol=1e-6)
+    np.testing.assert_allclose(there.per_fold, here.per_fold, atol=1e-6)
+
+
+def _complete(store, want: list[str]) -> None:
+    ids = [r["qid"] for r in store.examples()]
+    assert sorted(ids) == sorted(want)  # none lost, none twice
+
+
+def test_a_worker_killed_mid_run_is_restarted_by_ray_and_its_shards_retried(cluster, tiny):
+    from halluscan.cluster.driver import collect_on_ray
+
+    settings, lm, qs, store, given = _study(tiny, "kill_restart")
+    killed = []
+
+    def kill_first(workers, n):
+        if not killed:
+            killed.append(ray.get(workers[0].whoami.remote()))
+            ray.kill(workers[0], no_restart=False)  # a crash: Ray restarts the actor and retries its shards
+
+    stats = collect_on_ray(settings, lm, qs, store, given, on_commit=kill_first)
+    _complete(store, [q.qid for q in qs])
+    _complete(given[1], [f.answer.item_id for f in given[0]])
+    assert len(stats.questions) == 3 and killed[0] in stats.questions  # the restarted worker has a new pid
+    assert stats.reassigned == 0
+
+
+def test_a_worker_gone_for_good_has_its_shards_done_by_the_others(cluster, tiny):
+    from halluscan.cluster.driver import collect_on_ray
+
+    settings, lm, qs, store, given = _study(tiny, "kill_gone")
+    killed = []
+
+    def kill_for_good(workers, n):
+        if not killed:
+            killed.append(ray.get(workers[0].whoami.remote()))
+            ray.kill(workers[0])  # no restart: its shards in flight fail, and the other worker takes them
+
+    stats = collect_on_ray(settings, lm, qs, store, given, on_commit=kill_for_good)
+    _complete(store, [q.qid for q in qs])
+    _complete(given[1], [f.answer.item_id for f in given[0]])
+    assert stats.reassigned >= 1  # its shards in flight went to the other worker
+
+
+DRIVER = """
+import os, signal, sys
+from halluscan import cli
+from halluscan.cluster import driver
+run = driver.collect_on_ray
+def killed_after_three(*a, **k):
+    return run(*a, on_commit=lambda w, n: os.kill(os.getpid(), signal.SIGKILL) if n >= 3 else None, **k)
+driver.collect_on_ray = killed_after_three
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_driver_killed_with_sigkill_resumes_at_the_first_uncommitted_shard(cluster, tiny):
+    from halluscan.cli import main
+    from halluscan.engine.store import ActivationStore
+
+    args = ["run", "--name", "sigkill", "--model", str(tiny / "model"), "--dataset", str(tiny / "q.csv"),
+            "--runs-dir", str(tiny / "runs"), "--stop", "none", "--max-new-tokens", "3", "--batch-size", "4",
+            "--folds", "3", "--quiet", "--no-p-true", "--ray", cluster, "--workers", "2"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", DRIVER, *args], env=env, capture_output=True, timeout=240)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    store = tiny / "runs" / "sigkill" / "store"
+    before = json.loads((store / "manifest.json").read_text())["chunks"]
+    assert 1 <= len(before) < 18  # killed mid-run, with some shards committed
+    assert main(args) == 0
+    after = ActivationStore.open(store)
+    assert [c["name"] for c in after._manifest["chunks"][: len(before)]] == [c["name"] for c in before]
+    ids = [r["qid"] for r in after.examples()]
+    assert len(ids) == len(set(ids)) == 72
+    metrics = json.loads((tiny / "runs" / "sigkill" / "metrics.json").read_text())
+    assert metrics["ray"]["workers"] == 2 and metrics["n_graded"] == 72
+
+
+def test_without_ray_the_flag_is_a_one_line_error(tiny, monkeypatch, capsys):
+    from halluscan.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
+    code = main(["run", "--name", "noray", "--model", str(tiny / "model"), "--dataset", str(tiny / "q.csv"),
+                 "--runs-dir", str(tiny / "runs"), "--quiet", "--ray"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "pip install 'halluscan[ray]'" in err and len(err.splitlines()) == 1
+    assert not (tiny / "runs" / "noray").exists()  # refused before anything was written
+
+
+def test_ray_flags_and_their_checks():
+    import argparse
+
+    from halluscan.config import StudyConfig, add_config_flags, config_from_args
+    from halluscan.errors import HalluscanError
+
+    p = argparse.ArgumentParser()
+    add_config_flags(p)
+    assert config_from_args(p.parse_args(["--ray"])).ray == "local"
+    cfg = config_from_args(p.parse_args(["--ray", "ray://head:10001", "--workers", "8", "--gpus-per-worker", "1"]))
+    assert (cfg.ray, cfg.workers, cfg.gpus_per_worker) == ("ray://head:10001", 8, 1.0)
+    assert config_from_args(p.parse_args([])).ray == ""
+    for bad in ({"workers": 0}, {"cpus_per_worker": 0.0}, {"ray_write": "nfs"}):
+        with pytest.raises(HalluscanError):
+            replace(StudyConfig(), **bad).validate()
