@@ -73,8 +73,13 @@ def given_bank(
     if n_q < 2 * cfg.folds:
         why = f"No given-answer bank: {n_q} questions have a false answer of their type; {2 * cfg.folds} are needed."
         return {"skipped": why, "n_answers": len(recs), "n_questions": n_q}, None
-    result = sweep_store(gstore, y, groups, folds=cfg.folds, seed=cfg.seed, c=cfg.probe_c, device=device,
-                         desc="given-answer sweep", quiet=cfg.quiet)  # fmt: skip
+    if cfg.ray:  # one Ray task per position, as the study's own sweep
+        from halluscan.cluster.sweep import sweep_on_ray
+
+        result = sweep_on_ray(cfg, gstore, y, groups)
+    else:
+        result = sweep_store(gstore, y, groups, folds=cfg.folds, seed=cfg.seed, c=cfg.probe_c, device=device,
+                             desc="given-answer sweep", quiet=cfg.quiet)  # fmt: skip
     layer, _ = result.best(POSITION)
     keep = gstore.valid()[:, gstore.positions.index(POSITION)]
     if layer < 0:  # too few located answers of a class at exact_answer_last

@@ -3,10 +3,11 @@
 The shards are the batches one process would make (:func:`~halluscan.engine.collect.batches`),
 one batch each, so a study gives the same batches, and so the same greedy answers, on Ray as in
 one process. Each worker keeps two shards in flight. The driver alone writes the manifests: it
-commits each chunk as it arrives (``object`` mode: it writes the files too, after checking the
-worker's checksums; ``shared`` mode: it checks the files the worker wrote). A store only ever
-holds whole committed chunks, and an id is committed once, so a killed driver resumes at the
-first shard not committed and nothing is lost or stored twice.
+commits each chunk as it arrives (``object`` mode: it writes the files too, and refuses them
+unless they match the worker's checksums; ``shared`` mode: it checks that the files the worker
+wrote are there at their sizes, without reading them; a resume verifies every checksum). A
+store only ever holds whole committed chunks, and an id is committed once, so a killed driver
+resumes at the first shard not committed and nothing is lost or stored twice.
 
 Faults are Ray's to handle: a worker that dies is restarted by Ray and its shards retried
 (``max_restarts``, ``max_task_retries``). A worker that is gone for good has its shards given to
@@ -23,7 +24,7 @@ from typing import Any
 
 from halluscan.cluster import init_ray
 from halluscan.cluster.worker import Chunk, Shard, Worker
-from halluscan.engine.arrays import file_crc32
+from halluscan.engine.chunks import chunk_path
 from halluscan.engine.collect import batches
 from halluscan.engine.given import Forced
 from halluscan.engine.store import ActivationStore
@@ -80,8 +81,11 @@ def shards_for(
     return out
 
 
-def start_workers(ray: Any, settings: StudySettings) -> list[Any]:
-    """The worker actors, each reserving its CPUs and GPUs; Ray restarts one that dies."""
+def start_workers(ray: Any, settings: StudySettings) -> tuple[list[Any], list[Any]]:
+    """The worker actors, each reserving its CPUs and GPUs and loading the model; Ray restarts one that dies.
+
+    Returns the actors and the box (``[ref]`` of the settings) that their calls take.
+    """
     from dataclasses import replace
     from pathlib import Path
 
@@ -93,7 +97,11 @@ def start_workers(ray: Any, settings: StudySettings) -> list[Any]:
     )
     device = "cuda" if cfg.gpus_per_worker > 0 else "cpu"
     threads = cfg.threads or max(1, int(cfg.cpus_per_worker))
-    return [actor.remote(settings, device, threads) for _ in range(cfg.workers)]
+    box = [ray.put(settings)]
+    workers = [actor.remote(device, threads) for _ in range(cfg.workers)]
+    for w in workers:
+        w.load.remote(box)  # starts loading now; their first shard waits for it
+    return workers, box
 
 
 class Committer:
@@ -113,13 +121,12 @@ class Committer:
             store.append_encoded(chunk.files, chunk.ids, chunk.records, chunk.crc)
         else:
             assert chunk.name is not None
-            for sub, want in chunk.crc.items():
-                ext = "jsonl" if sub == "examples" else "npy"
-                path = store.root / sub / f"{chunk.name}.{ext}"
-                if not path.is_file() or file_crc32(path) != want:
+            for sub, size in chunk.sizes.items():  # a stat, not a read: the driver never reads the data
+                path = chunk_path(store.root, sub, chunk.name)
+                if not path.is_file() or path.stat().st_size != size:
                     raise HalluscanError(
-                        f"{path} is missing or damaged on the driver's side: --ray-write shared needs a file system "
-                        "shared by every worker and the driver; use --ray-write object otherwise"
+                        f"{path} is missing or not the size its worker wrote on the driver's side: --ray-write "
+                        "shared needs a file system shared by every worker and the driver; use --ray-write object"
                     )
             store.commit(chunk.name, chunk.ids, chunk.crc)
         self.stats.commit_s += time.perf_counter() - t
@@ -154,14 +161,14 @@ def collect_on_ray(
     stats = RayStats(cfg.workers)
     if not queue:
         return stats
-    workers = start_workers(ray, settings)
+    workers, box = start_workers(ray, settings)
     alive = set(range(len(workers)))
     commit = Committer({"own": store, "given": gstore}, stats)
     pending: dict[Any, tuple[Shard, int]] = {}
 
     def submit(w: int) -> None:
         shard = queue.popleft()
-        pending[workers[w].run.remote(shard)] = (shard, w)
+        pending[workers[w].run.remote(shard, box)] = (shard, w)
 
     for _ in range(IN_FLIGHT):
         for w in range(len(workers)):

@@ -50,6 +50,7 @@ class Chunk:
     files: dict[str, np.ndarray] | None = None
     records: list[dict[str, Any]] | None = None
     name: str | None = None
+    sizes: dict[str, int] = field(default_factory=dict)  # shared mode: each file's size in bytes
 
     @property
     def nbytes(self) -> int:
@@ -71,25 +72,43 @@ class _Collected:
 
 
 class Worker:
-    """Loads the study's model on its device (``cuda`` when Ray gave it a GPU, else ``cpu``) once."""
+    """Loads the study's model on its device (``cuda`` when Ray gave it a GPU, else ``cpu``) once.
 
-    def __init__(self, settings: StudySettings, device: str, threads: int):
-        import torch
+    The settings come as ``[ref]``, a list holding their object ref, to :meth:`load` and
+    :meth:`run`, not to the constructor: the constructor's arguments stay small (Ray keeps them
+    to restart the actor), and a restarted worker loads on its first retried shard.
+    """
 
-        from halluscan.models import load_model
-
-        if threads > 0:
-            torch.set_num_threads(threads)
-        torch.manual_seed(settings.config.seed)
-        self.settings = settings
-        self.lm = load_model(settings.config.model, device=device, dtype=settings.config.dtype)
+    def __init__(self, device: str, threads: int):
+        self.device, self.threads = device, threads
+        self.settings: StudySettings | None = None
+        self.lm: Any = None
         self.host = f"{socket.gethostname()}:{os.getpid()}"
 
     def whoami(self) -> str:
         """``host:pid`` of this worker's process."""
         return self.host
 
-    def run(self, shard: Shard) -> tuple[list[Chunk], dict[str, Any]]:
+    def load(self, box: list[Any]) -> str:
+        """Take the settings (``box[0]``: their object ref, or the settings) and load the model, once."""
+        if self.lm is None:
+            import torch
+
+            from halluscan.models import load_model
+
+            settings = box[0]
+            if not isinstance(settings, StudySettings):
+                import ray
+
+                settings = ray.get(settings)
+            if self.threads > 0:
+                torch.set_num_threads(self.threads)
+            torch.manual_seed(settings.config.seed)
+            self.lm = load_model(settings.config.model, device=self.device, dtype=settings.config.dtype)
+            self.settings = settings
+        return self.host
+
+    def run(self, shard: Shard, box: list[Any]) -> tuple[list[Chunk], dict[str, Any]]:
         """Every batch of ``shard`` as chunks (its own, then its given answers'), and the worker's timing."""
         import torch
 
@@ -97,17 +116,21 @@ class Worker:
         from halluscan.engine.generate import generate
         from halluscan.engine.given import collect_during
 
-        cfg, lm, t0 = self.settings.config, self.lm, time.perf_counter()
+        t0 = time.perf_counter()
+        self.load(box)
+        assert self.settings is not None
+        settings, lm = self.settings, self.lm
+        cfg = settings.config
         dtype = getattr(torch, cfg.store_dtype)
         layers = list(range(lm.n_layers + 1))
         out: list[Chunk] = []
         for batch in shard.batches:
-            opts = replace(self.settings.generation, capture_dtype=cfg.store_dtype, batch_size=len(batch))
+            opts = replace(settings.generation, capture_dtype=cfg.store_dtype, batch_size=len(batch))
             given = _Collected()
             hook = collect_during(lm, shard.given, given, dtype) if shard.given else None
             by_id = {q.qid: q for q in batch}
             for gens, states, tail in generate(lm, batch, opts, layers, on_prefill=hook):
-                acts, valid, examples, ready = batch_chunk(self.settings, by_id, gens, states, tail)
+                acts, valid, examples, ready = batch_chunk(settings, by_id, gens, states, tail)
                 if ready is not None:
                     ready.synchronize()
                 out.append(self._pack(shard, "own", {cfg.site: acts}, valid, [e.to_json() for e in examples]))
@@ -117,14 +140,17 @@ class Worker:
     def _pack(
         self, shard: Shard, store: str, arrays: dict[str, Any], valid: np.ndarray, records: list[dict[str, Any]]
     ) -> Chunk:
-        from halluscan.engine.chunks import crc_of, encode, records_bytes, write_chunk
+        from halluscan.engine.chunks import chunk_path, crc_of, encode, records_bytes, write_chunk
 
+        assert self.settings is not None
         files = encode(arrays, valid, self.settings.config.store_dtype)
         ids = [str(r["qid"]) for r in records]
         if shard.write == "shared":
             name = f"chunk_s{shard.index:06d}_{uuid.uuid4().hex[:10]}"  # unique per attempt: a retry never collides
-            crc = write_chunk(Path(shard.roots[store]), name, files, records)
-            return Chunk(store, ids, crc, name=name)
+            root = Path(shard.roots[store])
+            crc = write_chunk(root, name, files, records)
+            sizes = {sub: chunk_path(root, sub, name).stat().st_size for sub in crc}
+            return Chunk(store, ids, crc, name=name, sizes=sizes)
         import zlib
 
         crc = {sub: crc_of(arr) for sub, arr in files.items()}

@@ -42,6 +42,11 @@ def records_bytes(records: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
 
 
+def chunk_path(root: Path, sub: str, name: str) -> Path:
+    """Where chunk ``name``'s file of folder ``sub`` lives (records: ``.jsonl``, arrays: ``.npy``)."""
+    return root / sub / f"{name}.{'jsonl' if sub == 'examples' else 'npy'}"
+
+
 def write_chunk(root: Path, name: str, files: dict[str, np.ndarray], records: list[dict[str, Any]]) -> dict[str, int]:
     """Write chunk ``name``'s files (``files[sub]`` -> ``sub/name.npy``, records -> ``examples/name.jsonl``).
 
