@@ -101,7 +101,7 @@ def manifest_commit_s(root: Path, listed: int, repeats: int = 20) -> float:
     store.stored_ids()  # read once, as a run does when it starts
     t = time.perf_counter()
     for i in range(repeats):
-        store.commit(f"new{i}", [f"id{i}"], crc)
+        store.commit([(f"new{i}", [f"id{i}"], crc)])
     return (time.perf_counter() - t) / repeats
 
 

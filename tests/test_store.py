@@ -141,3 +141,26 @@ def test_chunk_files_no_manifest_names_are_removed_when_a_writer_opens_the_store
     r = make(tmp_path / "s")
     assert not any(f.exists() for f in stray)
     assert r.n_examples == 2 and r.verify() == [] and r.stored_ids() == {"a", "b"}
+
+
+def test_a_group_commit_lists_several_written_chunks_in_one_manifest_write(tmp_path, monkeypatch):
+    from halluscan.engine import store as store_mod
+    from halluscan.engine.chunks import encode
+
+    s = make(tmp_path / "s")
+    entries = []
+    for k, ids in enumerate((["a", "b"], ["c"])):
+        files = encode({"residual": torch.randn(len(ids), 3, 2, 4)}, np.ones((len(ids), 2), bool), "float32")
+        name = f"chunk_r{k}"
+        entries.append((name, ids, s.write_encoded(name, files, [{"qid": i} for i in ids])))
+    writes = []
+    real = store_mod.write_json
+    monkeypatch.setattr(store_mod, "write_json", lambda p, m: (writes.append(p), real(p, m))[1])
+    s.commit(entries)
+    assert len(writes) == 1 and s.chunk_names == ["chunk_r0", "chunk_r1"] and s.n_examples == 3
+    assert make(tmp_path / "s").verify() == []
+    with pytest.raises(ValueError, match="already stored"):  # an id twice in one group, or again later
+        s.commit([("chunk_r2", ["d"], {}), ("chunk_r3", ["d"], {})])
+    with pytest.raises(ValueError, match="already committed"):
+        s.commit([("chunk_r0", ["e"], {})])
+    assert s.chunk_names == ["chunk_r0", "chunk_r1"]

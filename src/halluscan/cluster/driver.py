@@ -17,6 +17,7 @@ the others; when none is left the run stops with an error and resumes on the nex
 from __future__ import annotations
 
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class RayStats:
     bytes_moved: int = 0
     wall_s: float = 0.0
     reassigned: int = 0
+    commits: int = 0  # manifest writes (a group commit writes several chunks at once)
 
     def to_json(self) -> dict[str, Any]:
         """The record that goes into ``metrics["ray"]``."""
@@ -60,6 +62,7 @@ class RayStats:
             },  # noqa: E501
             "chunks": self.chunks,
             "driver_commit_s_per_chunk": round(self.commit_s / max(self.chunks, 1), 5),
+            "manifest_writes": self.commits,
             "object_store_MB": round(self.bytes_moved / 1e6, 2),
             "wall_s": round(self.wall_s, 2),
             "shards_reassigned": self.reassigned,
@@ -105,21 +108,30 @@ def start_workers(ray: Any, settings: StudySettings) -> tuple[list[Any], list[An
 
 
 class Committer:
-    """Commits chunks into the study's store and its given answers' store, timing each commit."""
+    """Commits chunks into the study's store and its given answers' store, timing each commit.
+
+    The chunks that arrived together are committed with one manifest write per store (a group
+    commit), so the manifest's rewrite, which grows with the store, is paid once per group.
+    """
 
     def __init__(self, stores: dict[str, ActivationStore | None], stats: RayStats):
         self.stores, self.stats = stores, stats
 
-    def __call__(self, chunk: Chunk) -> None:
-        """Commit one chunk (``object``: write its files first; ``shared``: check the files the worker wrote)."""
-        store = self.stores[chunk.store]
-        if store is None:
-            raise HalluscanError(f"a worker sent a chunk for the {chunk.store!r} store, which this study does not have")
+    def __call__(self, chunks: list[Chunk]) -> None:
+        """Commit ``chunks`` (``object``: write their files first; ``shared``: check the files the workers wrote)."""
         t = time.perf_counter()
-        if chunk.files is not None:
-            assert chunk.records is not None
-            store.append_encoded(chunk.files, chunk.ids, chunk.records, chunk.crc)
-        else:
+        entries: dict[str, list[tuple[str, list[str], dict[str, int]]]] = {}
+        for chunk in chunks:
+            store = self.stores[chunk.store]
+            if store is None:
+                raise HalluscanError(f"a worker sent a chunk for the {chunk.store!r} store, which this study lacks")
+            if chunk.files is not None:
+                assert chunk.records is not None
+                name = f"chunk_r{uuid.uuid4().hex[:12]}"
+                entries.setdefault(chunk.store, []).append(
+                    (name, chunk.ids, store.write_encoded(name, chunk.files, chunk.records, chunk.crc))
+                )
+                continue
             assert chunk.name is not None
             for sub, size in chunk.sizes.items():  # a stat, not a read: the driver never reads the data
                 path = chunk_path(store.root, sub, chunk.name)
@@ -128,10 +140,15 @@ class Committer:
                         f"{path} is missing or not the size its worker wrote on the driver's side: --ray-write "
                         "shared needs a file system shared by every worker and the driver; use --ray-write object"
                     )
-            store.commit(chunk.name, chunk.ids, chunk.crc)
+            entries.setdefault(chunk.store, []).append((chunk.name, chunk.ids, chunk.crc))
+        for key, group in entries.items():
+            store = self.stores[key]
+            assert store is not None
+            store.commit(group)
         self.stats.commit_s += time.perf_counter() - t
-        self.stats.chunks += 1
-        self.stats.bytes_moved += chunk.nbytes
+        self.stats.chunks += len(chunks)
+        self.stats.commits += len(entries)
+        self.stats.bytes_moved += sum(c.nbytes for c in chunks)
 
 
 def collect_on_ray(
@@ -176,32 +193,35 @@ def collect_on_ray(
                 submit(w)
     with Progress(len(qs), len(qs) - len(todo), cfg.quiet) as bar:
         while pending:
-            [ref], _ = ray.wait(list(pending), num_returns=1)
-            shard, w = pending.pop(ref)
-            try:
-                chunks, timing = ray.get(ref)
-            except ray.exceptions.RayActorError:  # gone for good, after Ray's restarts: others take its shards
-                alive.discard(w)
-                if not alive:
-                    raise HalluscanError(
-                        "every Ray worker died (see the Ray logs: out of memory?); committed shards are kept, "
-                        "so run the same command again to resume"
-                    ) from None
-                queue.appendleft(shard)
-                stats.reassigned += 1
-                submit(min(alive, key=lambda a: sum(1 for _, x in pending.values() if x == a)))
-                continue
-            for chunk in chunks:
-                commit(chunk)
-            n = sum(len(b) for b in shard.batches)
-            who = timing["worker"]
-            stats.questions[who] = stats.questions.get(who, 0) + n
-            stats.busy_s[who] = stats.busy_s.get(who, 0.0) + timing["seconds"]
-            bar.advance(n, who, stats.questions[who] / max(time.perf_counter() - t0, 1e-9))
-            if on_commit is not None:
+            ray.wait(list(pending), num_returns=1)  # at least one is done; take every one that is
+            done_now, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+            arrived: list[tuple[Shard, int, list[Chunk], dict[str, Any]]] = []
+            for ref in done_now:
+                shard, w = pending.pop(ref)
+                try:
+                    chunks, timing = ray.get(ref)
+                except ray.exceptions.RayActorError:  # gone for good, after Ray's restarts: others take its shards
+                    alive.discard(w)
+                    if not alive:
+                        raise HalluscanError(
+                            "every Ray worker died (see the Ray logs: out of memory?); committed shards are kept, "
+                            "so run the same command again to resume"
+                        ) from None
+                    queue.appendleft(shard)
+                    stats.reassigned += 1
+                    submit(min(alive, key=lambda a: sum(1 for _, x in pending.values() if x == a)))
+                    continue
+                arrived.append((shard, w, chunks, timing))
+            commit([c for _, _, chunks, _ in arrived for c in chunks])
+            for shard, w, _, timing in arrived:
+                n, who = sum(len(b) for b in shard.batches), timing["worker"]
+                stats.questions[who] = stats.questions.get(who, 0) + n
+                stats.busy_s[who] = stats.busy_s.get(who, 0.0) + timing["seconds"]
+                bar.advance(n, who, stats.questions[who] / max(time.perf_counter() - t0, 1e-9))
+                if queue and w in alive:
+                    submit(w)
+            if on_commit is not None and arrived:
                 on_commit(workers, stats.chunks)
-            if queue and w in alive:
-                submit(w)
     for a in workers:
         ray.kill(a)
     for s in (store, gstore):

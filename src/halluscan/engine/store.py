@@ -31,6 +31,7 @@ import torch
 from halluscan.atomic import jsonable, write_json
 from halluscan.engine.arrays import file_crc32, from_numpy
 from halluscan.engine.chunks import encode, remove_orphans, write_chunk
+from halluscan.engine.layout import layout_diff
 from halluscan.errors import HalluscanError
 
 MANIFEST = "manifest.json"
@@ -75,7 +76,7 @@ class ActivationStore:
                 )
             asked = json.loads(json.dumps(jsonable(layout)))  # tuples -> lists, numpy ints -> ints, as stored
             if m.get("layout") != asked:
-                made, want = _layout_diff(m.get("layout") or {}, asked)
+                made, want = layout_diff(m.get("layout") or {}, asked)
                 raise HalluscanError(
                     f"{root}: this store was made with layout {made}, but {want} was asked; "
                     "use another --name, or delete the folder to start again"
@@ -168,8 +169,10 @@ class ActivationStore:
 
     def _check_new(self, ids: list[str]) -> set[str]:
         """The live stored ids, after refusing ``ids`` that are stored already or repeated."""
+        from collections import Counter
+
         stored = self._stored()
-        again = sorted({i for i in ids if i in stored} | {i for i in ids if ids.count(i) > 1})
+        again = sorted({i for i in ids if i in stored} | {i for i, n in Counter(ids).items() if n > 1})
         if again:
             raise ValueError(f"{self.root}: id(s) {', '.join(again[:5])} are already stored; an id is stored once")
         return stored
@@ -181,31 +184,42 @@ class ActivationStore:
         records: list[dict[str, Any]],
         crc: dict[str, int] | None = None,
     ) -> None:
-        """Append a chunk already encoded (:func:`~halluscan.engine.chunks.encode`); ``crc``: what its sender computed.
-
-        A chunk whose written files do not match the sender's checksums is refused (and not committed).
-        """
+        """Append a chunk encoded by :func:`~halluscan.engine.chunks.encode`; ``crc``: what its sender computed."""
         self._check_new(ids)
         name = f"chunk_{len(self._manifest['chunks']):06d}"
+        self.commit([(name, ids, self.write_encoded(name, files, records, crc))])
+
+    def write_encoded(
+        self, name: str, files: dict[str, np.ndarray], records: list[dict[str, Any]], crc: dict[str, int] | None = None
+    ) -> dict[str, int]:
+        """Write chunk ``name``'s files, not yet committed; their checksums.
+
+        Files that do not match the sender's checksums ``crc`` are refused (a one-line error).
+        """
         got = write_chunk(self.root, name, files, records)
         if crc is not None and got != crc:
             bad = sorted(k for k in got if got[k] != crc.get(k))
             raise HalluscanError(f"{self.root}: chunk {name} arrived damaged ({', '.join(bad)}); run again to redo it")
-        self.commit(name, ids, got)
+        return got
 
-    def commit(self, name: str, ids: list[str], crc: dict[str, int]) -> None:
-        """List chunk ``name`` (its files already in place, with these checksums) in the manifest.
+    def commit(self, entries: list[tuple[str, list[str], dict[str, int]]]) -> None:
+        """List chunks ``(name, ids, crc)`` (their files already in place) in the manifest, in one write.
 
         The manifest is the commit point: a chunk exists once it is listed here. The in-memory
         manifest changes only after the new one is on disk, so a failed write leaves both equal.
+        Committing several chunks at once costs one manifest write (the Ray driver's group commit).
         """
-        stored = self._check_new(ids)
-        if name in self.chunk_names:
-            raise ValueError(f"{self.root}: chunk {name} is already committed")
-        new = {**self._manifest, "chunks": [*self._manifest["chunks"], {"name": name, "rows": len(ids), "crc32": crc}]}
+        stored = self._check_new([i for _, ids, _ in entries for i in ids])
+        names = [n for n, _, _ in entries]
+        again = (set(names) & set(self.chunk_names)) | {n for n in names if names.count(n) > 1}
+        if again:
+            raise ValueError(f"{self.root}: chunk(s) {', '.join(sorted(again))} are already committed")
+        added = [{"name": n, "rows": len(ids), "crc32": crc} for n, ids, crc in entries]
+        new = {**self._manifest, "chunks": [*self._manifest["chunks"], *added]}
         write_json(self.root / MANIFEST, new)
         self._manifest = new
-        stored.update(ids)
+        for _, ids, _ in entries:
+            stored.update(ids)
 
     def remove_orphans(self) -> int:
         """Delete chunk files no committed chunk names (a killed run's, a retried worker's); how many."""
@@ -277,22 +291,3 @@ class ActivationStore:
         li = self.layers(site).index(layer)
         parts = [from_numpy(a[:, li], self.layout["dtype"]) for a in self._chunks(site)]
         return torch.cat(parts, dim=0)
-
-
-def _layout_diff(made: dict[str, Any], asked: dict[str, Any]) -> tuple[str, str]:
-    """The parts of two layouts that differ, as short text: ``dtype=bfloat16, residual.layers=0..30``."""
-
-    def show(key: str, v: Any) -> str:
-        if key.endswith("layers") and isinstance(v, list) and len(v) > 2 and v == list(range(v[0], v[0] + len(v))):
-            return f"{v[0]}..{v[-1]}"
-        return v if isinstance(v, str) else json.dumps(v)
-
-    ms, asks = made.get("sites") or {}, asked.get("sites") or {}
-    parts = [(k, made.get(k), asked.get(k)) for k in ("dtype", "positions")]
-    parts.append(("sites", sorted(ms), sorted(asks)))
-    for site in sorted(set(ms) & set(asks)):
-        parts += [(f"{site}.{k}", ms[site].get(k), asks[site].get(k)) for k in ("layers", "dims")]
-    diff = [(k, a, b) for k, a, b in parts if a != b]
-    if not diff:  # a field outside the usual ones
-        return json.dumps(made, sort_keys=True), json.dumps(asked, sort_keys=True)
-    return (", ".join(f"{k}={show(k, a)}" for k, a, _ in diff), ", ".join(f"{k}={show(k, b)}" for k, _, b in diff))
