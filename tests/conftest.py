@@ -79,6 +79,26 @@ def tiny_folder(folder, split_punct: bool = False):
     return folder
 
 
+PERU = "What is the capital of Peru"
+FRANCE = "What is the capital of France"
+
+
+def peru_france(root, n: int, vary: bool = False):
+    """A tiny model that splits "Lima." in two, and a CSV of ``2 n`` questions, each row with a wrong answer.
+
+    The tiny model answers every France question "city": half of them count that as correct.
+    ``vary``: prompts of several lengths (so that batches sorted by length differ).
+    """
+    tiny_folder(root / "model", split_punct=True)
+    rows = ["id,question,answer,wrong_answer"]
+    for i in range(n):
+        pad_p, pad_f = (" now" * (i % 4), " now" * (i % 3)) if vary else ("", "")
+        rows.append(f"p{i},{PERU}{pad_p} {i},Lima,{'Paris' if i % 2 else 'Rome'}")
+        rows.append(f"f{i},{FRANCE}{pad_f} {i},{'Paris' if i % 2 else 'city'},{'Lima' if i % 2 else 'Rome'}")
+    (root / "q.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
 @pytest.fixture(scope="session")
 def smol():
     """The bundled SmolLM2-135M-Instruct, loaded once per session."""

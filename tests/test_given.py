@@ -15,7 +15,7 @@ from halluscan.errors import HalluscanError
 from halluscan.probes.crossfit import question_folds
 from halluscan.probes.sweep import bootstrap_auc, folds_for
 from halluscan.records import Question
-from tests.conftest import tiny_folder
+from tests.conftest import PERU, peru_france
 
 
 @pytest.fixture(scope="module")
@@ -95,22 +95,10 @@ def test_bootstrap_auc_resamples_questions():
     assert bootstrap_auc(scores, np.zeros_like(y), ["a"] * len(y))[1] is None
 
 
-PERU = "What is the capital of Peru"
-FRANCE = "What is the capital of France"
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny model that splits "Lima." in two, and a CSV whose rows carry a wrong answer."""
-    root = tmp_path_factory.mktemp("given")
-    tiny_folder(root / "model", split_punct=True)
-    rows = ["id,question,answer,wrong_answer"]
-    for i in range(24):
-        rows.append(f"p{i},{PERU} {i},Lima,{'Paris' if i % 2 else 'Rome'}")
-        # the tiny model answers every France question "city": half of them count that as correct
-        rows.append(f"f{i},{FRANCE} {i},{'Paris' if i % 2 else 'city'},{'Lima' if i % 2 else 'Rome'}")
-    (root / "q.csv").write_text("\n".join(rows) + "\n")
-    return root
+    return peru_france(tmp_path_factory.mktemp("given"), 24)
 
 
 def test_forked_answers_equal_teacher_forcing_and_the_generation_pass_stores_them(tiny, tmp_path):

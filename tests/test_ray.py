@@ -12,12 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import tiny_folder
+from tests.conftest import peru_france
 
 ray = pytest.importorskip("ray")
-
-PERU = "What is the capital of Peru"
-FRANCE = "What is the capital of France"  # the tiny model answers "city": right for half of them
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +28,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny model and 72 questions of several prompt lengths, each with a wrong answer to give."""
-    root = tmp_path_factory.mktemp("ray")
-    tiny_folder(root / "model", split_punct=True)
-    rows = ["id,question,answer,wrong_answer"]
-    for i in range(36):
-        rows.append(f"p{i},{PERU}{' now' * (i % 4)} {i},Lima,{'Paris' if i % 2 else 'Rome'}")
-        rows.append(f"f{i},{FRANCE}{' now' * (i % 3)} {i},{'Paris' if i % 2 else 'city'},Rome")
-    (root / "q.csv").write_text("\n".join(rows) + "\n")
-    return root
+    return peru_france(tmp_path_factory.mktemp("ray"), 36, vary=True)
 
 
 def _study(tiny: Path, name: str, **over):
@@ -121,39 +111,27 @@ def _complete(store, want: list[str]) -> None:
     assert sorted(ids) == sorted(want)  # none lost, none twice
 
 
-def test_a_worker_killed_mid_run_is_restarted_by_ray_and_its_shards_retried(cluster, tiny):
+@pytest.mark.parametrize("restart", [True, False], ids=["restarted", "gone-for-good"])
+def test_a_worker_killed_mid_run_loses_and_repeats_nothing(cluster, tiny, restart):
+    """A crash (Ray restarts the actor and retries its shards) or a worker gone for good (the other takes them)."""
     from halluscan.cluster.driver import collect_on_ray
 
-    settings, lm, qs, store, given = _study(tiny, "kill_restart")
+    settings, lm, qs, store, given = _study(tiny, f"kill_{restart}")
     killed = []
 
     def kill_first(workers, n):
         if not killed:
             killed.append(ray.get(workers[0].whoami.remote()))
-            ray.kill(workers[0], no_restart=False)  # a crash: Ray restarts the actor and retries its shards
+            ray.kill(workers[0], no_restart=not restart)
 
     stats = collect_on_ray(settings, lm, qs, store, given, on_commit=kill_first)
     _complete(store, [q.qid for q in qs])
     _complete(given[1], [f.answer.item_id for f in given[0]])
-    assert len(stats.questions) == 3 and killed[0] in stats.questions  # the restarted worker has a new pid
-    assert stats.reassigned == 0
-
-
-def test_a_worker_gone_for_good_has_its_shards_done_by_the_others(cluster, tiny):
-    from halluscan.cluster.driver import collect_on_ray
-
-    settings, lm, qs, store, given = _study(tiny, "kill_gone")
-    killed = []
-
-    def kill_for_good(workers, n):
-        if not killed:
-            killed.append(ray.get(workers[0].whoami.remote()))
-            ray.kill(workers[0])  # no restart: its shards in flight fail, and the other worker takes them
-
-    stats = collect_on_ray(settings, lm, qs, store, given, on_commit=kill_for_good)
-    _complete(store, [q.qid for q in qs])
-    _complete(given[1], [f.answer.item_id for f in given[0]])
-    assert stats.reassigned >= 1  # its shards in flight went to the other worker
+    if restart:
+        assert len(stats.questions) == 3 and killed[0] in stats.questions  # the restarted worker has a new pid
+        assert stats.reassigned == 0
+    else:
+        assert stats.reassigned >= 1  # its shards in flight went to the other worker
 
 
 DRIVER = """
