@@ -169,6 +169,9 @@ def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):
     types = m["error_types"]["types"]  # --samples 2: the types of error, and a probe for those with enough questions
     assert m["error_types"]["samples"] == 2 and sum(t["count"] for t in types.values()) > 0
     assert "Types of error" in run.report.read_text()
+    top = run.report.read_text().split("class='finding'>")[1].split("</div>")[0]  # the headline, at the top
+    assert "Gain over token identity" in top and f"<b>{m['headline']['gain_over_layer0']:.3f}</b>" in top
+    assert "beats every baseline" in top
     assert "Given answers: scoring an answer the model did not write" in run.report.read_text()
     assert run.heatmap_given_png.is_file()
 

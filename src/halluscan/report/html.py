@@ -91,6 +91,22 @@ def _finding(m: dict[str, Any]) -> str:
         f"({_num(f['best_exact_auc'])} vs {_num(other)})</li>"
         for txt, ok, other in checks
     )
+    head, base = m.get("headline"), m.get("baselines") or {}
+    if head:  # the headline: what the probe adds to which answer was given
+        ci = " – ".join(_num(v) for v in head["gain_ci95"])
+        items += (
+            f"<li><b>Gain over token identity</b> (layer 0 at the same position, paired over folds): "
+            f"<b>{_num(head['gain_over_layer0'])}</b> (95 % interval {ci}), "
+            f"<span class='{'ok' if head['clear'] else 'no'}'>{'clear' if head['clear'] else 'not clear'}</span> "
+            "of zero</li>"
+        )
+    if base:
+        every = all(b["probe_clear"] for b in base.values())
+        name, best = max(base.items(), key=lambda kv: kv[1]["auc"])
+        items += (
+            f"<li><span class='{'ok' if every else 'no'}'>{'yes' if every else 'no'}</span>: beats every baseline, "
+            f"each gain's interval clear of zero (strongest: {name}, AUC {_num(best['auc'])})</li>"
+        )
     return (
         f"<div class='finding'><b>Best exact-answer cell:</b> <code>{f['best_exact_position']}</code> at layer "
         f"{f['best_exact_layer']}, AUC {_num(f['best_exact_auc'])}. It<ul>{items}</ul></div>"
