@@ -1,6 +1,6 @@
 """The whole suite on the bundled model: world-facts and the five LLMsKnow datasets, with baselines, no sampling.
 
-Runs ``halluscan suite --n-questions N --p-true`` in a fresh folder (the LLMsKnow files from
+Runs ``halluscan suite --n-questions N`` (p(True) included, as by default) in a fresh folder (the LLMsKnow files from
 ``--data-dir``) and writes ``benchmarks/results/suite.json``: the whole wall time (``wall_s``),
 each study's stage timings, p(True)'s time against each study's generation stage, and each
 dataset's probe against its baselines.

@@ -194,3 +194,18 @@ def test_ray_flags_and_their_checks():
     for bad in ({"workers": 0}, {"cpus_per_worker": 0.0}, {"ray_write": "nfs"}):
         with pytest.raises(HalluscanError):
             replace(StudyConfig(), **bad).validate()
+
+
+def test_a_shard_that_fails_on_its_worker_is_a_one_line_error():
+    from halluscan.cluster.driver import _task_error
+    from halluscan.cluster.worker import Shard
+    from halluscan.errors import HalluscanError
+
+    class Failed:  # what ray.get raises: a RayTaskError with the worker's exception as its cause
+        cause = RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nTraceback ...")
+
+    msg = str(_task_error(Shard(3, []), Failed()))
+    assert "shard 3" in msg and "CUDA out of memory" in msg and "run the same command again" in msg
+    assert "\n" not in msg
+    Failed.cause = HalluscanError("models/x: no model here; check --model")  # halluscan's own: its message as is
+    assert str(_task_error(Shard(0, []), Failed())) == "on a Ray worker: models/x: no model here; check --model"

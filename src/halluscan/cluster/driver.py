@@ -161,11 +161,9 @@ def collect_on_ray(
 ) -> RayStats:
     """Generate, grade, locate and store the questions not yet in ``store``, on Ray workers.
 
-    ``on_commit(workers, n)`` runs after each shard is committed (``n`` shards so far); tests use
-    it to kill a worker mid-run.
+    ``on_commit(workers, n)`` runs after each group commit (``n`` chunks committed so far); tests
+    use it to kill a worker mid-run.
     """
-    from halluscan.cluster.progress import Progress
-
     cfg = settings.config
     ray = init_ray(cfg)
     t0 = time.perf_counter()
@@ -179,8 +177,37 @@ def collect_on_ray(
     if not queue:
         return stats
     workers, box = start_workers(ray, settings)
+    try:
+        _dispatch(ray, workers, box, queue, Committer({"own": store, "given": gstore}, stats), on_commit, cfg.quiet,
+                  (len(qs), len(qs) - len(todo), t0))  # fmt: skip
+    finally:  # on success and on error alike: no actor outlives the run
+        for a in workers:
+            ray.kill(a)
+    for s in (store, gstore):
+        if s is not None:
+            s.remove_orphans()  # files of attempts that died before they were committed
+    stats.wall_s = time.perf_counter() - t0
+    return stats
+
+
+def _dispatch(
+    ray: Any,
+    workers: list[Any],
+    box: list[Any],
+    queue: deque[Shard],
+    commit: Committer,
+    on_commit: Callable[[list[Any], int], None] | None,
+    quiet: bool,
+    counts: tuple[int, int, float],
+) -> None:
+    """Keep every live worker ``IN_FLIGHT`` shards deep and commit what arrives, until the queue is done.
+
+    ``counts``: questions in the study, already stored, and the start time (for the progress bar).
+    """
+    from halluscan.cluster.progress import Progress
+
+    stats, (total, initial, t0) = commit.stats, counts
     alive = set(range(len(workers)))
-    commit = Committer({"own": store, "given": gstore}, stats)
     pending: dict[Any, tuple[Shard, int]] = {}
 
     def submit(w: int) -> None:
@@ -191,7 +218,7 @@ def collect_on_ray(
         for w in range(len(workers)):
             if queue:
                 submit(w)
-    with Progress(len(qs), len(qs) - len(todo), cfg.quiet) as bar:
+    with Progress(total, initial, quiet) as bar:
         while pending:
             ray.wait(list(pending), num_returns=1)  # at least one is done; take every one that is
             done_now, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
@@ -211,6 +238,8 @@ def collect_on_ray(
                     stats.reassigned += 1
                     submit(min(alive, key=lambda a: sum(1 for _, x in pending.values() if x == a)))
                     continue
+                except ray.exceptions.RayTaskError as e:  # the shard itself failed: the same error on any worker
+                    raise _task_error(shard, e) from None
                 arrived.append((shard, w, chunks, timing))
             commit([c for _, _, chunks, _ in arrived for c in chunks])
             for shard, w, _, timing in arrived:
@@ -222,10 +251,15 @@ def collect_on_ray(
                     submit(w)
             if on_commit is not None and arrived:
                 on_commit(workers, stats.chunks)
-    for a in workers:
-        ray.kill(a)
-    for s in (store, gstore):
-        if s is not None:
-            s.remove_orphans()  # files of attempts that died before they were committed
-    stats.wall_s = time.perf_counter() - t0
-    return stats
+
+
+def _task_error(shard: Shard, e: Any) -> HalluscanError:
+    """A one-line error for a shard that raised on its worker (the worker's own message when it is halluscan's)."""
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, HalluscanError):
+        return HalluscanError(f"on a Ray worker: {cause}")
+    what = f"{type(cause).__name__}: {cause}" if cause is not None else str(e).strip().splitlines()[-1]
+    return HalluscanError(
+        f"a Ray worker failed on shard {shard.index} ({what.splitlines()[0] if what else 'no message'}); "
+        "committed shards are kept: fix the cause (see the Ray logs) and run the same command again to resume"
+    )
