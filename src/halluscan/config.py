@@ -146,6 +146,11 @@ class StudyConfig:
         _choice("decoder", self.decoder, DECODERS)
         _choice("split", self.split, ("test", "validation", "train"))
         _choice("ray_write", self.ray_write, ("object", "shared"))
+        if self.ray and self.gpus_per_worker > 0 and self.batch_size == 0:
+            raise HalluscanError(
+                "config: --ray with --gpus-per-worker needs --batch-size (the driver cannot size a worker's GPU; "
+                "256 suits an 8B model in bfloat16 on an 80 GB card)"
+            )
         if self.workers < 1 or self.cpus_per_worker <= 0 or self.gpus_per_worker < 0:
             raise HalluscanError(
                 f"config: workers={self.workers}, cpus_per_worker={self.cpus_per_worker}, gpus_per_worker="

@@ -166,11 +166,14 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
         cfg = replace(cfg, batch_size=batch_for(cfg, lm, qs))
         settings = replace(settings, config=cfg, generation=cfg.generate_options())
     run, ds = RunDir.of(cfg), settings.dataset
-    prov = provenance.record(
-        lm.provenance(), {"name": ds.name, "sha256": ds.sha256, "n_questions": len(qs)}, cfg.to_dict()
-    )
+    model_prov = lm.provenance()
+    if cfg.ray:  # the activations are the workers': their device and dtype
+        from halluscan.cluster import worker_provenance
+
+        model_prov = worker_provenance(model_prov, cfg)
+    prov = provenance.record(model_prov, {"name": ds.name, "sha256": ds.sha256, "n_questions": len(qs)}, cfg.to_dict())
     with run.hold("halluscan run"):
-        key = runs.store_key(lm.provenance(), ds.sha256, cfg)
+        key = runs.store_key(model_prov, ds.sha256, cfg)
         layout = runs.store_layout(cfg, lm.n_layers, lm.hidden_size)
         store = ActivationStore.open_or_create(run.store, key=key, layout=layout, provenance=prov)
         items = givenbank.given_items(settings, lm, qs) if cfg.given_bank else []

@@ -33,9 +33,11 @@ def init_ray(cfg: StudyConfig) -> Any:
     if ray.is_initialized():
         return ray
     try:
-        if cfg.ray == "local":
+        if cfg.ray == "local":  # a new instance, even where $RAY_ADDRESS or `ray start` names another
             cpus = max(os.cpu_count() or 1, int(cfg.workers * cfg.cpus_per_worker + 0.999))
-            ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+            ray.init(
+                address="local", num_cpus=cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False
+            )
         else:
             ray.init(address=cfg.ray, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -44,3 +46,19 @@ def init_ray(cfg: StudyConfig) -> Any:
             "`ray start --head` and give its address, or use a bare --ray for a local instance"
         ) from e
     return ray
+
+
+def worker_device(cfg: StudyConfig) -> str:
+    """Where a worker puts the model: ``cuda`` (the GPU Ray gave it) when it reserves one, else ``cpu``."""
+    return "cuda" if cfg.gpus_per_worker > 0 else "cpu"
+
+
+def worker_provenance(driver: dict[str, Any], cfg: StudyConfig) -> dict[str, Any]:
+    """The model provenance of the workers' copies (their device and dtype), from the driver's.
+
+    The stored activations are the workers', so the store key and the provenance name their
+    device and dtype (``auto``: bfloat16 on a GPU, float32 on the CPU), not the driver's.
+    """
+    device = worker_device(cfg)
+    auto = "bfloat16" if device == "cuda" else "float32"
+    return {**driver, "device": device, "dtype": f"torch.{auto if cfg.dtype == 'auto' else cfg.dtype}"}

@@ -17,15 +17,16 @@ the others; when none is left the run stops with an error and resumes on the nex
 from __future__ import annotations
 
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from halluscan.cluster import init_ray
+from tqdm.auto import tqdm
+
+from halluscan.cluster import init_ray, worker_device
+from halluscan.cluster.commit import Committer, RayStats
 from halluscan.cluster.worker import Chunk, Shard, Worker
-from halluscan.engine.chunks import chunk_path
+from halluscan.config import StudyConfig
 from halluscan.engine.collect import batches
 from halluscan.engine.given import Forced
 from halluscan.engine.store import ActivationStore
@@ -36,37 +37,6 @@ from halluscan.settings import StudySettings
 
 IN_FLIGHT = 2  # shards queued per worker: one runs while the next waits, so a worker never idles
 RESTARTS = 2  # Ray restarts a dead worker this often, and retries its shards as often
-
-
-@dataclass
-class RayStats:
-    """What a Ray collection did: per worker its questions and busy seconds, and the driver's commit cost."""
-
-    workers: int
-    questions: dict[str, int] = field(default_factory=dict)
-    busy_s: dict[str, float] = field(default_factory=dict)
-    chunks: int = 0
-    commit_s: float = 0.0
-    bytes_moved: int = 0
-    wall_s: float = 0.0
-    reassigned: int = 0
-    commits: int = 0  # manifest writes (a group commit writes several chunks at once)
-
-    def to_json(self) -> dict[str, Any]:
-        """The record that goes into ``metrics["ray"]``."""
-        return {
-            "workers": self.workers,
-            "questions_per_worker": self.questions,
-            "questions_per_s_per_worker": {
-                w: round(n / max(self.busy_s[w], 1e-9), 3) for w, n in self.questions.items()
-            },  # noqa: E501
-            "chunks": self.chunks,
-            "driver_commit_s_per_chunk": round(self.commit_s / max(self.chunks, 1), 5),
-            "manifest_writes": self.commits,
-            "object_store_MB": round(self.bytes_moved / 1e6, 2),
-            "wall_s": round(self.wall_s, 2),
-            "shards_reassigned": self.reassigned,
-        }
 
 
 def shards_for(
@@ -98,57 +68,44 @@ def start_workers(ray: Any, settings: StudySettings) -> tuple[list[Any], list[An
     actor = ray.remote(Worker).options(
         num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker, max_restarts=RESTARTS, max_task_retries=RESTARTS
     )
-    device = "cuda" if cfg.gpus_per_worker > 0 else "cpu"
+    device = worker_device(cfg)
     threads = cfg.threads or max(1, int(cfg.cpus_per_worker))
     box = [ray.put(settings)]
     workers = [actor.remote(device, threads) for _ in range(cfg.workers)]
-    for w in workers:
-        w.load.remote(box)  # starts loading now; their first shard waits for it
+    loading = [w.load.remote(box) for w in workers]
+    try:  # every worker has the model before any shard goes out: a failed load is one error, not a hang
+        with tqdm(total=len(loading), desc="loading the model on Ray workers", unit="worker", disable=cfg.quiet) as bar:
+            for ref in loading:
+                ray.get(ref)
+                bar.update(1)
+    except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as e:
+        for w in workers:
+            ray.kill(w)
+        raise HalluscanError(f"loading the model on a Ray worker failed: {cause_of(e)}") from None
     return workers, box
 
 
-class Committer:
-    """Commits chunks into the study's store and its given answers' store, timing each commit.
+def check_room(ray: Any, cfg: StudyConfig) -> None:
+    """Refuse workers the cluster cannot place (they would wait for ever, and their shards with them)."""
+    have = ray.cluster_resources()
+    need = {"CPU": cfg.workers * cfg.cpus_per_worker, "GPU": cfg.workers * cfg.gpus_per_worker}
+    short = {k: (v, have.get(k, 0.0)) for k, v in need.items() if v > have.get(k, 0.0) + 1e-9}
+    if short:
+        what = ", ".join(f"{need:g} {k} (the cluster has {got:g})" for k, (need, got) in short.items())
+        raise HalluscanError(
+            f"{cfg.workers} Ray workers need {what}; use fewer --workers, fewer --cpus-per-worker or "
+            "--gpus-per-worker, or add nodes to the cluster"
+        )
 
-    The chunks that arrived together are committed with one manifest write per store (a group
-    commit), so the manifest's rewrite, which grows with the store, is paid once per group.
-    """
 
-    def __init__(self, stores: dict[str, ActivationStore | None], stats: RayStats):
-        self.stores, self.stats = stores, stats
-
-    def __call__(self, chunks: list[Chunk]) -> None:
-        """Commit ``chunks`` (``object``: write their files first; ``shared``: check the files the workers wrote)."""
-        t = time.perf_counter()
-        entries: dict[str, list[tuple[str, list[str], dict[str, int]]]] = {}
-        for chunk in chunks:
-            store = self.stores[chunk.store]
-            if store is None:
-                raise HalluscanError(f"a worker sent a chunk for the {chunk.store!r} store, which this study lacks")
-            if chunk.files is not None:
-                assert chunk.records is not None
-                name = f"chunk_r{uuid.uuid4().hex[:12]}"
-                entries.setdefault(chunk.store, []).append(
-                    (name, chunk.ids, store.write_encoded(name, chunk.files, chunk.records, chunk.crc))
-                )
-                continue
-            assert chunk.name is not None
-            for sub, size in chunk.sizes.items():  # a stat, not a read: the driver never reads the data
-                path = chunk_path(store.root, sub, chunk.name)
-                if not path.is_file() or path.stat().st_size != size:
-                    raise HalluscanError(
-                        f"{path} is missing or not the size its worker wrote on the driver's side: --ray-write "
-                        "shared needs a file system shared by every worker and the driver; use --ray-write object"
-                    )
-            entries.setdefault(chunk.store, []).append((chunk.name, chunk.ids, chunk.crc))
-        for key, group in entries.items():
-            store = self.stores[key]
-            assert store is not None
-            store.commit(group)
-        self.stats.commit_s += time.perf_counter() - t
-        self.stats.chunks += len(chunks)
-        self.stats.commits += len(entries)
-        self.stats.bytes_moved += sum(c.nbytes for c in chunks)
+def cause_of(e: Any) -> str:
+    """The first line of what made a Ray call fail (the worker's own exception when there is one)."""
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, HalluscanError):
+        return str(cause)
+    text = f"{type(cause).__name__}: {cause}" if cause is not None else (str(e).strip() or type(e).__name__)
+    lines = [x for x in text.splitlines() if x.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 def collect_on_ray(
@@ -157,12 +114,12 @@ def collect_on_ray(
     qs: list[Question],
     store: ActivationStore,
     given: tuple[list[Forced], ActivationStore] | None = None,
-    on_commit: Callable[[list[Any], int], None] | None = None,
+    on_commit: Callable[[list[Any], RayStats], None] | None = None,
 ) -> RayStats:
     """Generate, grade, locate and store the questions not yet in ``store``, on Ray workers.
 
-    ``on_commit(workers, n)`` runs after each group commit (``n`` chunks committed so far); tests
-    use it to kill a worker mid-run.
+    ``on_commit(workers, stats)`` runs after each group commit; tests use it to kill a worker
+    mid-run.
     """
     cfg = settings.config
     ray = init_ray(cfg)
@@ -171,11 +128,13 @@ def collect_on_ray(
     todo = [q for q in qs if q.qid not in done]
     gstore = given[1] if given else None
     forced = [f for f in given[0] if f.answer.item_id not in gstore.stored_ids()] if given and gstore else []
-    roots = {"own": str(store.root), "given": str(gstore.root) if gstore else ""}
+    # absolute: a worker on another node resolves a relative path against its own working folder
+    roots = {"own": str(store.root.resolve()), "given": str(gstore.root.resolve()) if gstore else ""}
     queue = deque(shards_for(lm, settings, todo, forced, roots))
     stats = RayStats(cfg.workers)
     if not queue:
         return stats
+    check_room(ray, cfg)
     workers, box = start_workers(ray, settings)
     try:
         _dispatch(ray, workers, box, queue, Committer({"own": store, "given": gstore}, stats), on_commit, cfg.quiet,
@@ -196,7 +155,7 @@ def _dispatch(
     box: list[Any],
     queue: deque[Shard],
     commit: Committer,
-    on_commit: Callable[[list[Any], int], None] | None,
+    on_commit: Callable[[list[Any], RayStats], None] | None,
     quiet: bool,
     counts: tuple[int, int, float],
 ) -> None:
@@ -223,25 +182,30 @@ def _dispatch(
             ray.wait(list(pending), num_returns=1)  # at least one is done; take every one that is
             done_now, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
             arrived: list[tuple[Shard, int, list[Chunk], dict[str, Any]]] = []
+            failed: HalluscanError | None = None
             for ref in done_now:
                 shard, w = pending.pop(ref)
                 try:
                     chunks, timing = ray.get(ref)
-                except ray.exceptions.RayActorError:  # gone for good, after Ray's restarts: others take its shards
+                except ray.exceptions.RayActorError as e:  # gone for good, after Ray's restarts: others take it
                     alive.discard(w)
                     if not alive:
-                        raise HalluscanError(
-                            "every Ray worker died (see the Ray logs: out of memory?); committed shards are kept, "
-                            "so run the same command again to resume"
-                        ) from None
+                        failed = HalluscanError(
+                            f"every Ray worker died, the last with: {cause_of(e)} (see the Ray logs); committed shards "
+                            "are kept, so run the same command again to resume"
+                        )
+                        break
                     queue.appendleft(shard)
                     stats.reassigned += 1
                     submit(min(alive, key=lambda a: sum(1 for _, x in pending.values() if x == a)))
                     continue
-                except ray.exceptions.RayTaskError as e:  # the shard itself failed: the same error on any worker
-                    raise _task_error(shard, e) from None
+                except ray.exceptions.RayError as e:  # the shard itself failed: it would fail on any worker
+                    failed = _task_error(shard, e)
+                    break
                 arrived.append((shard, w, chunks, timing))
-            commit([c for _, _, chunks, _ in arrived for c in chunks])
+            commit([c for _, _, chunks, _ in arrived for c in chunks])  # what arrived is kept, even before an error
+            if failed is not None:
+                raise failed
             for shard, w, _, timing in arrived:
                 n, who = sum(len(b) for b in shard.batches), timing["worker"]
                 stats.questions[who] = stats.questions.get(who, 0) + n
@@ -250,16 +214,15 @@ def _dispatch(
                 if queue and w in alive:
                     submit(w)
             if on_commit is not None and arrived:
-                on_commit(workers, stats.chunks)
+                on_commit(workers, stats)
+            del arrived, done_now  # the results' objects are freed before the next wait
 
 
 def _task_error(shard: Shard, e: Any) -> HalluscanError:
     """A one-line error for a shard that raised on its worker (the worker's own message when it is halluscan's)."""
-    cause = getattr(e, "cause", None)
-    if isinstance(cause, HalluscanError):
-        return HalluscanError(f"on a Ray worker: {cause}")
-    what = f"{type(cause).__name__}: {cause}" if cause is not None else str(e).strip().splitlines()[-1]
+    if isinstance(getattr(e, "cause", None), HalluscanError):
+        return HalluscanError(f"on a Ray worker: {e.cause}")
     return HalluscanError(
-        f"a Ray worker failed on shard {shard.index} ({what.splitlines()[0] if what else 'no message'}); "
-        "committed shards are kept: fix the cause (see the Ray logs) and run the same command again to resume"
+        f"a Ray worker failed on shard {shard.index} ({cause_of(e)}); committed shards are kept: fix the cause "
+        "(see the Ray logs) and run the same command again to resume"
     )

@@ -19,9 +19,8 @@ class Progress:
 
     def advance(self, n: int, worker: str, rate: float) -> None:
         """``n`` more questions done by ``worker``, which now runs at ``rate`` questions per second."""
-        self.rates[worker] = rate
-        names = {w: f"w{i}" for i, w in enumerate(sorted(self.rates))}
-        self.bar.set_postfix_str(" ".join(f"{names[w]} {r:.1f}q/s" for w, r in sorted(self.rates.items())))
+        self.rates[worker] = rate  # in order of first result: w0, w1, ... keep their names (a restart is new)
+        self.bar.set_postfix_str(" ".join(f"w{i} {r:.1f}q/s" for i, r in enumerate(self.rates.values())))
         self.bar.update(n)
 
     def __exit__(self, *exc: Any) -> None:

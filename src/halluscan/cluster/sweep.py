@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 
 from halluscan.cluster import init_ray
+from halluscan.cluster.driver import cause_of
 from halluscan.config import StudyConfig
 from halluscan.engine.store import ActivationStore
+from halluscan.errors import HalluscanError
 from halluscan.probes.sweep import SweepResult, assemble, fits, position_folds
 
 
@@ -44,10 +46,17 @@ def sweep_on_ray(cfg: StudyConfig, store: ActivationStore, y: np.ndarray, groups
         for k, j in enumerate(todo + [-1] * cfg.workers):  # -1: no more to start, drain the last ones
             if j >= 0:  # at most one position per worker in flight: bounded object-store memory
                 pos = store.positions[j]
-                source = str(store.root) if cfg.ray_write == "shared" else ray.put(store.position(pos, site).numpy())
+                shared = cfg.ray_write == "shared"  # an absolute path: the task may run on another node
+                source = str(store.root.resolve()) if shared else ray.put(store.position(pos, site).numpy())
                 running[task.remote(source, pos, site, valid[:, j], y, g, (cfg.folds, cfg.seed, cfg.probe_c))] = j
             if running and (len(running) >= cfg.workers or k >= len(todo)):
                 [ref], _ = ray.wait(list(running), num_returns=1)
-                per_pos[running.pop(ref)] = ray.get(ref)
+                j = running.pop(ref)
+                try:
+                    per_pos[j] = ray.get(ref)
+                except ray.exceptions.RayError as e:
+                    raise HalluscanError(
+                        f"the probe sweep at {store.positions[j]!r} failed on Ray: {cause_of(e)}"
+                    ) from None
                 bar.update(1)
     return assemble(store.layers(site), store.positions, valid, cfg.folds, per_pos)  # in position order
