@@ -54,7 +54,7 @@ class RayStats:
             "questions_per_worker": self.questions,
             "questions_per_s_per_worker": {
                 w: round(n / max(self.busy_s[w], 1e-9), 3) for w, n in self.questions.items()
-            },  # noqa: E501
+            },
             "chunks": self.chunks,
             "driver_commit_s_per_chunk": round(self.commit_s / max(self.chunks, 1), 5),
             "manifest_writes": self.commits,

@@ -3,10 +3,11 @@
 The shards are the batches one process would make (:func:`~halluscan.engine.collect.batches`),
 one batch each, so a study gives the same batches, and so the same greedy answers, on Ray as in
 one process. Each worker keeps two shards in flight. The driver alone writes the manifests: it
-commits each chunk as it arrives (``object`` mode: it writes the files too, and refuses them
-unless they match the worker's checksums; ``shared`` mode: it checks that the files the worker
-wrote are there at their sizes, without reading them; a resume verifies every checksum). A
-store only ever holds whole committed chunks, and an id is committed once, so a killed driver
+commits chunks as they arrive, all that arrived together in one manifest write per store
+(``object`` mode: it writes the files too, and refuses them unless they match the worker's
+checksums; ``shared`` mode: it checks that the files the worker wrote are there at their
+sizes, without reading them; a resume verifies every checksum). A store only ever holds whole
+committed chunks, and an id is committed once, so a killed driver
 resumes at the first shard not committed and nothing is lost or stored twice.
 
 Faults are Ray's to handle: a worker that dies is restarted by Ray and its shards retried

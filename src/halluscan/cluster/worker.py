@@ -140,7 +140,8 @@ class Worker:
     def _pack(
         self, shard: Shard, store: str, arrays: dict[str, Any], valid: np.ndarray, records: list[dict[str, Any]]
     ) -> Chunk:
-        from halluscan.engine.chunks import chunk_path, crc_of, encode, records_bytes, write_chunk
+        from halluscan.engine.arrays import npy_crc32
+        from halluscan.engine.chunks import chunk_path, encode, records_bytes, write_chunk
 
         assert self.settings is not None
         files = encode(arrays, valid, self.settings.config.store_dtype)
@@ -153,6 +154,6 @@ class Worker:
             return Chunk(store, ids, crc, name=name, sizes=sizes)
         import zlib
 
-        crc = {sub: crc_of(arr) for sub, arr in files.items()}
+        crc = {sub: npy_crc32(arr) for sub, arr in files.items()}
         crc["examples"] = zlib.crc32(records_bytes(records))
         return Chunk(store, ids, crc, files=files, records=records)

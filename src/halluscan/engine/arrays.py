@@ -36,18 +36,29 @@ def file_crc32(path: Path, block: int = 1 << 24) -> int:
     return crc
 
 
+def npy_parts(arr: np.ndarray) -> tuple[bytes, memoryview]:
+    """The ``.npy`` file of ``arr`` as its header bytes and a view of its data (no copy when contiguous)."""
+    import io
+
+    arr = np.ascontiguousarray(arr)
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(arr))
+    return head.getvalue(), memoryview(arr.reshape(-1).view(np.uint8).data)
+
+
+def npy_crc32(arr: np.ndarray) -> int:
+    """The CRC-32 of ``arr``'s ``.npy`` file, as :func:`write_npy` returns it, without writing it."""
+    header, body = npy_parts(arr)
+    return zlib.crc32(body, zlib.crc32(header))
+
+
 def write_npy(path: Path, arr: np.ndarray) -> int:
     """Write ``arr`` as a ``.npy`` file atomically, straight from its memory; returns the file's CRC-32.
 
     The CRC is computed on a second thread while the bytes go to the disk (zlib and file writes
     both release the GIL), so checksumming adds no time when the disk is the slower of the two.
     """
-    import io
-
-    arr = np.ascontiguousarray(arr)
-    head = io.BytesIO()
-    np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(arr))
-    header, body = head.getvalue(), memoryview(arr.reshape(-1).view(np.uint8).data)
+    header, body = npy_parts(arr)
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:

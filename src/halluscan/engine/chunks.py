@@ -27,16 +27,6 @@ def encode(arrays: dict[str, torch.Tensor], valid: np.ndarray, dtype: str) -> di
     return files
 
 
-def crc_of(arr: np.ndarray) -> int:
-    """The CRC-32 that :func:`~halluscan.engine.arrays.write_npy` gives the ``.npy`` file of ``arr``."""
-    import io
-
-    arr = np.ascontiguousarray(arr)
-    head = io.BytesIO()
-    np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(arr))
-    return zlib.crc32(memoryview(arr.reshape(-1).view(np.uint8).data), zlib.crc32(head.getvalue()))
-
-
 def records_bytes(records: list[dict[str, Any]]) -> bytes:
     """A chunk's example records as its ``.jsonl`` file holds them."""
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
