@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from halluscan.engine.decode import EagerFeed
-from halluscan.engine.generate import generate
+from halluscan.engine.generate import batch_order, generate
 from halluscan.engine.given import Forced, collect_during
 from halluscan.engine.store import ActivationStore
 from halluscan.engine.writer import ChunkWriter
@@ -116,6 +116,5 @@ def batch_chunk(
 
 def batches(lm: LoadedModel, qs: list[Question], opts: GenerateOptions) -> list[list[Question]]:
     """The batches :func:`~halluscan.engine.generate.generate` makes of ``qs``: sorted by prompt length."""
-    lengths = {q.qid: len(lm.prompt_ids(q.question, opts.system_prompt)) for q in qs}
-    order = sorted(qs, key=lambda q: lengths[q.qid])  # stable: ties keep their order, as generate's index tie-break
-    return [order[b : b + opts.batch_size] for b in range(0, len(order), opts.batch_size)]
+    prompts = [lm.prompt_ids(q.question, opts.system_prompt) for q in qs]
+    return [[qs[i] for i in idx] for idx in batch_order(prompts, opts.batch_size)]

@@ -67,6 +67,12 @@ def finish_row(lm: LoadedModel, qid: str, prompt: list[int], row: Row) -> Genera
     )
 
 
+def batch_order(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """The batches of prompt indices :func:`generate` runs: sorted by prompt length (ties by index)."""
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+    return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
+
+
 def generate(
     lm: LoadedModel,
     questions: Sequence[Question],
@@ -83,10 +89,9 @@ def generate(
     ``j < tail`` and at response token ``j - tail`` after that (P = prompt length of row i).
     """
     prompts = [lm.prompt_ids(q.question, opts.system_prompt) for q in questions]
-    order = sorted(range(len(questions)), key=lambda i: (len(prompts[i]), i))
-    for b in range(0, len(order), opts.batch_size):
-        idx = order[b : b + opts.batch_size]
-        rng = torch.Generator().manual_seed(opts.seed + b) if opts.temperature > 0 else None
+    for k, idx in enumerate(batch_order(prompts, opts.batch_size)):
+        seed = opts.seed + k * opts.batch_size  # the batch's first place in the order
+        rng = torch.Generator().manual_seed(seed) if opts.temperature > 0 else None
         hook = None
         if on_prefill is not None:
             qids = [questions[i].qid for i in idx]

@@ -11,10 +11,9 @@ Every file is written under a temporary name and renamed, and the manifest is re
 (atomically) only after a chunk's files are in place, so a killed run leaves a store whose
 manifest lists only complete chunks; a chunk file that no manifest names (left by a killed
 run or a retried Ray worker) is never read, and is deleted when a writer opens the store.
-Reading memory-maps the chunks: one position or one layer
-for all examples never loads the rest. An id is stored at most once: appending one that is
-already there is refused. Resuming verifies every committed chunk's CRC-32 (several GB/s) and
-refuses a damaged one by name.
+Reading memory-maps the chunks: one position or one layer for all examples never loads the
+rest. An id is stored at most once: appending one that is already there is refused. Resuming
+verifies every committed chunk's CRC-32 (several GB/s) and refuses a damaged one by name.
 """
 
 from __future__ import annotations
