@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from halluscan.cluster.sweep import study_sweep
 from halluscan.config import StudyConfig
 from halluscan.data.pairs import TEMPLATE, given_answers
 from halluscan.engine.given import GIVEN_POSITIONS, Forced, forced
@@ -21,7 +22,7 @@ from halluscan.engine.store import ActivationStore
 from halluscan.models.loading import LoadedModel
 from halluscan.probes.bank import ProbeBank
 from halluscan.probes.crossfit import cross_auc, question_folds
-from halluscan.probes.sweep import SweepResult, sweep_store, wrong_labels
+from halluscan.probes.sweep import SweepResult, wrong_labels
 from halluscan.records import Example, Question
 from halluscan.runs import RunDir, bank_meta, given_store_key
 from halluscan.settings import StudySettings
@@ -73,13 +74,7 @@ def given_bank(
     if n_q < 2 * cfg.folds:
         why = f"No given-answer bank: {n_q} questions have a false answer of their type; {2 * cfg.folds} are needed."
         return {"skipped": why, "n_answers": len(recs), "n_questions": n_q}, None
-    if cfg.ray:  # one Ray task per position, as the study's own sweep
-        from halluscan.cluster.sweep import sweep_on_ray
-
-        result = sweep_on_ray(cfg, gstore, y, groups)
-    else:
-        result = sweep_store(gstore, y, groups, folds=cfg.folds, seed=cfg.seed, c=cfg.probe_c, device=device,
-                             desc="given-answer sweep", quiet=cfg.quiet)  # fmt: skip
+    result = study_sweep(cfg, gstore, y, groups, device, desc="given-answer sweep")
     layer, _ = result.best(POSITION)
     keep = gstore.valid()[:, gstore.positions.index(POSITION)]
     if layer < 0:  # too few located answers of a class at exact_answer_last

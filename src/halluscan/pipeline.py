@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from halluscan import analysis, atomic, baselines, errortypes, givenbank, provenance, runs
+from halluscan.cluster.sweep import study_sweep
 from halluscan.config import StudyConfig
 from halluscan.engine.collect import collect
 from halluscan.engine.given import collect_given
@@ -26,7 +27,7 @@ from halluscan.models import load_model
 from halluscan.models.loading import LoadedModel
 from halluscan.models.placement import auto_batch_size
 from halluscan.probes.bank import ProbeBank
-from halluscan.probes.sweep import SweepResult, sweep_store, wrong_labels
+from halluscan.probes.sweep import SweepResult, wrong_labels
 from halluscan.records import Example, Grade, Question
 from halluscan.runs import RunDir
 from halluscan.settings import StudySettings
@@ -49,19 +50,6 @@ class Timer:
         t = time.perf_counter()
         yield
         self.s[stage] = round(self.s.get(stage, 0.0) + time.perf_counter() - t, 2)
-
-
-def probe_sweep(
-    cfg: StudyConfig, store: ActivationStore, y: np.ndarray, groups: list[str], device: str = "cpu"
-) -> SweepResult:
-    """The (layer, position) sweep over the store, on ``device`` (one Ray task per position with ``--ray``)."""
-    if cfg.ray:
-        from halluscan.cluster.sweep import sweep_on_ray
-
-        return sweep_on_ray(cfg, store, y, groups)
-    return sweep_store(
-        store, y, groups, site=cfg.site, folds=cfg.folds, seed=cfg.seed, c=cfg.probe_c, device=device, quiet=cfg.quiet
-    )
 
 
 def fit_bank(
@@ -226,7 +214,7 @@ def _analyse(
         draw = lambda: write_study_report(run, metrics, examples, None, [], given)  # noqa: E731
         return _finish(run, metrics, prov, timer, draw)
     with timer("probe_sweep"):
-        result = probe_sweep(cfg, store, y, groups, device)
+        result = study_sweep(cfg, store, y, groups, device, site=cfg.site)
         controls = analysis.controls(result, examples, y, cfg.folds, cfg.seed)
     metrics = analysis.study_metrics(cfg.name, examples, result, controls, cfg.site)
     scores = baselines.logprob_scores(examples)

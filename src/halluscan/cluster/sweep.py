@@ -9,6 +9,7 @@ reads the position once and passes it through Ray's object store.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from halluscan.cluster.driver import cause_of
 from halluscan.config import StudyConfig
 from halluscan.engine.store import ActivationStore
 from halluscan.errors import HalluscanError
-from halluscan.probes.sweep import SweepResult, assemble, fits, position_folds
+from halluscan.probes.sweep import SweepResult, assemble, fits, position_folds, sweep_store
 
 
 def fit_position(
@@ -60,3 +61,19 @@ def sweep_on_ray(cfg: StudyConfig, store: ActivationStore, y: np.ndarray, groups
                     ) from None
                 bar.update(1)
     return assemble(store.layers(site), store.positions, valid, cfg.folds, per_pos)  # in position order
+
+
+def study_sweep(
+    cfg: StudyConfig,
+    store: ActivationStore,
+    y: np.ndarray,
+    groups: Sequence[str],
+    device: str = "cpu",
+    desc: str = "probe sweep",
+    site: str = "residual",
+) -> SweepResult:
+    """A study's sweep of ``store``: one Ray task per position with ``--ray``, else in this process on ``device``."""
+    if cfg.ray:
+        return sweep_on_ray(replace(cfg, site=site), store, y, groups)
+    return sweep_store(store, y, groups, site=site, folds=cfg.folds, seed=cfg.seed, c=cfg.probe_c, device=device,
+                       desc=desc, quiet=cfg.quiet)  # fmt: skip
