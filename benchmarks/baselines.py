@@ -1,4 +1,7 @@
-"""What the baselines cost: the log-prob statistics in the generation pass, and p(True), against the generation stage.
+"""What the baselines cost.
+
+The log-prob statistics in the generation pass, and p(True), against the generation stage.
+
 
 On the bundled model and ``--n`` world-facts questions (the study's prompts, every residual layer
 captured, the default batch): the generation stage with and without recording each token's
@@ -19,17 +22,19 @@ from pathlib import Path
 
 import torch
 
-from halluscan.config import StudyConfig
 from halluscan.data import build_world_facts
 from halluscan.engine.generate import generate
 from halluscan.engine.ptrue import ORDERS, p_true
 from halluscan.models import load_model
+from halluscan.study.config import StudyConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "baselines.json"))
     args = ap.parse_args()
@@ -43,11 +48,17 @@ def main() -> None:
     gens = []
     for stats in (True, False, True, False):
         t = time.perf_counter()
-        gens = [g for batch, _, _ in generate(lm, qs, replace(opts, token_stats=stats), layers) for g in batch]
+        gens = [
+            g
+            for batch, _, _ in generate(lm, qs, replace(opts, token_stats=stats), layers)
+            for g in batch
+        ]
         times[stats].append(time.perf_counter() - t)
     items = [
         (q.question, g.response)
-        for q, g in zip(sorted(qs, key=lambda q: q.qid), sorted(gens, key=lambda g: g.qid), strict=True)
+        for q, g in zip(
+            sorted(qs, key=lambda q: q.qid), sorted(gens, key=lambda g: g.qid), strict=True
+        )
     ]
     t = time.perf_counter()
     for order in ORDERS:

@@ -28,19 +28,19 @@ from pathlib import Path
 
 import torch
 
-from halluscan.config import DEFAULT_POSITIONS
 from halluscan.data import build_world_facts
 from halluscan.engine import ActivationStore, Item, extract_to_store
 from halluscan.engine.inputs import prefill_prefix, shared_prefix_len, suffix_inputs
 from halluscan.models import load_model
 from halluscan.models.sites import cache_kwargs
 from halluscan.positions import resolve
+from halluscan.study.config import DEFAULT_POSITIONS
 
 SYSTEM = "Answer the question in one short sentence."
 
 
 def make_items(lm, n: int, seed: int = 0) -> list[Item]:
-    """Prompt + a templated answer for ``n`` world-facts questions (repeated with new ids past 1,550)."""
+    """Prompt + a templated answer for ``n`` world-facts questions (new ids past 1,550)."""
     qs = list(build_world_facts().questions)
     rng = random.Random(seed)
     out = []
@@ -70,7 +70,11 @@ def run_bare(lm, items: list[Item], bs: int, share_prefix: bool) -> float:
     for batch in batches(items, bs):
         seqs = [it.ids for it in batch]
         first = min(min(p for p in it.positions.values() if p is not None) for it in batch)
-        n_pre = shared_prefix_len(seqs, min(first, min(len(s) for s in seqs) - 1)) if share_prefix else 0
+        n_pre = (
+            shared_prefix_len(seqs, min(first, min(len(s) for s in seqs) - 1))
+            if share_prefix
+            else 0
+        )
         cache = prefill_prefix(lm.model, seqs[0][:n_pre], len(seqs)) if n_pre else None
         ids, mask, pos, _ = suffix_inputs(seqs, n_pre, pad)
         lm.model(
@@ -115,7 +119,12 @@ def main() -> None:
     lm = load_model("smollm2")
     items = make_items(lm, args.n)
     n_tok = sum(len(it.ids) for it in items)
-    times: dict[str, list[float]] = {"bare": [], "bare_unshared": [], "halluscan": [], "llmsknow_style": []}
+    times: dict[str, list[float]] = {
+        "bare": [],
+        "bare_unshared": [],
+        "halluscan": [],
+        "llmsknow_style": [],
+    }
     run_bare(lm, items[:32], args.batch_size, True)  # warm-up
     for r in range(args.repeats):
         times["bare"].append(run_bare(lm, items, args.batch_size, share_prefix=True))
@@ -139,13 +148,21 @@ def main() -> None:
         "ratio_vs_bare": tps["halluscan"] / tps["bare"],
         "ratio_vs_bare_unshared": tps["halluscan"] / tps["bare_unshared"],
         "ratio_vs_llmsknow_style": tps["halluscan"] / tps["llmsknow_style"],
-        "bytes_per_example": (lm.n_layers + 1) * len(DEFAULT_POSITIONS) * lm.model.config.hidden_size * 2,
+        "bytes_per_example": (lm.n_layers + 1)
+        * len(DEFAULT_POSITIONS)
+        * lm.model.config.hidden_size
+        * 2,
     }
-    print(f"bare forward      {tps['bare']:8.1f} tok/s  (same batches, shared prompt prefix run once)")
+    print(
+        f"bare forward      {tps['bare']:8.1f} tok/s  (same batches, shared prompt prefix run once)"
+    )
     print(f"bare, no sharing  {tps['bare_unshared']:8.1f} tok/s")
     print(f"halluscan extract {tps['halluscan']:8.1f} tok/s  ({res['ratio_vs_bare']:.3f} x bare)")
     speedup = res["ratio_vs_llmsknow_style"]
-    print(f"llmsknow style    {tps['llmsknow_style']:8.1f} tok/s  (halluscan is {speedup:.2f} x faster)")
+    print(
+        f"llmsknow style    {tps['llmsknow_style']:8.1f} tok/s  (halluscan is {speedup:.2f} x "
+        "faster)"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from halluscan.config import StudyConfig
 from halluscan.data import build_world_facts
 from halluscan.engine.generate import generate
 from halluscan.models import load_model
 from halluscan.records import GenerateOptions
+from halluscan.study.config import StudyConfig
 
 
 def hf_generate(lm, questions, batch_size: int, max_new: int) -> dict:
@@ -37,11 +37,18 @@ def hf_generate(lm, questions, batch_size: int, max_new: int) -> dict:
         batch = prompts[b : b + batch_size]
         enc = tok.pad({"input_ids": batch}, return_tensors="pt", padding=True)
         with torch.inference_mode():
-            out = lm.model.generate(**enc, max_new_tokens=max_new, do_sample=False, pad_token_id=tok.pad_token_id)
+            out = lm.model.generate(
+                **enc, max_new_tokens=max_new, do_sample=False, pad_token_id=tok.pad_token_id
+            )
         new = out[:, enc["input_ids"].shape[1] :]
         n_new += int((new != tok.pad_token_id).sum())
     dt = time.perf_counter() - t
-    return {"seconds": dt, "questions_per_s": len(questions) / dt, "new_tokens": n_new, "new_tokens_per_s": n_new / dt}
+    return {
+        "seconds": dt,
+        "questions_per_s": len(questions) / dt,
+        "new_tokens": n_new,
+        "new_tokens_per_s": n_new / dt,
+    }
 
 
 def ours(lm, questions, opts: GenerateOptions, capture: bool) -> dict:
@@ -74,23 +81,37 @@ def main() -> None:
         "hf_generate_bs16": hf_generate(lm, qs, 16, 64),
         "halluscan_capture_all_layers": ours(lm, qs, opts, capture=True),
         "halluscan_no_capture": ours(lm, qs, opts, capture=False),
-        "halluscan_capture_no_prefix_sharing": ours(lm, qs, replace(opts, share_prefix=False), capture=True),
+        "halluscan_capture_no_prefix_sharing": ours(
+            lm, qs, replace(opts, share_prefix=False), capture=True
+        ),
     }
     base = res["hf_generate_bs16"]["questions_per_s"]
-    res["speedup_questions_per_s_vs_hf_generate"] = res["halluscan_capture_all_layers"]["questions_per_s"] / base
+    res["speedup_questions_per_s_vs_hf_generate"] = (
+        res["halluscan_capture_all_layers"]["questions_per_s"] / base
+    )
     res["capture_overhead"] = (
         1 - res["halluscan_no_capture"]["seconds"] / res["halluscan_capture_all_layers"]["seconds"]
     )
     res["prefix_sharing_speedup"] = (
-        res["halluscan_capture_no_prefix_sharing"]["seconds"] / res["halluscan_capture_all_layers"]["seconds"]
+        res["halluscan_capture_no_prefix_sharing"]["seconds"]
+        / res["halluscan_capture_all_layers"]["seconds"]
     )
     res["n_questions"] = args.n
     res["threads"] = torch.get_num_threads()
     for k, v in res.items():
         if isinstance(v, dict):
-            print(f"{k}: {v['questions_per_s']:.2f} q/s, {v['new_tokens_per_s']:.1f} new tok/s, {v['seconds']:.1f} s")
-    print(f"speedup vs HF generate (questions/s): {res['speedup_questions_per_s_vs_hf_generate']:.2f}x")
-    print(f"capture overhead: {res['capture_overhead']:.1%}; prefix sharing: {res['prefix_sharing_speedup']:.2f}x")
+            print(
+                f"{k}: {v['questions_per_s']:.2f} q/s, {v['new_tokens_per_s']:.1f} new tok/s, "
+                f"{v['seconds']:.1f} s"
+            )
+    print(
+        "speedup vs HF generate (questions/s): "
+        f"{res['speedup_questions_per_s_vs_hf_generate']:.2f}x"
+    )
+    print(
+        f"capture overhead: {res['capture_overhead']:.1%}; prefix sharing: "
+        f"{res['prefix_sharing_speedup']:.2f}x"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
 

@@ -1,4 +1,7 @@
-"""The given-answer bank on the bundled model's default study: what it costs and how well it scores given answers.
+"""The given-answer bank on the bundled model's default study.
+
+What it costs and how well it scores given answers.
+
 
 Runs the default study (``halluscan run`` defaults: every world-facts question) twice in fresh
 run folders, the same machine and one process each: without the given-answer bank
@@ -28,13 +31,23 @@ import tempfile
 import time
 from pathlib import Path
 
-from halluscan.runs import RunDir
+from halluscan.study.runs import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def study(runs: Path, name: str, n: int, given: bool) -> tuple[float, dict]:
-    cmd = [sys.executable, "-m", "halluscan.cli", "run", "--name", name, "--runs-dir", str(runs), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "halluscan.cli",
+        "run",
+        "--name",
+        name,
+        "--runs-dir",
+        str(runs),
+        "--quiet",
+    ]
     cmd += ["--n-questions", str(n), "--given-bank" if given else "--no-given-bank"]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -43,14 +56,30 @@ def study(runs: Path, name: str, n: int, given: bool) -> tuple[float, dict]:
 
 
 def score_file(bank: Path, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "halluscan.cli", "score", "--jsonl", str(ROOT / "examples" / "true_false.jsonl")]
-    subprocess.run([*cmd, "--probes", str(bank), "--out", str(out), "--quiet"], check=True, capture_output=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "halluscan.cli",
+        "score",
+        "--jsonl",
+        str(ROOT / "examples" / "true_false.jsonl"),
+    ]
+    subprocess.run(
+        [*cmd, "--probes", str(bank), "--out", str(out), "--quiet"], check=True, capture_output=True
+    )
     return json.loads((out / "summary.json").read_text())
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n-questions", type=int, default=0, help="0 = every world-facts question (the default study)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--n-questions",
+        type=int,
+        default=0,
+        help="0 = every world-facts question (the default study)",
+    )
     ap.add_argument("--keep", help="keep the run folders here (default: a temporary folder)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "given_answers.json"))
     args = ap.parse_args()
@@ -79,10 +108,16 @@ def main() -> None:
             "given_bank": score_file(RunDir.named("with", runs).probes_given, runs / "score_given"),
             "own_bank": score_file(RunDir.named("with", runs).probes, runs / "score_own"),
         },
-        "provenance": {k: m["provenance"][k] for k in ("model", "dataset", "versions") if k in m["provenance"]},
+        "provenance": {
+            k: m["provenance"][k] for k in ("model", "dataset", "versions") if k in m["provenance"]
+        },
     }
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in res.items() if k not in ("provenance", "timings_s_with")}, indent=2))
+    print(
+        json.dumps(
+            {k: v for k, v in res.items() if k not in ("provenance", "timings_s_with")}, indent=2
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""The GPU benchmark: capture, store, generation, sweep and the whole collect stage against their bounds.
+"""The GPU benchmark.
+
+Capture, store, generation, sweep and the whole collect stage against their bounds.
+
 
 Every figure is a ratio (or a time) measured in the same run on the same machine:
 
@@ -41,7 +44,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from extraction import batches, make_items  # noqa: E402
 
-from halluscan.config import StudyConfig  # noqa: E402
 from halluscan.data import build_world_facts  # noqa: E402
 from halluscan.engine import ActivationStore, extract_to_store  # noqa: E402
 from halluscan.engine.collect import collect  # noqa: E402
@@ -55,7 +57,8 @@ from halluscan.models.sites import cache_kwargs  # noqa: E402
 from halluscan.positions import VALID  # noqa: E402
 from halluscan.probes.sweep import sweep  # noqa: E402
 from halluscan.records import GenerateOptions  # noqa: E402
-from halluscan.settings import StudySettings  # noqa: E402
+from halluscan.study.config import StudyConfig  # noqa: E402
+from halluscan.study.context import StudySettings  # noqa: E402
 
 SHAPE_KEYS = (
     "hidden_size",
@@ -67,7 +70,9 @@ SHAPE_KEYS = (
     "max_position_embeddings",
 )
 SHAPES = {  # LlamaConfig values, in SHAPE_KEYS order
-    "llama-8b": dict(zip(SHAPE_KEYS, (4096, 32, 32, 8, 14336, 128256, 8192), strict=True), rope_theta=500000.0),
+    "llama-8b": dict(
+        zip(SHAPE_KEYS, (4096, 32, 32, 8, 14336, 128256, 8192), strict=True), rope_theta=500000.0
+    ),
     "tiny": dict(zip(SHAPE_KEYS, (64, 3, 4, 2, 128, 4096, 512), strict=True)),
 }
 SIZES = {  # examples, generation prompts, sweep examples x dims, study questions
@@ -102,7 +107,9 @@ def word_tokenizer(vocab_size: int):
         words[f"w{i}"] = i
     tok = Tokenizer(models.WordLevel(words, unk_token="<pad>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<pad>", pad_token="<pad>", eos_token="<eos>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<pad>", pad_token="<pad>", eos_token="<eos>"
+    )
 
 
 def build(shape: str, device: str, dtype: torch.dtype) -> LoadedModel:
@@ -144,13 +151,20 @@ def bare(lm: LoadedModel, items, bs: int) -> None:
 
 
 def capture(lm: LoadedModel, items, bs: int, keep: list | None = None) -> None:
-    """What extraction does per batch: gather on the device, start the host copy, go on (wait at the end)."""
+    """What extraction does per batch.
+
+    Gather on the device, start the host copy, go on (wait at the end).
+    """
     layers = list(range(lm.n_layers + 1))
     pending = []
     for batch in batches(items, bs):
-        gather = torch.tensor([[it.positions[n] if it.positions[n] is not None else 0 for n in VALID] for it in batch])
+        gather = torch.tensor(
+            [[it.positions[n] if it.positions[n] is not None else 0 for n in VALID] for it in batch]
+        )
         seqs = [it.ids for it in batch]
-        got = forward_capture(lm.model, seqs, gather, {"residual": layers}, 0, dtype=torch.bfloat16, host=False)
+        got = forward_capture(
+            lm.model, seqs, gather, {"residual": layers}, 0, dtype=torch.bfloat16, host=False
+        )
         host, ready = to_host_async(got["residual"])
         pending.append(ready)
         if keep is not None:
@@ -165,13 +179,22 @@ def store_vs_disk(chunks, folder: Path) -> dict:
     lay = {
         "positions": list(VALID),
         "dtype": "bfloat16",
-        "sites": {"residual": {"layers": list(range(chunks[0][0].shape[1])), "dims": [chunks[0][0].shape[-1]]}},
+        "sites": {
+            "residual": {
+                "layers": list(range(chunks[0][0].shape[1])),
+                "dims": [chunks[0][0].shape[-1]],
+            }
+        },
     }
     store = ActivationStore.open_or_create(folder / "appended", key="k", layout=lay, provenance={})
     nbytes = sum(a.numel() * a.element_size() for a, _ in chunks)
     t = time.perf_counter()
     for a, batch in chunks:
-        store.append({"residual": a}, np.ones((len(batch), len(VALID)), bool), [{"qid": it.qid} for it in batch])
+        store.append(
+            {"residual": a},
+            np.ones((len(batch), len(VALID)), bool),
+            [{"qid": it.qid} for it in batch],
+        )
     store_s = time.perf_counter() - t
     raw = folder / "raw"
     raw.mkdir()
@@ -182,11 +205,18 @@ def store_vs_disk(chunks, folder: Path) -> dict:
             f.flush()
             os.fsync(f.fileno())
     raw_s = time.perf_counter() - t
-    return {"MB": nbytes / 1e6, "store_MBps": nbytes / 1e6 / store_s, "raw_MBps": nbytes / 1e6 / raw_s}
+    return {
+        "MB": nbytes / 1e6,
+        "store_MBps": nbytes / 1e6 / store_s,
+        "raw_MBps": nbytes / 1e6 / raw_s,
+    }
 
 
 def generation(lm: LoadedModel, qs, bs: int, hf_compile: bool) -> dict:
-    """New tokens per second: halluscan's decode with and without capture, and Hugging Face's static cache.
+    """New tokens per second.
+
+    Halluscan's decode with and without capture, and Hugging Face's static cache.
+
 
     Each is warmed up on the same batches first (the first decode on a GPU pays one-time costs
     of several seconds), then timed twice; the faster time counts.
@@ -235,13 +265,23 @@ def sweep_times(n: int, d: int, layers: int, device: str, cpu_layers: int) -> di
     valid = np.ones((n, len(positions)), bool)
     groups = [str(i) for i in range(n)]
     gpu_s = timed(
-        lambda: sweep(features, valid, y, groups, list(range(layers)), positions, c=0.05, device=device), device
+        lambda: sweep(
+            features, valid, y, groups, list(range(layers)), positions, c=0.05, device=device
+        ),
+        device,
     )
     one = features("x", cpu_layers)
 
     def single(dev: str):  # one position, cpu_layers layers, the same features on each device
         return sweep(
-            lambda _p: one, valid[:, :1], y, groups, list(range(cpu_layers)), positions[:1], c=0.05, device=dev
+            lambda _p: one,
+            valid[:, :1],
+            y,
+            groups,
+            list(range(cpu_layers)),
+            positions[:1],
+            c=0.05,
+            device=dev,
         )
 
     cpu_one = time.perf_counter()
@@ -261,7 +301,9 @@ def sweep_times(n: int, d: int, layers: int, device: str, cpu_layers: int) -> di
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", choices=sorted(SHAPES), default="llama-8b")
-    ap.add_argument("--tiny", action="store_true", help="the tiny shape on the CPU (what the test suite runs)")
+    ap.add_argument(
+        "--tiny", action="store_true", help="the tiny shape on the CPU (what the test suite runs)"
+    )
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--gen-batch", type=int, default=256)
     ap.add_argument("--cpu-layers", type=int, default=4)
@@ -289,7 +331,11 @@ def main() -> None:
     cap_s = min(timed(lambda: capture(lm, items, bs), device) for _ in range(2))
     res["tok_per_s"] = {"bare": n_tok / bare_s, "capture": n_tok / cap_s}
     res["extraction_capture_vs_bare"] = bare_s / cap_s
-    print(f"bare {n_tok / bare_s:,.0f} tok/s, capture {n_tok / cap_s:,.0f} tok/s ({bare_s / cap_s:.3f})", flush=True)
+    print(
+        f"bare {n_tok / bare_s:,.0f} tok/s, capture {n_tok / cap_s:,.0f} tok/s "
+        f"({bare_s / cap_s:.3f})",
+        flush=True,
+    )
     chunks: list = []
     capture(lm, items, bs, chunks)
     with tempfile.TemporaryDirectory(dir=os.environ.get("HALLUSCAN_BENCH_DIR")) as d:
@@ -300,7 +346,9 @@ def main() -> None:
         lay = {
             "positions": list(VALID),
             "dtype": "bfloat16",
-            "sites": {"residual": {"layers": list(range(lm.n_layers + 1)), "dims": [lm.hidden_size]}},
+            "sites": {
+                "residual": {"layers": list(range(lm.n_layers + 1)), "dims": [lm.hidden_size]}
+            },
         }
         st = ActivationStore.open_or_create(Path(d) / "e2e", key="k", layout=lay, provenance={})
         e2e_s = timed(lambda: extract_to_store(lm.model, 0, items, st, batch_size=bs), device)
@@ -313,7 +361,9 @@ def main() -> None:
     if "generation" not in args.skip:
         gen = generation(lm, qs[: size["gen"]], gbs, args.hf_compile)
         res["generation"] = gen
-        res["generation_capture_vs_nocapture"] = gen["capture"]["tok_per_s"] / gen["nocapture"]["tok_per_s"]
+        res["generation_capture_vs_nocapture"] = (
+            gen["capture"]["tok_per_s"] / gen["nocapture"]["tok_per_s"]
+        )
         hf = gen["hf_static_compiled" if args.hf_compile else "hf_static_eager"]
         res["generation_vs_hf_static"] = gen["nocapture"]["tok_per_s"] / hf["tok_per_s"]
         print(json.dumps(gen), flush=True)
@@ -329,14 +379,23 @@ def main() -> None:
         lay = {
             "positions": list(cfg.positions),
             "dtype": "bfloat16",
-            "sites": {"residual": {"layers": list(range(lm.n_layers + 1)), "dims": [lm.hidden_size]}},
+            "sites": {
+                "residual": {"layers": list(range(lm.n_layers + 1)), "dims": [lm.hidden_size]}
+            },
         }
         with tempfile.TemporaryDirectory(dir=os.environ.get("HALLUSCAN_BENCH_DIR")) as d:
-            st = ActivationStore.open_or_create(Path(d) / "study", key="k", layout=lay, provenance={})
+            st = ActivationStore.open_or_create(
+                Path(d) / "study", key="k", layout=lay, provenance={}
+            )
             res["study_questions"] = size["study"]
-            res["study_generate_extract_s"] = timed(lambda: collect(settings, lm, qs[: size["study"]], st), device)
+            res["study_generate_extract_s"] = timed(
+                lambda: collect(settings, lm, qs[: size["study"]], st), device
+            )
             res["study_stored"] = st.n_examples
-        print(f"study: {size['study']} questions in {res['study_generate_extract_s']:.1f} s", flush=True)
+        print(
+            f"study: {size['study']} questions in {res['study_generate_extract_s']:.1f} s",
+            flush=True,
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
     print(json.dumps({k: v for k, v in res.items() if not isinstance(v, dict)}, indent=2))

@@ -41,7 +41,8 @@ lm = load_model("smollm2")
 n = lm.n_layers + 1
 d = lm.hidden_size
 g = torch.Generator().manual_seed(0)
-bank = ProbeBank(list(range(n)), "exact_answer_last", torch.randn(n, d, generator=g) / d**0.5, torch.zeros(n),
+bank = ProbeBank(list(range(n)), "exact_answer_last", torch.randn(n, d, generator=g) / d**0.5,
+torch.zeros(n),
                  torch.zeros(n, d), torch.ones(n, d), {{"best_layer": n - 1, "hidden": d}})
 tmp = pathlib.Path(tempfile.mkdtemp())
 bank.save(tmp / "bank")
@@ -51,7 +52,8 @@ while len(answer) < {chars}:
     answer += facts[len(answer) % len(facts)] + " "
 answer = answer[:{chars}].strip()
 halluscan.models.load_model = lambda *a, **k: lm  # the model is loaded once, before the measurement
-args = ["score", "--question", "Tell me about the world.", "--answer", answer, "--probes", str(tmp / "bank"),
+args = ["score", "--question", "Tell me about the world.", "--answer", answer, "--probes", str(tmp
+/ "bank"),
         "--out", str(tmp / "out"), "--quiet"]
 with PeakRSS() as m:
     code = main(args)
@@ -73,7 +75,8 @@ d = pathlib.Path(tempfile.mkdtemp())
 with PeakRSS() as m:
     secs = run_halluscan(lm, items, {bs}, d / "s")
 shutil.rmtree(d)
-print(json.dumps({{"n": {n}, "seconds": secs, "tokens": sum(len(i.ids) for i in items), **m.to_json()}}))
+tokens = sum(len(i.ids) for i in items)
+print(json.dumps({{"n": {n}, "seconds": secs, "tokens": tokens, **m.to_json()}}))
 """
 
 
@@ -90,18 +93,29 @@ def main() -> None:
         assert r["exit_code"] == 0, r
         res["score"][str(chars)] = r
         res[f"score_rss_growth_mb_{chars // 1000}k_chars"] = r["growth_mb"]
-        print(f"score, {r['chars']} chars ({r['tokens']} tokens): peak RSS growth {r['growth_mb']:.0f} MB")
+        print(
+            f"score, {r['chars']} chars ({r['tokens']} tokens): peak RSS growth "
+            f"{r['growth_mb']:.0f} MB"
+        )
     if len(args.chars) >= 2:
         lo, hi = (res["score"][str(c)] for c in (min(args.chars), max(args.chars)))
-        res["score_growth_ratio_vs_length_ratio"] = (hi["growth_mb"] / lo["growth_mb"]) / (hi["tokens"] / lo["tokens"])
-        print(f"score growth ratio / length ratio: {res['score_growth_ratio_vs_length_ratio']:.2f} (1 = linear)")
+        res["score_growth_ratio_vs_length_ratio"] = (hi["growth_mb"] / lo["growth_mb"]) / (
+            hi["tokens"] / lo["tokens"]
+        )
+        print(
+            f"score growth ratio / length ratio: {res['score_growth_ratio_vs_length_ratio']:.2f} "
+            "(1 = linear)"
+        )
     lo = min(args.extract)
-    small, large = (run_child(EXTRACT_CHILD.format(n=n, base=lo, bs=args.batch_size)) for n in args.extract)
+    small, large = (
+        run_child(EXTRACT_CHILD.format(n=n, base=lo, bs=args.batch_size)) for n in args.extract
+    )
     res["extraction"] = {str(small["n"]): small, str(large["n"]): large}
     ratio = large["growth_mb"] / small["growth_mb"]
     res[f"extraction_rss_growth_ratio_{large['n']}_vs_{small['n']}"] = ratio
     print(
-        f"extraction: growth {small['growth_mb']:.0f} MB for {small['n']}, {large['growth_mb']:.0f} MB for "
+        f"extraction: growth {small['growth_mb']:.0f} MB for {small['n']}, "
+        f"{large['growth_mb']:.0f} MB for "
         f"{large['n']} (ratio {ratio:.3f})"
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

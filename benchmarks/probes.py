@@ -59,11 +59,13 @@ for pos in job["positions"]:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", ConvergenceWarning)
                 try:
-                    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000)).fit(X[tr], y[tr])
+                    logreg = LogisticRegression(C=c, max_iter=1000)
+                    model = make_pipeline(StandardScaler(), logreg).fit(X[tr], y[tr])
                 except ConvergenceWarning:
                     not_converged += 1
                     warnings.simplefilter("ignore", ConvergenceWarning)
-                    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000)).fit(X[tr], y[tr])
+                    logreg = LogisticRegression(C=c, max_iter=1000)
+                    model = make_pipeline(StandardScaler(), logreg).fit(X[tr], y[tr])
             s = model.decision_function(X[te])
             t_fit += time.perf_counter() - t
             cpu_fit += time.process_time() - c0
@@ -84,29 +86,50 @@ def run_sklearn(data: dict, positions: list[str], n_layers: int, args: argparse.
         splits_json = {p: [[tr.tolist(), te.tolist()] for tr, te in v[2]] for p, v in data.items()}
         job = {"positions": positions, "layers": list(range(n_layers)), "splits": splits_json}
         Path(tmp, "job.json").write_text(json.dumps(job))
-        print(f"sklearn: {len(positions) * n_layers * args.folds} fits, one after another (a child process)")
+        print(
+            f"sklearn: {len(positions) * n_layers * args.folds} fits, one after another (a child "
+            "process)"
+        )
         subprocess.run([sys.executable, "-c", CHILD, tmp, str(args.c)], check=True)
         return json.loads(Path(tmp, "sklearn.json").read_text())
 
 
 def main() -> None:
-    from halluscan.runs import RunDir
+    from halluscan.study.runs import RunDir
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", default=str(RunDir.named("demo").root), help="a study's run folder or a store folder")
-    ap.add_argument("--positions", default="", help="comma-separated subset of positions (default: all)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--run",
+        default=str(RunDir.named("demo").root),
+        help="a study's run folder or a store folder",
+    )
+    ap.add_argument(
+        "--positions", default="", help="comma-separated subset of positions (default: all)"
+    )
     ap.add_argument("--layers", default="", help="comma-separated subset of layers (default: all)")
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--c", type=float, default=0.05, help="inverse regularisation strength (halluscan's default)")
+    ap.add_argument(
+        "--c",
+        type=float,
+        default=0.05,
+        help="inverse regularisation strength (halluscan's default)",
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeats", type=int, default=2, help="halluscan rounds: one before sklearn, the rest after")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="halluscan rounds: one before sklearn, the rest after",
+    )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "probes.json"))
     args = ap.parse_args()
 
     import torch
 
     from halluscan.probes import cv_auc, folds_for, wrong_labels
-    from halluscan.runs import study_examples
+    from halluscan.study.runs import study_examples
 
     store = RunDir(Path(args.run)).open_store()
     examples = study_examples(store)
@@ -127,13 +150,18 @@ def main() -> None:
         data[pos] = (x, y, folds_for(y, g_all[keep], args.folds, args.seed))
     load_s = time.perf_counter() - t0
     n_examples = max(len(v[1]) for v in data.values())
-    print(f"loaded {len(positions)} positions x {len(layers)} layers, {n_examples} examples, in {load_s:.1f} s")
+    print(
+        f"loaded {len(positions)} positions x {len(layers)} layers, {n_examples} examples, in "
+        f"{load_s:.1f} s"
+    )
 
     rounds: list[float] = []
     cpu_rounds: list[float] = []
     ours: dict[str, np.ndarray] = {}
     sk: dict = {}
-    for r in range(max(args.repeats, 1)):  # rounds before and after sklearn, so both see the same machine
+    for r in range(
+        max(args.repeats, 1)
+    ):  # rounds before and after sklearn, so both see the same machine
         t, c0 = time.perf_counter(), time.process_time()
         for pos, (x, y, splits) in data.items():
             ours[pos] = cv_auc(x, y, splits, args.c)  # [fold, layer]
@@ -177,8 +205,10 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(
-        f"speedup {result['speedup_vs_sklearn']:.1f}x (sklearn {sk['seconds']:.1f} s, halluscan {mean_round:.2f} s), "
-        f"max |AUC diff| {result['max_abs_auc_diff']:.4f} over {result['n_fits']} fold fits; wrote {out}"
+        f"speedup {result['speedup_vs_sklearn']:.1f}x (sklearn {sk['seconds']:.1f} s, halluscan "
+        f"{mean_round:.2f} s), "
+        f"max |AUC diff| {result['max_abs_auc_diff']:.4f} over {result['n_fits']} fold fits; wrote "
+        f"{out}"
     )
 
 

@@ -1,4 +1,7 @@
-"""A study on Ray against one process, on this machine, in one run; and the per-chunk costs behind the scaling model.
+"""A study on Ray against one process, on this machine, in one run.
+
+And the per-chunk costs behind the scaling model.
+
 
 On the bundled model and ``--n`` world-facts questions (the default study's settings: every
 residual layer at the 15 positions, bfloat16, the given answers forked in generation, the CPU's
@@ -37,24 +40,30 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from halluscan import givenbank, runs  # noqa: E402
 from halluscan.cluster.driver import collect_on_ray, start_workers  # noqa: E402
-from halluscan.config import StudyConfig  # noqa: E402
 from halluscan.data import select_questions  # noqa: E402
 from halluscan.engine.collect import collect  # noqa: E402
-from halluscan.engine.store import ActivationStore  # noqa: E402
 from halluscan.models import load_model  # noqa: E402
-from halluscan.runs import RunDir  # noqa: E402
-from halluscan.settings import StudySettings  # noqa: E402
+from halluscan.store import ActivationStore  # noqa: E402
+from halluscan.study import given as givenbank  # noqa: E402
+from halluscan.study import runs  # noqa: E402
+from halluscan.study.config import StudyConfig  # noqa: E402
+from halluscan.study.context import StudySettings  # noqa: E402
+from halluscan.study.runs import RunDir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def stores(cfg: StudyConfig, lm: Any, qs: list[Any], settings: StudySettings) -> tuple[ActivationStore, Any]:
-    """A fresh study store and its given answers (with their store), as ``halluscan run`` opens them."""
+def stores(
+    cfg: StudyConfig, lm: Any, qs: list[Any], settings: StudySettings
+) -> tuple[ActivationStore, Any]:
+    """A fresh study store and its given answers' store, as ``halluscan run`` opens them."""
     run, key = RunDir.of(cfg), runs.store_key(lm.provenance(), settings.dataset.sha256, cfg)
     store = ActivationStore.open_or_create(
-        run.store, key=key, layout=runs.store_layout(cfg, lm.n_layers, lm.hidden_size), provenance={}
+        run.store,
+        key=key,
+        layout=runs.store_layout(cfg, lm.n_layers, lm.hidden_size),
+        provenance={},
     )
     items = givenbank.given_items(settings, lm, qs)
     return store, (items, givenbank.open_given_store(run, key, cfg, lm, {}))
@@ -86,13 +95,19 @@ def transfer_mbps(ray: Any, shape: tuple[int, ...], repeats: int = 5) -> tuple[f
 
 def manifest_commit_s(root: Path, listed: int, repeats: int = 20) -> float:
     """The manifest rewrite (the commit point) when the store already lists ``listed`` chunks."""
-    from halluscan.engine.store import FORMAT, MANIFEST
+    from halluscan.store.store import FORMAT, MANIFEST
 
-    lay = {"positions": ["-1"], "dtype": "float32", "sites": {"residual": {"layers": [0], "dims": [1]}}}
+    lay = {
+        "positions": ["-1"],
+        "dtype": "float32",
+        "sites": {"residual": {"layers": [0], "dims": [1]}},
+    }
     folder = root / f"m{listed}"
     (folder / "examples").mkdir(parents=True)
     crc = {"residual": 1, "valid": 2, "examples": 0}
-    chunks = [{"name": f"chunk_s{i:06d}_0123456789", "rows": 64, "crc32": crc} for i in range(listed)]
+    chunks = [
+        {"name": f"chunk_s{i:06d}_0123456789", "rows": 64, "crc32": crc} for i in range(listed)
+    ]
     for c in chunks:  # as if they had been committed (the records are not needed here)
         (folder / "examples" / f"{c['name']}.jsonl").write_bytes(b"")
     manifest = {"format": FORMAT, "key": "k", "layout": lay, "provenance": {}, "chunks": chunks}
@@ -106,7 +121,9 @@ def manifest_commit_s(root: Path, listed: int, repeats: int = 20) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=384)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ray.json"))
     args = ap.parse_args()
@@ -127,7 +144,9 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     on_ray: dict[str, Any] = {}
     for mode in ("object", "shared"):
-        cfg = replace(base, name=f"ray_{mode}", ray="local", workers=2, cpus_per_worker=1.0, ray_write=mode)
+        cfg = replace(
+            base, name=f"ray_{mode}", ray="local", workers=2, cpus_per_worker=1.0, ray_write=mode
+        )
         s = replace(settings, config=cfg)
         store, given = stores(cfg, lm, qs, s)
         t = time.perf_counter()
@@ -144,7 +163,9 @@ def main() -> None:
             "stage_s": round(wall, 2),
             "worker_startup_s": round(startup, 2),
             "ray_vs_single_throughput": round(single_s / wall, 3),
-            "ray_vs_single_throughput_after_startup": round(single_s / max(wall - startup, 1e-9), 3),
+            "ray_vs_single_throughput_after_startup": round(
+                single_s / max(wall - startup, 1e-9), 3
+            ),
             **stats.to_json(),
         }
     n_pos, layers, hidden = len(base.positions), lm.n_layers + 1, lm.hidden_size

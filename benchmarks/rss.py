@@ -25,7 +25,10 @@ def _status_kb(field: str) -> int:
 
 
 class PeakRSS:
-    """``with PeakRSS() as m: work()`` -> ``m.base_mb``, ``m.peak_mb``, ``m.growth_mb`` (peak - base)."""
+    """``with PeakRSS() as m.
+
+    Work()`` -> ``m.base_mb``, ``m.peak_mb``, ``m.growth_mb`` (peak - base).
+    """
 
     def __init__(self, every_s: float = 0.005):
         self.every_s = every_s
@@ -79,7 +82,9 @@ def run_child(code: str, timeout: float = 1800) -> dict:
     """Run ``code`` in a fresh Python (this folder importable); its last stdout line is JSON."""
     here = str(Path(__file__).parent)
     prog = f"import sys; sys.path.insert(0, {here!r})\n{code}"
-    out = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(
+        [sys.executable, "-c", prog], capture_output=True, text=True, timeout=timeout
+    )
     if out.returncode != 0:
         raise RuntimeError(f"child failed ({out.returncode}):\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

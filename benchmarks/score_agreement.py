@@ -25,16 +25,20 @@ import torch
 
 
 def main() -> None:
-    from halluscan.runs import RunDir
+    from halluscan.study.runs import RunDir
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--run", default=str(RunDir.named("demo").root), help="a finished study folder")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "score_agreement.json"))
+    ap.add_argument(
+        "--out", default=str(Path(__file__).parent / "results" / "score_agreement.json")
+    )
     args = ap.parse_args()
 
-    from halluscan import runs
     from halluscan.cli import main as cli
     from halluscan.probes import ProbeBank, auc_rows, cv_auc, folds_for, wrong_labels
+    from halluscan.study import runs
 
     run = RunDir(Path(args.run))
     store = run.open_store()
@@ -48,7 +52,9 @@ def main() -> None:
     y = wrong_labels(sub)
     x = store.position(pos)[torch.from_numpy(keep)]
     splits = folds_for(y, [e.qid for e in sub], cfg.folds, cfg.seed)
-    sweep = cv_auc(x, y, splits, cfg.probe_c)[:, store.layers().index(layer)]  # [fold] at (layer, pos)
+    sweep = cv_auc(x, y, splits, cfg.probe_c)[
+        :, store.layers().index(layer)
+    ]  # [fold] at (layer, pos)
 
     t0 = time.perf_counter()
     folds, same_token = [], 0
@@ -56,15 +62,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for f, (tr, te) in enumerate(splits):
             bank_dir = Path(tmp, f"bank{f}")
-            ProbeBank.fit(x[tr], y[tr], store.layers(), pos, c=cfg.probe_c, meta=meta).save(bank_dir)
+            ProbeBank.fit(x[tr], y[tr], store.layers(), pos, c=cfg.probe_c, meta=meta).save(
+                bank_dir
+            )
             rows = Path(tmp, f"fold{f}.jsonl")
             lines = [
-                {"id": sub[i].qid, "question": sub[i].question, "answer": sub[i].response, "relation": sub[i].relation}
+                {
+                    "id": sub[i].qid,
+                    "question": sub[i].question,
+                    "answer": sub[i].response,
+                    "relation": sub[i].relation,
+                }
                 for i in te
             ]
             rows.write_text("".join(json.dumps(line) + "\n" for line in lines))
             out = Path(tmp, f"scores{f}")
-            args_score = ["--probes", str(bank_dir), "--layer", str(layer), "--model", cfg.model, "--out", str(out)]
+            args_score = [
+                "--probes",
+                str(bank_dir),
+                "--layer",
+                str(layer),
+                "--model",
+                cfg.model,
+                "--out",
+                str(out),
+            ]
             if cli(["score", "--jsonl", str(rows), *args_score, "--quiet"]) != 0:
                 raise SystemExit(f"halluscan score failed on fold {f}")
             scored = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
@@ -74,7 +96,10 @@ def main() -> None:
                 stored = sub[i].positions[pos] - sub[i].n_prompt
                 same_token += int(s["verdict_position"] == pos and s["verdict_token"] == stored)
             folds.append({"fold": f, "n": len(te), "score_auc": auc, "sweep_auc": float(sweep[f])})
-            print(f"fold {f}: halluscan score AUC {auc:.4f}, sweep cell AUC {sweep[f]:.4f} (n={len(te)})")
+            print(
+                f"fold {f}: halluscan score AUC {auc:.4f}, sweep cell AUC {sweep[f]:.4f} "
+                f"(n={len(te)})"
+            )
     score_mean = float(np.mean([r["score_auc"] for r in folds]))
     result = {
         "position": pos,
@@ -95,7 +120,8 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(
         f"mean AUC: halluscan score {score_mean:.4f} vs sweep {sweep.mean():.4f} "
-        f"(|diff| {result['abs_diff_mean']:.4f}); same verdict token {result['same_verdict_token_fraction']:.3f}; "
+        f"(|diff| {result['abs_diff_mean']:.4f}); same verdict token "
+        f"{result['same_verdict_token_fraction']:.3f}; "
         f"wrote {args.out}"
     )
 

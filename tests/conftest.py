@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64, vocab_size=128)
+TINY = dict(
+    hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64, vocab_size=128
+)
 
 
 def tiny_model(family: str):
@@ -70,8 +72,12 @@ def tiny_folder(folder, split_punct: bool = False):
 
     vocab = {w: i for i, w in enumerate(WORDS)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace() if split_punct else pre_tokenizers.WhitespaceSplit()
-    fast = tf.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<pad>", pad_token="<pad>", eos_token="<eos>")
+    tok.pre_tokenizer = (
+        pre_tokenizers.Whitespace() if split_punct else pre_tokenizers.WhitespaceSplit()
+    )
+    fast = tf.PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<pad>", pad_token="<pad>", eos_token="<eos>"
+    )
     fast.save_pretrained(folder)
     model = tiny_model("llama")
     model.generation_config.eos_token_id = 1
@@ -84,7 +90,7 @@ FRANCE = "What is the capital of France"
 
 
 def peru_france(root, n: int, vary: bool = False):
-    """A tiny model that splits "Lima." in two, and a CSV of ``2 n`` questions, each row with a wrong answer.
+    """A tiny model that splits "Lima." in two, and a CSV of ``2 n`` questions with wrong answers.
 
     The tiny model answers every France question "city": half of them count that as correct.
     ``vary``: prompts of several lengths (so that batches sorted by length differ).
@@ -94,7 +100,9 @@ def peru_france(root, n: int, vary: bool = False):
     for i in range(n):
         pad_p, pad_f = (" now" * (i % 4), " now" * (i % 3)) if vary else ("", "")
         rows.append(f"p{i},{PERU}{pad_p} {i},Lima,{'Paris' if i % 2 else 'Rome'}")
-        rows.append(f"f{i},{FRANCE}{pad_f} {i},{'Paris' if i % 2 else 'city'},{'Lima' if i % 2 else 'Rome'}")
+        rows.append(
+            f"f{i},{FRANCE}{pad_f} {i},{'Paris' if i % 2 else 'city'},{'Lima' if i % 2 else 'Rome'}"
+        )
     (root / "q.csv").write_text("\n".join(rows) + "\n")
     return root
 
@@ -108,7 +116,10 @@ def smol():
 
 
 def example(qid="q1", correct=True, relation="capital", **fields):
-    """A stored study example (records.Example) with plausible defaults; ``fields`` override them."""
+    """A stored study example (records.Example) with plausible defaults.
+
+    ``fields`` override them.
+    """
     from halluscan.records import Example, Span
 
     base = dict(

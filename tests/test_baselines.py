@@ -1,4 +1,7 @@
-"""Issue 14, part 1: the log-probability baselines (from the generation pass) and the probe's gains over them."""
+"""Issue 14, part 1.
+
+The log-probability baselines (from the generation pass) and the probe's gains over them.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from halluscan.baselines import compare, fold_aucs, logprob_scores
+from halluscan.analyses.baselines import compare, fold_aucs, logprob_scores
 from halluscan.probes.sweep import SweepResult, folds_for
 from halluscan.records import Example, GenerateOptions, Span
 from tests.conftest import tiny_folder
@@ -22,7 +25,10 @@ def lm(tmp_path_factory):
 def test_token_logprobs_and_entropies_match_the_logits_of_a_plain_forward(lm):
     from halluscan.engine.decode import Row, decode
 
-    prompts = [lm.tokenizer.encode(t, add_special_tokens=False) for t in ("What is the capital of Peru", "It is a")]
+    prompts = [
+        lm.tokenizer.encode(t, add_special_tokens=False)
+        for t in ("What is the capital of Peru", "It is a")
+    ]
     rows = [Row() for _ in prompts]
     for _ in decode(lm, prompts, GenerateOptions(max_new_tokens=6, stop="none"), rows):
         pass
@@ -42,18 +48,35 @@ def test_token_logprobs_and_entropies_match_the_logits_of_a_plain_forward(lm):
         assert all(lp <= 1e-6 for lp in r.logprobs)
 
 
-def example(qid: str, lps: tuple[float, ...], ents: tuple[float, ...], exact: Span | None, correct: bool) -> Example:
+def example(
+    qid: str, lps: tuple[float, ...], ents: tuple[float, ...], exact: Span | None, correct: bool
+) -> Example:
     response = "Lima is it ."
     return Example(
-        qid=qid, relation="capital", question="Q?", gold="Lima", response=response, correct=correct,
-        exact_text=None, exact_span=exact, alias_span=None, locator="relation", stopped_by="sentence", n_prompt=3,
-        response_ids=(1, 2, 3, 4), positions={"exact_answer_last": 3 if exact else None},
-        token_logprobs=lps, token_entropies=ents, token_starts=(0, 5, 8, 11),
-    )  # fmt: skip
+        qid=qid,
+        relation="capital",
+        question="Q?",
+        gold="Lima",
+        response=response,
+        correct=correct,
+        exact_text=None,
+        exact_span=exact,
+        alias_span=None,
+        locator="relation",
+        stopped_by="sentence",
+        n_prompt=3,
+        response_ids=(1, 2, 3, 4),
+        positions={"exact_answer_last": 3 if exact else None},
+        token_logprobs=lps,
+        token_entropies=ents,
+        token_starts=(0, 5, 8, 11),
+    )
 
 
 def test_the_eight_scores_follow_the_reference_formulas_and_point_to_wrong():
-    e = example("q", (-0.1, -2.0, -0.5, -0.3), (0.2, 1.0, 0.6, 0.1), Span(0, 7), True)  # "Lima is": tokens 0-1
+    e = example(
+        "q", (-0.1, -2.0, -0.5, -0.3), (0.2, 1.0, 0.6, 0.1), Span(0, 7), True
+    )  # "Lima is": tokens 0-1
     s = {k: float(v[0]) for k, v in logprob_scores([e]).items()}
     assert s["logprob_mean_response"] == pytest.approx(0.725)  # minus the mean log-prob
     assert s["logprob_min_response"] == pytest.approx(2.0)  # minus the lowest
@@ -64,27 +87,42 @@ def test_the_eight_scores_follow_the_reference_formulas_and_point_to_wrong():
     assert s["logprob_max_exact_answer"] == pytest.approx(0.1)
     assert s["entropy_mean_exact_answer"] == pytest.approx(0.6)
     missing = logprob_scores([example("r", (-0.1,), (0.2,), None, True)])
-    assert np.isnan(missing["logprob_min_exact_answer"][0]) and not np.isnan(missing["logprob_min_response"][0])
+    assert np.isnan(missing["logprob_min_exact_answer"][0]) and not np.isnan(
+        missing["logprob_min_response"][0]
+    )
 
 
 def test_baselines_are_scored_on_the_probe_cells_folds_with_paired_gains():
     rng = np.random.default_rng(0)
     n, folds = 60, 5
     y = np.array([i % 2 for i in range(n)])
-    exs = [example(f"q{i}", (-(0.2 + y[i] + rng.random()),), (1.0,), Span(0, 4), not y[i]) for i in range(n)]
+    exs = [
+        example(f"q{i}", (-(0.2 + y[i] + rng.random()),), (1.0,), Span(0, 4), not y[i])
+        for i in range(n)
+    ]
     splits = folds_for(y, [e.qid for e in exs], folds, 0)
     per_fold = np.full((folds, 2, 1), 0.9)
     per_fold[:, 0, 0] = np.linspace(0.6, 0.7, folds)  # layer 0
-    sweep = SweepResult([0, 1], ["exact_answer_last"], per_fold.mean(0), per_fold.std(0), [n], folds, per_fold=per_fold)
+    sweep = SweepResult(
+        [0, 1],
+        ["exact_answer_last"],
+        per_fold.mean(0),
+        per_fold.std(0),
+        [n],
+        folds,
+        per_fold=per_fold,
+    )
     scores = logprob_scores(exs)
     out = compare(sweep, exs, y, scores, ("exact_answer_last", 1), seed=0)
-    head = out["headline"]
-    assert head["gain_over_layer0"] == pytest.approx(0.25) and head["clear"]
-    b = out["baselines"]["logprob_mean_response"]
+    head = out.headline
+    assert head.gain_over_layer0 == pytest.approx(0.25) and head.clear
+    b = out.baselines["logprob_mean_response"]
     want = fold_aucs(scores["logprob_mean_response"], y, splits)
-    assert b["auc"] == pytest.approx(want.mean()) and b["n"] == n
-    assert b["gain"] == pytest.approx(0.9 - want.mean()) and b["probe_clear"] == (b["gain_ci95"][0] > 0)
-    assert out["baselines"]["entropy_mean_response"]["auc"] == pytest.approx(0.5)  # a constant score: ties
+    assert b.auc == pytest.approx(want.mean()) and b.n == n
+    assert b.gain == pytest.approx(0.9 - want.mean()) and b.probe_clear == (b.gain_ci95[0] > 0)
+    assert out.baselines["entropy_mean_response"].auc == pytest.approx(
+        0.5
+    )  # a constant score: ties
 
 
 def test_p_true_reads_the_true_options_letter_in_both_orders(lm, monkeypatch):
@@ -104,17 +142,24 @@ def test_p_true_reads_the_true_options_letter_in_both_orders(lm, monkeypatch):
     items = [("What is the capital of Peru", "Lima"), ("What is the capital of France", "Paris")]
     lean = 1 / (1 + math.exp(-4.0))
     np.testing.assert_allclose(ptrue.p_true(lm, items, "true_first"), [lean, lean])  # (A) is True
-    np.testing.assert_allclose(ptrue.p_true(lm, items, "false_first"), [1 - lean, 1 - lean])  # (A) is False
+    np.testing.assert_allclose(
+        ptrue.p_true(lm, items, "false_first"), [1 - lean, 1 - lean]
+    )  # (A) is False
     assert ptrue.ORDERS["true_first"][0] == "True" and ptrue.ORDERS["false_first"][0] == "False"
     system = ptrue.INSTRUCTION.format(a="False", b="True")
     assert system.index("(A) False") < system.index("(B) True")
 
 
 def test_sampling_consistency_is_the_share_of_samples_that_disagree_with_greedy():
-    from halluscan.baselines import consistency_scores
+    from halluscan.analyses.baselines import consistency_scores
 
     e = example("q", (-0.1,), (0.2,), Span(0, 4), True)
     e = Example(**{**e.__dict__, "exact_text": "Lima"})
-    samples = {("q", 0): "lima", ("q", 1): "Paris", ("q", 2): None, ("q", 3): "LIMA!"}  # normalised: 2 of 4 agree
+    samples = {
+        ("q", 0): "lima",
+        ("q", 1): "Paris",
+        ("q", 2): None,
+        ("q", 3): "LIMA!",
+    }  # normalised: 2 of 4 agree
     assert consistency_scores([e], samples, 4)[0] == pytest.approx(0.5)
     assert consistency_scores([e], {}, 3)[0] == 1.0  # no sample located an answer: none agrees

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from halluscan.choice import majority, paired_interval, split_questions
+from halluscan.analyses.choice import majority, paired_interval, split_questions
 from halluscan.errors import HalluscanError
 
 
@@ -20,7 +20,9 @@ def test_split_is_disjoint_deterministic_and_checked():
 
 
 def test_majority_vote_normalises_and_takes_the_first_of_the_top_answer():
-    assert majority(["Paris", "Lyon", "paris.", "The Lyon", "Lyon"]) == 1  # Lyon x3 (articles, case folded)
+    assert (
+        majority(["Paris", "Lyon", "paris.", "The Lyon", "Lyon"]) == 1
+    )  # Lyon x3 (articles, case folded)
     assert majority(["A", "B"]) == 0
 
 
@@ -29,7 +31,7 @@ def test_paired_interval_brackets_the_mean_difference():
     a, b = rng.random(400) < 0.6, rng.random(400) < 0.4
     lo, hi = paired_interval(a, b, seed=0)
     assert lo < a.mean() - b.mean() < hi and 0 < lo
-    assert paired_interval(a, a, seed=0) == [0.0, 0.0]
+    assert paired_interval(a, a, seed=0) == (0.0, 0.0)
 
 
 def test_sampling_is_seeded_and_zero_temperature_is_greedy():

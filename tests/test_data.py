@@ -33,7 +33,9 @@ def test_world_facts_known_rows(wf):
 
 def test_csv_and_jsonl_are_read(tmp_path):
     p = tmp_path / "q.csv"
-    p.write_text("question,answer,aliases\nWho wrote Hamlet?,Shakespeare,William Shakespeare|Shakespear\n")
+    p.write_text(
+        "question,answer,aliases\nWho wrote Hamlet?,Shakespeare,William Shakespeare|Shakespear\n"
+    )
     ds = load_dataset(str(p))
     assert ds.questions[0].aliases == ("Shakespeare", "William Shakespeare", "Shakespear")
     j = tmp_path / "q.jsonl"
@@ -47,7 +49,11 @@ def test_csv_and_jsonl_are_read(tmp_path):
         ("a.csv", "question,gold\nQ?,A\n", r"a.csv: missing column 'answer'"),
         ("b.csv", "", r"b.csv: the dataset is empty"),
         ("c.csv", "question,answer\nQ?,\n", r"c.csv: row 1 has an empty 'answer'"),
-        ("d.jsonl", '{"question": "Q?", "answer": "A"}\nnot json\n', r"d.jsonl: line 2 is not valid JSON"),
+        (
+            "d.jsonl",
+            '{"question": "Q?", "answer": "A"}\nnot json\n',
+            r"d.jsonl: line 2 is not valid JSON",
+        ),
         ("e.txt", "x", r"unknown dataset format '.txt'"),
         # duplicate ids are refused, naming the ids and rows
         (
@@ -57,11 +63,16 @@ def test_csv_and_jsonl_are_read(tmp_path):
         ),
         (
             "dup.jsonl",
-            '{"qid": "x", "question": "Q1?", "answer": "A"}\n\n{"qid": "x", "question": "Q2?", "answer": "B"}\n',
+            '{"qid": "x", "question": "Q1?", "answer": "A"}\n\n{"qid": "x", "question": "Q2?", '
+            '"answer": "B"}\n',
             r"dup.jsonl: duplicate question id\(s\): 'x' in rows 1, 2",
         ),
         # a row without an id gets its row number, which may clash with an explicit id
-        ("mixed.csv", "id,question,answer\n2,Q1?,A\n,Q2?,B\n", r"'2' in rows 1, 2; give every row its own id"),
+        (
+            "mixed.csv",
+            "id,question,answer\n2,Q1?,A\n,Q2?,B\n",
+            r"'2' in rows 1, 2; give every row its own id",
+        ),
     ],
 )
 def test_bad_files_name_the_file_and_field(tmp_path, name, content, pattern):
@@ -78,7 +89,10 @@ def test_missing_file(tmp_path):
 
 def test_user_file_answers_form_the_relation_vocabulary(tmp_path):
     p = tmp_path / "q.csv"
-    p.write_text("question,answer,relation\nCapital of Peru?,Lima,capital\nCapital of Chile?,Santiago,capital\n")
+    p.write_text(
+        "question,answer,relation\nCapital of Peru?,Lima,capital\nCapital of "
+        "Chile?,Santiago,capital\n"
+    )
     ds = load_dataset(str(p))
     assert ds.relation_vocab == {"capital": ("Lima", "Santiago")}
 
@@ -110,6 +124,7 @@ def test_non_utf8_file_is_a_clear_error(tmp_path, name):
     p = tmp_path / name
     p.write_bytes("question,answer\nWo liegt Köln?,Deutschland\n".encode("latin-1"))
     with pytest.raises(
-        HalluscanError, match=rf"{name} is not UTF-8 text: byte 0xf6 at offset \d+.*save the file as UTF-8"
+        HalluscanError,
+        match=rf"{name} is not UTF-8 text: byte 0xf6 at offset \d+.*save the file as UTF-8",
     ):
         load_dataset(str(p))

@@ -22,7 +22,10 @@ def test_find_stop(text, mode, cut):
 
 
 def fake_lm(eos=0):
-    """A character-level 'tokenizer' (token id = code point) and the eos id; all StopRule and finish_row use."""
+    """A character-level 'tokenizer' (token id = code point) and the eos id.
+
+    All StopRule and finish_row use.
+    """
     from types import SimpleNamespace
 
     tok = SimpleNamespace(decode=lambda ids, **_: "".join(map(chr, ids)), eos_token_id=eos)
@@ -52,4 +55,6 @@ def test_stopped_by(stream, mode, response, stopped_by):
     assert (gen.response, gen.stopped_by) == (response, stopped_by)
     # the last token the rule took belongs to the answer exactly when the answer keeps it
     assert row.in_answer == (len(gen.response_ids) == len(row.ids))
-    assert (row.starts, row.text) == token_starts(lm.tokenizer, row.ids)  # offsets kept while decoding
+    assert (row.starts, row.text) == token_starts(
+        lm.tokenizer, row.ids
+    )  # offsets kept while decoding

@@ -1,8 +1,12 @@
-"""Issue 13: the given-answer bank (true and false given answers), `score --bank`, and labelled JSONL."""
+"""Issue 13.
+
+The given-answer bank (true and false given answers), `score --bank`, and labelled JSONL.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,7 @@ from halluscan.errors import HalluscanError
 from halluscan.probes.crossfit import question_folds
 from halluscan.probes.sweep import bootstrap_auc, folds_for
 from halluscan.records import Question
+from halluscan.study import metrics as metrics_io
 from tests.conftest import PERU, peru_france
 
 
@@ -48,9 +53,14 @@ def test_distractors_are_never_aliases_and_repeat_under_the_seed(world):
 
 
 def test_a_distractor_is_of_the_questions_type():
-    q = Question("q1", "What is the capital of Peru?", "Lima", ("Lima", "Ciudad de los Reyes"), "capital")
+    q = Question(
+        "q1", "What is the capital of Peru?", "Lima", ("Lima", "Ciudad de los Reyes"), "capital"
+    )
     pool = ("Lima", "Paris", "Ciudad de los Reyes", "Rome", "Peru")  # Peru is in the question
-    draws = {distractor(Question(f"q{i}", q.question, q.answer, q.aliases, q.relation), pool, 0) for i in range(40)}
+    draws = {
+        distractor(Question(f"q{i}", q.question, q.answer, q.aliases, q.relation), pool, 0)
+        for i in range(40)
+    }
     assert draws == {"Paris", "Rome"}
     assert distractor(q, ("Lima", "Lima city"), 0) is None  # nothing fits: the question is left out
 
@@ -71,19 +81,34 @@ def test_a_csv_wrong_answer_column_is_read_and_checked(tmp_path):
     from halluscan.data import load_dataset
 
     p = tmp_path / "q.csv"
-    p.write_text("question,answer,wrong_answer\nWhat is the capital of Peru?,Lima,Paris\nWhat is 2+2?,4,\n")
+    p.write_text(
+        "question,answer,wrong_answer\nWhat is the capital of Peru?,Lima,Paris\nWhat is 2+2?,4,\n"
+    )
     ds = load_dataset(str(p))
     assert [q.wrong_answer for q in ds.questions] == ["Paris", ""]
     pairs = given_answers(ds.questions, ds, seed=0)
-    assert [(a.answer, a.false) for a in pairs] == [("Lima", False), ("Paris", True)]  # "4" has no false answer
+    assert [(a.answer, a.false) for a in pairs] == [
+        ("Lima", False),
+        ("Paris", True),
+    ]  # "4" has no false answer
     typed = tmp_path / "typed.csv"  # with a relation, the relation's other answers are its type
-    typed.write_text("question,answer,relation\nCapital of Peru?,Lima,capital\nCapital of Chile?,Santiago,capital\n")
+    typed.write_text(
+        "question,answer,relation\nCapital of Peru?,Lima,capital\nCapital of "
+        "Chile?,Santiago,capital\n"
+    )
     ds = load_dataset(str(typed))
-    assert [a.answer for a in given_answers(ds.questions, ds, seed=0)] == ["Lima", "Santiago", "Santiago", "Lima"]
+    assert [a.answer for a in given_answers(ds.questions, ds, seed=0)] == [
+        "Lima",
+        "Santiago",
+        "Santiago",
+        "Lima",
+    ]
     bad = tmp_path / "bad.csv"
     row = "Capital of Peru?,Lima,Ciudad de los Reyes,ciudad de los reyes"
     bad.write_text(f"question,answer,aliases,wrong_answer\n{row}\n")
-    with pytest.raises(HalluscanError, match="row 1: wrong_answer 'ciudad de los reyes' names the answer 'Lima'"):
+    with pytest.raises(
+        HalluscanError, match="row 1: wrong_answer 'ciudad de los reyes' names the answer 'Lima'"
+    ):
         load_dataset(str(bad))
 
 
@@ -102,105 +127,187 @@ def tiny(tmp_path_factory):
 
 
 def test_forked_answers_equal_teacher_forcing_and_the_generation_pass_stores_them(tiny, tmp_path):
-    from halluscan.config import StudyConfig
-    from halluscan.engine.collect import collect
     from halluscan.engine.extract import extract_positions
-    from halluscan.engine.given import collect_given, forced
-    from halluscan.engine.store import ActivationStore
-    from halluscan.givenbank import open_given_store
+    from halluscan.engine.given import GivenWork, collect_given, forced
     from halluscan.models import load_model
-    from halluscan.runs import RunDir, store_layout
-    from halluscan.settings import StudySettings
+    from halluscan.store import ActivationStore
+    from halluscan.study.config import StudyConfig
+    from halluscan.study.context import StudyContext, StudyPlan
+    from halluscan.study.given import open_given_store
+    from halluscan.study.pipeline import Stores, Timer, collect_stage
+    from halluscan.study.runs import store_layout
 
     lm = load_model(str(tiny / "model"))
-    cfg = StudyConfig(dataset=str(tiny / "q.csv"), batch_size=8, stop="none", max_new_tokens=3, store_dtype="float32")
-    settings = StudySettings.build(cfg)
-    qs = list(settings.dataset.questions)
-    items = forced(lm, given_answers(qs, settings.dataset, 0))
+    cfg = StudyConfig(
+        dataset=str(tiny / "q.csv"),
+        batch_size=8,
+        stop="none",
+        max_new_tokens=3,
+        store_dtype="float32",
+        runs_dir=str(tmp_path),
+        name="run",
+        quiet=True,
+    )
+    plan = StudyPlan.of(cfg)
+    ctx = StudyContext(plan, lm, cfg, cfg.generate_options())
+    qs = list(plan.questions)
+    items = forced(lm, given_answers(qs, plan.dataset, 0))
     assert [i.answer.response for i in items[:2]] == ["Lima.", "Rome."]
-    assert [lm.tokenizer.decode(i.ids) for i in items[:2]] == ["Lima", "Rome"]  # the full stop is never read
+    assert [lm.tokenizer.decode(i.ids) for i in items[:2]] == [
+        "Lima",
+        "Rome",
+    ]  # the full stop is never read
     assert items[0].cols == {"exact_answer_first": 0, "exact_answer_last": 0}
-    run = RunDir(tmp_path / "run")
     layout = store_layout(cfg, lm.n_layers, lm.hidden_size)
-    store = ActivationStore.open_or_create(run.store, key="k", layout=layout, provenance={})
-    during = open_given_store(run, "k", cfg, lm, {})
-    assert collect(settings, lm, qs, store, (items, during)) > 0
+    store = ActivationStore.open_or_create(ctx.run.store, key="k", layout=layout, provenance={})
+    during = open_given_store(ctx, "k", {})
+    assert collect_stage(ctx, Stores(store, GivenWork(items, during)), Timer()) > 0
     assert during.n_examples == len(items)  # every given answer, fed during generation
-    plain_store = ActivationStore.open_or_create(tmp_path / "plain", key="k", layout=layout, provenance={})
-    assert collect(settings, lm, qs, plain_store) == 0.0  # the forks leave the generation as it was:
-    assert [e["response_ids"] for e in store.examples()] == [e["response_ids"] for e in plain_store.examples()]
+    plain_store = ActivationStore.open_or_create(
+        tmp_path / "plain", key="k", layout=layout, provenance={}
+    )
+    assert (
+        collect_stage(ctx, Stores(plain_store, None), Timer()) == 0.0
+    )  # the forks leave the generation as it was:
+    assert [e["response_ids"] for e in store.examples()] == [
+        e["response_ids"] for e in plain_store.examples()
+    ]
     torch.testing.assert_close(store.position("-1"), plain_store.position("-1"))
-    alone = open_given_store(RunDir(tmp_path / "alone"), "k", cfg, lm, {})
-    assert collect_given(lm, items, alone, settings.generation) == len(items)
-    assert collect_given(lm, items, alone, settings.generation) == 0  # resumes: nothing left
+    alone_ctx = StudyContext(
+        StudyPlan.of(replace(cfg, name="alone")), lm, cfg, cfg.generate_options()
+    )
+    alone = open_given_store(alone_ctx, "k", {})
+    assert collect_given(lm, items, alone, ctx.generation) == len(items)
+    assert collect_given(lm, items, alone, ctx.generation) == 0  # resumes: nothing left
     ids_a, ids_b = [e["qid"] for e in during.examples()], [e["qid"] for e in alone.examples()]
     a = during.position("exact_answer_last")
     b = alone.position("exact_answer_last")[[ids_b.index(i) for i in ids_a]]
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
-    f = next(it for it in items if it.answer.item_id == ids_a[3])  # and both equal plain teacher forcing
+    f = next(
+        it for it in items if it.answer.item_id == ids_a[3]
+    )  # and both equal plain teacher forcing
     prompt = lm.prompt_ids(f.answer.question, cfg.system_prompt)
-    plain = extract_positions(lm, [prompt + f.ids], [[len(prompt) + f.cols["exact_answer_last"]]])[0, :, 0]
+    plain = extract_positions(lm, [prompt + f.ids], [[len(prompt) + f.cols["exact_answer_last"]]])[
+        0, :, 0
+    ]
     torch.testing.assert_close(a[3], plain, atol=1e-4, rtol=1e-4)
 
 
 def _run(tiny: Path, *extra: str) -> list[str]:
-    flags = ["--model", str(tiny / "model"), "--dataset", str(tiny / "q.csv"), "--runs-dir", str(tiny / "runs")]
-    return [*flags, "--stop", "none", "--max-new-tokens", "3", "--batch-size", "8", "--quiet", *extra]
+    flags = [
+        "--model",
+        str(tiny / "model"),
+        "--dataset",
+        str(tiny / "q.csv"),
+        "--runs-dir",
+        str(tiny / "runs"),
+    ]
+    return [
+        *flags,
+        "--stop",
+        "none",
+        "--max-new-tokens",
+        "3",
+        "--batch-size",
+        "8",
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):
-    from halluscan.runs import RunDir
+    from halluscan.study.runs import RunDir
 
-    assert main(["run", "--name", "g", "--folds", "3", "--p-true", "--samples", "2", *_run(tiny)]) == 0
+    assert (
+        main(["run", "--name", "g", "--folds", "3", "--p-true", "--samples", "2", *_run(tiny)]) == 0
+    )
     assert "given-answer bank: layer" in capsys.readouterr().out
     run = RunDir.named("g", tiny / "runs")
-    m = run.read_metrics()
-    g = m["given_bank"]
-    assert (g["n_answers"], g["n_questions"]) == (96, 48)
-    assert 0 <= g["best"]["auc"] <= 1 and g["best"]["ci95"][0] <= g["best"]["auc"] <= g["best"]["ci95"][1]
+    m = metrics_io.read(run)
+    g = m.given_bank
+    assert (g.n_answers, g.n_questions) == (96, 48)
+    assert 0 <= g.best.auc <= 1 and g.best.ci95[0] <= g.best.auc <= g.best.ci95[1]
     meta = json.loads((run.probes_given / "probes.json").read_text())
-    assert (meta["kind"], meta["position"], meta["best_layer"]) == ("given", "exact_answer_last", g["best"]["layer"])
-    assert "given_bank" in m["timings_s"] and "given_answers_in_generation" in m["timings_s"]
-    # the baselines ride along (issue 14): 8 log-prob scores and p(True), on the best cell's folds
-    assert {"logprob_min_exact_answer", "p_true_true_first", "p_true_mean", "sampling_consistency"} <= set(
-        m["baselines"]
+    assert (meta["kind"], meta["position"], meta["best_layer"]) == (
+        "given",
+        "exact_answer_last",
+        g.best.layer,
     )
-    assert m["headline"]["layer"] == m["finding"]["best_exact_layer"] and "p_true" in m["timings_s"]
-    types = m["error_types"]["types"]  # --samples 2: the types of error, and a probe for those with enough questions
-    assert m["error_types"]["samples"] == 2 and sum(t["count"] for t in types.values()) > 0
+    assert "given_bank" in m.timings_s and "given_answers_in_generation" in m.timings_s
+    # the baselines ride along (issue 14): 8 log-prob scores and p(True), on the best cell's folds
+    assert {
+        "logprob_min_exact_answer",
+        "p_true_true_first",
+        "p_true_mean",
+        "sampling_consistency",
+    } <= set(m.baselines)
+    assert m.headline.layer == m.finding.best_exact_layer and "p_true" in m.timings_s
+    types = (
+        m.error_types.types
+    )  # --samples 2: the types of error, and a probe for those with enough questions
+    assert m.error_types.samples == 2 and sum(t.count for t in types.values()) > 0
     assert "Types of error" in run.report.read_text()
-    top = run.report.read_text().split("class='finding'>")[1].split("</div>")[0]  # the headline, at the top
-    assert "Gain over token identity" in top and f"<b>{m['headline']['gain_over_layer0']:.3f}</b>" in top
+    top = (
+        run.report.read_text().split("class='finding'>")[1].split("</div>")[0]
+    )  # the headline, at the top
+    assert "Gain over token identity" in top and f"<b>{m.headline.gain_over_layer0:.3f}</b>" in top
     assert "beats every baseline" in top
     assert "Given answers: scoring an answer the model did not write" in run.report.read_text()
     assert run.heatmap_given_png.is_file()
 
     base = ["score", "--model", str(tiny / "model"), "--runs-dir", str(tiny / "runs"), "--quiet"]
     probes = {"own": str(run.probes), "given": str(run.probes_given)}
-    for bank, path in probes.items():  # --probes: the bank that folder holds, and score.json says which
+    for (
+        bank,
+        path,
+    ) in probes.items():  # --probes: the bank that folder holds, and score.json says which
         out = tiny / f"score_{bank}"
-        assert main([*base, "--question", f"{PERU} 1", "--answer", "Lima", "--probes", path, "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    *base,
+                    "--question",
+                    f"{PERU} 1",
+                    "--answer",
+                    "Lima",
+                    "--probes",
+                    path,
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         assert json.loads((out / "score.json").read_text())["bank"] == bank
         assert f"{bank}-answer bank" in capsys.readouterr().out
 
     labelled = tiny / "labelled.jsonl"
     pair = (("Lima", 1), ("Paris", "false"))
-    lines = [{"question": f"{PERU} {i}", "answer": a, "label": lab} for i in range(6) for a, lab in pair]
+    lines = [
+        {"question": f"{PERU} {i}", "answer": a, "label": lab} for i in range(6) for a, lab in pair
+    ]
     labelled.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     out = tiny / "scored"
-    assert main([*base, "--jsonl", str(labelled), "--probes", probes["given"], "--out", str(out)]) == 0
+    assert (
+        main([*base, "--jsonl", str(labelled), "--probes", probes["given"], "--out", str(out)]) == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["n"], summary["n_false"], summary["bank"]) == (12, 6, ["given"])
     assert 0 <= summary["auc"] <= 1 and 0 <= summary["verdict_accuracy"] <= 1
     assert "labelled answers: 12 (6 false); AUC of p_wrong" in capsys.readouterr().out
     rows = [json.loads(x) for x in (out / "scores.jsonl").read_text().splitlines()]
-    assert [r["label"] for r in rows[:2]] == [True, False] and {r["bank"] for r in rows} == {"given"}
+    assert [r["label"] for r in rows[:2]] == [True, False] and {r["bank"] for r in rows} == {
+        "given"
+    }
 
 
 def test_answer_choice_reuses_the_studys_samples(tiny, monkeypatch):
-    """The study above ran with --samples 2: `halluscan choose --samples 2` reads them instead of sampling again."""
-    from halluscan import choice
-    from halluscan.runs import RunDir
+    """The study above ran with --samples 2.
+
+    `halluscan choose --samples 2` reads them instead of sampling again.
+    """
+    from halluscan.study import choice
+    from halluscan.study.runs import RunDir
 
     run = RunDir.named("g", tiny / "runs")
     assert json.loads(run.samples.read_text())["samples"] == 2
@@ -209,9 +316,14 @@ def test_answer_choice_reuses_the_studys_samples(tiny, monkeypatch):
         raise AssertionError("sampled again")
 
     monkeypatch.setattr(choice, "sample_answers", no_sampling)
-    assert main(["choose", "--run", str(run.root), "--samples", "2", "--questions", "10", "--quiet"]) == 0
+    assert (
+        main(["choose", "--run", str(run.root), "--samples", "2", "--questions", "10", "--quiet"])
+        == 0
+    )
     assert json.loads(run.answer_choice.read_text())["samples_reused_from_study"] is True
-    with pytest.raises(AssertionError, match="sampled again"):  # 3 samples were never drawn: it samples
+    with pytest.raises(
+        AssertionError, match="sampled again"
+    ):  # 3 samples were never drawn: it samples
         choice.answer_choice(run.root, samples=3, n_test=10, quiet=True)
 
 
@@ -221,18 +333,26 @@ def test_score_chooses_the_bank_by_what_it_is_given(tiny, monkeypatch, tmp_path)
     from halluscan.cli import score
 
     picked = []
-    monkeypatch.setattr(score, "default_bank", lambda model, runs, quiet, kind: picked.append(kind) or Path("x"))
+    monkeypatch.setattr(
+        score, "default_bank", lambda model, runs, quiet, kind: picked.append(kind) or Path("x")
+    )
     monkeypatch.setattr(score, "_score_one", lambda scanner, args, out: 0)
 
     class FakeBank:
         meta: dict = {}
 
     monkeypatch.setattr("halluscan.probes.bank.ProbeBank.load", lambda folder: FakeBank())
-    monkeypatch.setattr("halluscan.scan.Scanner", lambda lm, bank, **kw: argparse.Namespace(kind="k"))
+    monkeypatch.setattr(
+        "halluscan.scan.Scanner", lambda lm, bank, **kw: argparse.Namespace(kind="k")
+    )
     monkeypatch.setattr("halluscan.models.load_model", lambda *a, **kw: None)
     base = ["score", "--question", "Q?", "--out", str(tmp_path)]
-    for extra, want in (([], "own"), (["--answer", "A"], "given"), (["--answer", "A", "--bank", "own"], "own"),
-                        (["--bank", "given"], "given")):  # fmt: skip
+    for extra, want in (
+        ([], "own"),
+        (["--answer", "A"], "given"),
+        (["--answer", "A", "--bank", "own"], "own"),
+        (["--bank", "given"], "given"),
+    ):
         assert main([*base, *extra]) == 0
         assert picked.pop() == want, extra
     assert main([*base, "--bank", "theirs"]) == 2
@@ -241,7 +361,10 @@ def test_score_chooses_the_bank_by_what_it_is_given(tiny, monkeypatch, tmp_path)
 def test_a_label_needs_an_answer_and_a_known_value(tiny, tmp_path, capsys):
     for row, msg in (
         ({"question": "Q?", "label": True}, 'row 1 has a "label" but no "answer"'),
-        ({"question": "Q?", "answer": "A", "label": "maybe"}, "row 1: \"label\" is 'maybe'; give true/false or 1/0"),
+        (
+            {"question": "Q?", "answer": "A", "label": "maybe"},
+            "row 1: \"label\" is 'maybe'; give true/false or 1/0",
+        ),
     ):
         p = tmp_path / "x.jsonl"
         p.write_text(json.dumps(row) + "\n")
@@ -250,13 +373,24 @@ def test_a_label_needs_an_answer_and_a_known_value(tiny, tmp_path, capsys):
 
 
 def test_a_suite_runs_a_study_per_dataset_and_resumes(tiny, capsys):
-    """Issue 14: `halluscan suite` (here on two copies of the tiny CSV), its files, transfer, and resume."""
+    """Issue 14.
+
+    `halluscan suite` (here on two copies of the tiny CSV), its files, transfer, and resume.
+    """
     import shutil
 
-    from halluscan.runs import RunDir
+    from halluscan.study.runs import RunDir
 
     shutil.copy(tiny / "q.csv", tiny / "q2.csv")
-    flags = ["--model", str(tiny / "model"), "--runs-dir", str(tiny / "suites"), "--folds", "3", "--no-given-bank"]
+    flags = [
+        "--model",
+        str(tiny / "model"),
+        "--runs-dir",
+        str(tiny / "suites"),
+        "--folds",
+        "3",
+        "--no-given-bank",
+    ]
     flags += ["--stop", "none", "--max-new-tokens", "3", "--batch-size", "8", "--quiet"]
     args = ["suite", "--name", "s", "--datasets", str(tiny / "q.csv"), str(tiny / "q2.csv"), *flags]
     assert main(args) == 0
@@ -264,8 +398,13 @@ def test_a_suite_runs_a_study_per_dataset_and_resumes(tiny, capsys):
     s = json.loads(root.suite_json.read_text())
     assert list(s["datasets"]) == ["q", "q2"] and s["transfer"]["runs"] == ["q", "q2"]
     d = s["datasets"]["q"]
-    assert d["best_cell"]["position"].startswith("exact_answer") and "logprob_mean_response" in d["baselines"]
-    assert len(s["transfer"]["best_auc"]) == 2 and all(v is not None for row in s["transfer"]["best_auc"] for v in row)
+    assert (
+        d["best_cell"]["position"].startswith("exact_answer")
+        and "logprob_mean_response" in d["baselines"]
+    )
+    assert len(s["transfer"]["best_auc"]) == 2 and all(
+        v is not None for row in s["transfer"]["best_auc"] for v in row
+    )
     assert "Do the probes transfer?" in root.suite_html.read_text()
     assert "q: accuracy" in capsys.readouterr().out
     assert main(args) == 0  # finished studies are not run again

@@ -1,4 +1,7 @@
-"""The GPU path (issue 12): its benchmark's --tiny run, and the CUDA checks that run where a GPU is."""
+"""The GPU path (issue 12).
+
+Its benchmark's --tiny run, and the CUDA checks that run where a GPU is.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +38,9 @@ def test_the_gpu_benchmark_runs_tiny_on_the_cpu(tmp_path):
     for key in KEYS:
         assert isinstance(res[key], float) and math.isfinite(res[key]) and res[key] > 0, key
     assert res["device"] == "cpu" and res["study_stored"] == res["study_questions"]
-    assert res["sweep"]["max_abs_auc_diff_device_vs_cpu"] == 0.0  # the same device: the same numbers
+    assert (
+        res["sweep"]["max_abs_auc_diff_device_vs_cpu"] == 0.0
+    )  # the same device: the same numbers
 
 
 def test_auto_is_the_cpu_in_float32_without_a_gpu(monkeypatch):
@@ -51,11 +56,13 @@ def test_auto_is_the_cpu_in_float32_without_a_gpu(monkeypatch):
 
 def test_device_and_dtype_flags_reach_the_config_and_the_provenance(tmp_path):
     from halluscan.cli import build_parser
-    from halluscan.config import config_from_args
     from halluscan.models import load_model
+    from halluscan.study.config import config_from_args
     from tests.conftest import tiny_folder
 
-    cfg = config_from_args(build_parser().parse_args(["run", "--device", "cpu", "--dtype", "bfloat16"]))
+    cfg = config_from_args(
+        build_parser().parse_args(["run", "--device", "cpu", "--dtype", "bfloat16"])
+    )
     assert (cfg.device, cfg.dtype, cfg.probe_device) == ("cpu", "bfloat16", "")
     lm = load_model(str(tiny_folder(tmp_path / "m")), device=cfg.device, dtype=cfg.dtype)
     prov = lm.provenance()
@@ -73,12 +80,16 @@ def test_the_sweep_on_the_gpu_equals_the_cpu_within_0_002_auc():
     n, layers, d = 400, 6, 256
     y = (torch.rand(n, generator=g) < 0.4).numpy().astype(np.int64)
     x = torch.randn(n, layers, d, generator=g)
-    x[:, :, :4] += torch.from_numpy(y)[:, None, None] * torch.linspace(0, 1.5, layers)[None, :, None]
+    x[:, :, :4] += (
+        torch.from_numpy(y)[:, None, None] * torch.linspace(0, 1.5, layers)[None, :, None]
+    )
     valid = np.ones((n, 2), bool)
     groups = [str(i) for i in range(n)]
     kw = dict(c=0.05, folds=5, seed=0)
     cpu = sweep(lambda _p: x, valid, y, groups, list(range(layers)), ["a", "b"], **kw)
-    gpu = sweep(lambda _p: x, valid, y, groups, list(range(layers)), ["a", "b"], device="cuda", **kw)
+    gpu = sweep(
+        lambda _p: x, valid, y, groups, list(range(layers)), ["a", "b"], device="cuda", **kw
+    )
     assert np.nanmax(np.abs(cpu.auc - gpu.auc)) <= 0.002
 
 

@@ -25,13 +25,17 @@ def test_normalize_folds_case_accents_punctuation_articles():
 
 
 def test_accents_and_case_are_folded():
-    q = Question("1", "What is the capital of Colombia?", "Bogotá", ("Bogotá",), "capital_of_country")
+    q = Question(
+        "1", "What is the capital of Colombia?", "Bogotá", ("Bogotá",), "capital_of_country"
+    )
     g = grader().grade(q, gen("The capital of Colombia is BOGOTA."))
     assert g.correct and g.exact_text == "BOGOTA"
 
 
 def test_whole_words_only():
-    q = Question("2", "Niamey is the capital of which country?", "Niger", ("Niger",), "country_of_capital")
+    q = Question(
+        "2", "Niamey is the capital of which country?", "Niger", ("Niger",), "country_of_capital"
+    )
     g = grader().grade(q, gen("Niamey is the capital of Nigeria."))
     assert not g.correct
     assert g.exact_text == "Nigeria"  # located like any answer, by the same rule
@@ -40,7 +44,9 @@ def test_whole_words_only():
 
 
 def test_aliases_that_repeat_the_question_are_dropped():
-    q = Question("10", "What is the capital of Kuwait?", "Kuwait City", ("Kuwait City", "Kuwait"), "custom")
+    q = Question(
+        "10", "What is the capital of Kuwait?", "Kuwait City", ("Kuwait City", "Kuwait"), "custom"
+    )
     assert not grader().grade(q, gen("The capital of Kuwait is Jahra.")).correct
     assert grader().grade(q, gen("It is Kuwait City.")).correct
 
@@ -59,7 +65,9 @@ def test_aliases_count():
 
 
 def test_wrong_answer_outside_the_relation_is_located_by_entity_or_fallback():
-    q = Question("5", "What is the capital of Colombia?", "Bogotá", ("Bogotá",), "capital_of_country")
+    q = Question(
+        "5", "What is the capital of Colombia?", "Bogotá", ("Bogotá",), "capital_of_country"
+    )
     g = grader().grade(q, gen("The capital of Colombia is Medellín."))
     assert not g.correct and g.exact_text == "Medellín" and g.locator == "entity"
     g2 = grader().grade(q, gen("The capital of Colombia is Zorbania City."))
@@ -67,7 +75,9 @@ def test_wrong_answer_outside_the_relation_is_located_by_entity_or_fallback():
 
 
 def test_question_words_are_skipped():
-    q = Question("6", "Paris is the capital of which country?", "France", ("France",), "country_of_capital")
+    q = Question(
+        "6", "Paris is the capital of which country?", "France", ("France",), "country_of_capital"
+    )
     g = grader().grade(q, gen("Paris is the capital of France."))
     assert g.exact_text == "France"
 
@@ -75,19 +85,27 @@ def test_question_words_are_skipped():
 def test_class_blind_uses_the_same_rule_for_both_classes():
     # The locator does not look at the gold answer: the same response gets the same span
     # whether it is graded right or wrong.
-    right = Question("7", "What is the capital of France?", "Paris", ("Paris",), "capital_of_country")
+    right = Question(
+        "7", "What is the capital of France?", "Paris", ("Paris",), "capital_of_country"
+    )
     wrong = Question("8", "What is the capital of France?", "Lyon", ("Lyon",), "capital_of_country")
     text = "I think it is Paris."
     a, b = grader().grade(right, gen(text)), grader().grade(wrong, gen(text))
     assert a.correct and not b.correct
-    assert a.exact_span == b.exact_span and a.exact_text == "Paris" and a.locator == b.locator == "relation"
+    assert (
+        a.exact_span == b.exact_span
+        and a.exact_text == "Paris"
+        and a.locator == b.locator == "relation"
+    )
     # a hedged answer: class-blind takes the earliest answer-type entity, asymmetric the alias
     hedged = gen("Lyon, or maybe Paris.")
     c = grader().grade(right, hedged)
     d = grader("asymmetric").grade(right, hedged)
     assert c.correct and d.correct
     assert c.exact_text == "Lyon" and d.exact_text == "Paris" and d.locator == "alias"
-    assert grader("asymmetric").grade(wrong, gen(text)).exact_text == "Paris"  # wrong ones use the rule
+    assert (
+        grader("asymmetric").grade(wrong, gen(text)).exact_text == "Paris"
+    )  # wrong ones use the rule
 
 
 def test_nothing_to_locate():

@@ -7,7 +7,18 @@ from halluscan.models.sites import site_table
 
 from .conftest import tiny_model
 
-FAMILIES = ["llama", "gpt2", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "mistral", "phi3", "gpt_neox"]
+FAMILIES = [
+    "llama",
+    "gpt2",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "mistral",
+    "phi3",
+    "gpt_neox",
+]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -58,5 +69,7 @@ def test_stop_early_skips_later_layers_and_hooks_are_removed():
 def test_unknown_architecture_names_the_table():
     model = tiny_model("llama")
     model.config.model_type = "mystery"
-    with pytest.raises(HalluscanError, match=r"'mystery'.*SITE_TABLES in halluscan/models/sites.py"):
+    with pytest.raises(
+        HalluscanError, match=r"'mystery'.*SITE_TABLES in halluscan/models/sites.py"
+    ):
         site_table(model)

@@ -1,4 +1,7 @@
-"""Model loading: the GGUF conversion cache (conversion faked with a tiny model; no real GGUF needed)."""
+"""Model loading.
+
+The GGUF conversion cache (conversion faked with a tiny model; no real GGUF needed).
+"""
 
 import json
 
@@ -12,7 +15,10 @@ from .conftest import tiny_model
 
 @pytest.fixture
 def fake_gguf(tmp_path, monkeypatch):
-    """A .gguf path whose 'conversion' yields the tiny llama; records the dtype each conversion asked for."""
+    """A .gguf path whose 'conversion' yields the tiny llama.
+
+    Records the dtype each conversion asked for.
+    """
     import transformers as tf
 
     monkeypatch.setenv("HALLUSCAN_CACHE", str(tmp_path / "cache"))
@@ -49,7 +55,12 @@ def test_gguf_cache_is_float32_whatever_dtype_comes_first(fake_gguf):
     full = loading.load_model(str(path), dtype="float32")
     assert conversions == [torch.float32]  # the cache is reused
     want = tiny_model("llama").state_dict()
-    for k, v in full.model.state_dict().items():  # exactly the float32 weights, not bfloat16 ones cast back up
+    for (
+        k,
+        v,
+    ) in (
+        full.model.state_dict().items()
+    ):  # exactly the float32 weights, not bfloat16 ones cast back up
         assert v.dtype == torch.float32 and torch.equal(v, want[k]), k
 
 
@@ -62,7 +73,9 @@ def test_a_cache_in_another_dtype_is_converted_again(fake_gguf):
     (cache / "config.json").write_text(json.dumps(cfg))
     lm = loading.load_model(str(path))
     assert len(conversions) == 2 and loading._cache_dtype(cache) == "float32"
-    assert [p.name for p in (loading.cache_root() / "models").iterdir()] == [cache.name]  # nothing stale left
+    assert [p.name for p in (loading.cache_root() / "models").iterdir()] == [
+        cache.name
+    ]  # nothing stale left
     assert torch.equal(lm.model.lm_head.weight, tiny_model("llama").lm_head.weight)
 
 
@@ -73,8 +86,12 @@ def tiny_opt_folder(folder):
 
     tok = Tokenizer(models.WordLevel({"<unk>": 0, "Q": 1, "A": 2}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tf.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<unk>").save_pretrained(folder)
-    shape = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, ffn_dim=32, vocab_size=8)
+    tf.PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", eos_token="<unk>"
+    ).save_pretrained(folder)
+    shape = dict(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, ffn_dim=32, vocab_size=8
+    )
     cfg = tf.OPTConfig(**shape, max_position_embeddings=32, word_embed_proj_dim=16)
     tf.AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
     return folder
@@ -85,13 +102,20 @@ def test_unsupported_architecture_is_refused_before_a_run_folder_exists(tmp_path
     from halluscan.errors import HalluscanError
 
     model = tiny_opt_folder(tmp_path / "opt")
-    with pytest.raises(HalluscanError, match="architecture 'opt' has no hook-site table; add an entry to SITE_TABLES"):
+    with pytest.raises(
+        HalluscanError,
+        match="architecture 'opt' has no hook-site table; add an entry to SITE_TABLES",
+    ):
         loading.load_model(str(model))
     qs = tmp_path / "q.csv"
-    qs.write_text("question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10)))  # enough for 5 folds
+    qs.write_text(
+        "question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10))
+    )  # enough for 5 folds
     runs = tmp_path / "runs"
     capsys.readouterr()  # drop transformers' progress bars from saving the model
-    code = main(["run", "--model", str(model), "--dataset", str(qs), "--runs-dir", str(runs), "--quiet"])
+    code = main(
+        ["run", "--model", str(model), "--dataset", str(qs), "--runs-dir", str(runs), "--quiet"]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "architecture 'opt' has no hook-site table" in err
     assert not runs.exists()

@@ -45,5 +45,7 @@ def test_token_span_on_a_known_string():
 
 
 def test_unknown_position_lists_valid_ones():
-    with pytest.raises(HalluscanError, match=r"unknown position 'exact_last'; valid positions: last_q, .*-1"):
+    with pytest.raises(
+        HalluscanError, match=r"unknown position 'exact_last'; valid positions: last_q, .*-1"
+    ):
         check_position_names(["last_q", "exact_last"])

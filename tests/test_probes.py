@@ -5,7 +5,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from halluscan.errors import HalluscanError
-from halluscan.probes import LinearProbe
+from halluscan.probes import Features, LinearProbe
 from halluscan.probes.logreg import fit_logreg
 from halluscan.probes.sweep import auc_rows, folds_for, metadata_prior_auc, sweep
 
@@ -37,7 +37,10 @@ def test_batched_fit_agrees_with_sklearn():
         ours = auc_rows((torch.einsum("cnd,cd->cn", b, w[:, 0]) + bias[:, :1]).numpy(), y[te])
         ref = [
             roc_auc_score(
-                y[te], LogisticRegression(C=c, max_iter=2000).fit(a[k].numpy(), y[tr]).decision_function(b[k].numpy())
+                y[te],
+                LogisticRegression(C=c, max_iter=2000)
+                .fit(a[k].numpy(), y[tr])
+                .decision_function(b[k].numpy()),
             )
             for k in range(4)
         ]
@@ -51,14 +54,12 @@ def test_sweep_finds_the_informative_cell_and_golden_auc():
     valid = np.ones((400, 2), bool)
     valid[:50, 1] = False
     res = sweep(
-        lambda p: xt if p == "a" else -xt,
-        valid,
+        Features((0, 1, 2), ("a", "b"), valid, lambda p: xt if p == "a" else -xt),
         y,
         [str(i) for i in range(400)],
-        [0, 1, 2],
-        ["a", "b"],
         folds=5,
         seed=0,
+        c=1.0,
     )
     assert res.n == [400, 350]
     assert res.best("a")[0] == 2 and res.best("b")[0] == 2
@@ -74,14 +75,18 @@ def test_grouped_folds_keep_a_question_on_one_side():
 
 
 def test_too_few_examples_in_a_class_is_a_clear_error():
-    with pytest.raises(HalluscanError, match="only 2 examples in the smaller class, fewer than 5 folds"):
+    with pytest.raises(
+        HalluscanError, match="only 2 examples in the smaller class, fewer than 5 folds"
+    ):
         folds_for(np.array([0] * 20 + [1] * 2), [str(i) for i in range(22)], 5, 0)
 
 
 def test_metadata_prior_auc():
     cats = ["a"] * 100 + ["b"] * 100
     y = np.array([1] * 80 + [0] * 20 + [1] * 20 + [0] * 80)
-    assert metadata_prior_auc(cats, y, [str(i) for i in range(200)], 5, 0) == pytest.approx(0.8, abs=0.02)
+    assert metadata_prior_auc(cats, y, [str(i) for i in range(200)], 5, 0) == pytest.approx(
+        0.8, abs=0.02
+    )
 
 
 def test_linear_probe_estimator_basics():
@@ -108,9 +113,15 @@ def test_probe_bank_round_trip_matches_per_layer_probes(tmp_path):
     from halluscan.probes import ProbeBank
 
     x, y = synthetic(n=200, cells=3)
-    bank = ProbeBank.fit(torch.from_numpy(x), y, [0, 1, 2], "exact_answer_last", c=1.0, meta={"site": "residual"})
+    bank = ProbeBank.fit(
+        torch.from_numpy(x), y, [0, 1, 2], "exact_answer_last", c=1.0, meta={"site": "residual"}
+    )
     back = ProbeBank.load(bank.save(tmp_path / "bank"))
-    assert back.layers == [0, 1, 2] and back.position == "exact_answer_last" and back.meta["site"] == "residual"
+    assert (
+        back.layers == [0, 1, 2]
+        and back.position == "exact_answer_last"
+        and back.meta["site"] == "residual"
+    )
     z = back.decision_function(torch.from_numpy(x))  # [n, layer]
     torch.testing.assert_close(z, bank.decision_function(torch.from_numpy(x)))
     ref = LinearProbe(C=1.0).fit(x[:, 2], y).decision_function(x[:, 2])
@@ -126,14 +137,19 @@ def test_degenerate_inputs_are_handled_not_crashed():
     valid = np.ones((200, 3), bool)
     valid[:, 2] = y == 1  # only one class at the third position
     valid[5:, 1] = False  # only 5 examples at the second
-    res = sweep(lambda p: xt, valid, y, [str(i) for i in range(200)], [0, 1, 2], ["a", "b", "c"], folds=5)
+    res = sweep(
+        Features((0, 1, 2), ("a", "b", "c"), valid, lambda p: xt),
+        y,
+        [str(i) for i in range(200)],
+        folds=5,
+    )
     assert np.isfinite(res.auc[:, 0]).all()
     assert np.isnan(res.auc[:, 1]).all() and np.isnan(res.auc[:, 2]).all()
     assert res.n == [200, 5, int(y.sum())] and res.best("c")[0] == -1 and np.isnan(res.best("c")[1])
 
 
 def test_fit_logreg_folds_match_sklearn_per_fold_with_odd_features():
-    """Every fold of every problem equals sklearn's StandardScaler + LogisticRegression on that fold."""
+    """Every fold of every problem equals sklearn's StandardScaler + LogisticRegression there."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -149,11 +165,15 @@ def test_fit_logreg_folds_match_sklearn_per_fold_with_odd_features():
     w, b = fit.raw()
     for p in range(3):
         for f, (tr, _) in enumerate(splits):
-            ref = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, tol=1e-8, max_iter=5000))
+            ref = make_pipeline(
+                StandardScaler(), LogisticRegression(C=0.05, tol=1e-8, max_iter=5000)
+            )
             ref.fit(x[tr, p], y[tr])
             ours = x[:, p] @ w[p, f].numpy() + float(b[p, f])
             assert np.allclose(ours, ref.decision_function(x[:, p]), atol=2e-3)
-            assert np.allclose(fit.logits[p, f].numpy(), ours, atol=1e-3)  # logits kept along the way
+            assert np.allclose(
+                fit.logits[p, f].numpy(), ours, atol=1e-3
+            )  # logits kept along the way
 
 
 def test_fit_logreg_shrinking_batch_keeps_early_results():

@@ -1,4 +1,7 @@
-"""A study on a local Ray instance (2 workers x 1 CPU, a tiny model): same results as one process, faults."""
+"""A study on a local Ray instance (2 workers x 1 CPU, a tiny model).
+
+Same results as one process, faults.
+"""
 
 from __future__ import annotations
 
@@ -32,18 +35,31 @@ def tiny(tmp_path_factory):
 
 
 def _study(tiny: Path, name: str, **over):
-    """(settings, model, questions, store, given answers and their store) of a fresh study ``name``."""
-    from halluscan import givenbank, runs
-    from halluscan.config import StudyConfig
+    """The context, store and given answers (with their store) of a fresh study ``name``."""
     from halluscan.data import select_questions
-    from halluscan.engine.store import ActivationStore
     from halluscan.models import load_model
-    from halluscan.runs import RunDir
-    from halluscan.settings import StudySettings
+    from halluscan.store import ActivationStore
+    from halluscan.study import given as givenbank
+    from halluscan.study import runs
+    from halluscan.study.config import StudyConfig
+    from halluscan.study.context import StudySettings
+    from halluscan.study.runs import RunDir
 
-    cfg = StudyConfig(model=str(tiny / "model"), dataset=str(tiny / "q.csv"), runs_dir=str(tiny / "runs"), name=name,
-                      batch_size=4, stop="none", max_new_tokens=3, store_dtype="float32", folds=3, quiet=True,
-                      ray="local", workers=2, **over)  # fmt: skip
+    cfg = StudyConfig(
+        model=str(tiny / "model"),
+        dataset=str(tiny / "q.csv"),
+        runs_dir=str(tiny / "runs"),
+        name=name,
+        batch_size=4,
+        stop="none",
+        max_new_tokens=3,
+        store_dtype="float32",
+        folds=3,
+        quiet=True,
+        ray="local",
+        workers=2,
+        **over,
+    )
     settings = StudySettings.build(cfg)
     lm = load_model(cfg.model)
     qs = select_questions(settings.dataset, 0, cfg.seed)
@@ -56,7 +72,7 @@ def _study(tiny: Path, name: str, **over):
 
 
 def _by_id(store) -> dict[str, tuple[dict, np.ndarray]]:
-    """Each stored example's record and its activations, by id (checks that no id is stored twice)."""
+    """Each stored example's record and activations, by id (checks that no id is stored twice)."""
     recs = store.examples()
     ids = [r["qid"] for r in recs]
     assert len(ids) == len(set(ids)), "an id was stored twice"
@@ -65,7 +81,10 @@ def _by_id(store) -> dict[str, tuple[dict, np.ndarray]]:
 
 
 def _same(a, b) -> None:
-    """Two stores hold the same examples: equal records (greedy answers, grades, positions), close activations."""
+    """Two stores hold the same examples.
+
+    Equal records (greedy answers, grades, positions), close activations.
+    """
     x, y = _by_id(a), _by_id(b)
     assert set(x) == set(y)
     for qid, (rec, act) in x.items():
@@ -73,7 +92,9 @@ def _same(a, b) -> None:
         assert {k: v for k, v in rec.items() if k not in ("token_logprobs", "token_entropies")} == {
             k: v for k, v in other.items() if k not in ("token_logprobs", "token_entropies")
         }
-        np.testing.assert_allclose(rec.get("token_logprobs", []), other.get("token_logprobs", []), atol=1e-4)
+        np.testing.assert_allclose(
+            rec.get("token_logprobs", []), other.get("token_logprobs", []), atol=1e-4
+        )
         np.testing.assert_allclose(act, act2, rtol=1e-4, atol=1e-5)
 
 
@@ -83,14 +104,16 @@ def test_a_ray_study_stores_what_one_process_stores(cluster, tiny, write):
     from halluscan.cluster.sweep import sweep_on_ray
     from halluscan.engine.collect import collect
     from halluscan.probes.sweep import sweep_store, wrong_labels
-    from halluscan.runs import study_examples
+    from halluscan.study.runs import study_examples
 
     settings, lm, qs, one, given_one = _study(tiny, f"one_{write}")
     collect(settings, lm, qs, one, given_one)
     settings, lm, qs, on_ray, given_ray = _study(tiny, f"ray_{write}", ray_write=write)
     stats = collect_on_ray(settings, lm, qs, on_ray, given_ray)
     assert stats.chunks == 2 * len(qs) // 4  # a chunk per batch, and one of given answers per batch
-    assert len(stats.questions) == 2 and sum(stats.questions.values()) == len(qs)  # both workers took shards
+    assert len(stats.questions) == 2 and sum(stats.questions.values()) == len(
+        qs
+    )  # both workers took shards
     _same(one, on_ray)
     _same(given_one[1], given_ray[1])
     files = {p.name for p in on_ray.root.rglob("*") if p.is_file()} - {"manifest.json"}
@@ -113,7 +136,7 @@ def _complete(store, want: list[str]) -> None:
 
 @pytest.mark.parametrize("restart", [True, False], ids=["restarted", "gone-for-good"])
 def test_a_worker_killed_mid_run_loses_and_repeats_nothing(cluster, tiny, restart):
-    """A crash (Ray restarts the actor and retries its shards) or a worker gone for good (the other takes them)."""
+    """A crash (Ray restarts the actor and retries its shards), or a worker gone for good."""
     import signal
 
     from halluscan.cluster.driver import IN_FLIGHT, collect_on_ray
@@ -124,11 +147,17 @@ def test_a_worker_killed_mid_run_loses_and_repeats_nothing(cluster, tiny, restar
     def kill_one(workers, stats):
         if killed:
             return
-        host = next(iter(stats.questions))  # a worker whose shard was just committed: it has more in flight
+        host = next(
+            iter(stats.questions)
+        )  # a worker whose shard was just committed: it has more in flight
         killed.append(host)
-        if restart:  # the process dies at once, whatever it is doing: Ray restarts it and retries its shards
+        if (
+            restart
+        ):  # the process dies at once, whatever it is doing: Ray restarts it and retries its shards
             os.kill(int(host.split(":")[1]), signal.SIGKILL)
-        else:  # at once, no restart: its shards in flight (each worker has some) fail, and the other takes them
+        # at once, no restart: its shards in flight (each worker has some) fail, and the other takes
+        # them
+        else:
             ray.kill(workers[0], no_restart=True)
 
     stats = collect_on_ray(settings, lm, qs, store, given, on_commit=kill_one)
@@ -146,7 +175,10 @@ from halluscan import cli
 from halluscan.cluster import driver
 run = driver.collect_on_ray
 def killed_after_three(*a, **k):
-    return run(*a, on_commit=lambda w, s: os.kill(os.getpid(), signal.SIGKILL) if s.chunks >= 3 else None, **k)
+    def die(_w, s):
+        return os.kill(os.getpid(), signal.SIGKILL) if s.chunks >= 3 else None
+
+    return run(*a, on_commit=die, **k)
 driver.collect_on_ray = killed_after_three
 sys.exit(cli.main(sys.argv[1:]))
 """
@@ -154,25 +186,53 @@ sys.exit(cli.main(sys.argv[1:]))
 
 def test_a_driver_killed_with_sigkill_resumes_at_the_first_uncommitted_shard(cluster, tiny):
     from halluscan.cli import main
-    from halluscan.engine.store import ActivationStore
+    from halluscan.store import ActivationStore
 
-    args = ["run", "--name", "sigkill", "--model", str(tiny / "model"), "--dataset", str(tiny / "q.csv"),
-            "--runs-dir", str(tiny / "runs"), "--stop", "none", "--max-new-tokens", "3", "--batch-size", "4",
-            "--folds", "3", "--quiet", "--no-p-true", "--ray", cluster, "--workers", "2"]  # fmt: skip
+    args = [
+        "run",
+        "--name",
+        "sigkill",
+        "--model",
+        str(tiny / "model"),
+        "--dataset",
+        str(tiny / "q.csv"),
+        "--runs-dir",
+        str(tiny / "runs"),
+        "--stop",
+        "none",
+        "--max-new-tokens",
+        "3",
+        "--batch-size",
+        "4",
+        "--folds",
+        "3",
+        "--quiet",
+        "--no-p-true",
+        "--ray",
+        cluster,
+        "--workers",
+        "2",
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.run([sys.executable, "-c", DRIVER, *args], env=env, capture_output=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, *args], env=env, capture_output=True, timeout=240
+    )
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     store = tiny / "runs" / "sigkill" / "store"
     before = json.loads((store / "manifest.json").read_text())["chunks"]
     assert 1 <= len(before) < 18  # killed mid-run, with some shards committed
     assert main(args) == 0
     after = ActivationStore.open(store)
-    assert [c["name"] for c in after._manifest["chunks"][: len(before)]] == [c["name"] for c in before]
+    assert [c["name"] for c in after._manifest["chunks"][: len(before)]] == [
+        c["name"] for c in before
+    ]
     ids = [r["qid"] for r in after.examples()]
     assert len(ids) == len(set(ids)) == 72
     given = ActivationStore.open(tiny / "runs" / "sigkill" / "store_given")
     gids = [r["qid"] for r in given.examples()]
-    assert len(gids) == len(set(gids)) == 144  # a gold and a false answer per question, each stored once
+    assert (
+        len(gids) == len(set(gids)) == 144
+    )  # a gold and a false answer per question, each stored once
     for st in (after, given):  # no file that no manifest names is left behind
         files = {p.name for p in st.root.rglob("*") if p.is_file()} - {"manifest.json"}
         assert files <= {f"{c}.{e}" for c in st.chunk_names for e in ("npy", "jsonl")}
@@ -183,28 +243,48 @@ def test_a_driver_killed_with_sigkill_resumes_at_the_first_uncommitted_shard(clu
 def test_ray_flags_and_their_checks():
     import argparse
 
-    from halluscan.config import StudyConfig, add_config_flags, config_from_args
     from halluscan.errors import HalluscanError
+    from halluscan.study.config import StudyConfig, add_config_flags, config_from_args
 
     p = argparse.ArgumentParser()
     add_config_flags(p)
     assert config_from_args(p.parse_args(["--ray"])).ray == "local"
     cfg = config_from_args(
-        p.parse_args(["--ray", "ray://head:10001", "--workers", "8", "--gpus-per-worker", "1", "--batch-size", "256"])
+        p.parse_args(
+            [
+                "--ray",
+                "ray://head:10001",
+                "--workers",
+                "8",
+                "--gpus-per-worker",
+                "1",
+                "--batch-size",
+                "256",
+            ]
+        )
     )
     assert (cfg.ray, cfg.workers, cfg.gpus_per_worker) == ("ray://head:10001", 8, 1.0)
     assert config_from_args(p.parse_args([])).ray == ""
-    bad_ones = ({"workers": 0}, {"cpus_per_worker": 0.0}, {"ray_write": "nfs"}, {"ray": "local", "gpus_per_worker": 1})
-    for bad in bad_ones:  # the last: the driver cannot size a GPU worker's batch, so it must be given
+    bad_ones = (
+        {"workers": 0},
+        {"cpus_per_worker": 0.0},
+        {"ray_write": "nfs"},
+        {"ray": "local", "gpus_per_worker": 1},
+    )
+    for (
+        bad
+    ) in bad_ones:  # the last: the driver cannot size a GPU worker's batch, so it must be given
         with pytest.raises(HalluscanError):
             replace(StudyConfig(), **bad).validate()
 
 
-def test_workers_the_cluster_cannot_place_are_refused_and_the_store_names_the_workers_device(cluster):
+def test_workers_the_cluster_cannot_place_are_refused_and_the_store_names_the_workers_device(
+    cluster,
+):
     from halluscan.cluster import worker_provenance
     from halluscan.cluster.driver import check_room
-    from halluscan.config import StudyConfig
     from halluscan.errors import HalluscanError
+    from halluscan.study.config import StudyConfig
 
     check_room(ray, StudyConfig(ray="local", workers=2))  # 2 x 1 CPU: fits the 2-CPU instance
     for too_many in ({"workers": 3}, {"workers": 1, "gpus_per_worker": 1.0, "batch_size": 8}):
@@ -212,7 +292,11 @@ def test_workers_the_cluster_cannot_place_are_refused_and_the_store_names_the_wo
             check_room(ray, StudyConfig(ray="local", **too_many))
     driver = {"model_id": "m", "device": "cpu", "dtype": "torch.float32"}
     gpu = StudyConfig(ray="local", gpus_per_worker=1.0, batch_size=8)
-    assert worker_provenance(driver, gpu) | {} == {"model_id": "m", "device": "cuda", "dtype": "torch.bfloat16"}
+    assert worker_provenance(driver, gpu) | {} == {
+        "model_id": "m",
+        "device": "cuda",
+        "dtype": "torch.bfloat16",
+    }
     assert worker_provenance(driver, replace(gpu, dtype="float16"))["dtype"] == "torch.float16"
     assert worker_provenance(driver, StudyConfig(ray="local")) == driver
 
@@ -228,5 +312,10 @@ def test_a_shard_that_fails_on_its_worker_is_a_one_line_error():
     msg = str(_task_error(Shard(3, []), Failed()))
     assert "shard 3" in msg and "CUDA out of memory" in msg and "run the same command again" in msg
     assert "\n" not in msg
-    Failed.cause = HalluscanError("models/x: no model here; check --model")  # halluscan's own: its message as is
-    assert str(_task_error(Shard(0, []), Failed())) == "on a Ray worker: models/x: no model here; check --model"
+    Failed.cause = HalluscanError(
+        "models/x: no model here; check --model"
+    )  # halluscan's own: its message as is
+    assert (
+        str(_task_error(Shard(0, []), Failed()))
+        == "on a Ray worker: models/x: no model here; check --model"
+    )

@@ -1,4 +1,4 @@
-"""Without Ray installed, ``--ray`` is a one-line error (this module runs whether Ray is there or not)."""
+"""Without Ray installed, ``--ray`` is a one-line error (this module runs with or without Ray)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,21 @@ def test_without_ray_the_flag_is_a_one_line_error(tmp_path, monkeypatch, capsys)
     tiny = peru_france(tmp_path, 4)
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
-    code = main(["run", "--name", "noray", "--model", str(tiny / "model"), "--dataset", str(tiny / "q.csv"),
-                 "--runs-dir", str(tiny / "runs"), "--quiet", "--ray"])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--name",
+            "noray",
+            "--model",
+            str(tiny / "model"),
+            "--dataset",
+            str(tiny / "q.csv"),
+            "--runs-dir",
+            str(tiny / "runs"),
+            "--quiet",
+            "--ray",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code != 0 and "pip install 'halluscan[ray]'" in err and len(err.splitlines()) == 1
     assert not (tiny / "runs" / "noray").exists()  # refused before anything was written

@@ -29,5 +29,9 @@ def test_example_record_round_trips():
         "token_starts": [0, 5],
     }
     assert list(rec) == list(rec.keys()) and Example.from_json(rec) == ex
-    old = {k: v for k, v in rec.items() if not k.startswith("token_")}  # a record from before the baselines
-    assert Example.from_json(old).token_logprobs == () and Example.from_json(old).response == "Paris."
+    old = {
+        k: v for k, v in rec.items() if not k.startswith("token_")
+    }  # a record from before the baselines
+    assert (
+        Example.from_json(old).token_logprobs == () and Example.from_json(old).response == "Paris."
+    )

@@ -1,11 +1,13 @@
-"""The HTML report: built from a metrics dict like the one ``run_study`` writes."""
+"""The HTML report: built from metrics read from JSON like the ``metrics.json`` a study writes."""
 
 import copy
 
 import pytest
 
+from halluscan.analyses.results import Metrics
 from halluscan.records import Span
 from halluscan.report.html import write_report
+from halluscan.study.metrics import from_json, to_json
 from tests.conftest import example
 
 
@@ -22,7 +24,15 @@ def metrics(positions=("last_q", "exact_answer_last")):
         "locator_agreement_correct": 1.0,
         "locator_rules": {"relation": 3, "none": 1},
         "stopped_by": {"sentence": 4},
-        "heatmap": {"site": "residual", "layers": [0, 1, 2], "positions": list(positions), "folds": 2},
+        "heatmap": {
+            "site": "residual",
+            "layers": [0, 1, 2],
+            "positions": list(positions),
+            "folds": 2,
+            "auc": [[0.5] * len(positions)] * 3,
+            "auc_std": [[0.01] * len(positions)] * 3,
+            "n_per_position": [4] * len(positions),
+        },
         "best_cells": {p: dict(cell) for p in positions},
         "controls": {"relation_prior_auc": 0.5, "layer0_exact_auc": 0.55, "layer0_last_q_auc": 0.5},
         "finding": {
@@ -50,7 +60,15 @@ EXAMPLES = [example(str(c), correct=c, exact_span=Span(0, 5) if c else None) for
 def report(tmp_path, m):
     png = tmp_path / "heatmap.png"
     png.write_bytes(b"\x89PNG fake")
-    return write_report(tmp_path / "report.html", m, EXAMPLES, png, "<div>plot</div>").read_text(encoding="utf-8")
+    record = from_json(Metrics, m)
+    return write_report(
+        tmp_path / "report.html", record, EXAMPLES, png, "<div>plot</div>"
+    ).read_text(encoding="utf-8")
+
+
+def test_metrics_round_trip_through_json():
+    m = metrics()
+    assert to_json(from_json(Metrics, m)) == {**m, "probe_bank": None, "timings_s": m["timings_s"]}
 
 
 def test_report_without_last_q_says_n_a(tmp_path):
@@ -63,7 +81,9 @@ def test_report_without_last_q_says_n_a(tmp_path):
     "edit",
     [
         lambda m: m["controls"].update(layer0_exact_auc=None, layer0_last_q_auc=float("nan")),
-        lambda m: m["finding"].update(best_exact_position="", best_exact_layer=-1, best_exact_auc=float("nan")),
+        lambda m: m["finding"].update(
+            best_exact_position="", best_exact_layer=-1, best_exact_auc=float("nan")
+        ),
         lambda m: m["best_cells"]["last_q"].update(auc=None, std=None, ci95=None),
         lambda m: m["best_cells"]["exact_answer_last"].update(std=float("nan"), ci95=[None, None]),
         lambda m: m.update(accuracy=None, locator_agreement_correct=None),
@@ -88,7 +108,9 @@ def test_a_failed_write_keeps_the_old_report_and_is_a_clear_error(tmp_path, monk
     monkeypatch.setattr(st.os, "replace", full)
     m = metrics()
     m["name"] = "second"
-    with pytest.raises(HalluscanError, match=r"could not write .*report.html: No space left on device"):
+    with pytest.raises(
+        HalluscanError, match=r"could not write .*report.html: No space left on device"
+    ):
         report(tmp_path, m)
     assert (tmp_path / "report.html").read_text(encoding="utf-8") == before
     assert not list(tmp_path.glob("*.tmp"))
@@ -98,4 +120,10 @@ def test_a_missing_heatmap_is_a_clear_error(tmp_path):
     from halluscan.errors import HalluscanError
 
     with pytest.raises(HalluscanError, match="could not read the heatmap"):
-        write_report(tmp_path / "report.html", metrics(), EXAMPLES, tmp_path / "nope.png", "")
+        write_report(
+            tmp_path / "report.html",
+            from_json(Metrics, metrics()),
+            EXAMPLES,
+            tmp_path / "nope.png",
+            "",
+        )

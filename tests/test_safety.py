@@ -1,4 +1,7 @@
-"""Issue 11: nothing lost, nothing silently wrong (locks, resume checks, bounded memory, one-line errors)."""
+"""Issue 11.
+
+Nothing lost, nothing silently wrong (locks, resume checks, bounded memory, one-line errors).
+"""
 
 from __future__ import annotations
 
@@ -15,8 +18,8 @@ import pytest
 import torch
 
 from halluscan.cli import main
-from halluscan.engine.store import ActivationStore
 from halluscan.errors import HalluscanError
+from halluscan.store import ActivationStore
 from tests.conftest import tiny_folder
 
 N_RACE = 600
@@ -94,9 +97,14 @@ def test_a_second_process_on_the_same_run_is_refused(tiny_study, capsys):
     wait_for(lambda: lock_pid(run) == first.pid, first, "the first run took the lock")
     code = main(run_args(tiny_study, "race"))  # while the first one generates
     err = capsys.readouterr().err.strip()
-    assert first.poll() is None, "the first run must still be working for this test to mean anything"
+    assert first.poll() is None, (
+        "the first run must still be working for this test to mean anything"
+    )
     assert code == 2 and err.count("\n") == 0 and "Traceback" not in err
-    assert f"is in use by process {first.pid} (halluscan run, since " in err and "use another --name" in err
+    assert (
+        f"is in use by process {first.pid} (halluscan run, since " in err
+        and "use another --name" in err
+    )
     out, ferr = first.communicate(timeout=300)
     assert first.returncode == 0, ferr
     check_store(run)
@@ -108,7 +116,9 @@ def test_a_run_killed_with_sigkill_leaves_no_lock_that_blocks_its_resume(tiny_st
     wait_for(lambda: committed(run) >= 2, first, "two chunks were committed")
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=60)
-    assert lock_pid(run) == first.pid and committed(run) < N_RACE // 8  # killed mid-way, its note left behind
+    assert (
+        lock_pid(run) == first.pid and committed(run) < N_RACE // 8
+    )  # killed mid-way, its note left behind
     assert main(run_args(tiny_study, "killed")) == 0, capsys.readouterr().err
     check_store(run)
 
@@ -123,38 +133,66 @@ def test_an_all_wrong_study_still_writes_its_report(tiny_study, capsys, caplog):
     assert "0 correct and 600 wrong" in why and "5 more correct answers are needed" in why
     html = (run / "report.html").read_text()
     assert "accuracy <b>0.000</b>" in html and "5 more correct answers are needed" in html
-    assert "What is the capital of Peru" in html and "Exact-answer location" in html  # the graded answers
+    assert (
+        "What is the capital of Peru" in html and "Exact-answer location" in html
+    )  # the graded answers
     assert not (run / "heatmap.png").exists()
     assert "warning: No probe heatmap" in caplog.text and "no probes (see the warning)" in out
 
 
 def test_a_damaged_chunk_is_refused_by_name_on_resume(tmp_path):
-    layout = {"positions": ["p"], "dtype": "float32", "sites": {"residual": {"layers": [0], "dims": [2]}}}
+    layout = {
+        "positions": ["p"],
+        "dtype": "float32",
+        "sites": {"residual": {"layers": [0], "dims": [2]}},
+    }
     store = ActivationStore.open_or_create(tmp_path / "s", key="k", layout=layout, provenance={})
     for c in range(2):
         store.append(
-            {"residual": torch.ones(2, 1, 1, 2)}, np.ones((2, 1), bool), [{"qid": f"{c}{i}"} for i in range(2)]
+            {"residual": torch.ones(2, 1, 1, 2)},
+            np.ones((2, 1), bool),
+            [{"qid": f"{c}{i}"} for i in range(2)],
         )
     with pytest.raises(ValueError, match="id\\(s\\) 00 are already stored"):
         store.append({"residual": torch.ones(1, 1, 1, 2)}, np.ones((1, 1), bool), [{"qid": "00"}])
     with pytest.raises(ValueError, match="id\\(s\\) x are already stored"):
-        store.append({"residual": torch.ones(2, 1, 1, 2)}, np.ones((2, 1), bool), [{"qid": "x"}, {"qid": "x"}])
+        store.append(
+            {"residual": torch.ones(2, 1, 1, 2)},
+            np.ones((2, 1), bool),
+            [{"qid": "x"}, {"qid": "x"}],
+        )
     data = (tmp_path / "s" / "residual" / "chunk_000001.npy").read_bytes()
-    (tmp_path / "s" / "residual" / "chunk_000001.npy").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    (tmp_path / "s" / "residual" / "chunk_000001.npy").write_bytes(
+        data[:-1] + bytes([data[-1] ^ 1])
+    )
     assert ActivationStore.open(tmp_path / "s").verify() == ["chunk_000001"]
-    with pytest.raises(HalluscanError, match=r"chunk chunk_000001 is damaged \(.*residual/chunk_000001.npy"):
+    with pytest.raises(
+        HalluscanError, match=r"chunk chunk_000001 is damaged \(.*residual/chunk_000001.npy"
+    ):
         ActivationStore.open_or_create(tmp_path / "s", key="k", layout=layout, provenance={})
 
 
 def test_the_batch_size_and_the_models_provenance_are_part_of_the_store_key():
-    from halluscan.config import StudyConfig
-    from halluscan.runs import store_key
+    from halluscan.study.config import StudyConfig
+    from halluscan.study.runs import store_key
 
     keys = {store_key({"m": 1}, "d", StudyConfig(batch_size=b)) for b in (16, 64)}
     assert len(keys) == 2
-    prov = {"model_id": "smollm2", "revision": "sha256:a", "dtype": "torch.float32", "device": "cpu"}
-    variants = [prov, {**prov, "dtype": "torch.bfloat16"}, {**prov, "revision": "sha256:b"}, {**prov, "device": "cuda"}]
-    assert len({store_key(p, "d", StudyConfig()) for p in variants}) == 4  # the same name, another model: refused
+    prov = {
+        "model_id": "smollm2",
+        "revision": "sha256:a",
+        "dtype": "torch.float32",
+        "device": "cpu",
+    }
+    variants = [
+        prov,
+        {**prov, "dtype": "torch.bfloat16"},
+        {**prov, "revision": "sha256:b"},
+        {**prov, "device": "cuda"},
+    ]
+    assert (
+        len({store_key(p, "d", StudyConfig()) for p in variants}) == 4
+    )  # the same name, another model: refused
 
 
 def one_line(capsys, *args: str) -> str:
@@ -185,10 +223,14 @@ def test_csv_quoting_errors_name_the_line_and_long_fields_are_read(tmp_path, cap
 
     bad = tmp_path / "bad.csv"
     bad.write_text('question,answer\nWhat is x?,1\n"What is y?,2\nQ3,3\n')
-    with pytest.raises(HalluscanError, match=r"bad.csv: line 3 is not valid CSV \(a quoted field is never closed\)"):
+    with pytest.raises(
+        HalluscanError, match=r"bad.csv: line 3 is not valid CSV \(a quoted field is never closed\)"
+    ):
         load_dataset(str(bad))
     bad.write_text('question,answer\nQ1,1\n"Q2"x,2\n')
-    with pytest.raises(HalluscanError, match=r"line 3 is not valid CSV \(',' expected after '\"'\)"):
+    with pytest.raises(
+        HalluscanError, match=r"line 3 is not valid CSV \(',' expected after '\"'\)"
+    ):
         load_dataset(str(bad))
     long = tmp_path / "long.csv"
     text = "word " * 40_000  # 200,000 characters, over the csv module's default field limit
@@ -199,7 +241,9 @@ def test_csv_quoting_errors_name_the_line_and_long_fields_are_read(tmp_path, cap
     dup.write_text("question,answer\nQ1,a\nQ2,b\nQ1,a\nQ1,c\n Q2 ,b\n")
     ds = load_dataset(str(dup))
     assert [(q.question, q.answer) for q in ds.questions] == [("Q1", "a"), ("Q2", "b"), ("Q1", "c")]
-    assert "dup.csv: dropped 2 row(s) that repeat an earlier row's question and answer" in caplog.text
+    assert (
+        "dup.csv: dropped 2 row(s) that repeat an earlier row's question and answer" in caplog.text
+    )
 
 
 def test_a_full_disk_while_saving_the_bank_or_a_figure_is_one_line(tmp_path, monkeypatch):
@@ -211,9 +255,13 @@ def test_a_full_disk_while_saving_the_bank_or_a_figure_is_one_line(tmp_path, mon
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(atomic.os, "replace", full)
-    with pytest.raises(HalluscanError, match=r"could not write .*probes.safetensors: No space left on device"):
+    with pytest.raises(
+        HalluscanError, match=r"could not write .*probes.safetensors: No space left on device"
+    ):
         random_bank().save(tmp_path / "bank")
-    with pytest.raises(HalluscanError, match=r"could not write .*heatmap.png: No space left on device"):
+    with pytest.raises(
+        HalluscanError, match=r"could not write .*heatmap.png: No space left on device"
+    ):
         heatmap.heatmap_png(np.full((2, 2), 0.7), [0, 1], ["a", "b"], tmp_path / "heatmap.png", "t")
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no temporary file is left behind
 
@@ -227,7 +275,10 @@ def test_no_warnings_from_our_calls_into_torch_or_transformers(tmp_path):
     from halluscan.records import GenerateOptions, Question
 
     lm = load_model(str(tiny_folder(tmp_path / "m")))
-    qs = [Question(str(i), f"What is the capital of {c}", "Lima", ("Lima",), "x") for i, c in enumerate(["Peru"] * 3)]
+    qs = [
+        Question(str(i), f"What is the capital of {c}", "Lima", ("Lima",), "x")
+        for i, c in enumerate(["Peru"] * 3)
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out = list(generate(lm, qs, GenerateOptions(batch_size=3, share_prefix=True), [0, 1]))
@@ -247,12 +298,17 @@ def test_interrupt_message_starts_its_own_line(capsys, monkeypatch):
     monkeypatch.setattr(cli, "cmd_positions", busy)
     assert cli.main(["positions"]) == 130
     err = capsys.readouterr().err
-    assert err.splitlines()[-1] == "halluscan: interrupted; completed batches are kept and a re-run resumes"
+    assert (
+        err.splitlines()[-1]
+        == "halluscan: interrupted; completed batches are kept and a re-run resumes"
+    )
 
 
 def test_a_reader_that_leaves_early_is_not_an_error():
     p = subprocess.Popen(
-        [sys.executable, "-m", "halluscan.cli", "positions"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "halluscan.cli", "positions"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     p.stdout.close()  # like `| head` exiting at once
     assert p.wait(timeout=60) == 0 and p.stderr.read() == b""
@@ -260,7 +316,7 @@ def test_a_reader_that_leaves_early_is_not_an_error():
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
 def test_attention_received_in_blocks_equals_the_full_matrix(monkeypatch, family):
-    """The hooks' block-by-block sums give what the full [layer, query, key] matrix gives, padding included."""
+    """The hooks' block-by-block sums equal the full [layer, query, key] matrix's (with padding)."""
     import halluscan.models.hooks as hooks
     from halluscan.engine.extract import forward_capture
     from halluscan.scan.attention import received, received_from_sums
@@ -272,7 +328,12 @@ def test_attention_received_in_blocks_equals_the_full_matrix(monkeypatch, family
     resps = [torch.randint(3, 100, (n,), generator=g).tolist() for n in (9, 4)]
     seqs = [p + r for p, r in zip(prompts, resps, strict=True)]
     k = max(map(len, resps))
-    rows = torch.tensor([[len(p) + min(j, len(r) - 1) for j in range(k)] for p, r in zip(prompts, resps, strict=True)])
+    rows = torch.tensor(
+        [
+            [len(p) + min(j, len(r) - 1) for j in range(k)]
+            for p, r in zip(prompts, resps, strict=True)
+        ]
+    )
     layers = [1, 2, 3]
     full = forward_capture(model, seqs, rows, {"attn_weights": layers}, 0)["attn_weights"]
     monkeypatch.setattr(hooks, "QUERY_BLOCK", 3)  # several blocks, one of them partly padding
@@ -280,7 +341,9 @@ def test_attention_received_in_blocks_equals_the_full_matrix(monkeypatch, family
     for i, (p, r) in enumerate(zip(prompts, resps, strict=True)):
         a, b = len(p), len(p) + len(r)
         want = received(full[i, :, : len(r)].mean(dim=2)[..., a:b])
-        torch.testing.assert_close(received_from_sums(sums[i, :, a:b]), want, equal_nan=True, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            received_from_sums(sums[i, :, a:b]), want, equal_nan=True, rtol=1e-5, atol=1e-6
+        )
 
 
 def test_an_answer_beyond_the_context_is_refused_in_one_line(tmp_path):
@@ -290,16 +353,24 @@ def test_an_answer_beyond_the_context_is_refused_in_one_line(tmp_path):
 
     lm = load_model(str(tiny_folder(tmp_path / "m")))  # a context of 64 positions
     scanner = Scanner(lm, random_bank())
-    with pytest.raises(HalluscanError, match=r"the prompt and answer are \d+ tokens, beyond .*context of 64 tokens"):
+    with pytest.raises(
+        HalluscanError, match=r"the prompt and answer are \d+ tokens, beyond .*context of 64 tokens"
+    ):
         scanner.score("What is the capital of Peru", " ".join(["Lima"] * 80))
-    assert scanner.score("What is the capital of Peru", " ".join(["Lima"] * 40)).activity.shape == (4, 40)
+    assert scanner.score("What is the capital of Peru", " ".join(["Lima"] * 40)).activity.shape == (
+        4,
+        40,
+    )
 
 
 def test_hostile_markup_in_user_text_is_drawn_literally(tmp_path):
     from halluscan.records import ScoreResult
     from halluscan.report import figures, heatmap
 
-    evil = '<b>bold</b> <a href="https://x.example">link</a> <span style="font-size:60px">big</span> $x^2$'
+    evil = (
+        '<b>bold</b> <a href="https://x.example">link</a> <span style="font-size:60px">big</span> '
+        "$x^2$"
+    )
     tokens = ["<b>", "Lima", "</b>", "$x$"]
     r = ScoreResult(
         question=evil,
@@ -321,15 +392,23 @@ def test_hostile_markup_in_user_text_is_drawn_literally(tmp_path):
         meta={},
     )
     figs = [figures.activity_figure([r]), figures.attention_figure(r)]
-    figs.append(heatmap.heatmap_figure(np.full((2, 2), 0.7), np.zeros((2, 2)), [1, 1], [0, 1], ["a", "b"], evil))
+    figs.append(
+        heatmap.heatmap_figure(
+            np.full((2, 2), 0.7), np.zeros((2, 2)), [1, 1], [0, 1], ["a", "b"], evil
+        )
+    )
     for fig in figs:
-        js = json.dumps(json.loads(fig.to_json()))  # plotly's JSON escapes "/" and "<"; compare the text itself
+        js = json.dumps(
+            json.loads(fig.to_json())
+        )  # plotly's JSON escapes "/" and "<"; compare the text itself
         for raw in ("<b>bold", "<a href", "<span style"):
             assert raw not in js
         assert "&lt;b&gt;bold&lt;/b&gt; &lt;a href=" in js
     ticks = figs[1].layout.xaxis.ticktext
     assert list(ticks) == ["&lt;b&gt;", "Lima", "&lt;/b&gt;", "$x$"]
     assert figs[0].data[0].customdata[0][0] == "&lt;b&gt;"  # hover text too
-    assert figs[0].layout.scene.xaxis.ticktext == tuple(tokens)  # 3D labels: plain text, entities would show
+    assert figs[0].layout.scene.xaxis.ticktext == tuple(
+        tokens
+    )  # 3D labels: plain text, entities would show
     for p in figures.activity_files([r], tmp_path) + figures.attention_files(r, tmp_path):
         assert p.stat().st_size > 1000

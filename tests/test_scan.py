@@ -45,7 +45,14 @@ def scanner(lm):
 
 def test_token_labels_are_the_texts_slices_without_markers():
     text = "The capital is Lima.\nOk"
-    assert token_labels(text, [0, 3, 11, 14, 19, 20]) == ["The", "capital", "is", "Lima", ".", "⏎Ok"]
+    assert token_labels(text, [0, 3, 11, 14, 19, 20]) == [
+        "The",
+        "capital",
+        "is",
+        "Lima",
+        ".",
+        "⏎Ok",
+    ]
     assert token_labels("a  b", [0, 1, 2]) == ["a", "␣", "b"]
 
 
@@ -53,9 +60,15 @@ def test_scores_have_the_specified_shapes_and_labels(scanner):
     r = scanner.score("What is the capital of Peru", "It is Lima .", relation="capital_of_country")
     assert r.tokens == ["It", "is", "Lima", "."]
     assert r.activity.shape == (4, 4) and r.attention.shape == (3, 4)  # layers 0..3; blocks 1..3
-    assert r.exact_answer == "Lima" and r.verdict_token == 2 and r.verdict_position == "exact_answer_last"
+    assert (
+        r.exact_answer == "Lima"
+        and r.verdict_token == 2
+        and r.verdict_position == "exact_answer_last"
+    )
     bank = scanner.bank
-    assert r.p_wrong == pytest.approx(float(torch.sigmoid(torch.tensor(r.activity[2, 2]))), abs=1e-6)
+    assert r.p_wrong == pytest.approx(
+        float(torch.sigmoid(torch.tensor(r.activity[2, 2]))), abs=1e-6
+    )
     assert r.verdict == ("hallucinated" if r.p_wrong >= 0.5 else "correct")
     js = r.to_json()
     assert {"verdict", "p_wrong", "tokens", "activity", "attention"} <= set(js)
@@ -87,28 +100,40 @@ def test_streaming_scores_equal_teacher_forcing(scanner):
     steps = list(scanner.stream("What is the capital of Peru"))
     assert 1 <= len(steps) <= 6
     forced = scanner.score_ids("What is the capital of Peru", [s.token_id for s in steps])
-    np.testing.assert_allclose(np.stack([s.activity for s in steps], axis=1), forced.activity, atol=1e-4)
+    np.testing.assert_allclose(
+        np.stack([s.activity for s in steps], axis=1), forced.activity, atol=1e-4
+    )
     li = scanner.bank.layers.index(scanner.layer)
     for t, s in enumerate(steps):
-        assert s.p_wrong == pytest.approx(float(torch.sigmoid(torch.tensor(forced.activity[li, t]))), abs=1e-4)
+        assert s.p_wrong == pytest.approx(
+            float(torch.sigmoid(torch.tensor(forced.activity[li, t]))), abs=1e-4
+        )
     assert scanner.score("What is the capital of Peru").response_ids == [s.token_id for s in steps]
 
 
 def test_standardised_activity_uses_the_training_statistics(lm):
     raw = Scanner(lm, random_bank()).score("What is the capital of Peru", "It is Lima .")
-    z = Scanner(lm, random_bank(), standardise=True).score("What is the capital of Peru", "It is Lima .")
+    z = Scanner(lm, random_bank(), standardise=True).score(
+        "What is the capital of Peru", "It is Lima ."
+    )
     np.testing.assert_allclose(z.activity, (raw.activity - 0.5) / 2.0, atol=1e-5)
-    assert z.p_wrong == pytest.approx(raw.p_wrong) and z.to_json()["activity_scale"].startswith("z-score")
+    assert z.p_wrong == pytest.approx(raw.p_wrong) and z.to_json()["activity_scale"].startswith(
+        "z-score"
+    )
 
 
 def test_attention_received_rows_are_normalised_per_layer():
-    w = torch.softmax(torch.randn(3, 5, 5).masked_fill(torch.ones(5, 5).triu(1).bool(), -1e9), dim=-1)
+    w = torch.softmax(
+        torch.randn(3, 5, 5).masked_fill(torch.ones(5, 5).triu(1).bool(), -1e9), dim=-1
+    )
     got = received(w)
     assert torch.isnan(got[:, -1]).all()
     want = torch.stack([torch.stack([w[k, j + 1 :, j].mean() for j in range(4)]) for k in range(3)])
     torch.testing.assert_close(got[:, :-1], want)
     n = normalise_layers(got)
-    assert torch.allclose(n[:, :-1].amax(-1), torch.ones(3)) and torch.allclose(n[:, :-1].amin(-1), torch.zeros(3))
+    assert torch.allclose(n[:, :-1].amax(-1), torch.ones(3)) and torch.allclose(
+        n[:, :-1].amin(-1), torch.zeros(3)
+    )
     one = received(w, query=2)  # from token 2: tokens after it cannot receive
     torch.testing.assert_close(one[:, :3], w[:, 2, :3])
     assert torch.isnan(one[:, 3:]).all()
@@ -132,11 +157,23 @@ def test_figures_share_one_colour_scale_and_label_tokens(scanner, tmp_path):
     for t in heatmaps:
         assert (t.zmin, t.zmax, t.zmid) == (-lim, lim, 0)
         assert list(t.y) == a.activity_layers
-    assert surfaces[0].colorscale[0][1] == "#1a9850" and surfaces[0].colorscale[-1][1] == "#d73027"  # green..red
-    assert list(fig.layout.xaxis.ticktext) == a.tokens and list(fig.layout.xaxis2.ticktext) == b.tokens
-    assert "It is Rome ." in fig.layout.annotations[0].text and "capital of France" in fig.layout.annotations[1].text
+    assert (
+        surfaces[0].colorscale[0][1] == "#1a9850" and surfaces[0].colorscale[-1][1] == "#d73027"
+    )  # green..red
+    assert (
+        list(fig.layout.xaxis.ticktext) == a.tokens and list(fig.layout.xaxis2.ticktext) == b.tokens
+    )
+    assert (
+        "It is Rome ." in fig.layout.annotations[0].text
+        and "capital of France" in fig.layout.annotations[1].text
+    )
     paths = plots.activity_files([a, b], tmp_path) + plots.attention_files(a, tmp_path)
-    assert sorted(p.name for p in paths) == ["activity.html", "activity.png", "attention.html", "attention.png"]
+    assert sorted(p.name for p in paths) == [
+        "activity.html",
+        "activity.png",
+        "attention.html",
+        "attention.png",
+    ]
     for p in paths:
         assert p.stat().st_size > 1000
     assert not list(tmp_path.glob(".*.tmp"))
@@ -175,7 +212,9 @@ def test_scanner_refuses_a_bank_that_does_not_fit(lm):
         "What is the capital of Peru", "It is Lima ."
     ).attention.shape == (3, 4)
     with pytest.raises(HalluscanError, match="generated no answer"):
-        Scanner(lm, random_bank(), generation=GenerateOptions(max_new_tokens=0)).score("What is the capital of Peru")
+        Scanner(lm, random_bank(), generation=GenerateOptions(max_new_tokens=0)).score(
+            "What is the capital of Peru"
+        )
 
 
 def test_score_cli_writes_score_json_and_figures(lm, tmp_path, capsys):
@@ -188,7 +227,10 @@ def test_score_cli_writes_score_json_and_figures(lm, tmp_path, capsys):
     q = ["--question", "What is the capital of Peru", "--answer", "It is Lima ."]
     assert main([*base, *q, "--out", str(out)]) == 0
     js = json.loads((out / "score.json").read_text())
-    assert js["tokens"] == ["It", "is", "Lima", "."] and js["verdict"] in ("hallucinated", "correct")
+    assert js["tokens"] == ["It", "is", "Lima", "."] and js["verdict"] in (
+        "hallucinated",
+        "correct",
+    )
     assert np.array(js["activity"]).shape == (4, 4) and 0 <= js["p_wrong"] <= 1
     for name in ("activity.png", "activity.html", "attention.png", "attention.html"):
         assert (out / name).is_file()
@@ -226,10 +268,16 @@ def test_long_responses_wrap_in_the_attention_png(tmp_path):
 
     n = 2 * plots.ATTN_WRAP + 5
     att = np.random.default_rng(0).random((3, n))
-    common = {"attention_layers": [1, 2, 3], "question": "Q?", "response": "long", "attention_query": "later"}
+    common = {
+        "attention_layers": [1, 2, 3],
+        "question": "Q?",
+        "response": "long",
+        "attention_query": "later",
+    }
     r = SimpleNamespace(tokens=[f"t{i}" for i in range(n)], attention=att, **common)
     short = plots.attention_png(
-        SimpleNamespace(tokens=r.tokens[:10], attention=att[:, :10], **common), tmp_path / "short.png"
+        SimpleNamespace(tokens=r.tokens[:10], attention=att[:, :10], **common),
+        tmp_path / "short.png",
     )
     long = plots.attention_png(r, tmp_path / "long.png")
     h_short, w_short = matplotlib.image.imread(short).shape[:2]
@@ -239,8 +287,8 @@ def test_long_responses_wrap_in_the_attention_png(tmp_path):
 
 
 def test_default_bank_runs_the_default_study_when_missing(tmp_path, monkeypatch, capsys):
-    from halluscan import pipeline
     from halluscan.cli.score import default_bank
+    from halluscan.study import pipeline
 
     calls = []
 
@@ -250,7 +298,13 @@ def test_default_bank_runs_the_default_study_when_missing(tmp_path, monkeypatch,
 
     monkeypatch.setattr(pipeline, "run_study", fake_run)
     folder = default_bank("smollm2", str(tmp_path), quiet=True)
-    assert folder == tmp_path / "demo" / "probes" and len(calls) == 1 and calls[0].model == "smollm2"
+    assert (
+        folder == tmp_path / "demo" / "probes" and len(calls) == 1 and calls[0].model == "smollm2"
+    )
     assert "running the default study" in capsys.readouterr().err
-    assert default_bank("smollm2", str(tmp_path), quiet=True) == folder and len(calls) == 1  # now it exists
-    assert str(default_bank("org/other-model", str(tmp_path), quiet=True)).endswith("default-other-model/probes")
+    assert (
+        default_bank("smollm2", str(tmp_path), quiet=True) == folder and len(calls) == 1
+    )  # now it exists
+    assert str(default_bank("org/other-model", str(tmp_path), quiet=True)).endswith(
+        "default-other-model/probes"
+    )

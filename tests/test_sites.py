@@ -8,7 +8,18 @@ from halluscan.models.hooks import capture
 
 from .conftest import TINY, tiny_model
 
-FAMILIES = ["llama", "gpt2", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "mistral", "phi3", "gpt_neox"]
+FAMILIES = [
+    "llama",
+    "gpt2",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "mistral",
+    "phi3",
+    "gpt_neox",
+]
 
 
 def run(model, ids, sites, select):
@@ -26,7 +37,11 @@ def test_attn_and_mlp_outputs_add_up_to_the_residual_update(family):
     got = run(
         model,
         ids,
-        {"residual": list(range(n + 1)), "mlp": list(range(1, n + 1)), "attn": list(range(1, n + 1))},
+        {
+            "residual": list(range(n + 1)),
+            "mlp": list(range(1, n + 1)),
+            "attn": list(range(1, n + 1)),
+        },
         lambda h: h[:, pos],
     )
     blocks = model.model.layers if hasattr(model, "model") else None
@@ -75,7 +90,9 @@ def test_attention_capture_keeps_the_sdpa_kernel_and_its_output():
     assert cap.stacked("attn_weights").shape == (1, 2, 1, 4, 6)
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    assert "sdpa" not in ALL_ATTENTION_FUNCTIONS._local_mapping  # the wrapper is gone after the block
+    assert (
+        "sdpa" not in ALL_ATTENTION_FUNCTIONS._local_mapping
+    )  # the wrapper is gone after the block
 
 
 def test_bad_site_or_layer():
@@ -105,5 +122,8 @@ def test_readme_lists_exactly_the_supported_architectures():
         "GPT-NeoX": {"gpt_neox"},
     }
     assert set().union(*documented.values()) == set(SITE_TABLES)
-    line = "any Hugging Face causal LM of a supported architecture (see `src/halluscan/models/sites.py`: "
+    line = (
+        "any Hugging Face causal LM of a supported architecture "
+        "(see `src/halluscan/models/sites.py`: "
+    )
     assert line + ", ".join(documented) + ")" in text

@@ -28,7 +28,10 @@ def lm(tmp_path_factory):
 
 def prompts_of(lm, n=6):
     words = WORDS[5:]
-    return [lm.tokenizer.encode(" ".join(words[i : i + 2 + i % 4]), add_special_tokens=False) for i in range(n)]
+    return [
+        lm.tokenizer.encode(" ".join(words[i : i + 2 + i % 4]), add_special_tokens=False)
+        for i in range(n)
+    ]
 
 
 def decoded(lm, prompts, opts, feed=None):
@@ -45,7 +48,9 @@ def same(ref, got):
     assert [r.ids for r in rows] == [r.ids for r in got[0]]
     assert [r.stopped_by for r in rows] == [r.stopped_by for r in got[0]]
     for (r, i), s in states.items():
-        if i < len(rows[r].ids):  # a static batch also feeds finished rows; those states are never read
+        if i < len(
+            rows[r].ids
+        ):  # a static batch also feeds finished rows; those states are never read
             torch.testing.assert_close(got[1][r, i][:, -1], s[:, -1], atol=1e-5, rtol=1e-4)
 
 
@@ -90,7 +95,12 @@ def test_rows_that_end_early_keep_their_answers_in_a_static_batch(lm):
         got = decoded(lm, prompts, replace(opts, decoder="static"))
     finally:
         lm.model.forward = real
-    assert sorted({len(r.ids) for r in ref[0]}) == [4, 5, 6, 7]  # the rows did end at different steps
+    assert sorted({len(r.ids) for r in ref[0]}) == [
+        4,
+        5,
+        6,
+        7,
+    ]  # the rows did end at different steps
     assert all(r.stopped_by == "eos" for r in ref[0])
     same(ref, got)
 
@@ -112,7 +122,9 @@ def test_auto_decodes_eagerly_on_the_cpu_and_statically_for_a_gpu_batch(lm):
     assert static.choose_decoder(opts, lm, 64) == "eager"
     gpu = SimpleNamespace(device="cuda:0", model=SimpleNamespace(hf_device_map=None))
     assert static.choose_decoder(opts, gpu, 64) == "compiled"
-    assert static.choose_decoder(opts, gpu, 1) == "eager"  # one answer (score): compiling costs more
+    assert (
+        static.choose_decoder(opts, gpu, 1) == "eager"
+    )  # one answer (score): compiling costs more
     spread = SimpleNamespace(device="cuda:0", model=SimpleNamespace(hf_device_map={"a": 0, "b": 1}))
     assert static.choose_decoder(opts, spread, 64) == "eager"
     assert static.choose_decoder(replace(opts, decoder="static"), lm, 64) == "static"
@@ -142,27 +154,33 @@ def test_the_automatic_batch_size_follows_the_cards_memory(monkeypatch):
     model = _meta_llama(**LLAMA_8B)
     gb = 1024**3
     card = {"memory": 80 * gb}
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(total_memory=card["memory"]))
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda i: SimpleNamespace(total_memory=card["memory"])
+    )
     # world-facts prompts are under 64 tokens with the chat template; 32 new tokens; bf16 capture
     assert auto_batch_size(model, "cuda", 64 + 32, 8 + 32, 2) == 256
     card["memory"] = 24 * gb
     small = auto_batch_size(model, "cuda", 64 + 32, 8 + 32, 2)
     assert 8 <= small < 256 and small % 8 == 0
-    assert auto_batch_size(model, "cuda", 1024 + 32, 8 + 32, 2) < small  # longer prompts, fewer rows
+    assert (
+        auto_batch_size(model, "cuda", 1024 + 32, 8 + 32, 2) < small
+    )  # longer prompts, fewer rows
     card["memory"] = 15 * gb  # the weights (15.0 GiB) fill it: one row, and the OOM will say so
     assert auto_batch_size(model, "cuda", 96, 40, 2) == 1
     assert auto_batch_size(model, "cpu", 96, 40, 2) == CPU_BATCH
 
 
 def test_batch_size_0_is_auto_and_the_store_key_records_the_number(tmp_path):
-    from halluscan.config import StudyConfig
     from halluscan.models import load_model
-    from halluscan.pipeline import batch_for
     from halluscan.records import Question
+    from halluscan.study.config import StudyConfig
+    from halluscan.study.context import auto_batch
 
     cfg = StudyConfig()
     assert cfg.batch_size == 0 and cfg.generate_options().batch_size == GenerateOptions.batch_size
     lm = load_model(str(tiny_folder(tmp_path / "m")))
-    assert batch_for(cfg, lm, [Question("q1", "paris france", "paris", "capital")]) == 64  # the CPU's
+    assert (
+        auto_batch(cfg, lm, (Question("q1", "paris france", "paris", "capital"),)) == 64
+    )  # the CPU's
     with pytest.raises(Exception, match="batch_size=-1 is too small"):
         StudyConfig(batch_size=-1).validate()

@@ -4,14 +4,20 @@ import numpy as np
 import pytest
 import torch
 
-from halluscan.engine.store import ActivationStore
 from halluscan.errors import HalluscanError
+from halluscan.store import ActivationStore
 
-LAYOUT = {"positions": ["last_q", "-1"], "dtype": "float32", "sites": {"residual": {"layers": [0, 1, 2], "dims": [4]}}}
+LAYOUT = {
+    "positions": ["last_q", "-1"],
+    "dtype": "float32",
+    "sites": {"residual": {"layers": [0, 1, 2], "dims": [4]}},
+}
 
 
 def make(root, key="k", dtype="float32"):
-    return ActivationStore.open_or_create(root, key=key, layout={**LAYOUT, "dtype": dtype}, provenance={"model": "m"})
+    return ActivationStore.open_or_create(
+        root, key=key, layout={**LAYOUT, "dtype": dtype}, provenance={"model": "m"}
+    )
 
 
 @pytest.mark.parametrize("dtype,tol", [("float32", 0.0), ("bfloat16", 1e-2)])
@@ -23,9 +29,13 @@ def test_round_trip_by_position_and_layer(tmp_path, dtype, tol):
     s.append({"residual": b}, np.zeros((2, 2), bool), [{"qid": str(i)} for i in range(5, 7)])
     r = ActivationStore.open(tmp_path / "s")
     full = torch.cat([a, b])
-    torch.testing.assert_close(r.position("-1"), full[:, :, 1], atol=tol * full.abs().max(), rtol=tol)
+    torch.testing.assert_close(
+        r.position("-1"), full[:, :, 1], atol=tol * full.abs().max(), rtol=tol
+    )
     torch.testing.assert_close(r.layer(2), full[:, 2], atol=tol * full.abs().max(), rtol=tol)
-    assert r.n_examples == 7 and r.valid().sum() == 10 and r.stored_ids() == {str(i) for i in range(7)}
+    assert (
+        r.n_examples == 7 and r.valid().sum() == 10 and r.stored_ids() == {str(i) for i in range(7)}
+    )
     m = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert [c["rows"] for c in m["chunks"]] == [5, 2] and all(
         set(c["crc32"]) == {"residual", "valid", "examples"} for c in m["chunks"]
@@ -43,7 +53,9 @@ def test_store_from_another_config_is_refused_and_kept(tmp_path):
 
 def test_shape_mismatch_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="does not match layout"):
-        make(tmp_path / "s").append({"residual": torch.zeros(1, 2, 2, 4)}, np.ones((1, 2), bool), [{"qid": "a"}])
+        make(tmp_path / "s").append(
+            {"residual": torch.zeros(1, 2, 2, 4)}, np.ones((1, 2), bool), [{"qid": "a"}]
+        )
 
 
 def test_unwritable_folder_is_a_clear_error(tmp_path):
@@ -72,15 +84,19 @@ def test_store_of_another_format_is_refused(tmp_path):
 
 
 def test_a_failed_manifest_write_leaves_memory_equal_to_disk(tmp_path, monkeypatch):
-    import halluscan.engine.store as st
+    import halluscan.store.store as st
 
     s = make(tmp_path / "s")
-    s.append({"residual": torch.ones(2, 3, 2, 4)}, np.ones((2, 2), bool), [{"qid": "a"}, {"qid": "b"}])
+    s.append(
+        {"residual": torch.ones(2, 3, 2, 4)}, np.ones((2, 2), bool), [{"qid": "a"}, {"qid": "b"}]
+    )
     real = st.write_json
 
     def failing(path, obj):
         if path.name == "manifest.json":
-            raise HalluscanError(f"could not write {path}: No space left on device; free disk space")
+            raise HalluscanError(
+                f"could not write {path}: No space left on device; free disk space"
+            )
         return real(path, obj)
 
     monkeypatch.setattr(st, "write_json", failing)
@@ -106,29 +122,54 @@ def test_a_failed_manifest_write_leaves_memory_equal_to_disk(tmp_path, monkeypat
             "residual.layers=0..2",
             "residual.layers=0..3",
         ),
-        ({"sites": {"residual": {"layers": [0, 1, 2], "dims": [8]}}}, "residual.dims=[4]", "residual.dims=[8]"),
-        ({"sites": {"mlp": {"layers": [1, 2], "dims": [4]}}}, 'sites=["residual"]', 'sites=["mlp"]'),
+        (
+            {"sites": {"residual": {"layers": [0, 1, 2], "dims": [8]}}},
+            "residual.dims=[4]",
+            "residual.dims=[8]",
+        ),
+        (
+            {"sites": {"mlp": {"layers": [1, 2], "dims": [4]}}},
+            'sites=["residual"]',
+            'sites=["mlp"]',
+        ),
     ],
 )
 def test_resume_with_another_layout_is_refused_and_kept(tmp_path, change, made, asked):
     s = make(tmp_path / "s")
     s.append({"residual": torch.ones(1, 3, 2, 4)}, np.ones((1, 2), bool), [{"qid": "a"}])
-    before = {p.relative_to(tmp_path): p.read_bytes() for p in sorted((tmp_path / "s").rglob("*")) if p.is_file()}
+    before = {
+        p.relative_to(tmp_path): p.read_bytes()
+        for p in sorted((tmp_path / "s").rglob("*"))
+        if p.is_file()
+    }
     with pytest.raises(HalluscanError) as e:
-        ActivationStore.open_or_create(tmp_path / "s", key="k", layout={**LAYOUT, **change}, provenance={})
+        ActivationStore.open_or_create(
+            tmp_path / "s", key="k", layout={**LAYOUT, **change}, provenance={}
+        )
     msg = str(e.value)
     assert f"was made with layout {made}, but {asked} was asked" in msg
     assert "use another --name, or delete the folder" in msg and "\n" not in msg
-    after = {p.relative_to(tmp_path): p.read_bytes() for p in sorted((tmp_path / "s").rglob("*")) if p.is_file()}
+    after = {
+        p.relative_to(tmp_path): p.read_bytes()
+        for p in sorted((tmp_path / "s").rglob("*"))
+        if p.is_file()
+    }
     assert after == before
     # the same layout (tuples or lists alike) still resumes
     same = {**LAYOUT, "positions": tuple(LAYOUT["positions"])}
-    assert ActivationStore.open_or_create(tmp_path / "s", key="k", layout=same, provenance={}).n_examples == 1
+    assert (
+        ActivationStore.open_or_create(
+            tmp_path / "s", key="k", layout=same, provenance={}
+        ).n_examples
+        == 1
+    )
 
 
 def test_chunk_files_no_manifest_names_are_removed_when_a_writer_opens_the_store(tmp_path):
     s = make(tmp_path / "s")
-    s.append({"residual": torch.randn(2, 3, 2, 4)}, np.ones((2, 2), bool), [{"qid": "a"}, {"qid": "b"}])
+    s.append(
+        {"residual": torch.randn(2, 3, 2, 4)}, np.ones((2, 2), bool), [{"qid": "a"}, {"qid": "b"}]
+    )
     stray = [  # a retried Ray worker's chunk, and a killed write's temporary file
         tmp_path / "s" / "residual" / "chunk_s000003_0a1b2c.npy",
         tmp_path / "s" / "examples" / "chunk_s000003_0a1b2c.jsonl",
@@ -144,13 +185,15 @@ def test_chunk_files_no_manifest_names_are_removed_when_a_writer_opens_the_store
 
 
 def test_a_group_commit_lists_several_written_chunks_in_one_manifest_write(tmp_path, monkeypatch):
-    from halluscan.engine import store as store_mod
-    from halluscan.engine.chunks import encode
+    from halluscan.store import store as store_mod
+    from halluscan.store.chunks import encode
 
     s = make(tmp_path / "s")
     entries = []
     for k, ids in enumerate((["a", "b"], ["c"])):
-        files = encode({"residual": torch.randn(len(ids), 3, 2, 4)}, np.ones((len(ids), 2), bool), "float32")
+        files = encode(
+            {"residual": torch.randn(len(ids), 3, 2, 4)}, np.ones((len(ids), 2), bool), "float32"
+        )
         name = f"chunk_r{k}"
         entries.append((name, ids, s.write_encoded(name, files, [{"qid": i} for i in ids])))
     writes = []
@@ -159,7 +202,9 @@ def test_a_group_commit_lists_several_written_chunks_in_one_manifest_write(tmp_p
     s.commit(entries)
     assert len(writes) == 1 and s.chunk_names == ["chunk_r0", "chunk_r1"] and s.n_examples == 3
     assert make(tmp_path / "s").verify() == []
-    with pytest.raises(ValueError, match="already stored"):  # an id twice in one group, or again later
+    with pytest.raises(
+        ValueError, match="already stored"
+    ):  # an id twice in one group, or again later
         s.commit([("chunk_r2", ["d"], {}), ("chunk_r3", ["d"], {})])
     with pytest.raises(ValueError, match="already committed"):
         s.commit([("chunk_r0", ["e"], {})])

@@ -3,31 +3,35 @@
 Public API (nothing runs at import; heavy modules load on first use)::
 
     from halluscan import StudyConfig, run_study, load_model, load_dataset
-    from halluscan import Scanner, ProbeBank, LinearProbe, ActivationStore, Item, extract_to_store
+    from halluscan import Scanner, ProbeBank, LinearProbe, Features, ActivationStore, Item,
+    extract_to_store
 
-The package's folders follow the stages: ``data`` and ``models`` (inputs), ``engine``
-(decoding, extraction, the store), ``probes``, ``scan``, ``report``; ``pipeline`` chains them.
+The kernel (``records``, ``text``, ``atomic``, ``errors``, ``positions``, ``provenance``) sits at
+the top; the wings are folders: ``data``, ``models``, ``grade``, ``store``, ``probes``,
+``analyses``, ``engine``, ``scan``, ``report``, ``cluster``; ``study`` chains them and ``cli``
+is the console face. See the README's "Layout of the code".
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from halluscan.config import DEFAULT_POSITIONS, StudyConfig
 from halluscan.errors import HalluscanError
+from halluscan.study.config import DEFAULT_POSITIONS, StudyConfig
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "run_study": "halluscan.pipeline",
+    "run_study": "halluscan.study.pipeline",
     "load_model": "halluscan.models",
     "load_dataset": "halluscan.data",
     "build_world_facts": "halluscan.data",
     "Grader": "halluscan.grade",
     "LinearProbe": "halluscan.probes",
     "ProbeBank": "halluscan.probes",
+    "Features": "halluscan.probes",
     "Scanner": "halluscan.scan",
-    "ActivationStore": "halluscan.engine",
+    "ActivationStore": "halluscan.store",
     "Item": "halluscan.engine",
     "extract_to_store": "halluscan.engine",
     "capture_residual": "halluscan.models.hooks",
@@ -35,13 +39,14 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from halluscan.data import build_world_facts, load_dataset
-    from halluscan.engine import ActivationStore, Item, extract_to_store
+    from halluscan.engine import Item, extract_to_store
     from halluscan.grade import Grader
     from halluscan.models import load_model
     from halluscan.models.hooks import capture_residual
-    from halluscan.pipeline import run_study
-    from halluscan.probes import LinearProbe, ProbeBank
+    from halluscan.probes import Features, LinearProbe, ProbeBank
     from halluscan.scan import Scanner
+    from halluscan.store import ActivationStore
+    from halluscan.study.pipeline import run_study
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,7 @@
-"""The one atomic writer: every file halluscan writes goes to a temporary name, is synced, then renamed.
+"""The one atomic writer.
+
+Every file halluscan writes goes to a temporary name, is synced, then renamed.
+
 
 A reader (or a re-run after a crash) therefore sees either the old file or the new one, never
 half of one. A failed write removes its temporary file and becomes a one-line
@@ -66,11 +69,13 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented strict JSON (NaN and infinities become null) atomically."""
-    return write_bytes(path, json.dumps(jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False).encode())
+    return write_bytes(
+        path, json.dumps(jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False).encode()
+    )
 
 
 def jsonable(obj: Any) -> Any:
-    """``obj`` with tuples as lists, numpy scalars as Python numbers, and non-finite floats as None."""
+    """``obj`` with tuples as lists, numpy scalars as Python numbers, non-finite floats as None."""
     if isinstance(obj, float):
         return obj if np.isfinite(obj) else None
     if isinstance(obj, dict):

@@ -25,6 +25,11 @@ NAMED = (
 NEGATIVE = tuple(str(-k) for k in range(8, 0, -1))
 VALID = NAMED + NEGATIVE
 EXACT = tuple(p for p in NAMED if p.startswith("exact_answer"))
+# Where every probe bank is trained and read: the last token of the located exact answer.
+BANK_POSITION = "exact_answer_last"
+# Where the given-answer bank reads a given answer: inside the answer (the prompt is the same for
+# both answers of a question, so a prompt position cannot tell them apart).
+GIVEN_POSITIONS = ("exact_answer_first", BANK_POSITION)
 
 
 def check_position_names(names: Sequence[str]) -> None:
@@ -39,7 +44,11 @@ def check_position_names(names: Sequence[str]) -> None:
 def token_span(span: Span, starts: Sequence[int], text_len: int) -> tuple[int, int] | None:
     """First and last response-token index overlapping a character span."""
     ends = list(starts[1:]) + [text_len]
-    hit = [i for i, (s, e) in enumerate(zip(starts, ends, strict=True)) if s < span.end and e > span.start]
+    hit = [
+        i
+        for i, (s, e) in enumerate(zip(starts, ends, strict=True))
+        if s < span.end and e > span.start
+    ]
     return (hit[0], hit[-1]) if hit else None
 
 
@@ -52,7 +61,9 @@ def resolve(name: str, n_prompt: int, n_resp: int, exact: tuple[int, int] | None
         "exact_answer_before_first": lambda: n_prompt + exact[0] - 1 if exact else None,
         "exact_answer_first": lambda: n_prompt + exact[0] if exact else None,
         "exact_answer_last": lambda: n_prompt + exact[1] if exact else None,
-        "exact_answer_after_last": lambda: n_prompt + exact[1] + 1 if exact and exact[1] + 1 < n_resp else None,
+        "exact_answer_after_last": lambda: (
+            n_prompt + exact[1] + 1 if exact and exact[1] + 1 < n_resp else None
+        ),
     }
     if name in rules:
         return rules[name]()

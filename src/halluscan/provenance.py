@@ -19,7 +19,9 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def record(model: dict[str, Any], dataset: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+def record(
+    model: dict[str, Any], dataset: dict[str, Any], config: dict[str, Any]
+) -> dict[str, Any]:
     """A full provenance record for a store or a report."""
     import torch
     import transformers
@@ -43,3 +45,13 @@ def record(model: dict[str, Any], dataset: dict[str, Any], config: dict[str, Any
 def digest(obj: Any) -> str:
     """Stable SHA-256 of a JSON-able object."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def model_identity(model: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two model provenance records the same model.
+
+    A GGUF by its file hash, others by id and revision.
+    """
+    if model.get("source") == "gguf":
+        return ("gguf", model.get("revision"))
+    return (model.get("model_id"), model.get("revision"))

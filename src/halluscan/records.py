@@ -18,7 +18,8 @@ class Question:
     answer: str
     aliases: tuple[str, ...]
     relation: str = "custom"
-    wrong_answer: str = ""  # a false answer of the same type (user CSVs, the other candidate of winobias/winogrande)
+    # a false answer of the same type (user CSVs, the other candidate of winobias/winogrande)
+    wrong_answer: str = ""
     answerable: bool = True  # False: the right answer is a refusal (unanswerable math questions)
 
 
@@ -33,7 +34,9 @@ class Dataset:
     relation_vocab: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Further entity names of any kind that an answer may name.
     entity_vocab: tuple[str, ...] = ()
-    kind: str = "alias"  # which grader: alias, choice (two candidates), label (mnli) or number (math)
+    kind: str = (
+        "alias"  # which grader: alias, choice (two candidates), label (mnli) or number (math)
+    )
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,9 @@ class Generation:
     # Character offset where each response token starts in ``response`` (len = n tokens).
     token_starts: tuple[int, ...]
     stopped_by: str  # "sentence", "line", "eos" or "length"
-    token_logprobs: tuple[float, ...] = ()  # log p of each response token under the model (greedy: its max)
+    token_logprobs: tuple[
+        float, ...
+    ] = ()  # log p of each response token under the model (greedy: its max)
     token_entropies: tuple[float, ...] = ()  # entropy of the distribution each token came from
 
 
@@ -71,6 +76,14 @@ class Grade:
     locator: str  # which rule found exact_span ("relation", "entity", "fallback", "alias", "none")
 
 
+DEFAULT_SYSTEM_PROMPT = (
+    "Answer the question in one short sentence."  # what a study asks chat models
+)
+# The settings a probe bank records of its study, so that scoring prompts and stops as its study
+# did.
+BANK_SETTINGS = ("system_prompt", "max_new_tokens", "stop")
+
+
 @dataclass(frozen=True)
 class GenerateOptions:
     """How to prompt and when to stop: what generation, scoring and answer choice share."""
@@ -82,10 +95,26 @@ class GenerateOptions:
     tail: int = 8  # prompt tokens whose activations are kept (last_q and negative positions)
     share_prefix: bool = True  # run the prompts' common prefix once per batch
     temperature: float = 0.0  # 0 = greedy; > 0 samples from softmax(logits / temperature)
-    seed: int = 0  # for sampling (each batch draws from its own generator seeded with seed + batch index)
-    capture_dtype: str = "float32"  # dtype of captured states ("bfloat16": what the store keeps, half the memory)
-    token_stats: bool = True  # record each token's log-probability and entropy (the log-prob baselines)
-    decoder: str = "auto"  # eager (rows leave), static (fixed shapes), compiled (static + CUDA graphs); auto: by device
+    seed: int = (
+        0  # for sampling (each batch draws from its own generator seeded with seed + batch index)
+    )
+    capture_dtype: str = (
+        "float32"  # dtype of captured states ("bfloat16": what the store keeps, half the memory)
+    )
+    token_stats: bool = (
+        True  # record each token's log-probability and entropy (the log-prob baselines)
+    )
+    # eager (rows leave), static (fixed shapes), compiled (static + CUDA graphs); auto: by device
+    decoder: str = "auto"
+
+    @classmethod
+    def of_bank(cls, meta: dict[str, Any]) -> GenerateOptions:
+        """How a probe bank's study prompted and stopped, one answer at a time.
+
+        A study's defaults fill what the bank did not record.
+        """
+        recorded = {k: meta[k] for k in BANK_SETTINGS if k in meta}
+        return cls(**{"system_prompt": DEFAULT_SYSTEM_PROMPT, **recorded, "batch_size": 1})
 
 
 def _span_json(s: Span | None) -> list[int] | None:
@@ -110,7 +139,9 @@ class Example:
     n_prompt: int
     response_ids: tuple[int, ...]
     positions: dict[str, int | None]  # named position -> index in prompt + response (None = absent)
-    token_logprobs: tuple[float, ...] = ()  # per response token, from the generation pass (baselines)
+    token_logprobs: tuple[
+        float, ...
+    ] = ()  # per response token, from the generation pass (baselines)
     token_entropies: tuple[float, ...] = ()
     token_starts: tuple[int, ...] = ()  # where each response token starts in ``response``
 
@@ -142,14 +173,18 @@ class Example:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out.update(exact_span=_span_json(self.exact_span), alias_span=_span_json(self.alias_span))
         out.update(response_ids=list(self.response_ids), positions=dict(self.positions))
-        out.update(token_logprobs=list(self.token_logprobs), token_entropies=list(self.token_entropies))
+        out.update(
+            token_logprobs=list(self.token_logprobs), token_entropies=list(self.token_entropies)
+        )
         out.update(token_starts=list(self.token_starts))
         return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Example:
-        """Read a stored record back (fields added later, such as the token log-probs, default to empty)."""
-        values: dict[str, Any] = {f.name: d[f.name] for f in fields(cls) if f.name in d or f.default is MISSING}
+        """Read a stored record back (fields added later, such as log-probs, default to empty)."""
+        values: dict[str, Any] = {
+            f.name: d[f.name] for f in fields(cls) if f.name in d or f.default is MISSING
+        }
         spans = {k: Span(*values[k]) if values[k] else None for k in ("exact_span", "alias_span")}
         tuples: dict[str, Any] = {
             k: tuple(values[k])
@@ -197,8 +232,12 @@ class ScoreResult:
             "tokens": self.tokens,
             "activity": np.round(self.activity, 5).tolist(),
             "activity_layers": self.activity_layers,
-            "activity_scale": "z-score per layer (training set)" if self.standardised else "log-odds of wrong",
-            "attention": [[None if np.isnan(v) else round(float(v), 5) for v in row] for row in self.attention],
+            "activity_scale": "z-score per layer (training set)"
+            if self.standardised
+            else "log-odds of wrong",
+            "attention": [
+                [None if np.isnan(v) else round(float(v), 5) for v in row] for row in self.attention
+            ],
             "attention_layers": self.attention_layers,
             "attention_query": self.attention_query,
             **self.meta,

@@ -12,7 +12,18 @@ _NON_WORD = re.compile(r"[^0-9a-z]+")
 def fold(text: str) -> str:
     """Strip accents (NFKD) and map a few letters NFKD leaves alone (ø, ł, ß, æ)."""
     table = str.maketrans(
-        {"ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "ß": "ss", "æ": "ae", "Æ": "AE", "đ": "d", "Đ": "D", "ı": "i"}
+        {
+            "ø": "o",
+            "Ø": "O",
+            "ł": "l",
+            "Ł": "L",
+            "ß": "ss",
+            "æ": "ae",
+            "Æ": "AE",
+            "đ": "d",
+            "Đ": "D",
+            "ı": "i",
+        }
     )
     text = text.translate(table)
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))

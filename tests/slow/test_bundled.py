@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from halluscan.config import StudyConfig
 from halluscan.data import build_world_facts
 from halluscan.engine import extract_positions
 from halluscan.engine.generate import generate
 from halluscan.records import GenerateOptions
+from halluscan.study.config import StudyConfig
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,9 @@ def test_bundled_model_shape_and_provenance(smol):
 
 def test_capture_during_generation_equals_teacher_forcing(smol):
     qs = [q for q in build_world_facts().questions if q.relation == "capital_of_country"][:6]
-    opts = GenerateOptions(max_new_tokens=12, system_prompt="Answer the question in one short sentence.", batch_size=6)
+    opts = GenerateOptions(
+        max_new_tokens=12, system_prompt="Answer the question in one short sentence.", batch_size=6
+    )
     gens, states, tail = next(generate(smol, qs, opts, layers=list(range(31))))
     assert states is not None and states.shape[:2] == (6, 31)
     for i, g in enumerate(gens):
@@ -38,21 +40,30 @@ def test_capture_during_generation_equals_teacher_forcing(smol):
 
 @pytest.fixture(scope="module")
 def slice_run(tmp_path_factory):
-    from halluscan.pipeline import run_study
+    from halluscan.study.pipeline import run_study
 
     root = tmp_path_factory.mktemp("runs")
     pair = (
-        {"question": "What is the capital of Australia?", "answer": "The capital of Australia is Sydney."},
+        {
+            "question": "What is the capital of Australia?",
+            "answer": "The capital of Australia is Sydney.",
+        },
         {"question": "What is the capital of Australia?"},
     )  # the second answer is generated
     cfg = StudyConfig(
-        n_questions=72, batch_size=36, folds=3, name="slice", runs_dir=str(root), quiet=True, report_pairs=(pair,)
+        n_questions=72,
+        batch_size=36,
+        folds=3,
+        name="slice",
+        runs_dir=str(root),
+        quiet=True,
+        report_pairs=(pair,),
     )
     return cfg, run_study(cfg), root / "slice"
 
 
 def test_end_to_end_small_slice(slice_run):
-    from halluscan.pipeline import run_study
+    from halluscan.study.pipeline import run_study
 
     cfg, m, out = slice_run
     for f in (
@@ -70,7 +81,9 @@ def test_end_to_end_small_slice(slice_run):
     assert saved["n_graded"] == 72 and 0 < saved["accuracy"] < 1
     auc = np.array(saved["heatmap"]["auc"], dtype=float)
     assert auc.shape == (31, 15) and saved["heatmap"]["layers"] == list(range(31))
-    assert saved["heatmap"]["auc"][0][0] == pytest.approx(0.5, abs=0.02)  # layer 0 at last_q: same token for all
+    assert saved["heatmap"]["auc"][0][0] == pytest.approx(
+        0.5, abs=0.02
+    )  # layer 0 at last_q: same token for all
     for key in (
         "accuracy_by_relation",
         "exact_answer_found",
@@ -82,14 +95,25 @@ def test_end_to_end_small_slice(slice_run):
         assert key in saved
     assert saved["provenance"]["dataset"]["sha256"] == build_world_facts().sha256
     cell = saved["best_cells"]["exact_answer_last"]
-    assert cell["ci95"][0] <= cell["auc"] <= cell["ci95"][1] and isinstance(cell["informative"], bool)
+    assert cell["ci95"][0] <= cell["auc"] <= cell["ci95"][1] and isinstance(
+        cell["informative"], bool
+    )
     from halluscan.probes import ProbeBank
 
     bank = ProbeBank.load(out / "probes")
-    assert bank.layers == list(range(31)) and bank.position == "exact_answer_last" and bank.coef.shape == (31, 576)
+    assert (
+        bank.layers == list(range(31))
+        and bank.position == "exact_answer_last"
+        and bank.coef.shape == (31, 576)
+    )
     html = (out / "report.html").read_text()
-    assert "Best exact-answer cell" in html and "data:image/png;base64," in html and "plotly" in html.lower()
-    # per-response maps: the automatic wrong/correct pair and the config's pair, drawn and in the report
+    assert (
+        "Best exact-answer cell" in html
+        and "data:image/png;base64," in html
+        and "plotly" in html.lower()
+    )
+    # per-response maps: the automatic wrong/correct pair and the config's pair, drawn and in the
+    # report
     maps = {m["name"]: m for m in saved["response_maps"]}
     assert set(maps) == {"auto", "pair1"}
     assert [r["graded"] for r in maps["auto"]["responses"]] == ["wrong", "correct"]
@@ -100,7 +124,10 @@ def test_end_to_end_small_slice(slice_run):
     assert html.count("activity surfaces") == 2 and "One response, token by token" in html
     # a second run with the same config resumes: nothing is generated again
     m2 = run_study(cfg)
-    assert m2["n_graded"] == 72 and m2["timings_s"]["generate_extract"] < m["timings_s"]["generate_extract"]
+    assert (
+        m2["n_graded"] == 72
+        and m2["timings_s"]["generate_extract"] < m["timings_s"]["generate_extract"]
+    )
 
 
 def test_scanner_on_the_bundled_model(smol, slice_run):
@@ -110,17 +137,23 @@ def test_scanner_on_the_bundled_model(smol, slice_run):
 
     _, _, out = slice_run
     scanner = Scanner(smol, ProbeBank.load(out / "probes"))
-    r = scanner.score("What is the capital of Peru?", "The capital of Peru is Lima.", relation="capital_of_country")
+    r = scanner.score(
+        "What is the capital of Peru?",
+        "The capital of Peru is Lima.",
+        relation="capital_of_country",
+    )
     assert r.tokens == ["The", "capital", "of", "Peru", "is", "Lima", "."]
     assert r.exact_answer == "Lima" and r.verdict_token == 5 and r.activity.shape == (31, 7)
     steps = list(scanner.stream("What is the capital of Peru?"))
     forced = scanner.score_ids("What is the capital of Peru?", [s.token_id for s in steps])
     acts = np.stack([s.activity for s in steps], axis=1)
-    np.testing.assert_allclose(acts, forced.activity, atol=1e-3 * max(1.0, float(np.abs(acts).max())))
+    np.testing.assert_allclose(
+        acts, forced.activity, atol=1e-3 * max(1.0, float(np.abs(acts).max()))
+    )
 
 
 def test_answer_choice_on_held_out_questions(slice_run):
-    from halluscan.choice import answer_choice
+    from halluscan.study.choice import answer_choice
 
     _, _, out = slice_run
     r = answer_choice(out, samples=2, n_test=12, quiet=True)
@@ -135,21 +168,25 @@ def test_shared_prefix_gives_the_same_answers(smol):
     from dataclasses import replace
 
     qs = [q for q in build_world_facts().questions if q.relation == "currency_of_country"][:8]
-    opts = GenerateOptions(max_new_tokens=16, system_prompt="Answer the question in one short sentence.", batch_size=8)
+    opts = GenerateOptions(
+        max_new_tokens=16, system_prompt="Answer the question in one short sentence.", batch_size=8
+    )
     a, sa, _ = next(generate(smol, qs, opts, layers=[0, 15, 30]))
     b, sb, _ = next(generate(smol, qs, replace(opts, share_prefix=False), layers=[0, 15, 30]))
     assert [g.response for g in a] == [g.response for g in b]
     assert sa is not None and sb is not None
     for i, g in enumerate(a):
         n = 8 + len(g.response_ids)
-        torch.testing.assert_close(sa[i, :, :n], sb[i, :, :n], rtol=1e-3, atol=2e-3 * float(sb[i, :, :n].abs().max()))
+        torch.testing.assert_close(
+            sa[i, :, :n], sb[i, :, :n], rtol=1e-3, atol=2e-3 * float(sb[i, :, :n].abs().max())
+        )
 
 
 def test_sweep_agrees_with_sklearn_on_real_activations(slice_run):
     from sklearn.linear_model import LogisticRegression
 
-    from halluscan.engine.store import ActivationStore
     from halluscan.probes.sweep import auc_rows, cv_auc, folds_for
+    from halluscan.store.store import ActivationStore
 
     cfg, _, out = slice_run
     store = ActivationStore.open(out / "store")
@@ -165,7 +202,9 @@ def test_sweep_agrees_with_sklearn_on_real_activations(slice_run):
         sd[sd < 1e-6] = 1
         ref = []
         for j in range(xt.shape[1]):
-            lr = LogisticRegression(C=cfg.probe_c, max_iter=5000).fit((xt[tr, j] - mu[j]) / sd[j], y[tr])
+            lr = LogisticRegression(C=cfg.probe_c, max_iter=5000).fit(
+                (xt[tr, j] - mu[j]) / sd[j], y[tr]
+            )
             ref.append(lr.decision_function((xt[te, j] - mu[j]) / sd[j]))
         sk = auc_rows(np.stack(ref), y[te])
         assert np.abs(ours[f, ::3] - sk).max() <= 0.01
@@ -176,7 +215,10 @@ def test_p_true_on_the_bundled_model_reads_the_letters_a_and_b(smol):
 
     a, b = letters(smol)
     assert (smol.tokenizer.decode([a]), smol.tokenizer.decode([b])) == ("A", "B")
-    items = [("What is the capital of France?", "Paris"), ("What is the capital of France?", "Berlin")]
+    items = [
+        ("What is the capital of France?", "Paris"),
+        ("What is the capital of France?", "Berlin"),
+    ]
     first, second = p_true(smol, items, "true_first"), p_true(smol, items, "false_first")
     assert ((0 < first) & (first < 1)).all() and ((0 < second) & (second < 1)).all()
     assert not np.allclose(first, second)  # the order of the options matters to a small model

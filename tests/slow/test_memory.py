@@ -1,4 +1,4 @@
-"""Scoring memory is bounded in the answer's length (issue 11), measured as ``benchmarks/memory.py`` does."""
+"""Scoring memory is bounded in the answer's length, measured as ``benchmarks/memory.py`` does."""
 
 from __future__ import annotations
 

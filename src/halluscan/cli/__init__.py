@@ -1,4 +1,7 @@
-"""The ``halluscan`` console script: its parser and entry point (the commands live in the sibling modules)."""
+"""The ``halluscan`` console script.
+
+Its parser and entry point (the commands live in the sibling modules).
+"""
 
 from __future__ import annotations
 
@@ -10,51 +13,80 @@ from collections.abc import Sequence
 
 from halluscan.cli.score import cmd_score
 from halluscan.cli.study import cmd_choose, cmd_data, cmd_positions, cmd_probe, cmd_run, cmd_suite
-from halluscan.config import StudyConfig, add_config_flags
 from halluscan.errors import HalluscanError
-from halluscan.runs import RUNS_DIR, output_dir
+from halluscan.models.sites import RESIDUAL
+from halluscan.study.config import StudyConfig, add_config_flags
+from halluscan.study.runs import RUNS_DIR, output_dir
 
 
 def add_device_flags(p: argparse.ArgumentParser, model: bool = True) -> None:
-    """``--device`` (and ``--dtype`` for commands that load the model), as ``halluscan run`` has them."""
-    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
+    """``--device`` (and ``--dtype`` for commands that load the model), as ``run`` has them."""
+    p.add_argument(
+        "--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N"
+    )
     if model:
         p.add_argument(
-            "--dtype", default="auto", help="auto (bfloat16 on a GPU, float32 on CPU), float32, bfloat16, float16"
+            "--dtype",
+            default="auto",
+            help="auto (bfloat16 on a GPU, float32 on CPU), float32, bfloat16, float16",
         )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its subcommands."""
-    p = argparse.ArgumentParser(prog="halluscan", description="Find hallucinations by reading a model's hidden states.")
+    p = argparse.ArgumentParser(
+        prog="halluscan", description="Find hallucinations by reading a model's hidden states."
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="generate, grade, extract, probe and write a report")
     add_config_flags(run)
     run.set_defaults(func=cmd_run, loads_model=True)
-    suite = sub.add_parser("suite", help="a study per dataset on one model: probe vs baselines, and transfer")
+    suite = sub.add_parser(
+        "suite", help="a study per dataset on one model: probe vs baselines, and transfer"
+    )
     add_config_flags(suite)
     suite.add_argument(
-        "--datasets", nargs="+", default=None, help="world-facts, movies, winobias, winogrande, mnli, math or files"
+        "--datasets",
+        nargs="+",
+        default=None,
+        help="world-facts, movies, winobias, winogrande, mnli, math or files",
     )
     suite.set_defaults(func=cmd_suite, loads_model=True)
-    probe = sub.add_parser("probe", help="train probes on one run and test them on another (or a matrix of runs)")
+    probe = sub.add_parser(
+        "probe", help="train probes on one run and test them on another (or a matrix of runs)"
+    )
     probe.add_argument("--train", help="run folder (runs/NAME) whose examples train the probes")
     probe.add_argument("--test", help="run folder whose examples test them")
-    probe.add_argument("--runs", nargs="+", help="several run folders: best-cell AUC for every train/test pair")
-    probe.add_argument("--site", default="residual", help="activation site (default: residual)")
     probe.add_argument(
-        "--c", type=float, default=StudyConfig.probe_c, help="inverse L2 strength (default: %(default)s)"
+        "--runs", nargs="+", help="several run folders: best-cell AUC for every train/test pair"
     )
-    probe.add_argument("--out", default=output_dir("transfer"), help="output folder (default: %(default)s)")
+    probe.add_argument("--site", default=RESIDUAL, help="activation site (default: %(default)s)")
+    probe.add_argument(
+        "--c",
+        type=float,
+        default=StudyConfig.probe_c,
+        help="inverse L2 strength (default: %(default)s)",
+    )
+    probe.add_argument(
+        "--out", default=output_dir("transfer"), help="output folder (default: %(default)s)"
+    )
     add_device_flags(probe, model=False)  # where the probes are fitted
     probe.set_defaults(func=cmd_probe)
-    sc = sub.add_parser("score", help="score an answer token by token and layer by layer (writes score.json + figures)")
+    sc = sub.add_parser(
+        "score",
+        help="score an answer token by token and layer by layer (writes score.json + figures)",
+    )
     sc.add_argument("--question", help="the question")
-    sc.add_argument("--answer", help="the answer to score (teacher forcing); leave out to generate one")
-    sc.add_argument("--relation", default="custom", help="world-facts relation, helps locate the exact answer")
+    sc.add_argument(
+        "--answer", help="the answer to score (teacher forcing); leave out to generate one"
+    )
+    sc.add_argument(
+        "--relation", default="custom", help="world-facts relation, helps locate the exact answer"
+    )
     sc.add_argument(
         "--jsonl",
-        help="score a JSONL (or CSV) of {question, answer?, relation?, id?, label?} rows in batches "
+        help="score a JSONL (or CSV) of {question, answer?, relation?, id?, label?} rows in "
+        "batches "
         "(label: is the answer true, true/false or 1/0; gives an AUC)",
     )
     sc.add_argument("--model", default="smollm2", help="model (default: the bundled smollm2)")
@@ -66,33 +98,64 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument(
         "--bank",
         default="auto",
-        help="auto (the given-answer bank for --answer / rows with an answer, the own-answer bank for generated "
+        help="auto (the given-answer bank for --answer / rows with an answer, the own-answer bank "
+        "for generated "
         "answers), own or given: which bank of the default study scores (default: %(default)s)",
     )
-    sc.add_argument("--runs-dir", default=RUNS_DIR, help="where the default study lives (default: %(default)s)")
-    sc.add_argument("--layer", type=int, help="probe layer for the verdict (default: the study's best layer)")
-    sc.add_argument("--standardise", action="store_true", help="activity as z-scores per layer (training set)")
-    sc.add_argument("--query", default="later", help="attention from 'later' tokens (mean) or one token index, e.g. -1")
-    sc.add_argument("--stream", action="store_true", help="print each generated token and its score as it appears")
-    sc.add_argument("--out", default=output_dir("score"), help="output folder (default: %(default)s)")
+    sc.add_argument(
+        "--runs-dir", default=RUNS_DIR, help="where the default study lives (default: %(default)s)"
+    )
+    sc.add_argument(
+        "--layer", type=int, help="probe layer for the verdict (default: the study's best layer)"
+    )
+    sc.add_argument(
+        "--standardise", action="store_true", help="activity as z-scores per layer (training set)"
+    )
+    sc.add_argument(
+        "--query",
+        default="later",
+        help="attention from 'later' tokens (mean) or one token index, e.g. -1",
+    )
+    sc.add_argument(
+        "--stream",
+        action="store_true",
+        help="print each generated token and its score as it appears",
+    )
+    sc.add_argument(
+        "--out", default=output_dir("score"), help="output folder (default: %(default)s)"
+    )
     sc.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_flags(sc)
     sc.set_defaults(func=cmd_score, loads_model=True)
-    ch = sub.add_parser("choose", help="sample answers to held-out questions; compare the probe's pick with greedy")
-    ch.add_argument(
-        "--run", default=output_dir(StudyConfig.name), help="a finished study folder (default: %(default)s)"
+    ch = sub.add_parser(
+        "choose", help="sample answers to held-out questions; compare the probe's pick with greedy"
     )
-    ch.add_argument("--samples", type=int, default=5, help="sampled answers per question (default: 5)")
+    ch.add_argument(
+        "--run",
+        default=output_dir(StudyConfig.name),
+        help="a finished study folder (default: %(default)s)",
+    )
+    ch.add_argument(
+        "--samples", type=int, default=5, help="sampled answers per question (default: 5)"
+    )
     ch.add_argument("--questions", type=int, default=300, help="held-out questions (default: 300)")
-    ch.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
-    ch.add_argument("--seed", type=int, default=0, help="seed of the split and the sampling (default: 0)")
+    ch.add_argument(
+        "--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)"
+    )
+    ch.add_argument(
+        "--seed", type=int, default=0, help="seed of the split and the sampling (default: 0)"
+    )
     ch.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_flags(ch)
     ch.set_defaults(func=cmd_choose, loads_model=True)
-    data = sub.add_parser("data", help="get the datasets of the published study (LLMsKnow) into the cache")
+    data = sub.add_parser(
+        "data", help="get the datasets of the published study (LLMsKnow) into the cache"
+    )
     data.add_argument("action", choices=["fetch"], help="fetch: download the files")
     data.add_argument("source", choices=["llmsknow"], help="which datasets")
-    data.add_argument("--dir", default="", help="where to put them (default: $HALLUSCAN_DATA, else the cache)")
+    data.add_argument(
+        "--dir", default="", help="where to put them (default: $HALLUSCAN_DATA, else the cache)"
+    )
     data.set_defaults(func=cmd_data)
     pos = sub.add_parser("positions", help="list the named token positions")
     pos.set_defaults(func=cmd_positions)
@@ -118,11 +181,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         _close_bars()  # the message goes on a line of its own, not after a progress bar
-        print("halluscan: interrupted; completed batches are kept and a re-run resumes", file=sys.stderr)
+        print(
+            "halluscan: interrupted; completed batches are kept and a re-run resumes",
+            file=sys.stderr,
+        )
         return 130
     except BrokenPipeError:  # `halluscan positions | head`: the reader left; nothing to report
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not fail again
+        os.dup2(
+            devnull, sys.stdout.fileno()
+        )  # so that the interpreter's final flush does not fail again
         return 0
 
 

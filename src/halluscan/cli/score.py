@@ -14,41 +14,52 @@ BANKS = ("auto", "own", "given")
 
 
 def default_bank(model: str, runs_dir: str, quiet: bool, kind: str = "own") -> Path:
-    """The ``kind`` probe bank (own or given) of the default study for ``model``; runs that study first when missing."""
-    from halluscan import pipeline
+    """The ``kind`` probe bank (own or given) of the default study for ``model``.
+
+    Runs that study first when missing.
+    """
     from halluscan.probes.bank import ProbeBank
-    from halluscan.runs import RunDir, default_study
+    from halluscan.study import pipeline
+    from halluscan.study.runs import RunDir, default_study
 
     cfg = default_study(model, runs_dir, quiet)
-    run = RunDir.of(cfg)
+    run = RunDir.named(cfg.name, cfg.runs_dir)
     folder = run.probes_given if kind == "given" else run.probes
     if not ProbeBank.exists(folder):
         what = "given-answer" if kind == "given" else "probe"
         print(
             f"halluscan: no {what} bank at {folder}; running the default study for {model} first "
-            f"(`halluscan run --name {cfg.name}`, a few minutes on the bundled model; a finished one resumes)",
+            f"(`halluscan run --name {cfg.name}`, a few minutes on the bundled model; a finished "
+            "one resumes)",
             file=sys.stderr,
         )
         pipeline.run_study(cfg)
     if not ProbeBank.exists(folder):  # the study could not train it (too few answers of a class)
-        raise HalluscanError(f"the default study wrote no bank at {folder}; see {run.report}, or give --probes")
+        raise HalluscanError(
+            f"the default study wrote no bank at {folder}; see {run.report}, or give --probes"
+        )
     return folder
 
 
 def _bank_kind(args: argparse.Namespace, given_answer: bool) -> str:
-    """Which bank scores: ``--bank``, else the given-answer bank for a given answer and the own for a generated one."""
+    """Which bank scores.
+
+    ``--bank``, else the given-answer bank for a given answer and the own for a generated one.
+    """
     if args.bank not in BANKS:
         raise HalluscanError(f"--bank {args.bank!r}: give own, given or auto")
     return args.bank if args.bank != "auto" else ("given" if given_answer else "own")
 
 
 def _scanner(args: argparse.Namespace, lm: Any, kind: str) -> Any:
-    """A scanner with the chosen bank (``--probes`` when given, else the default study's ``kind`` bank)."""
+    """A scanner with the chosen bank: ``--probes``, else the default study's ``kind`` bank."""
     from halluscan.probes.bank import ProbeBank
     from halluscan.scan import Scanner
 
     bank = ProbeBank.load(args.probes or default_bank(args.model, args.runs_dir, args.quiet, kind))
-    return Scanner(lm, bank, layer=args.layer, standardise=args.standardise, query=_query(args.query))
+    return Scanner(
+        lm, bank, layer=args.layer, standardise=args.standardise, query=_query(args.query)
+    )
 
 
 def _read_answers(path: str) -> list[dict[str, Any]]:
@@ -58,7 +69,9 @@ def _read_answers(path: str) -> list[dict[str, Any]]:
     rows = read_table(path, required=("question",))
     for i, row in enumerate(rows, start=1):
         if not isinstance(row.get("question"), str) or not row["question"].strip():
-            raise HalluscanError(f'{path}: row {i} needs a non-empty "question" string (and optionally "answer")')
+            raise HalluscanError(
+                f'{path}: row {i} needs a non-empty "question" string (and optionally "answer")'
+            )
         for key in ("answer", "relation"):
             if row.get(key) not in (None, "") and not isinstance(row[key], str):
                 raise HalluscanError(f'{path}: row {i}: "{key}" must be a string')
@@ -74,10 +87,13 @@ def _label(path: str, i: int, row: dict[str, Any]) -> bool:
     """A row's ``label`` (is the given answer true?) as a bool."""
     raw = str(row["label"]).strip().lower()
     if raw not in _LABELS:
-        raise HalluscanError(f'{path}: row {i}: "label" is {row["label"]!r}; give true/false or 1/0 (1 = true)')
+        raise HalluscanError(
+            f'{path}: row {i}: "label" is {row["label"]!r}; give true/false or 1/0 (1 = true)'
+        )
     if not (row.get("answer") or "").strip():
         raise HalluscanError(
-            f'{path}: row {i} has a "label" but no "answer"; a label says whether a given answer is true'
+            f'{path}: row {i} has a "label" but no "answer"; a label says whether a given answer '
+            "is true"
         )
     return _LABELS[raw]
 
@@ -92,15 +108,23 @@ def _query(text: str) -> int | None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    """Score one answer (given, or generated first) or a JSONL of them; write score.json and figures."""
+    """Score one answer (given, or generated first) or a JSONL of them.
+
+    Write score.json and figures.
+    """
     from halluscan.models import load_model
 
     if args.question is None and not args.jsonl:
-        raise HalluscanError("score: give --question Q (with --answer A to score a given answer) or --jsonl FILE")
+        raise HalluscanError(
+            "score: give --question Q (with --answer A to score a given answer) or --jsonl FILE"
+        )
     if args.question is not None and not args.question.strip():
         raise HalluscanError("score: --question is blank; give the question's text")
     if args.answer is not None and not args.answer.strip():
-        raise HalluscanError("score: --answer is blank; give the text to score (or leave --answer out to generate one)")
+        raise HalluscanError(
+            "score: --answer is blank; give the text to score (or leave --answer out to generate "
+            "one)"
+        )
     rows = _read_answers(args.jsonl) if args.jsonl else None
     _bank_kind(args, True)  # a bad --bank fails before the model loads
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
@@ -129,10 +153,16 @@ def _score_file(args: argparse.Namespace, lm: Any, rows: list[dict[str, Any]], o
         scanner = _scanner(args, lm, _bank_kind(args, True))
         banks[0] = scanner.kind
         items = [
-            (r["question"], tok(r["answer"], add_special_tokens=False).input_ids, (r.get("relation") or "custom"))
+            (
+                r["question"],
+                tok(r["answer"], add_special_tokens=False).input_ids,
+                (r.get("relation") or "custom"),
+            )
             for _, r in given
         ]
-        for (i, _), scored in zip(given, scanner.score_many(items, progress=bar.update), strict=True):
+        for (i, _), scored in zip(
+            given, scanner.score_many(items, progress=bar.update), strict=True
+        ):
             results[i] = scored
     if len(given) < len(rows):
         scanner = _scanner(args, lm, _bank_kind(args, False))
@@ -143,21 +173,32 @@ def _score_file(args: argparse.Namespace, lm: Any, rows: list[dict[str, Any]], o
                 bar.update(1)
     bar.close()
     lines = [
-        json.dumps({"id": r.get("id", i), **({"label": r["label"]} if "label" in r else {}), **scored.to_json()})
+        json.dumps(
+            {
+                "id": r.get("id", i),
+                **({"label": r["label"]} if "label" in r else {}),
+                **scored.to_json(),
+            }
+        )
         for i, (r, scored) in enumerate(zip(rows, results, strict=True))
     ]
     atomic.write_text(out / "scores.jsonl", "\n".join(lines) + "\n")
     n_wrong = sum(scored.verdict == "hallucinated" for scored in results)
-    print(f"scored {len(rows)} answers ({' + '.join(sorted(set(banks.values())))} bank): {n_wrong} flagged "
-          f"hallucinated; wrote {out / 'scores.jsonl'}")  # fmt: skip
-    labelled = [(r, s) for r, s in zip(rows, results, strict=True) if isinstance(r.get("label"), bool)]
+    print(
+        f"scored {len(rows)} answers ({' + '.join(sorted(set(banks.values())))} bank): {n_wrong} "
+        "flagged "
+        f"hallucinated; wrote {out / 'scores.jsonl'}"
+    )
+    labelled = [
+        (r, s) for r, s in zip(rows, results, strict=True) if isinstance(r.get("label"), bool)
+    ]
     if labelled:
         _labelled_summary(labelled, out)
     return 0
 
 
 def _labelled_summary(labelled: list[tuple[dict[str, Any], Any]], out: Path) -> None:
-    """AUC (with a 95 % interval, resampling questions) and verdict accuracy on labelled given answers."""
+    """AUC (95 % interval, resampling questions) and verdict accuracy on labelled given answers."""
     import numpy as np
 
     from halluscan import atomic
@@ -166,7 +207,14 @@ def _labelled_summary(labelled: list[tuple[dict[str, Any], Any]], out: Path) -> 
     false = np.array([not r["label"] for r, _ in labelled], dtype=np.int64)
     p = np.array([s.p_wrong for _, s in labelled])
     auc, ci = bootstrap_auc(p, false, [r["question"] for r, _ in labelled])
-    acc = float(np.mean([(s.verdict == "hallucinated") == bool(f) for (_, s), f in zip(labelled, false, strict=True)]))
+    acc = float(
+        np.mean(
+            [
+                (s.verdict == "hallucinated") == bool(f)
+                for (_, s), f in zip(labelled, false, strict=True)
+            ]
+        )
+    )
     summary = {
         "n": len(labelled),
         "n_false": int(false.sum()),
@@ -177,8 +225,10 @@ def _labelled_summary(labelled: list[tuple[dict[str, Any], Any]], out: Path) -> 
     }
     atomic.write_json(out / "summary.json", summary)
     lo, hi = ("nan", "nan") if ci is None else (f"{ci[0]:.3f}", f"{ci[1]:.3f}")
-    print(f"labelled answers: {len(labelled)} ({summary['n_false']} false); AUC of p_wrong {auc:.3f} "
-          f"(95 % CI {lo} – {hi}); verdict accuracy {acc:.3f}; wrote {out / 'summary.json'}")  # fmt: skip
+    print(
+        f"labelled answers: {len(labelled)} ({summary['n_false']} false); AUC of p_wrong {auc:.3f} "
+        f"(95 % CI {lo} – {hi}); verdict accuracy {acc:.3f}; wrote {out / 'summary.json'}"
+    )
 
 
 def _score_one(scanner: Any, args: argparse.Namespace, out: Path) -> int:
@@ -196,7 +246,11 @@ def _score_one(scanner: Any, args: argparse.Namespace, out: Path) -> int:
         result = scanner.score(args.question, args.answer, relation=args.relation)
     atomic.write_json(out / "score.json", result.to_json())
     files = figures.activity_files([result], out) + figures.attention_files(result, out)
-    where = f"at {result.exact_answer!r}" if result.exact_answer else "at the last token (no exact answer found)"
+    where = (
+        f"at {result.exact_answer!r}"
+        if result.exact_answer
+        else "at the last token (no exact answer found)"
+    )
     print(f"answer: {result.response}")
     bank = result.meta.get("bank", "own")
     print(

@@ -1,4 +1,7 @@
-"""The Ray driver's commits: every chunk that arrived, into its store, with one manifest write per store."""
+"""The Ray driver's commits.
+
+Every chunk that arrived, into its store, with one manifest write per store.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +9,21 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from halluscan.analyses.results import RayReport
 from halluscan.cluster.worker import Chunk
-from halluscan.engine.chunks import chunk_path
-from halluscan.engine.store import ActivationStore
 from halluscan.errors import HalluscanError
+from halluscan.store import ActivationStore
+from halluscan.store.chunks import chunk_path
 
 # A file another node has just renamed into place can look missing or stale through a network
-# file system's attribute cache for a moment (NFS: up to its actimeo, 3-60 s): look again before giving up.
+# file system's attribute cache for a moment (NFS: up to its actimeo, 3-60 s): look again before
+# giving up.
 SHARED_WAIT_S = (0.1, 0.5, 1, 2, 4, 8, 15, 30)
 
 
 def arrived(path: Path, size: int) -> None:
-    """Wait until ``path`` is there at ``size`` bytes (a worker wrote it on a shared file system), or fail."""
+    """Wait until ``path`` (written by a worker on a shared file system) has ``size`` bytes."""
     for pause in (0.0, *SHARED_WAIT_S):
         time.sleep(pause)
         try:
@@ -28,14 +32,19 @@ def arrived(path: Path, size: int) -> None:
         except OSError:
             pass
     raise HalluscanError(
-        f"{path} is missing or not the size its worker wrote, as the driver sees it: --ray-write shared needs "
-        "a file system every worker and the driver mount at the same path; use --ray-write object otherwise"
+        f"{path} is missing or not the size its worker wrote, as the driver sees it: --ray-write "
+        "shared needs "
+        "a file system every worker and the driver mount at the same path; use --ray-write object "
+        "otherwise"
     )
 
 
 @dataclass
 class RayStats:
-    """What a Ray collection did: per worker its questions and busy seconds, and the driver's commit cost."""
+    """What a Ray collection did.
+
+    Per worker its questions and busy seconds, and the driver's commit cost.
+    """
 
     workers: int
     questions: dict[str, int] = field(default_factory=dict)
@@ -47,21 +56,21 @@ class RayStats:
     reassigned: int = 0
     commits: int = 0  # manifest writes (a group commit writes several chunks at once)
 
-    def to_json(self) -> dict[str, Any]:
-        """The record that goes into ``metrics["ray"]``."""
-        return {
-            "workers": self.workers,
-            "questions_per_worker": self.questions,
-            "questions_per_s_per_worker": {
+    def report(self) -> RayReport:
+        """The record that goes into the study's metrics (``ray``)."""
+        return RayReport(
+            workers=self.workers,
+            questions_per_worker=dict(self.questions),
+            questions_per_s_per_worker={
                 w: round(n / max(self.busy_s[w], 1e-9), 3) for w, n in self.questions.items()
             },
-            "chunks": self.chunks,
-            "driver_commit_s_per_chunk": round(self.commit_s / max(self.chunks, 1), 5),
-            "manifest_writes": self.commits,
-            "object_store_MB": round(self.bytes_moved / 1e6, 2),
-            "wall_s": round(self.wall_s, 2),
-            "shards_reassigned": self.reassigned,
-        }
+            chunks=self.chunks,
+            driver_commit_s_per_chunk=round(self.commit_s / max(self.chunks, 1), 5),
+            manifest_writes=self.commits,
+            object_store_MB=round(self.bytes_moved / 1e6, 2),
+            wall_s=round(self.wall_s, 2),
+            shards_reassigned=self.reassigned,
+        )
 
 
 class Committer:
@@ -75,22 +84,34 @@ class Committer:
         self.stores, self.stats = stores, stats
 
     def __call__(self, chunks: list[Chunk]) -> None:
-        """Commit ``chunks`` (``object``: write their files first; ``shared``: check the files the workers wrote)."""
+        """Commit ``chunks`` (``object``.
+
+        Write their files first; ``shared``: check the files the workers wrote).
+        """
         t = time.perf_counter()
         entries: dict[str, list[tuple[str, list[str], dict[str, int]]]] = {}
         for chunk in chunks:
             store = self.stores[chunk.store]
             if store is None:
-                raise HalluscanError(f"a worker sent a chunk for the {chunk.store!r} store, which this study lacks")
+                raise HalluscanError(
+                    f"a worker sent a chunk for the {chunk.store!r} store, which this study lacks"
+                )
             if chunk.files is not None:
                 assert chunk.records is not None
                 name = f"chunk_r{uuid.uuid4().hex[:12]}"
                 entries.setdefault(chunk.store, []).append(
-                    (name, chunk.ids, store.write_encoded(name, chunk.files, chunk.records, chunk.crc))
+                    (
+                        name,
+                        chunk.ids,
+                        store.write_encoded(name, chunk.files, chunk.records, chunk.crc),
+                    )
                 )
                 continue
             assert chunk.name is not None
-            for sub, size in chunk.sizes.items():  # a stat, not a read: the driver never reads the data
+            for (
+                sub,
+                size,
+            ) in chunk.sizes.items():  # a stat, not a read: the driver never reads the data
                 arrived(chunk_path(store.root, sub, chunk.name), size)
             entries.setdefault(chunk.store, []).append((chunk.name, chunk.ids, chunk.crc))
         for key, group in entries.items():

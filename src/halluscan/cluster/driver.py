@@ -20,62 +20,86 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from halluscan.cluster import init_ray, worker_device
+from halluscan.cluster import RayPlan, init_ray
 from halluscan.cluster.commit import Committer, RayStats
-from halluscan.cluster.worker import Chunk, Shard, Worker
-from halluscan.config import StudyConfig
+from halluscan.cluster.worker import Chunk, Shard, Worker, WorkerSetup
 from halluscan.engine.collect import batches
-from halluscan.engine.given import Forced
-from halluscan.engine.store import ActivationStore
+from halluscan.engine.given import Forced, GivenWork
 from halluscan.errors import HalluscanError
 from halluscan.models.loading import LoadedModel
 from halluscan.records import Question
-from halluscan.settings import StudySettings
+from halluscan.store import ActivationStore
+
+
+@dataclass(frozen=True)
+class Counts:
+    """For the progress bar: questions in the study, already stored, and when the run started."""
+
+    total: int
+    stored: int
+    start: float
+
 
 IN_FLIGHT = 2  # shards queued per worker: one runs while the next waits, so a worker never idles
 RESTARTS = 2  # Ray restarts a dead worker this often, and retries its shards as often
 
 
 def shards_for(
-    lm: LoadedModel, settings: StudySettings, todo: list[Question], given: list[Forced], roots: dict[str, str]
+    lm: LoadedModel,
+    setup: WorkerSetup,
+    todo: list[Question],
+    given: list[Forced],
+    plan: RayPlan,
+    roots: dict[str, str],
 ) -> list[Shard]:
     """One shard per batch of ``todo``, each with the given answers of its questions."""
     by_q: dict[str, list[Forced]] = {}
     for f in given:
         by_q.setdefault(f.answer.qid, []).append(f)
-    mode = settings.config.ray_write
+    mode = plan.write
     out = []
-    for i, batch in enumerate(batches(lm, todo, settings.generation)):
+    for i, batch in enumerate(batches(lm, todo, setup.job.generation)):
         mine = [f for q in batch for f in by_q.get(q.qid, [])]
         out.append(Shard(i, [batch], mine, mode, roots))
     return out
 
 
-def start_workers(ray: Any, settings: StudySettings) -> tuple[list[Any], list[Any]]:
-    """The worker actors, each reserving its CPUs and GPUs and loading the model; Ray restarts one that dies.
+def start_workers(ray: Any, plan: RayPlan, setup: WorkerSetup) -> tuple[list[Any], list[Any]]:
+    """The worker actors, each reserving its CPUs and GPUs and loading the model.
 
-    Returns the actors and the box (``[ref]`` of the settings) that their calls take.
+    Ray restarts one that dies.
+
+
+    Returns the actors and the box (``[ref]`` of the setup) that their calls take.
     """
     from dataclasses import replace
     from pathlib import Path
 
-    cfg = settings.config
-    if Path(cfg.model).exists():  # a local model folder or file: the same absolute path on every worker
-        settings = replace(settings, config=replace(cfg, model=str(Path(cfg.model).resolve())))
+    model = setup.spec.model
+    if Path(model).exists():  # a local model folder or file: the same absolute path on every worker
+        setup = replace(setup, spec=replace(setup.spec, model=str(Path(model).resolve())))
     actor = ray.remote(Worker).options(
-        num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker, max_restarts=RESTARTS, max_task_retries=RESTARTS
+        num_cpus=plan.cpus_per_worker,
+        num_gpus=plan.gpus_per_worker,
+        max_restarts=RESTARTS,
+        max_task_retries=RESTARTS,
     )
-    device = worker_device(cfg)
-    threads = cfg.threads or max(1, int(cfg.cpus_per_worker))
-    box = [ray.put(settings)]
-    workers = [actor.remote(device, threads) for _ in range(cfg.workers)]
+    box = [ray.put(setup)]
+    workers = [actor.remote() for _ in range(plan.workers)]
     loading = [w.load.remote(box) for w in workers]
-    try:  # every worker has the model before any shard goes out: a failed load is one error, not a hang
-        with tqdm(total=len(loading), desc="loading the model on Ray workers", unit="worker", disable=cfg.quiet) as bar:
+    # every worker has the model before any shard goes out: a failed load is one error, not a hang
+    try:
+        with tqdm(
+            total=len(loading),
+            desc="loading the model on Ray workers",
+            unit="worker",
+            disable=plan.quiet,
+        ) as bar:
             for ref in loading:
                 ray.get(ref)
                 bar.update(1)
@@ -86,35 +110,43 @@ def start_workers(ray: Any, settings: StudySettings) -> tuple[list[Any], list[An
     return workers, box
 
 
-def check_room(ray: Any, cfg: StudyConfig) -> None:
-    """Refuse workers the cluster cannot place (they would wait for ever, and their shards with them)."""
+def check_room(ray: Any, plan: RayPlan) -> None:
+    """Refuse workers the cluster cannot place (they, and their shards, would wait for ever)."""
     have = ray.cluster_resources()
-    need = {"CPU": cfg.workers * cfg.cpus_per_worker, "GPU": cfg.workers * cfg.gpus_per_worker}
+    need = {"CPU": plan.workers * plan.cpus_per_worker, "GPU": plan.workers * plan.gpus_per_worker}
     short = {k: (v, have.get(k, 0.0)) for k, v in need.items() if v > have.get(k, 0.0) + 1e-9}
     if short:
-        what = ", ".join(f"{need:g} {k} (the cluster has {got:g})" for k, (need, got) in short.items())
+        what = ", ".join(
+            f"{need:g} {k} (the cluster has {got:g})" for k, (need, got) in short.items()
+        )
         raise HalluscanError(
-            f"{cfg.workers} Ray workers need {what}; use fewer --workers, fewer --cpus-per-worker or "
+            f"{plan.workers} Ray workers need {what}; use fewer --workers, fewer --cpus-per-worker "
+            "or "
             "--gpus-per-worker, or add nodes to the cluster"
         )
 
 
 def cause_of(e: Any) -> str:
-    """The first line of what made a Ray call fail (the worker's own exception when there is one)."""
+    """The first line of what made a Ray call fail (the worker's own exception if it has one)."""
     cause = getattr(e, "cause", None)
     if isinstance(cause, HalluscanError):
         return str(cause)
-    text = f"{type(cause).__name__}: {cause}" if cause is not None else (str(e).strip() or type(e).__name__)
+    text = (
+        f"{type(cause).__name__}: {cause}"
+        if cause is not None
+        else (str(e).strip() or type(e).__name__)
+    )
     lines = [x for x in text.splitlines() if x.strip()]
     return lines[0] if lines else type(e).__name__
 
 
 def collect_on_ray(
-    settings: StudySettings,
+    plan: RayPlan,
+    setup: WorkerSetup,
     lm: LoadedModel,
     qs: list[Question],
     store: ActivationStore,
-    given: tuple[list[Forced], ActivationStore] | None = None,
+    given: GivenWork | None = None,
     on_commit: Callable[[list[Any], RayStats], None] | None = None,
 ) -> RayStats:
     """Generate, grade, locate and store the questions not yet in ``store``, on Ray workers.
@@ -122,24 +154,34 @@ def collect_on_ray(
     ``on_commit(workers, stats)`` runs after each group commit; tests use it to kill a worker
     mid-run.
     """
-    cfg = settings.config
-    ray = init_ray(cfg)
+    ray = init_ray(plan)
     t0 = time.perf_counter()
-    done = store.stored_ids()
-    todo = [q for q in qs if q.qid not in done]
-    gstore = given[1] if given else None
-    forced = [f for f in given[0] if f.answer.item_id not in gstore.stored_ids()] if given and gstore else []
+    todo = store.left_to_do(qs, key=lambda q: q.qid)
+    gstore = given.store if given else None
+    forced = given.left() if given else []
     # absolute: a worker on another node resolves a relative path against its own working folder
-    roots = {"own": str(store.root.resolve()), "given": str(gstore.root.resolve()) if gstore else ""}
-    queue = deque(shards_for(lm, settings, todo, forced, roots))
-    stats = RayStats(cfg.workers)
+    roots = {
+        "own": str(store.root.resolve()),
+        "given": str(gstore.root.resolve()) if gstore else "",
+    }
+    queue = deque(shards_for(lm, setup, todo, forced, plan, roots))
+    stats = RayStats(plan.workers)
     if not queue:
         return stats
-    check_room(ray, cfg)
-    workers, box = start_workers(ray, settings)
+    check_room(ray, plan)
+    workers, box = start_workers(ray, plan, setup)
+    counts = Counts(len(qs), len(qs) - len(todo), t0)
     try:
-        _dispatch(ray, workers, box, queue, Committer({"own": store, "given": gstore}, stats), on_commit, cfg.quiet,
-                  (len(qs), len(qs) - len(todo), t0))  # fmt: skip
+        _dispatch(
+            ray,
+            workers,
+            box,
+            queue,
+            Committer({"own": store, "given": gstore}, stats),
+            on_commit,
+            plan.quiet,
+            counts,
+        )
     finally:  # on success and on error alike: no actor outlives the run
         for a in workers:
             ray.kill(a)
@@ -158,15 +200,12 @@ def _dispatch(
     commit: Committer,
     on_commit: Callable[[list[Any], RayStats], None] | None,
     quiet: bool,
-    counts: tuple[int, int, float],
+    counts: Counts,
 ) -> None:
-    """Keep every live worker ``IN_FLIGHT`` shards deep and commit what arrives, until the queue is done.
-
-    ``counts``: questions in the study, already stored, and the start time (for the progress bar).
-    """
+    """Keep every live worker ``IN_FLIGHT`` shards deep and commit what arrives, until done."""
     from halluscan.cluster.progress import Progress
 
-    stats, (total, initial, t0) = commit.stats, counts
+    stats, (total, initial, t0) = commit.stats, (counts.total, counts.stored, counts.start)
     alive = set(range(len(workers)))
     pending: dict[Any, tuple[Shard, int]] = {}
 
@@ -188,11 +227,14 @@ def _dispatch(
                 shard, w = pending.pop(ref)
                 try:
                     chunks, timing = ray.get(ref)
-                except ray.exceptions.RayActorError as e:  # gone for good, after Ray's restarts: others take it
+                except (
+                    ray.exceptions.RayActorError
+                ) as e:  # gone for good, after Ray's restarts: others take it
                     alive.discard(w)
                     if not alive:
                         failed = HalluscanError(
-                            f"every Ray worker died, the last with: {cause_of(e)} (see the Ray logs); committed shards "
+                            f"every Ray worker died, the last with: {cause_of(e)} (see the Ray "
+                            "logs); committed shards "
                             "are kept, so run the same command again to resume"
                         )
                         break
@@ -200,11 +242,15 @@ def _dispatch(
                     stats.reassigned += 1
                     submit(min(alive, key=lambda a: sum(1 for _, x in pending.values() if x == a)))
                     continue
-                except ray.exceptions.RayError as e:  # the shard itself failed: it would fail on any worker
+                except (
+                    ray.exceptions.RayError
+                ) as e:  # the shard itself failed: it would fail on any worker
                     failed = _task_error(shard, e)
                     break
                 arrived.append((shard, w, chunks, timing))
-            commit([c for _, _, chunks, _ in arrived for c in chunks])  # what arrived is kept, even before an error
+            commit(
+                [c for _, _, chunks, _ in arrived for c in chunks]
+            )  # what arrived is kept, even before an error
             if failed is not None:
                 raise failed
             for shard, w, _, timing in arrived:
@@ -220,10 +266,11 @@ def _dispatch(
 
 
 def _task_error(shard: Shard, e: Any) -> HalluscanError:
-    """A one-line error for a shard that raised on its worker (the worker's own message when it is halluscan's)."""
+    """A one-line error for a shard that raised on its worker (its own message if halluscan's)."""
     if isinstance(getattr(e, "cause", None), HalluscanError):
         return HalluscanError(f"on a Ray worker: {e.cause}")
     return HalluscanError(
-        f"a Ray worker failed on shard {shard.index} ({cause_of(e)}); committed shards are kept: fix the cause "
+        f"a Ray worker failed on shard {shard.index} ({cause_of(e)}); committed shards are kept: "
+        "fix the cause "
         "(see the Ray logs) and run the same command again to resume"
     )

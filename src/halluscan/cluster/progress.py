@@ -6,21 +6,27 @@ from typing import Any
 
 
 class Progress:
-    """A tqdm bar over questions whose postfix shows questions per second per worker (``host:pid``)."""
+    """A tqdm bar over questions; its postfix shows each worker's questions per second."""
 
     def __init__(self, total: int, initial: int, quiet: bool):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total, initial=initial, desc="generate+extract on Ray", unit="q", disable=quiet)
+        self.bar = tqdm(
+            total=total, initial=initial, desc="generate+extract on Ray", unit="q", disable=quiet
+        )
         self.rates: dict[str, float] = {}
 
     def __enter__(self) -> Progress:
         return self
 
     def advance(self, n: int, worker: str, rate: float) -> None:
-        """``n`` more questions done by ``worker``, which now runs at ``rate`` questions per second."""
-        self.rates[worker] = rate  # in order of first result: w0, w1, ... keep their names (a restart is new)
-        self.bar.set_postfix_str(" ".join(f"w{i} {r:.1f}q/s" for i, r in enumerate(self.rates.values())))
+        """``n`` more questions done by ``worker``, which runs at ``rate`` questions per second."""
+        self.rates[worker] = (
+            rate  # in order of first result: w0, w1, ... keep their names (a restart is new)
+        )
+        self.bar.set_postfix_str(
+            " ".join(f"w{i} {r:.1f}q/s" for i, r in enumerate(self.rates.values()))
+        )
         self.bar.update(n)
 
     def __exit__(self, *exc: Any) -> None:

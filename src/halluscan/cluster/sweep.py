@@ -9,48 +9,63 @@ reads the position once and passes it through Ray's object store.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from halluscan.cluster import init_ray
+from halluscan.cluster import RayPlan, init_ray
 from halluscan.cluster.driver import cause_of
-from halluscan.config import StudyConfig
-from halluscan.engine.store import ActivationStore
 from halluscan.errors import HalluscanError
-from halluscan.probes.sweep import SweepResult, assemble, fits, position_folds, sweep_store
+from halluscan.probes.cv import CV
+from halluscan.probes.sweep import SweepResult, assemble, fits, position_folds
+from halluscan.store import ActivationStore
 
 
 def fit_position(
-    source: Any, pos: str, site: str, keep: np.ndarray, y: np.ndarray, groups: np.ndarray, args: tuple[int, int, float]
-) -> np.ndarray:
-    """``[fold, layer]`` AUCs at ``pos``: ``source`` is the store folder (a path) or the position's array."""
+    source: Any, pos: str, site: str, keep: np.ndarray, y: np.ndarray, groups: np.ndarray, cv: CV
+) -> Any:
+    """``[fold, layer]`` AUCs at ``pos``.
+
+    ``source`` is the store folder (a path) or the position's array.
+    """
     import torch
 
-    x = ActivationStore.open(source).position(pos, site) if isinstance(source, str) else torch.from_numpy(source)
-    folds, seed, c = args
-    return position_folds(x[torch.from_numpy(keep)], y[keep], groups[keep], folds, seed, c)
+    x = (
+        ActivationStore.open(source).position(pos, site)
+        if isinstance(source, str)
+        else torch.from_numpy(source)
+    )
+    return position_folds(x[torch.from_numpy(keep)], y[keep], groups[keep], cv.folds, cv.seed, cv.c)
 
 
-def sweep_on_ray(cfg: StudyConfig, store: ActivationStore, y: np.ndarray, groups: Sequence[str]) -> SweepResult:
-    """:func:`~halluscan.probes.sweep.sweep_store` with each position's fit as a Ray task."""
+def sweep_on_ray(
+    plan: RayPlan, store: ActivationStore, site: str, y: np.ndarray, groups: Sequence[str], cv: CV
+) -> SweepResult:
+    """The sweep of ``store``'s ``site`` with each position's fit as a Ray task."""
     from tqdm.auto import tqdm
 
-    ray = init_ray(cfg)
-    task = ray.remote(num_cpus=cfg.cpus_per_worker, max_retries=2)(fit_position)
-    valid, g, site = store.valid(), np.asarray(groups), cfg.site
-    todo = [j for j in range(len(store.positions)) if fits(valid[:, j], y, cfg.folds)]
+    ray = init_ray(plan)
+    task = ray.remote(num_cpus=plan.cpus_per_worker, max_retries=2)(fit_position)
+    valid, g = store.valid(), np.asarray(groups)
+    todo = [j for j in range(len(store.positions)) if fits(valid[:, j], y, cv.folds)]
     running: dict[Any, int] = {}
     per_pos: dict[int, np.ndarray] = {}
-    with tqdm(total=len(todo), desc="probe sweep on Ray", unit="pos", disable=cfg.quiet) as bar:
-        for k, j in enumerate(todo + [-1] * cfg.workers):  # -1: no more to start, drain the last ones
+    with tqdm(total=len(todo), desc="probe sweep on Ray", unit="pos", disable=plan.quiet) as bar:
+        for k, j in enumerate(
+            todo + [-1] * plan.workers
+        ):  # -1: no more to start, drain the last ones
             if j >= 0:  # at most one position per worker in flight: bounded object-store memory
                 pos = store.positions[j]
-                shared = cfg.ray_write == "shared"  # an absolute path: the task may run on another node
-                source = str(store.root.resolve()) if shared else ray.put(store.position(pos, site).numpy())
-                running[task.remote(source, pos, site, valid[:, j], y, g, (cfg.folds, cfg.seed, cfg.probe_c))] = j
-            if running and (len(running) >= cfg.workers or k >= len(todo)):
+                shared = (
+                    plan.write == "shared"
+                )  # an absolute path: the task may run on another node
+                source = (
+                    str(store.root.resolve())
+                    if shared
+                    else ray.put(store.position(pos, site).numpy())
+                )
+                running[task.remote(source, pos, site, valid[:, j], y, g, cv)] = j
+            if running and (len(running) >= plan.workers or k >= len(todo)):
                 [ref], _ = ray.wait(list(running), num_returns=1)
                 j = running.pop(ref)
                 try:
@@ -60,20 +75,6 @@ def sweep_on_ray(cfg: StudyConfig, store: ActivationStore, y: np.ndarray, groups
                         f"the probe sweep at {store.positions[j]!r} failed on Ray: {cause_of(e)}"
                     ) from None
                 bar.update(1)
-    return assemble(store.layers(site), store.positions, valid, cfg.folds, per_pos)  # in position order
-
-
-def study_sweep(
-    cfg: StudyConfig,
-    store: ActivationStore,
-    y: np.ndarray,
-    groups: Sequence[str],
-    device: str = "cpu",
-    desc: str = "probe sweep",
-    site: str = "residual",
-) -> SweepResult:
-    """A study's sweep of ``store``: one Ray task per position with ``--ray``, else in this process on ``device``."""
-    if cfg.ray:
-        return sweep_on_ray(replace(cfg, site=site), store, y, groups)
-    return sweep_store(store, y, groups, site=site, folds=cfg.folds, seed=cfg.seed, c=cfg.probe_c, device=device,
-                       desc=desc, quiet=cfg.quiet)  # fmt: skip
+    return assemble(
+        store.layers(site), store.positions, valid, cv.folds, per_pos
+    )  # in position order

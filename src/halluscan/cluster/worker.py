@@ -14,25 +14,53 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from halluscan.engine.collect import CollectJob
 from halluscan.engine.given import Forced
 from halluscan.records import Question
-from halluscan.settings import StudySettings
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a worker loads the study's model.
+
+    What, on which device, in which dtype, with which seed.
+    """
+
+    model: str
+    device: str
+    dtype: str
+    seed: int
+    threads: int
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What every worker holds for the whole run: how to load the model and how to collect."""
+
+    spec: ModelSpec
+    job: CollectJob
+    store_dtype: str
 
 
 @dataclass
 class Shard:
-    """Work for one worker call: ``batches`` of questions, their given answers, and where chunks go."""
+    """Work for one worker call.
+
+    ``batches`` of questions, their given answers, and where chunks go.
+    """
 
     index: int
     batches: list[list[Question]]
     given: list[Forced] = field(default_factory=list)
-    write: str = "object"  # or "shared": the files go to ``roots`` ({"own": store, "given": given store})
+    write: str = (
+        "object"  # or "shared": the files go to ``roots`` ({"own": store, "given": given store})
+    )
     roots: dict[str, str] = field(default_factory=dict)
 
 
@@ -59,12 +87,14 @@ class Chunk:
 
 
 class _Collected:
-    """A stand-in for the store's writer: keeps what the given-answer fork puts, to send back."""
+    """A chunk sink that keeps what it is given, on the host, to send back."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[Any, ...]] = []
+        self.items: list[tuple[Any, np.ndarray, list[dict[str, Any]]]] = []
 
-    def put(self, arrays: Any, valid: np.ndarray, records: list[dict[str, Any]], ready: Any = None) -> None:
+    def put(
+        self, arrays: Any, valid: np.ndarray, records: list[dict[str, Any]], ready: Any = None
+    ) -> None:
         """Keep one chunk (the arrays are copied to the host first)."""
         if ready is not None:
             ready.synchronize()
@@ -72,16 +102,15 @@ class _Collected:
 
 
 class Worker:
-    """Loads the study's model on its device (``cuda`` when Ray gave it a GPU, else ``cpu``) once.
+    """Loads the study's model (on ``cuda`` when Ray gave it a GPU, else the CPU) once.
 
-    The settings come as ``[ref]``, a list holding their object ref, to :meth:`load` and
-    :meth:`run`, not to the constructor: the constructor's arguments stay small (Ray keeps them
-    to restart the actor), and a restarted worker loads on its first retried shard.
+    The setup comes as ``[ref]``, a list holding its object ref, to :meth:`load` and :meth:`run`,
+    not to the constructor: the constructor's arguments stay small (Ray keeps them to restart
+    the actor), and a restarted worker loads on its first retried shard.
     """
 
-    def __init__(self, device: str, threads: int):
-        self.device, self.threads = device, threads
-        self.settings: StudySettings | None = None
+    def __init__(self) -> None:
+        self.setup: WorkerSetup | None = None
         self.lm: Any = None
         self.host = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -90,64 +119,68 @@ class Worker:
         return self.host
 
     def load(self, box: list[Any]) -> str:
-        """Take the settings (``box[0]``: their object ref, or the settings) and load the model, once."""
+        """Take the setup (``box[0]``.
+
+        Its object ref, or the setup itself) and load the model, once.
+        """
         if self.lm is None:
             import torch
 
             from halluscan.models import load_model
 
-            settings = box[0]
-            if not isinstance(settings, StudySettings):
+            setup = box[0]
+            if not isinstance(setup, WorkerSetup):
                 import ray
 
-                settings = ray.get(settings)
-            if self.threads > 0:
-                torch.set_num_threads(self.threads)
-            torch.manual_seed(settings.config.seed)
-            self.lm = load_model(settings.config.model, device=self.device, dtype=settings.config.dtype)
-            self.settings = settings
+                setup = ray.get(setup)
+            if setup.spec.threads > 0:
+                torch.set_num_threads(setup.spec.threads)
+            torch.manual_seed(setup.spec.seed)
+            self.lm = load_model(setup.spec.model, device=setup.spec.device, dtype=setup.spec.dtype)
+            self.setup = setup
         return self.host
 
     def run(self, shard: Shard, box: list[Any]) -> tuple[list[Chunk], dict[str, Any]]:
-        """Every batch of ``shard`` as chunks (its own, then its given answers'), and the worker's timing."""
-        import torch
+        """Every batch of ``shard`` as chunks (its own, then its given answers'), and the timing.
 
-        from halluscan.engine.collect import batch_chunk
-        from halluscan.engine.generate import generate
-        from halluscan.engine.given import collect_during
+        The batches go through the same collection loop as one process
+        (:func:`~halluscan.engine.collect.collect`).
+        """
+        from halluscan.engine.collect import collect
+        from halluscan.engine.given import GivenFeed
 
         t0 = time.perf_counter()
         self.load(box)
-        assert self.settings is not None
-        settings, lm = self.settings, self.lm
-        cfg = settings.config
-        dtype = getattr(torch, cfg.store_dtype)
-        layers = list(range(lm.n_layers + 1))
-        out: list[Chunk] = []
-        for batch in shard.batches:
-            opts = replace(settings.generation, capture_dtype=cfg.store_dtype, batch_size=len(batch))
-            given = _Collected()
-            hook = collect_during(lm, shard.given, given, dtype) if shard.given else None
-            by_id = {q.qid: q for q in batch}
-            for gens, states, tail in generate(lm, batch, opts, layers, on_prefill=hook):
-                acts, valid, examples, ready = batch_chunk(settings, by_id, gens, states, tail)
-                if ready is not None:
-                    ready.synchronize()
-                out.append(self._pack(shard, "own", {cfg.site: acts}, valid, [e.to_json() for e in examples]))
-            out += [self._pack(shard, "given", a, v, r) for a, v, r in given.items]
+        assert self.setup is not None
+        own, given = _Collected(), _Collected()
+        collect(
+            self.lm,
+            self.setup.job,
+            shard.batches,
+            own,
+            GivenFeed(shard.given, given) if shard.given else None,
+        )
+        out = [self._pack(shard, "own", a, v, r) for a, v, r in own.items]
+        out += [self._pack(shard, "given", a, v, r) for a, v, r in given.items]
         return out, {"worker": self.host, "seconds": time.perf_counter() - t0}
 
     def _pack(
-        self, shard: Shard, store: str, arrays: dict[str, Any], valid: np.ndarray, records: list[dict[str, Any]]
+        self,
+        shard: Shard,
+        store: str,
+        arrays: dict[str, Any],
+        valid: np.ndarray,
+        records: list[dict[str, Any]],
     ) -> Chunk:
-        from halluscan.engine.arrays import npy_crc32
-        from halluscan.engine.chunks import chunk_path, encode, records_bytes, write_chunk
+        from halluscan.store.arrays import npy_crc32
+        from halluscan.store.chunks import chunk_path, encode, records_bytes, write_chunk
 
-        assert self.settings is not None
-        files = encode(arrays, valid, self.settings.config.store_dtype)
+        assert self.setup is not None
+        files = encode(arrays, valid, self.setup.store_dtype)
         ids = [str(r["qid"]) for r in records]
         if shard.write == "shared":
-            name = f"chunk_s{shard.index:06d}_{uuid.uuid4().hex[:10]}"  # unique per attempt: a retry never collides
+            # unique per attempt: a retry never collides
+            name = f"chunk_s{shard.index:06d}_{uuid.uuid4().hex[:10]}"
             root = Path(shard.roots[store])
             crc = write_chunk(root, name, files, records)
             sizes = {sub: chunk_path(root, sub, name).stat().st_size for sub in crc}

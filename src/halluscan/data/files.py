@@ -1,4 +1,7 @@
-"""Read a user's question set from CSV or JSONL (``question``, ``answer``, optional ``aliases``, ``wrong_answer``)."""
+"""Read a user's question set from CSV or JSONL.
+
+Columns: ``question``, ``answer``, optional ``aliases`` and ``wrong_answer``.
+"""
 
 from __future__ import annotations
 
@@ -24,21 +27,29 @@ def read_table(path: str | Path, required: tuple[str, ...] | None = None) -> lis
     """
     p = Path(path)
     if not p.is_file():
-        raise HalluscanError(f"{p}: dataset file not found; give a CSV or JSONL path or 'world-facts'")
+        raise HalluscanError(
+            f"{p}: dataset file not found; give a CSV or JSONL path or 'world-facts'"
+        )
     suffix = p.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):
         raise HalluscanError(f"{p}: unknown dataset format {suffix!r}; use .csv or .jsonl")
     try:
-        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is dropped, not read into the first column name
-        with open(p, encoding="utf-8-sig", newline="") as f:  # newline="": the csv module reads \r\n itself
+        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is dropped, not read into the first
+        # column name
+        with open(
+            p, encoding="utf-8-sig", newline=""
+        ) as f:  # newline="": the csv module reads \r\n itself
             text = f.read()
     except UnicodeDecodeError as e:
         raise HalluscanError(
-            f"{p} is not UTF-8 text: byte {e.object[e.start]:#04x} at offset {e.start} cannot be decoded; "
+            f"{p} is not UTF-8 text: byte {e.object[e.start]:#04x} at offset {e.start} cannot be "
+            "decoded; "
             "save the file as UTF-8"
         ) from e
     except OSError as e:
-        raise HalluscanError(f"{p}: could not read it: {e.strerror or e}; check the file and its permissions") from e
+        raise HalluscanError(
+            f"{p}: could not read it: {e.strerror or e}; check the file and its permissions"
+        ) from e
     if suffix == ".csv":
         rows, header = _read_csv(p, text)
     else:
@@ -49,22 +60,28 @@ def read_table(path: str | Path, required: tuple[str, ...] | None = None) -> lis
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise HalluscanError(f"{p}: line {i} is not valid JSON ({e.msg}); fix that line") from e
+                raise HalluscanError(
+                    f"{p}: line {i} is not valid JSON ({e.msg}); fix that line"
+                ) from e
             if not isinstance(row, dict):
                 raise HalluscanError(
-                    f"{p}: line {i} is not a JSON object; each line needs {{'question': ..., 'answer': ...}}"
+                    f"{p}: line {i} is not a JSON object; each line needs {{'question': ..., "
+                    f"'answer': ...}}"
                 )
             rows.append(row)
         header = list(rows[0]) if rows else []
     if not rows:
-        raise HalluscanError(f"{p}: the dataset is empty; it needs at least one row with 'question' and 'answer'")
+        raise HalluscanError(
+            f"{p}: the dataset is empty; it needs at least one row with 'question' and 'answer'"
+        )
     # Column names are matched without case ("Question,Answer" as in the LLMsKnow files).
     rows = [{str(k).strip().lower(): v for k, v in r.items()} for r in rows]
     header = [str(h).strip().lower() for h in header]
     for col in REQUIRED if required is None else required:
         if col not in header:
             raise HalluscanError(
-                f"{p}: missing column {col!r} (found: {', '.join(map(str, header)) or 'none'}); add it"
+                f"{p}: missing column {col!r} (found: {', '.join(map(str, header)) or 'none'}); "
+                "add it"
             )
     return rows
 
@@ -72,7 +89,9 @@ def read_table(path: str | Path, required: tuple[str, ...] | None = None) -> lis
 def _read_csv(p: Path, text: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows and header of CSV ``text``; a quoting error names the line where its row starts."""
     csv.field_size_limit(2**31 - 1)  # long fields (whole documents) are read, not refused
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)  # newline="": no translation
+    reader = csv.DictReader(
+        io.StringIO(text, newline=""), strict=True
+    )  # newline="": no translation
     rows = []
     line = 1  # where the row being read starts
     try:
@@ -83,7 +102,9 @@ def _read_csv(p: Path, text: str) -> tuple[list[dict[str, Any]], list[str]]:
             line = reader.line_num + 1
     except csv.Error as e:
         why = "a quoted field is never closed" if "end of data" in str(e) else str(e)
-        raise HalluscanError(f"{p}: line {line} is not valid CSV ({why}); fix the quoting on that line") from e
+        raise HalluscanError(
+            f"{p}: line {line} is not valid CSV ({why}); fix the quoting on that line"
+        ) from e
     return rows, header
 
 
@@ -110,7 +131,9 @@ def _wrong_answer(spec: str, i: int, row: dict[str, Any], question: str, answer:
     from halluscan.data.pairs import is_alias
 
     wrong = str(row.get("wrong_answer") or "").strip()
-    if wrong and is_alias(wrong, Question("", question, answer, _aliases(row.get("aliases"), answer))):
+    if wrong and is_alias(
+        wrong, Question("", question, answer, _aliases(row.get("aliases"), answer))
+    ):
         raise HalluscanError(
             f"{spec}: row {i}: wrong_answer {wrong!r} names the answer {answer!r}; "
             "give a false answer, or leave it empty"
@@ -119,7 +142,7 @@ def _wrong_answer(spec: str, i: int, row: dict[str, Any], question: str, answer:
 
 
 def load_dataset(spec: str, split: str = "test", data_dir: str = "") -> Dataset:
-    """``world-facts``, an LLMsKnow dataset by name (``split``, files in ``data_dir``), or a user file.
+    """``world-facts``, an LLMsKnow dataset by name (files in ``data_dir``), or a user file.
 
     A user file's rows must each have a non-empty question and answer.
     """
@@ -140,7 +163,9 @@ def load_dataset(spec: str, split: str = "test", data_dir: str = "") -> Dataset:
         q, a = str(row.get("question") or "").strip(), str(row.get("answer") or "").strip()
         if not q or not a:
             field = "question" if not q else "answer"
-            raise HalluscanError(f"{spec}: row {i} has an empty {field!r}; fill it or remove the row")
+            raise HalluscanError(
+                f"{spec}: row {i} has an empty {field!r}; fill it or remove the row"
+            )
         if (q, a) in seen:  # the same question and answer again: one question, not two
             dropped += 1
             continue
@@ -159,18 +184,25 @@ def load_dataset(spec: str, split: str = "test", data_dir: str = "") -> Dataset:
         )
     dups = {q: r for q, r in rows_of.items() if len(r) > 1}
     if dups:
-        shown = "; ".join(f"{q!r} in rows {', '.join(map(str, r))}" for q, r in list(dups.items())[:5])
+        shown = "; ".join(
+            f"{q!r} in rows {', '.join(map(str, r))}" for q, r in list(dups.items())[:5]
+        )
         more = f" and {len(dups) - 5} more" if len(dups) > 5 else ""
         raise HalluscanError(
-            f"{spec}: duplicate question id(s): {shown}{more}; give every row its own id (rows without an id "
+            f"{spec}: duplicate question id(s): {shown}{more}; give every row its own id (rows "
+            "without an id "
             "get their row number)"
         )
     if dropped:
-        log.warning("%s: dropped %d row(s) that repeat an earlier row's question and answer", spec, dropped)
+        log.warning(
+            "%s: dropped %d row(s) that repeat an earlier row's question and answer", spec, dropped
+        )
     digest = hashlib.sha256(Path(spec).read_bytes()).hexdigest()
     # The answers of a relation are its answer-type vocabulary for class-blind location.
     vocab: dict[str, list[str]] = {}
     for item in qs:
         vocab.setdefault(item.relation, []).extend(item.aliases)
     relation_vocab = {r: tuple(dict.fromkeys(v)) for r, v in vocab.items()}
-    return Dataset(name=Path(spec).name, questions=tuple(qs), sha256=digest, relation_vocab=relation_vocab)
+    return Dataset(
+        name=Path(spec).name, questions=tuple(qs), sha256=digest, relation_vocab=relation_vocab
+    )

@@ -1,4 +1,4 @@
-"""The datasets of "LLMs Know More Than They Show" (LLMsKnow, MIT licence), read from a folder the user has.
+"""The datasets of "LLMs Know More Than They Show" (LLMsKnow, MIT licence), from a user's folder.
 
 ``halluscan data fetch llmsknow`` downloads the published CSV files into the cache folder; a
 study reads them from ``--data-dir``, ``$HALLUSCAN_DATA`` or that cache. Each dataset has a
@@ -36,7 +36,13 @@ FILES = {
     "mnli": ("mnli_validation.csv", "mnli_train.csv"),
     "math": ("AnswerableMath_test.csv", "AnswerableMath.csv"),
 }
-KIND = {"movies": "alias", "winobias": "choice", "winogrande": "choice", "mnli": "label", "math": "number"}
+KIND = {
+    "movies": "alias",
+    "winobias": "choice",
+    "winogrande": "choice",
+    "mnli": "label",
+    "math": "number",
+}
 SOURCE = "https://raw.githubusercontent.com/technion-cs-nlp/LLMsKnow/main/data/"
 _TITLE = re.compile(r"^(?:Dr|Mr|Mrs|Ms|Prof|Sir|Dame|Lord|Lady)\.?\s+", re.I)
 
@@ -56,14 +62,19 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 
 
 def person_aliases(name: str) -> tuple[str, ...]:
-    """A person's name, without a leading title ("Dr. John Smith"), and with initials run together ("JK Simmons")."""
+    """A person's name, without a leading title ("Dr.
+
+    John Smith"), and with initials run together ("JK Simmons").
+    """
     name = " ".join(name.split())
     out = [name]
     bare = _TITLE.sub("", name)
     if bare != name and len(bare.split()) >= 2:
         out.append(bare)
     for n in list(out):
-        joined = re.sub(r"\b([A-Z])\.\s*(?=[A-Z]\.)", r"\1", n)  # J. K. Simmons / J.K. Simmons -> JK. Simmons
+        joined = re.sub(
+            r"\b([A-Z])\.\s*(?=[A-Z]\.)", r"\1", n
+        )  # J. K. Simmons / J.K. Simmons -> JK. Simmons
         joined = re.sub(r"\b([A-Z]{2,})\.", r"\1", joined)
         if joined != n:
             out.append(joined)
@@ -71,25 +82,38 @@ def person_aliases(name: str) -> tuple[str, ...]:
 
 
 def load_llmsknow(name: str, split: str = "test", folder: str = "") -> Dataset:
-    """The LLMsKnow dataset ``name`` (split ``test``/``validation``: the default file, ``train``: the other)."""
+    """The LLMsKnow dataset ``name`` (split ``test``/``validation``.
+
+    The default file, ``train``: the other).
+    """
     if name not in FILES:
-        raise HalluscanError(f"unknown dataset {name!r}; the built-in ones are world-facts, {', '.join(FILES)}")
+        raise HalluscanError(
+            f"unknown dataset {name!r}; the built-in ones are world-facts, {', '.join(FILES)}"
+        )
     if split not in ("test", "validation", "train"):
         raise HalluscanError(f"--split {split!r}: give test (or validation) or train")
     path = data_dir(folder) / FILES[name][split == "train"]
     if not path.is_file():
         raise HalluscanError(
-            f"{path} is missing; run `halluscan data fetch llmsknow` (or give --data-dir DIR with the LLMsKnow files)"
+            f"{path} is missing; run `halluscan data fetch llmsknow` (or give --data-dir DIR with "
+            "the LLMsKnow files)"
         )
     rows = _rows(path)
     qs, seen = [], set()
     for i, row in enumerate(rows):
         q = _question(name, i, row)
-        if q is not None and q.question not in seen:  # a repeated question would sit on both sides of a fold
+        if (
+            q is not None and q.question not in seen
+        ):  # a repeated question would sit on both sides of a fold
             seen.add(q.question)
             qs.append(q)
     if len(qs) < len(rows):
-        log.warning("%s: kept %d of %d rows (empty or repeated questions dropped)", path.name, len(qs), len(rows))
+        log.warning(
+            "%s: kept %d of %d rows (empty or repeated questions dropped)",
+            path.name,
+            len(qs),
+            len(rows),
+        )
     if not qs:
         raise HalluscanError(f"{path} has no usable rows; is it the LLMsKnow file?")
     vocab: dict[str, tuple[str, ...]] = {q.relation: () for q in qs}
@@ -104,17 +128,32 @@ def _question(name: str, i: int, row: dict[str, Any]) -> Question | None:
     qid = f"{name}/{get('id') or i}"
     if name == "movies":
         answer = get("Answer")
-        return Question(qid, get("Question"), answer, person_aliases(answer), "movie_actor") if answer else None
+        return (
+            Question(qid, get("Question"), answer, person_aliases(answer), "movie_actor")
+            if answer
+            else None
+        )
     if name == "winobias":
         question = f"{get('sentence')} {get('q_instruct')}"
-        return Question(qid, question, get("answer"), (get("answer"),), "coreference", get("incorrect_answer"))
+        return Question(
+            qid, question, get("answer"), (get("answer"),), "coreference", get("incorrect_answer")
+        )
     if name == "winogrande":
-        return Question(qid, get("Question"), get("Answer"), (get("Answer"),), "coreference", get("Wrong_Answer"))
+        return Question(
+            qid,
+            get("Question"),
+            get("Answer"),
+            (get("Answer"),),
+            "coreference",
+            get("Wrong_Answer"),
+        )
     if name == "mnli":
         return Question(qid, get("Question"), get("Answer"), (get("Answer"),), "nli")
     answerable = get("answerable").lower() != "false"
     golds = tuple(_number_text(x) for x in re.findall(r"-?\d+(?:\.\d+)?", get("answer")))
-    return Question(qid, get("question"), golds[0] if golds else "", golds, "math", answerable=answerable)
+    return Question(
+        qid, get("question"), golds[0] if golds else "", golds, "math", answerable=answerable
+    )
 
 
 def _number_text(x: str) -> str:
@@ -124,7 +163,10 @@ def _number_text(x: str) -> str:
 
 
 def fetch(folder: str = "") -> list[Path]:
-    """Download every LLMsKnow file into ``folder`` (default: the cache folder); returns the paths written."""
+    """Download every LLMsKnow file into ``folder`` (default.
+
+    The cache folder); returns the paths written.
+    """
     import urllib.request
 
     from halluscan import atomic
@@ -137,6 +179,9 @@ def fetch(folder: str = "") -> list[Path]:
                 with urllib.request.urlopen(SOURCE + file, timeout=60) as r:
                     written.append(atomic.write_bytes(out / file, r.read()))
             except OSError as e:
-                raise HalluscanError(f"could not download {SOURCE + file}: {e}; check the network, or copy the files "
-                                     f"into {out}") from e  # fmt: skip
+                raise HalluscanError(
+                    f"could not download {SOURCE + file}: {e}; check the network, or copy the "
+                    "files "
+                    f"into {out}"
+                ) from e
     return written

@@ -1,4 +1,7 @@
-"""Given answers for the given-answer probe bank: each question's gold answer and a false one of its type.
+"""Given answers for the given-answer probe bank.
+
+Each question's gold answer and a false one of its type.
+
 
 The own-answer bank reads the model's confidence in what it wrote itself; an answer forced on the
 model is another distribution. So each study also teacher-forces, per question, the gold answer
@@ -20,12 +23,17 @@ from functools import lru_cache
 from halluscan.records import Dataset, Question
 from halluscan.text import normalize
 
-TEMPLATE = "{answer}."  # the response that is teacher-forced: the bare answer, as a short answer reads
+TEMPLATE = (
+    "{answer}."  # the response that is teacher-forced: the bare answer, as a short answer reads
+)
 
 
 @dataclass(frozen=True)
 class GivenAnswer:
-    """One teacher-forced answer: ``qid`` is its question's (the CV group); ``false`` is the label."""
+    """One teacher-forced answer.
+
+    ``qid`` is its question's (the CV group); ``false`` is the label.
+    """
 
     qid: str
     question: str
@@ -54,7 +62,10 @@ def _normalised(pool: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 
 def is_alias(candidate: str, q: Question) -> bool:
-    """Whether ``candidate`` names the gold answer: equal to, inside, or containing one of its aliases (whole words)."""
+    """Whether ``candidate`` names the gold answer.
+
+    Equal to, inside, or containing one of its aliases (whole words).
+    """
     c = _words(candidate)
     return any(c in g or g in c for g in _gold(q))
 
@@ -64,7 +75,10 @@ def _gold(q: Question) -> list[str]:
 
 
 def distractor(q: Question, pool: Sequence[str], seed: int, echo_ok: bool = False) -> str | None:
-    """A false answer to ``q``: its ``wrong_answer``, else one drawn from ``pool`` (None: none fits).
+    """A false answer to ``q``.
+
+    Its ``wrong_answer``, else one drawn from ``pool`` (None: none fits).
+
 
     ``pool`` is the relation's gold answers, one per question (so a common answer is drawn as
     often as it is the truth, and the answer's identity alone does not tell true from false).
@@ -75,12 +89,19 @@ def distractor(q: Question, pool: Sequence[str], seed: int, echo_ok: bool = Fals
     if q.wrong_answer:
         return q.wrong_answer
     question, gold = ("", _gold(q)) if echo_ok else (_words(q.question), _gold(q))
-    fits = [v for v, w in _normalised(tuple(pool)) if w not in question and not any(w in g or g in w for g in gold)]
+    fits = [
+        v
+        for v, w in _normalised(tuple(pool))
+        if w not in question and not any(w in g or g in w for g in gold)
+    ]
     return random.Random(f"{seed}:{q.qid}").choice(fits) if fits else None
 
 
 def answer_pools(ds: Dataset) -> dict[str, tuple[str, ...]]:
-    """Per relation, the gold answer of each question (by id); the relation's vocabulary when that has one name.
+    """Per relation, the gold answer of each question (by id).
+
+    The relation's vocabulary when that has one name.
+
 
     Questions without a relation (``custom``: a user file without a ``relation`` column) have no
     type to draw from; they need a ``wrong_answer``.

@@ -24,7 +24,16 @@ CONTINENTS = {
     "AN": ("Antarctica",),
 }
 # Countries that span two continents: either answer is graded correct.
-TRANSCONTINENTAL = {"RU": "AS", "TR": "EU", "KZ": "EU", "EG": "AS", "GE": "EU", "AZ": "EU", "AM": "EU", "CY": "AS"}
+TRANSCONTINENTAL = {
+    "RU": "AS",
+    "TR": "EU",
+    "KZ": "EU",
+    "EG": "AS",
+    "GE": "EU",
+    "AZ": "EU",
+    "AM": "EU",
+    "CY": "AS",
+}
 # Currencies whose ISO code does not start with an issuing country's code.
 SPECIAL_CURRENCIES = {
     "XAF": ("Central African CFA franc", "CFA franc"),
@@ -77,7 +86,9 @@ def _dedupe(names: list[str]) -> tuple[str, ...]:
 
 def _currency_names(countries: dict[str, Any], ci: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     """Currency code -> names, qualified by the issuer when the bare name is shared (Dollar)."""
-    by_code = {v["currencycode"]: v["currencyname"] for v in countries.values() if v["currencycode"]}
+    by_code = {
+        v["currencycode"]: v["currencyname"] for v in countries.values() if v["currencycode"]
+    }
     shared = Counter(by_code.values())
     out: dict[str, tuple[str, ...]] = {}
     for code, bare in sorted(by_code.items()):
@@ -115,7 +126,11 @@ def build_world_facts() -> Dataset:
     ci = _countryinfo_by_iso()
     currencies = _currency_names(countries, ci)
     keep = sorted(
-        (iso for iso, v in countries.items() if v["capital"] and v["population"] >= MIN_COUNTRY_POPULATION),
+        (
+            iso
+            for iso, v in countries.items()
+            if v["capital"] and v["population"] >= MIN_COUNTRY_POPULATION
+        ),
         key=lambda iso: countries[iso]["name"],
     )
     qs: list[Question] = []
@@ -147,7 +162,14 @@ def build_world_facts() -> Dataset:
         cont = CONTINENTS[c["continentcode"]]
         if iso in TRANSCONTINENTAL:
             cont = cont + CONTINENTS[TRANSCONTINENTAL[iso]]
-        qs.append(_q(f"continent_of_country/{iso}", f"On which continent is {name}?", cont, "continent_of_country"))
+        qs.append(
+            _q(
+                f"continent_of_country/{iso}",
+                f"On which continent is {name}?",
+                cont,
+                "continent_of_country",
+            )
+        )
         if c["currencycode"] in currencies:
             qs.append(
                 _q(
@@ -162,7 +184,11 @@ def build_world_facts() -> Dataset:
     vocab = {
         "capital_of_country": _dedupe(capitals),
         "country_of_capital": _dedupe(
-            [a for iso in sorted(countries) for a in _country_aliases(iso, countries[iso]["name"], ci)]
+            [
+                a
+                for iso in sorted(countries)
+                for a in _country_aliases(iso, countries[iso]["name"], ci)
+            ]
         ),
         "continent_of_country": tuple(n for names in CONTINENTS.values() for n in names),
         "currency_of_country": _dedupe([n for names in currencies.values() for n in names]),
@@ -178,10 +204,14 @@ def build_world_facts() -> Dataset:
 
 def _q(qid: str, question: str, aliases: tuple[str, ...], relation: str) -> Question:
     kept = _drop_in_question(question, aliases)
-    return Question(qid=qid, question=question, answer=kept[0] if kept else "", aliases=kept, relation=relation)
+    return Question(
+        qid=qid, question=question, answer=kept[0] if kept else "", aliases=kept, relation=relation
+    )
 
 
-def _city_questions(gc: Any, countries: dict[str, Any], ci: dict[str, Any], capitals: set[str]) -> list[Question]:
+def _city_questions(
+    gc: Any, countries: dict[str, Any], ci: dict[str, Any], capitals: set[str]
+) -> list[Question]:
     cities = gc.get_cities().values()
     name_count = Counter(normalize(c["name"]) for c in cities)
     country_names = {normalize(v["name"]) for v in countries.values()}
@@ -210,7 +240,13 @@ def _city_questions(gc: Any, countries: dict[str, Any], ci: dict[str, Any], capi
     return out
 
 
-def _dataset(name: str, qs: list[Question], vocab: dict[str, tuple[str, ...]], entities: tuple[str, ...]) -> Dataset:
-    payload = json.dumps([[q.qid, q.question, list(q.aliases), q.relation] for q in qs], ensure_ascii=False)
+def _dataset(
+    name: str, qs: list[Question], vocab: dict[str, tuple[str, ...]], entities: tuple[str, ...]
+) -> Dataset:
+    payload = json.dumps(
+        [[q.qid, q.question, list(q.aliases), q.relation] for q in qs], ensure_ascii=False
+    )
     digest = hashlib.sha256(payload.encode()).hexdigest()
-    return Dataset(name=name, questions=tuple(qs), sha256=digest, relation_vocab=vocab, entity_vocab=entities)
+    return Dataset(
+        name=name, questions=tuple(qs), sha256=digest, relation_vocab=vocab, entity_vocab=entities
+    )

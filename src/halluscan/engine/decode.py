@@ -24,9 +24,9 @@ import torch
 
 from halluscan.engine.inputs import prefill_prefix, shared_prefix_len, suffix_inputs
 from halluscan.engine.static import StaticFeed, choose_decoder, compiled_step
-from halluscan.models.hooks import capture_residual
+from halluscan.models.hooks import capture
 from halluscan.models.loading import LoadedModel
-from halluscan.models.sites import cache_kwargs
+from halluscan.models.sites import RESIDUAL, cache_kwargs
 from halluscan.records import GenerateOptions
 
 # A sentence ends at . ! ? (plus closing quotes/brackets) followed by whitespace, unless the
@@ -60,7 +60,8 @@ def token_starts(tokenizer: object, ids: Sequence[int]) -> tuple[list[int], str]
     """Start offset of each token in the decoded text (by decoding prefixes), and the text."""
     starts, prev = [], ""
     for i in range(len(ids)):
-        cur = tokenizer.decode(ids[: i + 1], clean_up_tokenization_spaces=False)  # type: ignore[attr-defined]
+        decode = tokenizer.decode  # type: ignore[attr-defined]
+        cur = decode(ids[: i + 1], clean_up_tokenization_spaces=False)
         starts.append(token_start(prev, cur))
         prev = cur
     return starts, prev
@@ -71,10 +72,16 @@ class Row:
     """One sequence being decoded: its response tokens so far and whether (and why) it ended."""
 
     ids: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)  # log p of each token in ``ids`` (the model's softmax)
-    entropies: list[float] = field(default_factory=list)  # entropy of the distribution each was drawn from
+    logprobs: list[float] = field(
+        default_factory=list
+    )  # log p of each token in ``ids`` (the model's softmax)
+    entropies: list[float] = field(
+        default_factory=list
+    )  # entropy of the distribution each was drawn from
     text: str = ""  # the decoded response so far
-    starts: list[int] = field(default_factory=list)  # where each token starts in ``text`` (as token_starts)
+    starts: list[int] = field(
+        default_factory=list
+    )  # where each token starts in ``text`` (as token_starts)
     done: bool = False
     stopped_by: str = "length"  # "sentence", "line", "eos" or "length"
     cut: int | None = None  # char offset where the answer ends
@@ -86,16 +93,25 @@ class Row:
 
 
 class StopRule:
-    """When a row ends: eos, or the end of its first sentence / line (``mode``: sentence, line, none)."""
+    """When a row ends.
+
+    Eos, or the end of its first sentence / line (``mode``: sentence, line, none).
+    """
 
     def __init__(self, lm: LoadedModel, mode: str):
         self.tokenizer, self.mode = lm.tokenizer, mode
         self.eos = set(lm.eos_ids())
 
     def advance(
-        self, rows: Sequence[Row], tokens: Sequence[int], stats: Sequence[tuple[float, float]] | None = None
+        self,
+        rows: Sequence[Row],
+        tokens: Sequence[int],
+        stats: Sequence[tuple[float, float]] | None = None,
     ) -> bool:
-        """Append this step's tokens (and their ``(logprob, entropy)``) to unfinished rows; True if any took one."""
+        """Append this step's tokens (and their ``(logprob, entropy)``) to unfinished rows.
+
+        True if any took one.
+        """
         took = False
         for i, (r, t) in enumerate(zip(rows, tokens, strict=True)):
             if r.done:
@@ -114,12 +130,16 @@ class StopRule:
             cut = find_stop(text, self.mode)
             if cut is not None:
                 r.done, r.cut = True, cut
-                r.stopped_by = "line" if text[cut : cut + 1] == "\n" else self.mode  # find_stop cuts before "\n"
+                r.stopped_by = (
+                    "line" if text[cut : cut + 1] == "\n" else self.mode
+                )  # find_stop cuts before "\n"
         return took
 
 
-def token_stats(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[list[int], list[tuple[float, float]]]:
-    """The tokens, and per token its log-probability and the entropy of its distribution (one transfer)."""
+def token_stats(
+    logits: torch.Tensor, tokens: torch.Tensor
+) -> tuple[list[int], list[tuple[float, float]]]:
+    """The tokens, each one's log-probability and its distribution's entropy (one transfer)."""
     logp = torch.log_softmax(logits.float(), dim=-1)
     lp = logp.gather(1, tokens[:, None])[:, 0]
     ent = -(logp.exp() * logp).sum(-1)
@@ -137,15 +157,23 @@ def pick(logits: torch.Tensor, temperature: float, rng: torch.Generator | None) 
 
 @dataclass
 class Step:
-    """What one forward pass of :func:`decode` fed: ``index`` -1 is the prompt, else a response token."""
+    """What one forward pass of :func:`decode` fed.
+
+    ``index`` -1 is the prompt, else a response token.
+    """
 
     index: int
     active: torch.Tensor  # the batch rows fed (the order of ``states``)
-    states: torch.Tensor | None  # [row, layer, k, H]: the last ``tail`` prompt tokens, or k = 1 token
+    states: (
+        torch.Tensor | None
+    )  # [row, layer, k, H]: the last ``tail`` prompt tokens, or k = 1 token
 
 
 class EagerFeed:
-    """Feeds a batch through a dynamic KV cache: the shared prefix runs once, finished rows leave."""
+    """Feeds a batch through a dynamic KV cache.
+
+    The shared prefix runs once, finished rows leave.
+    """
 
     shrinks = True
 
@@ -154,7 +182,11 @@ class EagerFeed:
 
         model = self.model = lm.model
         dev = next(model.parameters()).device
-        n_pre = shared_prefix_len(prompts, min(len(p) for p in prompts) - opts.tail) if opts.share_prefix else 0
+        n_pre = (
+            shared_prefix_len(prompts, min(len(p) for p in prompts) - opts.tail)
+            if opts.share_prefix
+            else 0
+        )
         empty = DynamicCache(config=model.config)
         self.cache = prefill_prefix(model, prompts[0][:n_pre], len(prompts)) if n_pre else empty
         ids, mask, pos, _ = suffix_inputs(prompts, n_pre, lm.tokenizer.pad_token_id)
@@ -163,7 +195,9 @@ class EagerFeed:
     def prefill(self) -> torch.Tensor:
         """Run the prompts (after the shared prefix); the logits of their last tokens ``[B, V]``."""
         inputs = {"input_ids": self.ids, "attention_mask": self.mask, "position_ids": self.pos}
-        out = self.model(**inputs, **cache_kwargs(self.model, self.cache), use_cache=True, logits_to_keep=1)
+        out = self.model(
+            **inputs, **cache_kwargs(self.model, self.cache), use_cache=True, logits_to_keep=1
+        )
         return out.logits[:, -1]
 
     def drop(self, sel: torch.Tensor) -> None:
@@ -185,8 +219,13 @@ class EagerFeed:
         return out.logits[:, -1]
 
 
-def make_feed(lm: LoadedModel, prompts: Sequence[Sequence[int]], opts: GenerateOptions) -> EagerFeed | StaticFeed:
-    """The feed of ``opts.decoder`` (``auto``: compiled static decoding for a batch on one GPU, else eager)."""
+def make_feed(
+    lm: LoadedModel, prompts: Sequence[Sequence[int]], opts: GenerateOptions
+) -> EagerFeed | StaticFeed:
+    """The feed of ``opts.decoder`` (``auto``.
+
+    Compiled static decoding for a batch on one GPU, else eager).
+    """
     kind = choose_decoder(opts, lm, len(prompts))
     if kind == "eager":
         return EagerFeed(lm, prompts, opts)
@@ -203,11 +242,14 @@ def decode(
     rng: torch.Generator | None = None,
     feed: EagerFeed | StaticFeed | None = None,
     on_prefill: Callable[[EagerFeed], None] | None = None,
+    site: str = RESIDUAL,
 ) -> Iterator[Step]:
-    """Decode ``prompts`` into ``rows`` (one each), yielding after the prompt and after each fed token.
+    """Decode ``prompts`` into ``rows`` (one each), yielding after the prompt and each fed token.
 
     ``on_prefill(feed)`` runs once the prompts are in an eager feed's KV cache, before the first
-    token is decoded (the given answers fork from it there); this decode's capture is paused meanwhile.
+    token is decoded (the given answers fork from it there); this decode's capture is paused
+    meanwhile.
+    With ``layers``, the states of ``site`` at those layers are captured.
     """
     feed = feed or make_feed(lm, prompts, opts)
     dev = next(lm.model.parameters()).device
@@ -216,9 +258,14 @@ def decode(
     active = torch.arange(len(rows))
     keep_tail = lambda h: h[:, h.shape[1] - tail :]  # noqa: E731 (tail 0 keeps nothing)
     dtype = getattr(torch, opts.capture_dtype)
-    with capture_residual(lm.model, layers, keep_tail, dtype=dtype) if layers is not None else nullcontext() as cap:
+    grab = (
+        capture(lm.model, {site: layers}, keep_tail, dtype=dtype)
+        if layers is not None
+        else nullcontext()
+    )
+    with grab as cap:
         logits = feed.prefill()
-        states = cap.stacked(host=False) if cap is not None else None
+        states = cap.stacked(site, host=False) if cap is not None else None
         if on_prefill is not None and isinstance(feed, EagerFeed):
             if cap is not None:
                 cap.paused = True
@@ -236,8 +283,11 @@ def decode(
             if not rule.advance(live, tokens, stats):
                 break
             took = [len(r.ids) > n for r, n in zip(live, before, strict=True)]
-            if all(r.done for r in rows) and not any(r.in_answer for r, t in zip(live, took, strict=True) if t):
-                break  # every row has ended and no new token is part of an answer: nothing left to feed
+            if all(r.done for r in rows) and not any(
+                r.in_answer for r, t in zip(live, took, strict=True) if t
+            ):
+                # every row has ended and no new token is part of an answer: nothing left to feed
+                break
             # Rows that just took a token are fed once more so that its activations exist; the
             # others have finished and leave the batch (a static batch feeds them too, unread).
             keep = torch.tensor(took)
@@ -246,6 +296,6 @@ def decode(
                 feed.drop(sel)
                 active, cand = active[keep], cand[sel]
             logits = feed.step(cand)
-            yield Step(step, active, cap.stacked(host=False) if cap is not None else None)
+            yield Step(step, active, cap.stacked(site, host=False) if cap is not None else None)
             if all(r.done for r in rows):
                 break

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from halluscan.engine.inputs import prefill_prefix, shared_prefix_len, suffix_inputs
-from halluscan.engine.store import ActivationStore
-from halluscan.engine.writer import ChunkWriter
 from halluscan.errors import HalluscanError
-from halluscan.models.hooks import ATTN_SITES, Reducer, StopForward, capture, to_host, to_host_async
-from halluscan.models.sites import cache_kwargs
+from halluscan.models.hooks import Reducer, StopForward, capture, to_host, to_host_async
+from halluscan.models.sites import ATTN_SITES, ATTN_WEIGHTS, RESIDUAL, cache_kwargs
+from halluscan.store import ActivationStore, ChunkWriter
+from halluscan.store.layout import Layout
 
 
 @dataclass(frozen=True)
@@ -75,18 +75,33 @@ def forward_capture(
     device (the caller copies them once, e.g. with :func:`~halluscan.models.hooks.to_host_async`).
     """
     dev = next(model.parameters()).device
-    n_pre = shared_prefix_len(seqs, min(int(gather.min()), min(len(s) for s in seqs) - 1)) if share_prefix else 0
+    n_pre = (
+        shared_prefix_len(seqs, min(int(gather.min()), min(len(s) for s in seqs) - 1))
+        if share_prefix
+        else 0
+    )
     cache = prefill_prefix(model, seqs[0][:n_pre], len(seqs)) if n_pre else None
     ids, mask, pos, offs = suffix_inputs(seqs, n_pre, pad_id)
     cols = gather - n_pre + torch.tensor(offs)[:, None]
     with capture(model, sites, gatherer(cols), dtype=dtype, stop_early=True, reduce=reduce) as cap:
-        inputs = {"input_ids": ids.to(dev), "attention_mask": mask.to(dev), "position_ids": pos.to(dev)}
+        inputs = {
+            "input_ids": ids.to(dev),
+            "attention_mask": mask.to(dev),
+            "position_ids": pos.to(dev),
+        }
         try:
-            model(**inputs, **cache_kwargs(model, cache), use_cache=cache is not None, logits_to_keep=1)
+            model(
+                **inputs,
+                **cache_kwargs(model, cache),
+                use_cache=cache is not None,
+                logits_to_keep=1,
+            )
         except StopForward:
             pass
         out = {s: cap.stacked(s, host=False) for s in sites}
-    for site in ATTN_SITES & out.keys():  # keys: [prefix | pad | own tokens] -> [prefix | own tokens | zeros]
+    for site in (
+        ATTN_SITES & out.keys()
+    ):  # keys: [prefix | pad | own tokens] -> [prefix | own tokens | zeros]
         w = out[site]
         keys = torch.zeros_like(w)
         keys[..., :n_pre] = w[..., :n_pre]
@@ -97,9 +112,10 @@ def forward_capture(
 
 
 def check_items(items: Sequence[Item], names: Sequence[str]) -> None:
-    """Raise a clear error for an item with a position the store does not have, or an index outside its tokens.
+    """Refuse an item with a position the store lacks, or an index outside its tokens.
 
-    Torch would wrap a negative index silently (and fail deep inside the model for one past the end).
+    Torch would wrap a negative index silently (and fail deep inside the model for one past the
+    end).
     """
     for it in items:
         if not it.ids:
@@ -107,14 +123,21 @@ def check_items(items: Sequence[Item], names: Sequence[str]) -> None:
         for name, index in it.positions.items():
             if name not in names:
                 raise HalluscanError(
-                    f"item {it.qid!r}: unknown position {name!r}; the store's positions are: {', '.join(names)}"
+                    f"item {it.qid!r}: unknown position {name!r}; the store's positions are: "
+                    f"{', '.join(names)}"
                 )
             if index is None:
                 continue
-            if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < len(it.ids):
+            if (
+                isinstance(index, bool)
+                or not isinstance(index, int | np.integer)
+                or not 0 <= index < len(it.ids)
+            ):
                 raise HalluscanError(
-                    f"item {it.qid!r}: position {name!r} is {index!r}, not an index into its {len(it.ids)} tokens "
-                    f"(0..{len(it.ids) - 1}); give an int index into its ids, or None when it is absent"
+                    f"item {it.qid!r}: position {name!r} is {index!r}, not an index into its "
+                    f"{len(it.ids)} tokens "
+                    f"(0..{len(it.ids) - 1}); give an int index into its ids, or None when it is "
+                    "absent"
                 )
 
 
@@ -133,38 +156,54 @@ def extract_to_store(
 ) -> int:
     """Extract every item not yet in ``store``; returns how many were extracted now."""
     lay = store.layout
-    done = store.stored_ids()
-    todo = sorted((it for it in items if it.qid not in done), key=lambda it: (len(it.ids), it.qid))
-    check_items(todo, lay["positions"])  # before the first chunk: a bad item stops the run with nothing written
+    todo = sorted(
+        store.left_to_do(items, key=lambda it: it.qid), key=lambda it: (len(it.ids), it.qid)
+    )
+    check_items(
+        todo, lay.positions
+    )  # before the first chunk: a bad item stops the run with nothing written
     with ChunkWriter(store, progress) as writer:
         for b in range(0, len(todo), batch_size):
-            arrays, valid, recs, ready = _extract_batch(model, pad_id, todo[b : b + batch_size], lay)
-            writer.put(arrays, valid, recs, ready)  # the writer waits for the copy; the device goes on
+            arrays, valid, recs, ready = _extract_batch(
+                model, pad_id, todo[b : b + batch_size], lay
+            )
+            writer.put(
+                arrays, valid, recs, ready
+            )  # the writer waits for the copy; the device goes on
     return len(todo)
 
 
 def _extract_batch(
-    model: Any, pad_id: int, batch: list[Item], lay: dict[str, Any]
+    model: Any, pad_id: int, batch: list[Item], lay: Layout
 ) -> tuple[dict[str, torch.Tensor], np.ndarray, list[dict[str, Any]], Any]:
-    """Arrays (being copied to the host), validity mask, records and the copy's ready event of one batch."""
-    names = lay["positions"]
+    """One batch: arrays (being copied to the host), mask, records, and the copy's ready event."""
+    names = lay.positions
     check_items(batch, names)
-    sites = {s: spec["layers"] for s, spec in lay["sites"].items()}
+    sites = {s: list(spec.layers) for s, spec in lay.sites.items()}
     valid = np.array([[it.positions.get(n) is not None for n in names] for it in batch])
     # an absent position reads the last token (zeroed below), so it cannot block prefix sharing
-    gather = torch.tensor([[_or_last(it.positions.get(n), it) for n in names] for it in batch], dtype=torch.long)
-    dtype = getattr(torch, lay["dtype"])  # captured as the store keeps it
-    got = forward_capture(model, [it.ids for it in batch], gather, sites, pad_id, dtype=dtype, host=False)
-    for site, spec in lay["sites"].items():
-        if site == "attn_weights":  # pad keys to the store's fixed width
+    gather = torch.tensor(
+        [[_or_last(it.positions.get(n), it) for n in names] for it in batch], dtype=torch.long
+    )
+    dtype = getattr(torch, lay.dtype)  # captured as the store keeps it
+    got = forward_capture(
+        model, [it.ids for it in batch], gather, sites, pad_id, dtype=dtype, host=False
+    )
+    for site, spec in lay.sites.items():
+        if site == ATTN_WEIGHTS:  # pad keys to the store's fixed width
             w = got[site]
-            fixed = w.new_zeros(*w.shape[:-1], spec["dims"][-1])
+            fixed = w.new_zeros(*w.shape[:-1], spec.dims[-1])
             fixed[..., : min(w.shape[-1], fixed.shape[-1])] = w[..., : fixed.shape[-1]]
             got[site] = fixed
         keep = torch.from_numpy(valid).view(len(batch), 1, len(names), *[1] * (got[site].dim() - 3))
         keep = keep.to(got[site].device)
-        got[site] = torch.where(keep, got[site], torch.zeros((), dtype=got[site].dtype, device=keep.device))
-    recs = [{"qid": it.qid, "n_tokens": len(it.ids), "positions": it.positions, **it.record} for it in batch]
+        got[site] = torch.where(
+            keep, got[site], torch.zeros((), dtype=got[site].dtype, device=keep.device)
+        )
+    recs = [
+        {"qid": it.qid, "n_tokens": len(it.ids), "positions": it.positions, **it.record}
+        for it in batch
+    ]
     copies = {site: to_host_async(t) for site, t in got.items()}
     events = [e for _, e in copies.values() if e is not None]
     return {site: h for site, (h, _) in copies.items()}, valid, recs, events[-1] if events else None
@@ -178,7 +217,7 @@ def extract_positions(
     layers: list[int] | None = None,
     batch_size: int = 32,
 ) -> torch.Tensor:
-    """``[example, layer, k, hidden]`` residual at ``indices[i]`` (k per example, equal) of each sequence."""
+    """``[example, layer, k, hidden]``: the residual at ``indices[i]`` (k each) of each sequence."""
     layers = list(range(lm.n_layers + 1)) if layers is None else sorted(layers)
     k = len(indices[0])
     if any(len(ix) != k for ix in indices):
@@ -189,8 +228,12 @@ def extract_positions(
         idx = order[b : b + batch_size]
         gather = torch.tensor([list(indices[i]) for i in idx], dtype=torch.long)
         got = forward_capture(
-            lm.model, [sequences[i] for i in idx], gather, {"residual": layers}, lm.tokenizer.pad_token_id
+            lm.model,
+            [sequences[i] for i in idx],
+            gather,
+            {RESIDUAL: layers},
+            lm.tokenizer.pad_token_id,
         )
         for r, i in enumerate(idx):
-            out[i] = got["residual"][r]
+            out[i] = got[RESIDUAL][r]
     return torch.stack([out[i] for i in range(len(sequences))])

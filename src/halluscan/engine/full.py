@@ -14,19 +14,22 @@ import torch
 
 from halluscan.engine.extract import Item
 from halluscan.engine.inputs import left_pad
-from halluscan.engine.store import ActivationStore
 from halluscan.models.hooks import StopForward, capture
+from halluscan.models.sites import RESIDUAL
+from halluscan.store import ActivationStore
+from halluscan.store.layout import Layout, SiteLayout
 
 
 def pool_tokens(x: torch.Tensor, n_tokens: int) -> torch.Tensor:
-    """Average-pool a full ``[layer, token, hidden]`` tensor to ``[layer, n_tokens, hidden]`` bins."""
+    """Average-pool a ``[layer, token, hidden]`` tensor to ``[layer, n_tokens, hidden]`` bins."""
     return torch.nn.functional.adaptive_avg_pool1d(x.transpose(1, 2), n_tokens).transpose(1, 2)
 
 
-def full_layout(n_layers: int, hidden: int, n_tokens: int, dtype: str = "bfloat16") -> dict[str, Any]:
+def full_layout(n_layers: int, hidden: int, n_tokens: int, dtype: str = "bfloat16") -> Layout:
     """Store layout for whole ``[layer, token, hidden]`` tensors on a fixed grid of ``n_tokens``."""
-    residual = {"layers": list(range(n_layers + 1)), "dims": [n_tokens, hidden]}
-    return {"positions": ["all"], "dtype": dtype, "sites": {"residual": residual}}
+    return Layout(
+        ("all",), dtype, {RESIDUAL: SiteLayout(tuple(range(n_layers + 1)), (n_tokens, hidden))}
+    )
 
 
 @torch.inference_mode()
@@ -47,21 +50,27 @@ def extract_full_to_store(
     need a fixed ``layers x tokens`` input); without it the span is kept as is, zero-padded
     to the grid width (longer spans are an error). The span length goes in each record.
     """
-    spec = store.layout["sites"]["residual"]
-    n_grid = spec["dims"][0]
-    done = store.stored_ids()
-    todo = sorted((it for it in items if it.qid not in done), key=lambda it: (len(it.ids), it.qid))
+    spec = store.layout.site(RESIDUAL)
+    n_grid = spec.dims[0]
+    todo = sorted(
+        store.left_to_do(items, key=lambda it: it.qid), key=lambda it: (len(it.ids), it.qid)
+    )
     for b in range(0, len(todo), batch_size):
         batch = todo[b : b + batch_size]
         ids, mask, offs = left_pad([it.ids for it in batch], pad_id)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         dev = next(model.parameters()).device
-        with capture(model, {"residual": spec["layers"]}, stop_early=True) as cap:
+        with capture(model, {RESIDUAL: list(spec.layers)}, stop_early=True) as cap:
             try:
-                model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=False)
+                model(
+                    input_ids=ids.to(dev),
+                    attention_mask=mask.to(dev),
+                    position_ids=pos.to(dev),
+                    use_cache=False,
+                )
             except StopForward:
                 pass
-            full = cap.stacked("residual")  # [B, layer, T, H]
+            full = cap.stacked(RESIDUAL)  # [B, layer, T, H]
         out = full.new_zeros(len(batch), full.shape[1], 1, n_grid, full.shape[-1])
         recs = []
         for r, it in enumerate(batch):
@@ -70,11 +79,22 @@ def extract_full_to_store(
             if pool:
                 out[r, :, 0] = pool_tokens(x, n_grid)
             elif x.shape[1] > n_grid:
-                raise ValueError(f"{it.qid}: span of {x.shape[1]} tokens is wider than the grid ({n_grid}); pool it")
+                raise ValueError(
+                    f"{it.qid}: span of {x.shape[1]} tokens is wider than the grid ({n_grid}); "
+                    "pool it"
+                )
             else:
                 out[r, :, 0, : x.shape[1]] = x
-            recs.append({"qid": it.qid, "n_tokens": len(it.ids), "span": [a, e], "pooled": pool, **it.record})
-        store.append({"residual": out}, np.ones((len(batch), 1), dtype=bool), recs)
+            recs.append(
+                {
+                    "qid": it.qid,
+                    "n_tokens": len(it.ids),
+                    "span": [a, e],
+                    "pooled": pool,
+                    **it.record,
+                }
+            )
+        store.append({RESIDUAL: out}, np.ones((len(batch), 1), dtype=bool), recs)
         if progress is not None:
             progress(len(batch))
     return len(todo)

@@ -15,6 +15,7 @@ import torch
 
 from halluscan.engine.decode import EagerFeed, Row, decode
 from halluscan.models.loading import LoadedModel
+from halluscan.models.sites import RESIDUAL
 from halluscan.records import GenerateOptions, Generation, Question
 
 
@@ -26,6 +27,7 @@ def generate_batch(
     layers: list[int] | None,
     rng: torch.Generator | None = None,
     on_prefill: Callable[[EagerFeed], None] | None = None,
+    site: str = RESIDUAL,
 ) -> tuple[list[Row], torch.Tensor | None, int]:
     """Generate for one batch. Returns rows, states ``[B, layer, tail + steps, H]`` and tail.
 
@@ -36,7 +38,7 @@ def generate_batch(
     rows = [Row() for _ in prompts]
     buf: torch.Tensor | None = None
     tail = 0
-    for step in decode(lm, prompts, opts, rows, layers, rng, on_prefill=on_prefill):
+    for step in decode(lm, prompts, opts, rows, layers, rng, on_prefill=on_prefill, site=site):
         if step.states is None:
             continue
         if buf is None:  # the prompt's states come first
@@ -68,7 +70,10 @@ def finish_row(lm: LoadedModel, qid: str, prompt: list[int], row: Row) -> Genera
 
 
 def batch_order(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
-    """The batches of prompt indices :func:`generate` runs: sorted by prompt length (ties by index)."""
+    """The batches of prompt indices :func:`generate` runs.
+
+    Sorted by prompt length (ties by index).
+    """
     order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
     return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
 
@@ -80,12 +85,14 @@ def generate(
     layers: list[int] | None = None,
     progress: Callable[[int], None] | None = None,
     on_prefill: Callable[[list[str], EagerFeed], None] | None = None,
+    site: str = RESIDUAL,
 ) -> Iterator[tuple[list[Generation], torch.Tensor | None, int]]:
     """Yield ``(generations, states, tail)`` per batch, batches sorted by prompt length.
 
     ``on_prefill(qids, feed)`` runs after each batch's prompts are prefilled (see :func:`decode`).
 
-    ``states[i, l, j]`` is layer ``l``'s residual at prompt token ``P - tail + j`` for
+    ``states[i, l, j]`` is ``site``'s state at layer ``layers[l]`` at prompt token ``P - tail + j``
+    for
     ``j < tail`` and at response token ``j - tail`` after that (P = prompt length of row i).
     """
     prompts = [lm.prompt_ids(q.question, opts.system_prompt) for q in questions]
@@ -96,8 +103,12 @@ def generate(
         if on_prefill is not None:
             qids = [questions[i].qid for i in idx]
             hook = lambda feed, qids=qids: on_prefill(qids, feed)  # noqa: E731
-        rows, states, tail = generate_batch(lm, [prompts[i] for i in idx], opts, layers, rng, hook)
-        gens = [finish_row(lm, questions[i].qid, prompts[i], r) for i, r in zip(idx, rows, strict=True)]
+        rows, states, tail = generate_batch(
+            lm, [prompts[i] for i in idx], opts, layers, rng, hook, site
+        )
+        gens = [
+            finish_row(lm, questions[i].qid, prompts[i], r) for i, r in zip(idx, rows, strict=True)
+        ]
         if progress is not None:
             progress(len(idx))
         yield gens, states, tail

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,36 +22,28 @@ from halluscan.data.pairs import GivenAnswer
 from halluscan.engine.decode import EagerFeed
 from halluscan.engine.extract import gatherer
 from halluscan.engine.inputs import fork_cache
-from halluscan.engine.store import ActivationStore
-from halluscan.engine.writer import ChunkWriter
 from halluscan.models.hooks import StopForward, capture, to_host_async
 from halluscan.models.loading import LoadedModel
-from halluscan.models.sites import cache_kwargs
-from halluscan.positions import resolve, token_span
+from halluscan.models.sites import RESIDUAL, cache_kwargs
+from halluscan.positions import GIVEN_POSITIONS, resolve, token_span
 from halluscan.records import GenerateOptions, Span
-
-
-class ChunkSink(Protocol):
-    """Where chunks go: the store's :class:`~halluscan.engine.writer.ChunkWriter`, or a Ray worker's list."""
-
-    def put(
-        self, arrays: dict[str, torch.Tensor], valid: np.ndarray, records: list[dict[str, Any]], ready: Any = None
-    ) -> None:
-        """Take one chunk: its arrays, validity mask, records and (on a GPU) the event its copy is ready at."""
-
-
-# Where the given-answer bank reads a given answer: inside the answer (the prompt is the same for
-# both answers of a question, so a prompt position cannot tell them apart).
-GIVEN_POSITIONS = ("exact_answer_first", "exact_answer_last")
+from halluscan.store import ActivationStore, ChunkSink, ChunkWriter
 
 
 @dataclass(frozen=True)
 class Forced:
-    """One given answer ready to feed: its tokens and, per position, its index in them (None: absent)."""
+    """One given answer ready to feed.
+
+    Its tokens and, per position, its index in them (None: absent).
+    """
 
     answer: GivenAnswer
     ids: list[int]
     cols: dict[str, int | None]
+
+    def id(self) -> str:
+        """Its id in the store (the question's id and which answer it is)."""
+        return self.answer.item_id
 
     def record(self) -> dict[str, Any]:
         """Its store record (``qid`` is the answer's id; ``question_id`` the CV group)."""
@@ -72,7 +64,8 @@ def forced(lm: LoadedModel, answers: Sequence[GivenAnswer]) -> list[Forced]:
     """Tokenise each answer's response as ``halluscan score --answer`` does, and find its positions.
 
     Only the tokens up to the last position read are kept: a causal model's states there do not
-    depend on what follows (the closing full stop), so feeding it would cost time and change nothing.
+    depend on what follows (the closing full stop), so feeding it would cost time and change
+    nothing.
     """
     from halluscan.engine.decode import token_starts
 
@@ -89,12 +82,17 @@ def forced(lm: LoadedModel, answers: Sequence[GivenAnswer]) -> list[Forced]:
 
 @torch.inference_mode()
 def fork_answers(
-    lm: LoadedModel, feed: EagerFeed, batch: Sequence[Sequence[Forced]], dtype: torch.dtype, rows: list[int]
+    lm: LoadedModel,
+    feed: EagerFeed,
+    batch: Sequence[Sequence[Forced]],
+    dtype: torch.dtype,
+    rows: list[int],
 ) -> tuple[torch.Tensor, np.ndarray, Any]:
-    """Feed ``batch[i]`` (the answers to prompt row ``rows[i]`` of a prefilled ``feed``) off its KV cache.
+    """Feed ``batch[i]``, the answers to row ``rows[i]`` of a prefilled ``feed``, off its KV cache.
 
     Answers of about one length go through together (little padding: most answers are 2-4
-    tokens; see :func:`_groups`), each group off a fork of the cache that leaves the feed's own cache as it was. Returns
+    tokens; see :func:`_groups`), each group off a fork of the cache that leaves the feed's own
+    cache as it was. Returns
     ``[answer, layer, position, H]`` (being copied to the host), the validity mask
     ``[answer, position]`` and the copy's ready event, answers in order (row by row).
     """
@@ -113,11 +111,16 @@ def fork_answers(
     return host, valid, ready
 
 
-PASS_COST_TOKENS = 32  # one more forward pass costs about as much as this many padding tokens (CPU, small model)
+PASS_COST_TOKENS = (
+    32  # one more forward pass costs about as much as this many padding tokens (CPU, small model)
+)
 
 
 def _groups(lengths: list[int]) -> list[list[int]]:
-    """Indices grouped by length: a group takes in the next length while the padding costs less than a pass."""
+    """Indices grouped by length.
+
+    A group takes in the next length while the padding costs less than a pass.
+    """
     groups: list[list[int]] = []
     for width in sorted(set(lengths)):
         rows = [i for i, n in enumerate(lengths) if n == width]
@@ -128,15 +131,19 @@ def _groups(lengths: list[int]) -> list[list[int]]:
     return groups
 
 
-def _feed_group(lm: LoadedModel, feed: EagerFeed, group: list[tuple[int, Forced]], dtype: torch.dtype) -> torch.Tensor:
-    """``[answer, layer, position, H]`` for a group of answers (right-padded), each after its prompt row's cache."""
+def _feed_group(
+    lm: LoadedModel, feed: EagerFeed, group: list[tuple[int, Forced]], dtype: torch.dtype
+) -> torch.Tensor:
+    """``[answer, layer, position, H]`` of answers (right-padded), each after its prompt."""
     model = lm.model
     dev = feed.ids.device
     sel = torch.tensor([r for r, _ in group], device=dev)
     width = max(len(f.ids) for _, f in group)
     ids = torch.full((len(group), width), lm.tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
-    for i, (_, f) in enumerate(group):  # right padding: an answer's tokens never see the pads after them
+    for i, (_, f) in enumerate(
+        group
+    ):  # right padding: an answer's tokens never see the pads after them
         ids[i, : len(f.ids)], mask[i, : len(f.ids)] = torch.tensor(f.ids), 1
     ids, mask = ids.to(dev), mask.to(dev)
     cols = torch.tensor([[f.cols[p] or 0 for p in GIVEN_POSITIONS] for _, f in group])
@@ -146,12 +153,12 @@ def _feed_group(lm: LoadedModel, feed: EagerFeed, group: list[tuple[int, Forced]
         "position_ids": feed.pos[sel, -1:] + 1 + torch.arange(ids.shape[1], device=dev),
     }
     layers = list(range(lm.n_layers + 1))
-    with capture(model, {"residual": layers}, gatherer(cols), dtype=dtype, stop_early=True) as cap:
+    with capture(model, {RESIDUAL: layers}, gatherer(cols), dtype=dtype, stop_early=True) as cap:
         try:
             model(**inputs, **cache_kwargs(model, fork_cache(feed.cache, sel)), use_cache=True)
         except StopForward:
             pass
-        return cap.stacked("residual", host=False)
+        return cap.stacked(RESIDUAL, host=False)
 
 
 def pairs_by_question(items: Sequence[Forced]) -> dict[str, list[Forced]]:
@@ -170,19 +177,47 @@ def _store(
     dtype: torch.dtype,
     rows: list[int],
 ) -> None:
-    """Feed ``batch`` (the answers to prompt rows ``rows`` of ``feed``) and queue them as one store chunk."""
+    """Feed ``batch`` (answers to prompt rows ``rows`` of ``feed``).
+
+    Queue them as one store chunk.
+    """
     acts, valid, ready = fork_answers(lm, feed, batch, dtype, rows)
-    writer.put({"residual": acts}, valid, [f.record() for row in batch for f in row], ready)
+    writer.put({RESIDUAL: acts}, valid, [f.record() for row in batch for f in row], ready)
+
+
+@dataclass(frozen=True)
+class GivenFeed:
+    """Given answers to feed off each batch's prompt cache, and where their chunks go."""
+
+    items: Sequence[Forced]
+    sink: ChunkSink
+
+
+@dataclass(frozen=True)
+class GivenWork:
+    """A study's given answers and the store that keeps their activations."""
+
+    items: Sequence[Forced]
+    store: ActivationStore
+
+    def left(self) -> list[Forced]:
+        """The given answers not stored yet."""
+        return self.store.left_to_do(self.items, key=Forced.id)
 
 
 def collect_during(
     lm: LoadedModel, items: Sequence[Forced], writer: ChunkSink, dtype: torch.dtype
 ) -> Callable[[list[str], EagerFeed], None]:
-    """A callback for the generation pass: after a batch's prompts are prefilled, store their given answers."""
+    """A callback for the generation pass.
+
+    After a batch's prompts are prefilled, store their given answers.
+    """
     by_q = pairs_by_question(items)
 
     def on_prefill(qids: list[str], feed: EagerFeed) -> None:
-        keep = [i for i, q in enumerate(qids) if q in by_q]  # a question without a distractor has none
+        keep = [
+            i for i, q in enumerate(qids) if q in by_q
+        ]  # a question without a distractor has none
         if not keep:
             return
         _store(writer, lm, feed, [by_q[qids[i]] for i in keep], dtype, keep)
@@ -197,12 +232,17 @@ def collect_given(
     opts: GenerateOptions,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Store the given answers not yet in ``store`` (their prompts prefilled here); how many were stored."""
-    done = store.stored_ids()
-    by_q = {q: fs for q, fs in pairs_by_question(items).items() if any(f.answer.item_id not in done for f in fs)}
+    """Store the given answers not yet in ``store`` (their prompts prefilled here).
+
+    How many were stored.
+    """
+    left = {f.id() for f in store.left_to_do(items, key=Forced.id)}
+    by_q = {q: fs for q, fs in pairs_by_question(items).items() if any(f.id() in left for f in fs)}
     if not by_q:
         return 0
-    prompts = {q: lm.prompt_ids(fs[0].answer.question, opts.system_prompt) for q, fs in by_q.items()}
+    prompts = {
+        q: lm.prompt_ids(fs[0].answer.question, opts.system_prompt) for q, fs in by_q.items()
+    }
     order = sorted(by_q, key=lambda q: (len(prompts[q]), q))
     dtype = getattr(torch, opts.capture_dtype)
     with ChunkWriter(store, progress) as writer, torch.inference_mode():

@@ -14,7 +14,9 @@ import torch
 from halluscan.models.sites import cache_kwargs
 
 
-def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+def left_pad(
+    seqs: Sequence[Sequence[int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Left-pad token id lists -> ids [B, T], attention mask [B, T], and each row's pad offset."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -29,7 +31,7 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
 
 
 def shared_prefix_len(seqs: Sequence[Sequence[int]], limit: int) -> int:
-    """Length of the prefix common to all ``seqs``, at most ``limit`` (0 when shorter than 2 or one row)."""
+    """Length of the prefix all ``seqs`` share, at most ``limit`` (0 under 2 tokens or one row)."""
     if len(seqs) < 2:
         return 0
     first = seqs[0]
@@ -48,7 +50,11 @@ def prefill_prefix(model: Any, prefix: Sequence[int], batch: int) -> Any:
     cache = DynamicCache(config=model.config)
     # the base model only: the prefix needs its KV cache, not logits
     base = model.base_model
-    base(input_ids=torch.tensor([list(prefix)], device=dev), **cache_kwargs(base, cache), use_cache=True)
+    base(
+        input_ids=torch.tensor([list(prefix)], device=dev),
+        **cache_kwargs(base, cache),
+        use_cache=True,
+    )
     cache.batch_repeat_interleave(batch)
     return cache
 
@@ -63,7 +69,9 @@ def fork_cache(cache: Any, rows: torch.Tensor) -> Any:
     import copy
 
     layers = getattr(cache, "layers", None)
-    if layers is None or any(type(x).__name__ not in ("DynamicLayer", "DynamicSlidingWindowLayer") for x in layers):
+    if layers is None or any(
+        type(x).__name__ not in ("DynamicLayer", "DynamicSlidingWindowLayer") for x in layers
+    ):
         fork = copy.deepcopy(cache)
     else:
         fork = copy.copy(cache)

@@ -1,4 +1,7 @@
-"""p(True): ask the model whether a proposed answer is right, as a two-option question, in both orders.
+"""p(True).
+
+Ask the model whether a proposed answer is right, as a two-option question, in both orders.
+
 
 The reference is LLMsKnow's ``p_true_detection.py`` (Kadavath et al.'s p(True)): the question and
 the proposed answer go into a fresh prompt, the options are "(A) True" and "(B) False", and the
@@ -48,7 +51,7 @@ def p_true(
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Per (question, proposed answer), the probability the model gives to "true" (options in ``order``)."""
+    """Per (question, proposed answer), the probability the model gives to "true" (``order``)."""
     seqs = prompts(lm, items, order)
     a, b = letters(lm)
     true_index = ORDERS[order].index("True")  # 0: the true option is (A)

@@ -1,4 +1,7 @@
-"""Several sampled answers per question (temperature > 0, seeded): for sampling consistency and answer choice."""
+"""Several sampled answers per question (temperature > 0, seeded).
+
+For sampling consistency and answer choice.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ def sample_answers(
     opts: GenerateOptions,
     quiet: bool = True,
 ) -> dict[Key, Generation]:
-    """``samples`` answers per question drawn with ``opts`` (its temperature and seed), keyed by (question id, k).
+    """``samples`` answers per question, drawn with ``opts``, keyed by (question id, k).
 
     Nothing is captured: only the answers are needed. Each batch draws from its own generator,
     seeded with the options' seed and the batch, so the draw is the same on every run.
@@ -28,7 +31,12 @@ def sample_answers(
     rep = [q for q in qs for _ in range(samples)]
     gens: dict[Key, Generation] = {}
     count: dict[str, int] = {}
-    bar = tqdm(total=len(rep), desc=f"sample answers ({samples} per question)", unit="answer", disable=quiet)
+    bar = tqdm(
+        total=len(rep),
+        desc=f"sample answers ({samples} per question)",
+        unit="answer",
+        disable=quiet,
+    )
     for batch, _, _ in generate(lm, rep, opts, progress=bar.update):
         for g in batch:
             k = count.get(g.qid, 0)

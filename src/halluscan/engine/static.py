@@ -1,4 +1,4 @@
-"""Decoding with a static KV cache, so that each step has one fixed shape and can run as one CUDA graph.
+"""Decoding with a static KV cache: each step has one shape and can run as one CUDA graph.
 
 The eager decoder (:class:`halluscan.engine.decode.EagerFeed`) lets finished rows leave the
 batch: right on a CPU, where work is what costs. On a GPU a decode step is launch-bound (tens of
@@ -26,16 +26,22 @@ from halluscan.models.sites import cache_kwargs
 from halluscan.records import GenerateOptions
 
 LENGTH_BUCKET = 64  # cache lengths are rounded up to this, so batches share compiled graphs
-MIN_STATIC_BATCH = 8  # below this ``auto`` decodes eagerly (one answer: compiling costs more than it saves)
+MIN_STATIC_BATCH = (
+    8  # below this ``auto`` decodes eagerly (one answer: compiling costs more than it saves)
+)
 
-# (model id, batch, length, device, dtype) -> its StaticCache; model id -> {compile mode: its compiled step}
+# (model id, batch, length, device, dtype) -> its StaticCache; model id -> {compile mode: its
+# compiled step}
 _caches: dict[tuple[Any, ...], Any] = {}
 _steps: dict[int, dict[str, Any]] = {}
 _owner: list[Any] = []  # a weak reference to the model the caches belong to
 
 
 def choose_decoder(opts: GenerateOptions, lm: LoadedModel, batch: int) -> str:
-    """``opts.decoder`` made concrete: ``auto`` is ``compiled`` for a batch on one GPU, else ``eager``."""
+    """``opts.decoder`` made concrete.
+
+    ``auto`` is ``compiled`` for a batch on one GPU, else ``eager``.
+    """
     if opts.decoder != "auto":
         return opts.decoder
     on_gpu = lm.device.startswith("cuda") and not getattr(lm.model, "hf_device_map", None)
@@ -43,7 +49,7 @@ def choose_decoder(opts: GenerateOptions, lm: LoadedModel, batch: int) -> str:
 
 
 def _cache(model: Any, batch: int, length: int) -> Any:
-    """A zeroed StaticCache for ``batch`` rows of ``length`` tokens, reused across batches of that shape.
+    """A zeroed StaticCache of ``batch`` rows x ``length`` tokens, reused by batches of that shape.
 
     Only the latest model's caches are kept: another model (or a new load) lets their memory go.
     """
@@ -59,7 +65,9 @@ def _cache(model: Any, batch: int, length: int) -> Any:
     if cache is None:
         if len(_caches) >= 16:  # many shapes: let the oldest ones' memory go
             _caches.clear()
-        cache = _caches[key] = StaticCache(config=model.config, max_batch_size=batch, max_cache_len=length)
+        cache = _caches[key] = StaticCache(
+            config=model.config, max_batch_size=batch, max_cache_len=length
+        )
     else:
         with torch.inference_mode():  # its tensors were made under inference mode
             cache.reset()
@@ -68,11 +76,19 @@ def _cache(model: Any, batch: int, length: int) -> Any:
 
 def _forward(model: Any, ids: Any, mask: Any, pos: Any, at: Any, cache: Any) -> torch.Tensor:
     """One decode step's next-token logits ``[B, V]``."""
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache_position=at, **cache_kwargs(model, cache))
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=pos,
+        cache_position=at,
+        **cache_kwargs(model, cache),
+    )
     return out.logits[:, -1]
 
 
-def compiled_step(model: Any, mode: str | None = "reduce-overhead", backend: str = "inductor") -> Any:
+def compiled_step(
+    model: Any, mode: str | None = "reduce-overhead", backend: str = "inductor"
+) -> Any:
     """``_forward`` compiled for ``model`` (one per model and mode; ``backend`` is for tests)."""
     per_model = _steps.setdefault(id(model), {})
     key = f"{backend}:{mode}"
@@ -88,11 +104,20 @@ def compiled_step(model: Any, mode: str | None = "reduce-overhead", backend: str
 
 
 class StaticFeed:
-    """Feeds a batch through a static KV cache: every row, every step, one shape (``compiled``: one graph)."""
+    """Feeds a batch through a static KV cache.
+
+    Every row, every step, one shape (``compiled``: one graph).
+    """
 
     shrinks = False  # rows that finish stay in the batch (their tokens are fed and ignored)
 
-    def __init__(self, lm: LoadedModel, prompts: Sequence[Sequence[int]], opts: GenerateOptions, step: Any = None):
+    def __init__(
+        self,
+        lm: LoadedModel,
+        prompts: Sequence[Sequence[int]],
+        opts: GenerateOptions,
+        step: Any = None,
+    ):
         model = self.model = lm.model
         dev = next(model.parameters()).device
         ids, mask, pos, _ = suffix_inputs(prompts, 0, lm.tokenizer.pad_token_id)
@@ -101,13 +126,18 @@ class StaticFeed:
         self.cache = _cache(model, len(prompts), length)
         # One mask for every step: the prompt's padding is 0, every later slot 1 (the causal rule
         # hides slots not yet written), so the shape never changes.
-        self.mask = torch.cat([mask, mask.new_ones(len(prompts), length - self.width)], dim=1).to(dev)
+        self.mask = torch.cat([mask, mask.new_ones(len(prompts), length - self.width)], dim=1).to(
+            dev
+        )
         self.ids, self.pos = ids.to(dev), pos.to(dev)
         self.step_fn = step or _forward
         self.fed = 0
 
     def prefill(self) -> torch.Tensor:
-        """Run the prompts (eagerly: their length varies by batch); the logits of their last tokens."""
+        """Run the prompts (eagerly.
+
+        Their length varies by batch); the logits of their last tokens.
+        """
         at = torch.arange(self.width, device=self.ids.device)
         out = self.model(
             input_ids=self.ids,
@@ -128,4 +158,6 @@ class StaticFeed:
         """Feed one token per row; the next logits."""
         self.fed += 1
         at = torch.tensor([self.width + self.fed - 1], device=tokens.device)
-        return self.step_fn(self.model, tokens[:, None], self.mask, self.pos + self.fed, at, self.cache)
+        return self.step_fn(
+            self.model, tokens[:, None], self.mask, self.pos + self.fed, at, self.cache
+        )

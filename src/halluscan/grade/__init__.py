@@ -11,4 +11,12 @@ from __future__ import annotations
 from halluscan.grade.core import Grader, Matcher, spans_overlap
 from halluscan.grade.kinds import ChoiceGrader, LabelGrader, NumberGrader, grader_for
 
-__all__ = ["ChoiceGrader", "Grader", "LabelGrader", "Matcher", "NumberGrader", "grader_for", "spans_overlap"]
+__all__ = [
+    "ChoiceGrader",
+    "Grader",
+    "LabelGrader",
+    "Matcher",
+    "NumberGrader",
+    "grader_for",
+    "spans_overlap",
+]

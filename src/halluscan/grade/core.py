@@ -26,11 +26,15 @@ from dataclasses import dataclass, field
 from halluscan.records import Dataset, Generation, Grade, Question, Span
 from halluscan.text import normalize, normalized_words_with_spans
 
-# A capitalised word, a title ("Dr.") or an initial ("B.", "J.K."), so "Michael B. Jackson" stays whole.
+# A capitalised word, a title ("Dr.") or an initial ("B.", "J.K."), so "Michael B. Jackson" stays
+# whole.
 _CAP_WORD = r"(?:(?:Dr|Mr|Mrs|Ms|St|Mt|Jr|Sr)\.|(?:[A-Z]\.)+(?=\s*[A-Z])|[A-Z][\w'’\-]*)"
-_CAP_PHRASE = re.compile(rf"{_CAP_WORD}(?:\s*(?<=[\s.])(?:(?:of|de|del|la|le|du|da|and|the)\s+)?{_CAP_WORD})*")
+_CAP_PHRASE = re.compile(
+    rf"{_CAP_WORD}(?:\s*(?<=[\s.])(?:(?:of|de|del|la|le|du|da|and|the)\s+)?{_CAP_WORD})*"
+)
 _FALLBACK_STOP = set(
-    "the it its this that there they he she i a an in on as yes no answer capital city country currency continent "
+    "the it its this that there they he she i a an in on as yes no answer capital city country "
+    "currency continent "
     "however sorry".split()
 )
 
@@ -55,8 +59,13 @@ class Matcher:
             lst.sort(key=len, reverse=True)
         return m
 
-    def find(self, words: Words, skip: set[str] | None = None, text: str | None = None) -> list[Span]:
-        """All matches, earliest first (longest at each start); ``text`` given = capitalised only."""
+    def find(
+        self, words: Words, skip: set[str] | None = None, text: str | None = None
+    ) -> list[Span]:
+        """All matches, earliest first (longest at each start).
+
+        ``text`` given = capitalised only.
+        """
         out = []
         for i, (w, start, _) in enumerate(words):
             for phrase in self.phrases.get(w, ()):
@@ -82,7 +91,10 @@ class Grader:
     """Grades responses and locates exact answers for one dataset."""
 
     def __init__(
-        self, relation_vocab: dict[str, tuple[str, ...]], entity_vocab: Iterable[str], mode: str = "class-blind"
+        self,
+        relation_vocab: dict[str, tuple[str, ...]],
+        entity_vocab: Iterable[str],
+        mode: str = "class-blind",
     ):
         self.relation = {r: Matcher.of(v) for r, v in relation_vocab.items()}
         self.entities = Matcher.of(entity_vocab)
@@ -131,7 +143,14 @@ class Grader:
         else:
             span, how = self.locate(q, g.response)
         text = g.response[span.start : span.end] if span else None
-        return Grade(qid=q.qid, correct=correct, alias_span=alias, exact_span=span, exact_text=text, locator=how)
+        return Grade(
+            qid=q.qid,
+            correct=correct,
+            alias_span=alias,
+            exact_span=span,
+            exact_text=text,
+            locator=how,
+        )
 
 
 def spans_overlap(a: Span | None, b: Span | None) -> bool:

@@ -42,7 +42,8 @@ class ChoiceGrader(Grader):
         named = self.named(q, response)
         if not named:
             return None, "neither"
-        return min(named.values(), key=lambda s: s.start), "both" if len(named) == 2 else "candidate"
+        how = "both" if len(named) == 2 else "candidate"
+        return min(named.values(), key=lambda s: s.start), how
 
     def grade(self, q: Question, g: Generation) -> Grade:
         """Right when the gold candidate, and only it, is named."""
@@ -89,10 +90,13 @@ class LabelGrader(Grader):
         return Grade(q.qid, correct, said.get(gold) if correct else None, span, text, how)
 
 
-_UNITS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-_UNITS += "seventeen eighteen nineteen"
+_UNITS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+_UNITS += "fifteen sixteen seventeen eighteen nineteen"
 _WORD = {w: i for i, w in enumerate(_UNITS.split())}
-_WORD |= {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+_WORD |= {
+    w: 10 * (i + 2)
+    for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())
+}
 _SCALE = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 _SCALES = "hundred|thousand|million|billion"
 _DIGITS = re.compile(
@@ -106,7 +110,8 @@ _WORDS = re.compile(rf"\b(?:{_NUMBER_WORDS})\b(?:[\s-]+(?:and[\s-]+)?(?:{_NUMBER
 _REFUSAL = re.compile(
     r"\b(?:cannot|can ?not|can['’]t|unable to|impossible|not (?:possible|enough|sufficient|able)|"
     r"insufficient|unanswerable|no way to|(?:don['’]t|do not) know|"
-    r"(?:does not|doesn['’]t) (?:say|specify|provide|give)|not (?:given|specified|provided|stated|mentioned))\b",
+    r"(?:does not|doesn['’]t) (?:say|specify|provide|give)|not "
+    r"(?:given|specified|provided|stated|mentioned))\b",
     re.I,
 )
 
@@ -125,11 +130,16 @@ def _word_value(text: str) -> float | None:
     return float(total + cur)
 
 
-_PIECE = re.compile(r"\S+(?:[\s-]+\S+)*?(?=(?<!hundred)(?<!thousand)(?<!million)(?<!billion)[\s-]+and[\s-]|$)", re.I)
+_PIECE = re.compile(
+    r"\S+(?:[\s-]+\S+)*?(?=(?<!hundred)(?<!thousand)(?<!million)(?<!billion)[\s-]+and[\s-]|$)", re.I
+)
 
 
 def _word_phrases(text: str) -> list[tuple[float, Span]]:
-    """Number words: "and" joins only after a scale ("a hundred and five"), so "five and six" are two numbers."""
+    """Number words.
+
+    "and" joins only after a scale ("a hundred and five"), so "five and six" are two numbers.
+    """
     out = []
     for m in _WORDS.finditer(text):
         start = m.start()
@@ -144,7 +154,10 @@ def _word_phrases(text: str) -> list[tuple[float, Span]]:
 
 
 def numbers(text: str) -> list[tuple[float, Span]]:
-    """Every number in ``text``: digits (commas, decimals, exponents, fractions, "2 million") or words."""
+    """Every number in ``text``.
+
+    Digits (commas, decimals, exponents, fractions, "2 million") or words.
+    """
     found = []
     for m in _DIGITS.finditer(text):
         if m.group("frac"):
@@ -156,8 +169,11 @@ def numbers(text: str) -> list[tuple[float, Span]]:
         if m.group("scale"):
             value *= _SCALE[m.group("scale").lower()]
         found.append((value, Span(m.start(), m.end())))
-    inside = lambda sp: any(d.start <= sp.start and sp.end <= d.end for _, d in found)  # noqa: E731 ("2 hundred")
-    return sorted(found + [w for w in _word_phrases(text) if not inside(w[1])], key=lambda t: t[1].start)
+    # a number word inside a digit phrase ("2 hundred") is part of it
+    inside = lambda sp: any(d.start <= sp.start and sp.end <= d.end for _, d in found)  # noqa: E731
+    return sorted(
+        found + [w for w in _word_phrases(text) if not inside(w[1])], key=lambda t: t[1].start
+    )
 
 
 def gold_numbers(answer: str) -> list[float]:
@@ -172,12 +188,18 @@ class NumberGrader(Grader):
         """A refusal if the answer refuses, else its last number: the same rule for every answer."""
         refusal = _REFUSAL.search(response)
         found = numbers(response)
-        if refusal and not (found and found[-1][1].start >= refusal.end()):  # a number after it is the answer
+        if refusal and not (
+            found and found[-1][1].start >= refusal.end()
+        ):  # a number after it is the answer
             return Span(refusal.start(), refusal.end()), "refusal"
         return (found[-1][1], "number") if found else (None, "none")
 
     def grade(self, q: Question, g: Generation) -> Grade:
-        """Right: a refusal for an unanswerable question, else the located number within tolerance of a gold one."""
+        """Right.
+
+        A refusal for an unanswerable question, else the located number within tolerance of a gold
+        one.
+        """
         span, how = self.locate(q, g.response)
         if not q.answerable:
             correct = how == "refusal"
@@ -193,5 +215,7 @@ class NumberGrader(Grader):
 
 def grader_for(ds: Dataset, mode: str = "class-blind") -> Grader:
     """The grader of dataset ``ds`` (by its kind), with its vocabularies."""
-    cls = {"alias": Grader, "choice": ChoiceGrader, "label": LabelGrader, "number": NumberGrader}[ds.kind]
+    cls = {"alias": Grader, "choice": ChoiceGrader, "label": LabelGrader, "number": NumberGrader}[
+        ds.kind
+    ]
     return cls(ds.relation_vocab, ds.entity_vocab, mode)

@@ -25,12 +25,22 @@ from typing import Any
 import torch
 
 from halluscan.errors import HalluscanError
-from halluscan.models.sites import blocks, get_module, n_layers, site_table
+from halluscan.models.sites import (
+    ATTN,
+    ATTN_SITES,
+    ATTN_WEIGHTS,
+    MLP,
+    RESIDUAL,
+    SITES,
+    blocks,
+    first_layer,
+    get_module,
+    n_layers,
+    site_table,
+)
 
 # select(x [B, T, ...]) -> [B, K, ...]: which positions to keep from one forward call.
 Selector = Callable[[torch.Tensor], torch.Tensor]
-SITES = ("residual", "mlp", "attn", "attn_weights", "attn_received")
-ATTN_SITES = {"attn_weights", "attn_received"}  # read from the attention function, keys on the last axis
 QUERY_BLOCK = 128  # query rows per step of attn_received
 
 
@@ -38,7 +48,8 @@ class StopForward(Exception):
     """Raised inside the last needed hook to skip the remaining layers."""
 
 
-# reduce(layer, x [B, K, ...]) -> [B, K, ...']: what to keep of a site's selected positions (e.g. a probe's logit).
+# reduce(layer, x [B, K, ...]) -> [B, K, ...']: what to keep of a site's selected positions (e.g. a
+# probe's logit).
 Reducer = Callable[[int, torch.Tensor], torch.Tensor]
 
 
@@ -71,7 +82,10 @@ class Capture:
         self.paused = False  # True while another capture borrows the model (nothing is kept)
 
     def keep(self, site: str, layer: int, x: torch.Tensor, selected: bool = False) -> None:
-        """Copy the selected positions of ``x`` [B, T, ...] (``selected``: already done) into the site's buffer."""
+        """Copy the selected positions of ``x`` [B, T, ...] (``selected``.
+
+        Already done) into the site's buffer.
+        """
         if self.paused:
             return
         x = x.detach() if selected else self.select(x.detach())
@@ -82,17 +96,24 @@ class Capture:
             shape = (x.shape[0], len(self.sites[site]), *x.shape[1:])
             buf = self.bufs[site] = torch.empty(shape, dtype=self.dtype, device=x.device)
             self.filled[site] = set()
-        buf[:, self.slot[site][layer]].copy_(x, non_blocking=True)  # casts, and crosses devices without a sync
+        buf[:, self.slot[site][layer]].copy_(
+            x, non_blocking=True
+        )  # casts, and crosses devices without a sync
         self.filled[site].add(layer)
 
-    def stacked(self, site: str = "residual", host: bool = True) -> torch.Tensor:
-        """``[B, layer, K, ...]`` over the captured layers of ``site``, in order; clears that buffer.
+    def stacked(self, site: str = RESIDUAL, host: bool = True) -> torch.Tensor:
+        """``[B, layer, K, ...]`` over the captured layers of ``site``, in order.
+
+        Clears that buffer.
+
 
         ``host=False`` leaves it on the device (for a caller that gathers more before one copy).
         """
         missing = [layer for layer in self.sites[site] if layer not in self.filled[site]]
         if missing or site not in self.bufs:
-            raise RuntimeError(f"capture: layers {missing} of site {site!r} were not captured by the forward pass")
+            raise RuntimeError(
+                f"capture: layers {missing} of site {site!r} were not captured by the forward pass"
+            )
         buf = self.bufs.pop(site)
         self.filled[site] = set()
         return to_host(buf) if host else buf
@@ -100,11 +121,14 @@ class Capture:
     @property
     def layers_seen(self) -> list[int]:
         """Residual layers captured so far by the current forward pass."""
-        return sorted(self.filled.get("residual", set()))
+        return sorted(self.filled.get(RESIDUAL, set()))
 
 
 def to_host(x: torch.Tensor) -> torch.Tensor:
-    """``x`` on the CPU: itself there, else one non-blocking copy into pinned memory and one sync."""
+    """``x`` on the CPU.
+
+    Itself there, else one non-blocking copy into pinned memory and one sync.
+    """
     host, ready = to_host_async(x)
     if ready is not None:
         ready.synchronize()  # the one wait, for the whole batch
@@ -112,7 +136,10 @@ def to_host(x: torch.Tensor) -> torch.Tensor:
 
 
 def to_host_async(x: torch.Tensor) -> tuple[torch.Tensor, Any]:
-    """Start copying ``x`` to pinned host memory on a side stream: the host tensor and its ready event.
+    """Start copying ``x`` to pinned host memory on a side stream.
+
+    The host tensor and its ready event.
+
 
     On the CPU ``x`` itself comes back, with no event. Read the tensor only after
     ``event.synchronize()``; meanwhile the device goes on with the next batch.
@@ -150,7 +177,8 @@ def capture(
     """Capture ``sites`` ({site: layers}) during forward calls inside the ``with`` block.
 
     ``reduce[site]`` (optional) maps a layer's selected positions to what is kept of them, on the
-    model's device, before the copy (so a long sequence keeps ``[B, K]`` per layer, not ``[B, K, d]``).
+    model's device, before the copy (so a long sequence keeps ``[B, K]`` per layer, not ``[B, K,
+    d]``).
 
     Residual layers run 0..L; mlp, attn and attn_weights layers run 1..L (block l).
     ``stop_early`` raises :class:`StopForward` once the block of the last layer asked for (of
@@ -158,9 +186,9 @@ def capture(
     """
     mods = blocks(model)
     n = n_layers(model)
-    sites = {"residual": list(range(n + 1))} if sites is None else sites
+    sites = {RESIDUAL: list(range(n + 1))} if sites is None else sites
     for site, layers in sites.items():
-        lo = 0 if site == "residual" else 1
+        lo = first_layer(site)
         if site not in SITES:
             raise HalluscanError(f"unknown site {site!r}; valid sites: {', '.join(SITES)}")
         bad = [x for x in layers if not lo <= x <= n]
@@ -174,17 +202,19 @@ def capture(
         return lambda _m, _a, output: cap.keep(site, layer, _first(output))
 
     def pre_hook(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        cap.keep("residual", 0, args[0] if args else kwargs["hidden_states"])
+        cap.keep(RESIDUAL, 0, args[0] if args else kwargs["hidden_states"])
 
     try:
-        for layer in sites.get("residual", []):
+        for layer in sites.get(RESIDUAL, []):
             if layer == 0:
                 handles.append(mods[0].register_forward_pre_hook(pre_hook, with_kwargs=True))
             else:
-                handles.append(mods[layer - 1].register_forward_hook(out_hook("residual", layer)))
-        for site, path in (("mlp", table.mlp), ("attn", table.attn)):
+                handles.append(mods[layer - 1].register_forward_hook(out_hook(RESIDUAL, layer)))
+        for site, path in ((MLP, table.mlp), (ATTN, table.attn)):
             for layer in sites.get(site, []):
-                handles.append(get_module(mods[layer - 1], path).register_forward_hook(out_hook(site, layer)))
+                handles.append(
+                    get_module(mods[layer - 1], path).register_forward_hook(out_hook(site, layer))
+                )
         if stop_early:  # registered last, so it runs after the other hooks of that block
 
             def stop(*_a: Any) -> None:
@@ -192,9 +222,14 @@ def capture(
 
             last = cap.last_layer
             handles.append(
-                mods[0].register_forward_pre_hook(stop) if last == 0 else mods[last - 1].register_forward_hook(stop)
+                mods[0].register_forward_pre_hook(stop)
+                if last == 0
+                else mods[last - 1].register_forward_hook(stop)
             )
-        attn = {s: {get_module(mods[x - 1], table.attn): x for x in sites.get(s, [])} for s in ATTN_SITES}
+        attn = {
+            s: {get_module(mods[x - 1], table.attn): x for x in sites.get(s, [])}
+            for s in ATTN_SITES
+        }
         with _attention_weights(model, cap, attn):
             yield cap
     finally:
@@ -213,13 +248,18 @@ def capture_residual(
 ) -> Iterator[Capture]:
     """Capture the residual stream only (0 = embedding output, l = block l's output)."""
     layers = list(range(n_layers(model) + 1)) if layers is None else layers
-    with capture(model, {"residual": layers}, select, dtype=dtype, stop_early=stop_early) as cap:
+    with capture(model, {RESIDUAL: layers}, select, dtype=dtype, stop_early=stop_early) as cap:
         yield cap
 
 
 @contextmanager
-def _attention_weights(model: Any, cap: Capture, modules: dict[str, dict[Any, int]]) -> Iterator[None]:
-    """Wrap the model's attention function so that it also records ``modules[site]`` ({module: layer})."""
+def _attention_weights(
+    model: Any, cap: Capture, modules: dict[str, dict[Any, int]]
+) -> Iterator[None]:
+    """Wrap the model's attention function so that it also records ``modules[site]`` ({module.
+
+    Layer}).
+    """
     if not any(modules.values()):
         yield
         return
@@ -228,12 +268,22 @@ def _attention_weights(model: Any, cap: Capture, modules: dict[str, dict[Any, in
     impl = getattr(model.config, "_attn_implementation", None) or "eager"
     had_local = impl in ALL_ATTENTION_FUNCTIONS._local_mapping
     previous: Callable[..., Any] | None = ALL_ATTENTION_FUNCTIONS._local_mapping.get(impl)
-    registered: Any = ALL_ATTENTION_FUNCTIONS._global_mapping.get(impl)  # typed as `function` upstream
+    registered: Any = ALL_ATTENTION_FUNCTIONS._global_mapping.get(
+        impl
+    )  # typed as `function` upstream
 
     def wrapper(
-        module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any, *a: Any, **kw: Any
+        module: Any,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        mask: Any,
+        *a: Any,
+        **kw: Any,
     ) -> Any:
-        base = previous or registered or sys.modules[type(module).__module__].eager_attention_forward
+        base = (
+            previous or registered or sys.modules[type(module).__module__].eager_attention_forward
+        )
         out = base(module, query, key, value, mask, *a, **kw)
         sel = None
         for site, layer_of in modules.items():
@@ -241,9 +291,11 @@ def _attention_weights(model: Any, cap: Capture, modules: dict[str, dict[Any, in
             if layer is None:
                 continue
             if sel is None:
-                rows = torch.arange(query.shape[2], device=query.device)[None, :, None].expand(query.shape[0], -1, 1)
+                rows = torch.arange(query.shape[2], device=query.device)[None, :, None].expand(
+                    query.shape[0], -1, 1
+                )
                 sel = cap.select(rows)[:, :, 0]  # [B, K] query rows chosen by the selector
-            take = _weights if site == "attn_weights" else _received
+            take = _weights if site == ATTN_WEIGHTS else _received
             cap.keep(site, layer, take(query, key, mask, sel, kw), selected=True)
         return out
 
@@ -257,8 +309,13 @@ def _attention_weights(model: Any, cap: Capture, modules: dict[str, dict[Any, in
             del ALL_ATTENTION_FUNCTIONS[impl]
 
 
-def _weights(query: torch.Tensor, key: torch.Tensor, mask: Any, sel: torch.Tensor, kw: dict[str, Any]) -> torch.Tensor:
-    """Softmax weights [B, K, head, S] of query rows ``sel`` [B, K] (query [B, H, T, D], key [B, H', S, D])."""
+def _weights(
+    query: torch.Tensor, key: torch.Tensor, mask: Any, sel: torch.Tensor, kw: dict[str, Any]
+) -> torch.Tensor:
+    """Softmax weights [B, K, head, S] of query rows ``sel`` [B, K].
+
+    ``query`` is [B, H, T, D] and ``key`` [B, H', S, D].
+    """
     b, h, t, d = query.shape
     s = key.shape[2]
     key = key.repeat_interleave(h // key.shape[1], dim=1) if key.shape[1] != h else key
@@ -267,18 +324,25 @@ def _weights(query: torch.Tensor, key: torch.Tensor, mask: Any, sel: torch.Tenso
     idx = sel[:, :, None, None]
     qs = torch.gather(q, 1, idx.expand(-1, -1, h, d))  # [B, K, H, D]
     if mask is None:  # causal, with the cache offset: query row r sees keys up to s - t + r
-        ms = torch.arange(s, device=query.device)[None, None, None, :] <= (s - t + sel)[:, :, None, None]
+        ms = (
+            torch.arange(s, device=query.device)[None, None, None, :]
+            <= (s - t + sel)[:, :, None, None]
+        )
     else:
         m = mask[..., :s].expand(b, 1, t, s).transpose(1, 2)  # [B, T, 1, S]
         ms = torch.gather(m, 1, idx.expand(-1, -1, 1, s))  # [B, K, 1, S]
     scores = torch.einsum("bkhd,bhsd->bkhs", qs.float(), key.float()) * scale
     if kw.get("softcap"):
         scores = torch.tanh(scores / kw["softcap"]) * kw["softcap"]
-    scores = scores.masked_fill(~ms, float("-inf")) if ms.dtype == torch.bool else scores + ms.float()
+    scores = (
+        scores.masked_fill(~ms, float("-inf")) if ms.dtype == torch.bool else scores + ms.float()
+    )
     return torch.softmax(scores, dim=-1)
 
 
-def _received(query: torch.Tensor, key: torch.Tensor, mask: Any, sel: torch.Tensor, kw: dict[str, Any]) -> torch.Tensor:
+def _received(
+    query: torch.Tensor, key: torch.Tensor, mask: Any, sel: torch.Tensor, kw: dict[str, Any]
+) -> torch.Tensor:
     """[B, S]: per key, the head-mean weight summed over the query rows ``sel`` that come after it.
 
     Rows are taken :data:`QUERY_BLOCK` at a time, so memory is linear in S. A row repeated
@@ -293,6 +357,8 @@ def _received(query: torch.Tensor, key: torch.Tensor, mask: Any, sel: torch.Tens
     for a in range(0, sel.shape[1], QUERY_BLOCK):
         rows = sel[:, a : a + QUERY_BLOCK]
         w = _weights(query, key, mask, rows, kw).mean(dim=2)  # [B, k, S]
-        later = keys[None, None, :] < (s - t + rows)[:, :, None]  # the key comes strictly before the query
+        later = (
+            keys[None, None, :] < (s - t + rows)[:, :, None]
+        )  # the key comes strictly before the query
         out += (w * (later & first[:, a : a + QUERY_BLOCK, None])).sum(dim=1)
     return out

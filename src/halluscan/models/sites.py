@@ -14,6 +14,25 @@ from typing import Any
 
 from halluscan.errors import HalluscanError
 
+# The sites a hook can read (see :mod:`halluscan.models.hooks`); every other module names them
+# through these constants. ``residual``: block l's output (layer 0: the embedding output);
+# ``mlp``/``attn``: the MLP's and the attention's output in block l, before the residual add;
+# ``attn_weights``: per head, from each selected query to every key; ``attn_received``: per key,
+# the head-mean weight from the selected queries after it.
+RESIDUAL, MLP, ATTN = "residual", "mlp", "attn"
+ATTN_WEIGHTS, ATTN_RECEIVED = "attn_weights", "attn_received"
+SITES = (RESIDUAL, MLP, ATTN, ATTN_WEIGHTS, ATTN_RECEIVED)
+ATTN_SITES = frozenset({ATTN_WEIGHTS, ATTN_RECEIVED})  # read from the attention function, keys last
+STUDY_SITES = (RESIDUAL, MLP, ATTN)  # one vector per layer and position: what a study probes
+
+
+def first_layer(site: str) -> int:
+    """The first layer of ``site``.
+
+    0 for the residual stream (the embedding output), else block 1.
+    """
+    return 0 if site == RESIDUAL else 1
+
 
 @dataclass(frozen=True)
 class SiteTable:
@@ -77,7 +96,9 @@ def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:
     """
     cls = type(model)
     if cls not in _CACHE_NAME:
-        _CACHE_NAME[cls] = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        _CACHE_NAME[cls] = (
+            "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        )
     return {_CACHE_NAME[cls]: cache}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,8 @@ import numpy as np
 import torch
 
 from halluscan import atomic
-from halluscan.config import StudyConfig
-from halluscan.engine.store import ActivationStore
 from halluscan.errors import HalluscanError
+from halluscan.probes.cv import DEFAULT_C
 from halluscan.probes.logreg import fit_logreg
 
 META, WEIGHTS = "probes.json", "probes.safetensors"
@@ -40,51 +40,58 @@ class ProbeBank:
     @classmethod
     def fit(
         cls,
-        x: torch.Tensor,
+        x: torch.Tensor | np.ndarray,
         y: np.ndarray,
-        layers: list[int],
-        position: str,
-        c: float = StudyConfig.probe_c,
+        layers: Sequence[int] | None = None,
+        position: str = "",
+        c: float = DEFAULT_C,
         meta: dict[str, Any] | None = None,
         device: str | torch.device | None = None,
     ) -> ProbeBank:
-        """Fit on ``x`` [example, layer, d] (all examples: the bank is for new responses).
+        """Fit one probe per layer on ``x`` [example, layer, d] with labels ``y`` (1 = wrong).
 
+        Every example trains it (the bank is for new responses). ``layers`` names the layers of
+        ``x`` (default 0..L-1); ``position`` is where they were read, recorded for the scorer.
         The fit runs on ``device`` (default: where ``x`` is); the bank's tensors are on the CPU.
         """
+        x = torch.as_tensor(x)
+        y = np.asarray(y)
+        if x.dim() != 3 or len(y) != x.shape[0]:
+            raise HalluscanError(
+                f"ProbeBank.fit: x {tuple(x.shape)} and {len(y)} labels; give x [example, layer, d]"
+            )
+        layers = list(range(x.shape[1])) if layers is None else list(layers)
         xc = x.transpose(0, 1).to(device or x.device, torch.float32)  # [layer, n, d]
         centre = xc.mean(1, keepdim=True)
         fit = fit_logreg(xc - centre, y, c)
-        info = {"c": c, "n_train": int(len(y)), "n_wrong": int(y.sum()), "hidden": int(x.shape[-1]), **(meta or {})}
+        info = {
+            "c": c,
+            "n_train": int(len(y)),
+            "n_wrong": int(y.sum()),
+            "hidden": int(x.shape[-1]),
+            **(meta or {}),
+        }
         mean = centre[:, 0] + fit.mean[:, 0]
         z = fit.logits[:, 0]  # [layer, n] training-set log-odds
         stats = {"score_mean": z.mean(1).cpu(), "score_std": z.std(1).clamp(min=1e-6).cpu()}
-        tensors = (fit.coef[:, 0].cpu(), fit.intercept[:, 0].cpu(), mean.cpu(), fit.scale[:, 0].cpu())
+        tensors = (
+            fit.coef[:, 0].cpu(),
+            fit.intercept[:, 0].cpu(),
+            mean.cpu(),
+            fit.scale[:, 0].cpu(),
+        )
         return cls(list(layers), position, *tensors, info, **stats)
 
-    @classmethod
-    def from_store(
-        cls,
-        store: ActivationStore,
-        keep: np.ndarray,
-        y: np.ndarray,
-        position: str,
-        c: float,
-        site: str = "residual",
-        meta: dict[str, Any] | None = None,
-        device: str | torch.device | None = None,
-    ) -> ProbeBank:
-        """Fit on the examples of ``store`` selected by ``keep`` (bool per example), labels ``y`` (all examples)."""
-        x = store.position(position, site)[torch.from_numpy(keep)]
-        return cls.fit(x, y[keep], store.layers(site), position, c=c, meta=meta, device=device)
-
-    def decision_function(self, x: torch.Tensor) -> torch.Tensor:
+    def decision_function(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Log-odds of *wrong* per layer: ``x`` [..., layer, d] -> [..., layer]."""
-        z = (x.to(torch.float32) - self.mean) / self.scale
+        z = (torch.as_tensor(x).to(torch.float32) - self.mean) / self.scale
         return (z * self.coef).sum(-1) + self.intercept
 
     def layer_logit(self, x: torch.Tensor, layer: int) -> torch.Tensor:
-        """Log-odds of *wrong* from ``layer``'s probe: ``x`` [..., d] -> [...] (one layer of ``decision_function``)."""
+        """Log-odds of *wrong* from ``layer``'s probe.
+
+        ``x`` [..., d] -> [...] (one layer of ``decision_function``).
+        """
         i = self.layers.index(layer)
         z = (x.to(torch.float32) - self.mean[i].to(x.device)) / self.scale[i].to(x.device)
         return z @ self.coef[i].to(x.device) + self.intercept[i].to(x.device)
@@ -94,12 +101,21 @@ class ProbeBank:
         from safetensors.torch import save
 
         out = Path(folder)
-        tensors = {"coef": self.coef, "intercept": self.intercept, "mean": self.mean, "scale": self.scale}
+        tensors = {
+            "coef": self.coef,
+            "intercept": self.intercept,
+            "mean": self.mean,
+            "scale": self.scale,
+        }
         if self.score_mean is not None and self.score_std is not None:
             tensors |= {"score_mean": self.score_mean, "score_std": self.score_std}
         tensors = {k: v.contiguous() for k, v in tensors.items()}
-        atomic.write_bytes(out / WEIGHTS, save(tensors))  # in memory first: a full disk fails in the writer
-        atomic.write_json(out / META, {"layers": self.layers, "position": self.position, **self.meta})
+        atomic.write_bytes(
+            out / WEIGHTS, save(tensors)
+        )  # in memory first: a full disk fails in the writer
+        atomic.write_json(
+            out / META, {"layers": self.layers, "position": self.position, **self.meta}
+        )
         return out
 
     @staticmethod
@@ -114,9 +130,13 @@ class ProbeBank:
 
         p = Path(folder)
         if not cls.exists(p):
-            raise HalluscanError(f"{p}: no probe bank here ({META}, {WEIGHTS}); run `halluscan run` first")
+            raise HalluscanError(
+                f"{p}: no probe bank here ({META}, {WEIGHTS}); run `halluscan run` first"
+            )
         meta = json.loads((p / META).read_text())
         t = load_file(str(p / WEIGHTS))
         layers, position = meta.pop("layers"), meta.pop("position")
         stats = {"score_mean": t.get("score_mean"), "score_std": t.get("score_std")}
-        return cls(layers, position, t["coef"], t["intercept"], t["mean"], t["scale"], meta, **stats)
+        return cls(
+            layers, position, t["coef"], t["intercept"], t["mean"], t["scale"], meta, **stats
+        )

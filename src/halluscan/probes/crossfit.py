@@ -10,13 +10,38 @@ folds has the same Student-t interval as the sweep's cells.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from halluscan.probes.bank import ProbeBank
 from halluscan.probes.sweep import auc_rows, fold_interval, folds_for
+
+
+@dataclass(frozen=True)
+class Answers:
+    """Answers read at one cell.
+
+    Activations ``x`` [n, d], labels ``y`` (1 = wrong or false), question ids.
+    """
+
+    x: torch.Tensor
+    y: np.ndarray
+    groups: Sequence[str]
+
+
+@dataclass(frozen=True)
+class CrossFit:
+    """A cross-fitted AUC.
+
+    Mean over folds, its 95 % interval, test rows scored, and each fold's AUC.
+    """
+
+    auc: float | None
+    ci95: tuple[float, float] | None
+    n: int
+    per_fold: list[float] = field(default_factory=list)
 
 
 def question_folds(y: np.ndarray, groups: Sequence[str], k: int, seed: int) -> dict[str, int]:
@@ -26,34 +51,32 @@ def question_folds(y: np.ndarray, groups: Sequence[str], k: int, seed: int) -> d
 
 
 def cross_auc(
-    train: tuple[torch.Tensor, np.ndarray, Sequence[str]],
-    test: tuple[torch.Tensor, np.ndarray, Sequence[str]],
+    train: Answers,
+    test: Answers,
     folds: dict[str, int],
     c: float,
     device: str | torch.device = "cpu",
-) -> dict[str, Any]:
-    """AUC of probes fitted on ``train`` = (x [n, d], y, question ids), scored on ``test``, fold by fold.
+) -> CrossFit:
+    """AUC of probes fitted on ``train``, scored on ``test``, fold by fold (``folds``.
 
-    Rows whose question has no fold are left out. Returns ``auc`` (mean over folds), ``ci95``,
-    ``n`` (test rows scored) and ``per_fold``.
+    Question id -> fold).
+
+
+    Rows whose question has no fold are left out.
     """
-    (x_tr, y_tr, q_tr), (x_te, y_te, q_te) = train, test
-    f_tr = np.array([folds.get(str(q), -1) for q in q_tr])
-    f_te = np.array([folds.get(str(q), -1) for q in q_te])
+    f_tr = np.array([folds.get(str(q), -1) for q in train.groups])
+    f_te = np.array([folds.get(str(q), -1) for q in test.groups])
     per_fold = []
     for f in sorted(set(folds.values())):
         fit, score = (f_tr != f) & (f_tr >= 0), f_te == f
-        if len(set(y_tr[fit].tolist())) < 2 or len(set(y_te[score].tolist())) < 2:
+        if len(set(train.y[fit].tolist())) < 2 or len(set(test.y[score].tolist())) < 2:
             continue
-        bank = ProbeBank.fit(x_tr[torch.from_numpy(fit)][:, None], y_tr[fit], [0], "", c=c, device=device)
-        z = bank.decision_function(x_te[torch.from_numpy(score)][:, None])[:, 0].numpy()
-        per_fold.append(float(auc_rows(z[None], y_te[score])[0]))
+        x_fit = train.x[torch.from_numpy(fit)][:, None]
+        bank = ProbeBank.fit(x_fit, train.y[fit], [0], "", c=c, device=device)
+        z = bank.decision_function(test.x[torch.from_numpy(score)][:, None])[:, 0].numpy()
+        per_fold.append(float(auc_rows(z[None], test.y[score])[0]))
+    n = int((f_te >= 0).sum())
     if len(per_fold) < 2:
-        return {"auc": None, "ci95": None, "n": int((f_te >= 0).sum()), "per_fold": per_fold}
+        return CrossFit(None, None, n, per_fold)
     lo, hi = fold_interval(np.array(per_fold)[:, None])
-    return {
-        "auc": float(np.mean(per_fold)),
-        "ci95": [float(lo[0]), float(hi[0])],
-        "n": int((f_te >= 0).sum()),
-        "per_fold": per_fold,
-    }
+    return CrossFit(float(np.mean(per_fold)), (float(lo[0]), float(hi[0])), n, per_fold)

@@ -14,7 +14,7 @@ from halluscan.probes.logreg import fit_logreg
 class LinearProbe(ClassifierMixin, BaseEstimator):
     """An L2 logistic-regression probe on standardised features (sklearn estimator contract)."""
 
-    def __init__(self, C: float = 1.0, max_iter: int = 500, device: str = "cpu"):  # noqa: N803 (sklearn's name)
+    def __init__(self, C: float = 1.0, max_iter: int = 500, device: str = "cpu"):  # noqa: N803
         self.C = C
         self.max_iter = max_iter
         self.device = device  # where the fit runs ("cuda" for a GPU); the fitted arrays are numpy
@@ -30,7 +30,9 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             raise ValueError(f"LinearProbe needs two classes in y; got {len(self.classes_)} class")
         y_type = type_of_target(y, input_name="y", raise_unknown=True)
         if y_type != "binary":
-            raise ValueError(f"Only binary classification is supported. The type of the target is {y_type}.")
+            raise ValueError(
+                f"Only binary classification is supported. The type of the target is {y_type}."
+            )
         x = torch.from_numpy(np.array(X, dtype=np.float64, copy=True)).to(self.device)
         yy = torch.from_numpy((y == self.classes_[1]).astype(np.float64))
         fit = fit_logreg(x[None], yy, self.C, max_iter=self.max_iter)

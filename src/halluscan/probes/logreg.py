@@ -76,7 +76,9 @@ def fit_logreg(
     Works in ``x``'s dtype (float32 for the sweep, float64 for :class:`LinearProbe`).
     """
     if x.dim() != 3:
-        raise HalluscanError(f"fit_logreg wants x as [problem, example, feature]; got shape {tuple(x.shape)}")
+        raise HalluscanError(
+            f"fit_logreg wants x as [problem, example, feature]; got shape {tuple(x.shape)}"
+        )
     n_prob, n, d = x.shape
     dt, dev = x.dtype, x.device  # everything is made where x lives (CPU or GPU)
     yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).to(dev, dt)
@@ -85,7 +87,9 @@ def fit_logreg(
     train = torch.ones(n, 1, dtype=dt, device=dev) if train is None else train.to(dev, dt)
     n_folds = train.shape[1]
     if bool((train.sum(0) < 2).any()):
-        raise HalluscanError("fit_logreg: a fold has fewer than 2 training examples; use fewer folds or more data")
+        raise HalluscanError(
+            "fit_logreg: a fold has fewer than 2 training examples; use fewer folds or more data"
+        )
     mu, sd = fold_moments(x, train)
     m = train.T.contiguous()[None]  # [1, F, n]
     yy = yt[None, None]  # [1, 1, n]
@@ -103,7 +107,7 @@ def fit_logreg(
     z = torch.zeros(n_prob, n_folds, n, dtype=dt, device=dev)
 
     def project(vw: torch.Tensor, vb: torch.Tensor) -> torch.Tensor:
-        """Logits of weights ``vw`` [P, F, d] (standardised units) and bias ``vb`` [P, F] -> [P, F, n]."""
+        """Logits of weights ``vw`` [P, F, d] (standardised) and bias ``vb`` [P, F] -> [P, F, n]."""
         v = vw / sda
         return torch.bmm(v, xa.mT) - (mua * v).sum(-1, keepdim=True) + vb[..., None]
 
@@ -149,7 +153,12 @@ def fit_logreg(
         g_new = gradient(z, w)
         y_new = g_new - g
         sy = (s_new * y_new).sum(-1, keepdim=True)
-        ok = sy > 1e-10 * (s_new * s_new).sum(-1, keepdim=True).sqrt() * (y_new * y_new).sum(-1, keepdim=True).sqrt()
+        ok = (
+            sy
+            > 1e-10
+            * (s_new * s_new).sum(-1, keepdim=True).sqrt()
+            * (y_new * y_new).sum(-1, keepdim=True).sqrt()
+        )
         zero = torch.zeros_like(s_new)
         gamma = torch.where(ok, sy / (y_new * y_new).sum(-1, keepdim=True).clamp(min=1e-30), gamma)
         rho = torch.where(ok, 1.0 / sy.clamp(min=1e-30), torch.zeros_like(sy))
@@ -164,7 +173,12 @@ def fit_logreg(
         if int(finished.sum()) * 4 >= len(active):  # a quarter of the batch is done: shrink it
             keep = ~finished
             idx = active[finished]
-            out_w[idx], out_b[idx], out_z[idx], out_ok[idx] = w[finished], b[finished], z[finished], True
+            out_w[idx], out_b[idx], out_z[idx], out_ok[idx] = (
+                w[finished],
+                b[finished],
+                z[finished],
+                True,
+            )
             active = active[keep]
             xa, mua, sda = x[active], mu[active], sd[active]
             w, b, z, g, done, gamma = w[keep], b[keep], z[keep], g[keep], done[keep], gamma[keep]

@@ -16,8 +16,9 @@ import torch
 from scipy.stats import rankdata
 from sklearn.model_selection import StratifiedGroupKFold
 
-from halluscan.engine.store import ActivationStore
 from halluscan.errors import HalluscanError
+from halluscan.probes.cv import DEFAULT_C
+from halluscan.probes.features import Features
 from halluscan.probes.logreg import fit_logreg
 from halluscan.records import Example
 
@@ -40,7 +41,7 @@ def auc_rows(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
 def bootstrap_auc(
     scores: np.ndarray, y: np.ndarray, groups: Sequence[str], n_boot: int = 2000, seed: int = 0
 ) -> tuple[float, list[float] | None]:
-    """AUC of ``scores`` for ``y`` and its 95 % percentile interval, resampling whole groups (questions).
+    """AUC of ``scores`` for ``y`` and its 95 % interval, resampling whole groups (questions).
 
     The interval is None when a class is missing.
     """
@@ -59,12 +60,15 @@ def bootstrap_auc(
     return auc, [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
 
 
-def folds_for(y: np.ndarray, groups: Sequence[str], k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def folds_for(
+    y: np.ndarray, groups: Sequence[str], k: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified, question-grouped k-fold splits; a clear error when a class is too small."""
     n_min = int(min(y.sum(), len(y) - y.sum()))
     if n_min < k:
         raise HalluscanError(
-            f"only {n_min} examples in the smaller class, fewer than {k} folds; use more questions or fewer --folds"
+            f"only {n_min} examples in the smaller class, fewer than {k} folds; use more questions "
+            "or fewer --folds"
         )
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     return list(cv.split(np.zeros(len(y)), y, groups))
@@ -87,7 +91,9 @@ def cv_auc(
     train = torch.zeros(xc.shape[1], len(splits), device=xc.device)
     for f, (tr, _) in enumerate(splits):
         train[torch.as_tensor(tr, device=xc.device), f] = 1.0
-    z = fit_logreg(xc, y, c, train, max_iter=max_iter, tol=tol).logits.cpu().numpy()  # [cell, fold, n]
+    z = (
+        fit_logreg(xc, y, c, train, max_iter=max_iter, tol=tol).logits.cpu().numpy()
+    )  # [cell, fold, n]
     return np.stack([auc_rows(z[:, f, te], y[te]) for f, (_, te) in enumerate(splits)])
 
 
@@ -103,7 +109,9 @@ class SweepResult:
     folds: int
     auc_lo: np.ndarray | None = None  # [layer, position] 95 % interval of the mean over folds (t)
     auc_hi: np.ndarray | None = None
-    per_fold: np.ndarray | None = None  # [fold, layer, position] each test fold's AUC (paired comparisons)
+    per_fold: np.ndarray | None = (
+        None  # [fold, layer, position] each test fold's AUC (paired comparisons)
+    )
 
     def interval(self, layer: int, pos: str) -> tuple[float, float]:
         """95 % interval of a cell's mean AUC over folds (Student t on the fold AUCs)."""
@@ -123,34 +131,30 @@ class SweepResult:
 
 
 def sweep(
-    get_position: Callable[[str], torch.Tensor],
-    valid: np.ndarray,
+    features: Features,
     y: np.ndarray,
     groups: Sequence[str],
-    layers: list[int],
-    positions: list[str],
     *,
     folds: int = 5,
     seed: int = 0,
-    c: float = 1.0,
+    c: float = DEFAULT_C,
     progress: Callable[[int], None] | None = None,
     device: str | torch.device = "cpu",
 ) -> SweepResult:
-    """Cross-validated probe AUC for every (layer, position) cell.
+    """Cross-validated probe AUC for every (layer, position) cell of ``features``.
 
-    ``get_position(pos)`` returns ``[example, layer, hidden]``; ``valid`` is [example, position].
-    The probes are fitted on ``device``; one position's features are there at a time.
+    The probes are fitted on ``device``; one position's activations are there at a time.
     """
     g = np.asarray(groups)
     per_pos: dict[int, np.ndarray] = {}
-    for j, pos in enumerate(positions):
-        keep = valid[:, j]
+    for j, pos in enumerate(features.positions):
+        keep = features.valid[:, j]
         if fits(keep, y, folds):
-            x = get_position(pos)[torch.from_numpy(keep)].to(device)
+            x = features.at(pos)[torch.from_numpy(keep)].to(device)
             per_pos[j] = position_folds(x, y[keep], g[keep], folds, seed, c)
         if progress is not None:
             progress(1)
-    return assemble(layers, positions, valid, folds, per_pos)
+    return assemble(list(features.layers), list(features.positions), features.valid, folds, per_pos)
 
 
 def fits(keep: np.ndarray, y: np.ndarray, folds: int) -> bool:
@@ -159,13 +163,22 @@ def fits(keep: np.ndarray, y: np.ndarray, folds: int) -> bool:
     return int(keep.sum()) >= 2 * folds and min(int(yk.sum()), len(yk) - int(yk.sum())) >= folds
 
 
-def position_folds(x: torch.Tensor, y: np.ndarray, groups: np.ndarray, folds: int, seed: int, c: float) -> np.ndarray:
-    """``[fold, layer]`` test AUCs of one position's probes (``x``: ``[example, layer, hidden]``)."""
+def position_folds(
+    x: torch.Tensor, y: np.ndarray, groups: np.ndarray, folds: int, seed: int, c: float
+) -> np.ndarray:
+    """``[fold, layer]`` test AUCs of one position's probes (``x``.
+
+    ``[example, layer, hidden]``).
+    """
     return cv_auc(x, y, folds_for(y, list(groups), folds, seed), c)
 
 
 def assemble(
-    layers: list[int], positions: list[str], valid: np.ndarray, folds: int, per_pos: dict[int, np.ndarray]
+    layers: list[int],
+    positions: list[str],
+    valid: np.ndarray,
+    folds: int,
+    per_pos: dict[int, np.ndarray],
 ) -> SweepResult:
     """The sweep's result from each fitted position's ``[fold, layer]`` AUCs (the rest stay NaN)."""
     auc = np.full((len(layers), len(positions)), np.nan)
@@ -178,30 +191,6 @@ def assemble(
     return SweepResult(layers, positions, auc, sd, ns, folds, lo, hi, every)
 
 
-def sweep_store(
-    store: ActivationStore,
-    y: np.ndarray,
-    groups: Sequence[str],
-    *,
-    site: str = "residual",
-    folds: int = 5,
-    seed: int = 0,
-    c: float = 1.0,
-    device: str | torch.device = "cpu",
-    desc: str = "probe sweep",
-    quiet: bool = False,
-) -> SweepResult:
-    """:func:`sweep` over every layer and position of ``store``, one position read at a time, with a progress bar."""
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(store.positions), desc=desc, unit="pos", disable=quiet)
-    get = lambda p: store.position(p, site)  # noqa: E731
-    result = sweep(get, store.valid(), y, groups, store.layers(site), store.positions, folds=folds, seed=seed, c=c,
-                   progress=bar.update, device=device)  # fmt: skip
-    bar.close()
-    return result
-
-
 def fold_interval(per_fold: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Interval of the mean over folds (rows), Student t with k - 1 degrees of freedom."""
     from scipy.stats import t
@@ -212,7 +201,9 @@ def fold_interval(per_fold: np.ndarray, level: float = 0.95) -> tuple[np.ndarray
     return m - half, m + half
 
 
-def metadata_prior_auc(categories: Sequence[str], y: np.ndarray, groups: Sequence[str], folds: int, seed: int) -> float:
+def metadata_prior_auc(
+    categories: Sequence[str], y: np.ndarray, groups: Sequence[str], folds: int, seed: int
+) -> float:
     """AUC of predicting ``y`` from a category alone (train-fold rate of the category)."""
     cats = np.asarray(categories)
     aucs = []

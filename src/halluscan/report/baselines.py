@@ -1,10 +1,12 @@
-"""The report's baseline section: is the best probe better than the cheap signals, and than token identity."""
+"""The report's baseline section.
+
+Is the best probe better than the cheap signals, and than token identity.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-from halluscan.report.html import _num, _table
+from halluscan.analyses.results import Metrics
+from halluscan.report.page import interval, num, table
 
 NAMES = {
     "logprob_mean": "mean token log-prob",
@@ -23,41 +25,58 @@ def _label(name: str) -> str:
         return "sampling consistency (samples agreeing with greedy)"
     if name.startswith("p_true_"):
         order = name[len("p_true_") :]
-        return {"mean": "p(True), mean of both orders"}.get(order, f"p(True), options {order.replace('_', ' ')}")
+        return {"mean": "p(True), mean of both orders"}.get(
+            order, f"p(True), options {order.replace('_', ' ')}"
+        )
     return name.replace("_", " ")
 
 
-def _ci(ci: list[float] | None) -> str:
-    return " – ".join(_num(v) for v in ci) if ci else "—"
-
-
-def baselines_section(metrics: dict[str, Any]) -> str:
-    """HTML for ``metrics["headline"]`` and ``metrics["baselines"]`` (empty when the study has none)."""
-    head, base = metrics.get("headline"), metrics.get("baselines")
-    if not head or base is None:
+def baselines_section(m: Metrics) -> str:
+    """HTML for the headline and the baselines (empty when the study has none)."""
+    head, base = m.headline, m.baselines
+    if head is None or base is None:
         return ""
-    verdict = "clear of zero" if head["clear"] else "not clear of zero"
-    identity = f"layer 0 at {head['position']} (token identity)"
-    head_gain = _ci(head["gain_ci95"]) + (" ✓" if head["clear"] else "")
+    verdict = "clear of zero" if head.clear else "not clear of zero"
+    identity = f"layer 0 at {head.position} (token identity)"
+    head_gain = interval(head.gain_ci95) + (" ✓" if head.clear else "")
     rows = [
-        (f"probe: {head['position']}, layer {head['layer']}", _num(head["auc"]), _ci(head.get("ci95")), "", ""),
-        (identity, _num(head["layer0_auc"]), _ci(head.get("layer0_ci95")), _num(head["gain_over_layer0"]), head_gain),
+        (f"probe: {head.position}, layer {head.layer}", num(head.auc), interval(head.ci95), "", ""),
+        (
+            identity,
+            num(head.layer0_auc),
+            interval(head.layer0_ci95),
+            num(head.gain_over_layer0),
+            head_gain,
+        ),
     ]
-    prior = metrics.get("controls", {}).get("relation_prior_auc")
-    if prior is not None:
-        rows.append(("relation only (metadata prior, control)", _num(prior), "", "", ""))
+    if m.controls is not None:
+        rows.append(
+            (
+                "relation only (metadata prior, control)",
+                num(m.controls.relation_prior_auc),
+                "",
+                "",
+                "",
+            )
+        )
     for name, b in base.items():
-        gain = _ci(b["gain_ci95"]) + (" ✓" if b["probe_clear"] else "")
-        rows.append((_label(name), _num(b["auc"]), _ci(b["ci95"]), _num(b["gain"]), gain))
+        gain = interval(b.gain_ci95) + (" ✓" if b.probe_clear else "")
+        rows.append((_label(name), num(b.auc), interval(b.ci95), num(b.gain), gain))
+    folds = m.heatmap.folds if m.heatmap is not None else "?"
     return f"""<h2>Is the probe better than the cheap signals?</h2>
-<p>The headline is the best exact-answer cell's gain over layer 0 at the same position: which answer was given
-already predicts correctness, and the probe has to add to that. Gain of <code>{head["position"]}</code>, layer
-{head["layer"]} over layer 0: <b>{_num(head["gain_over_layer0"])}</b> (95 % interval {_ci(head["gain_ci95"])},
-{verdict}; paired over the {metrics["heatmap"]["folds"]} folds, n={head["n"]}).</p>
-<p class="muted">Every baseline is scored on the same test folds as the probe cell (higher = more likely wrong).
-Gain: the probe's AUC minus the baseline's, per fold, with its 95 % Student-t interval; ✓ when it clears zero.
+<p>The headline is the best exact-answer cell's gain over layer 0 at the same position: which
+answer was given
+already predicts correctness, and the probe has to add to that. Gain of
+<code>{head.position}</code>, layer
+{head.layer} over layer 0: <b>{num(head.gain_over_layer0)}</b> (95 % interval
+{interval(head.gain_ci95)},
+{verdict}; paired over the {folds} folds, n={head.n}).</p>
+<p class="muted">Every baseline is scored on the same test folds as the probe cell (higher = more
+likely wrong).
+Gain: the probe's AUC minus the baseline's, per fold, with its 95 % Student-t interval; ✓ when it
+clears zero.
 Log-probabilities come from the generation pass itself.</p>
-{_table(rows, ("method", "AUC", "95 % interval", "probe gain", "gain 95 % interval"))}"""
+{table(rows, ("method", "AUC", "95 % interval", "probe gain", "gain 95 % interval"))}"""
 
 
 TYPE_NAMES = {
@@ -72,16 +91,23 @@ TYPE_NAMES = {
 }
 
 
-def error_types_section(metrics: dict[str, Any]) -> str:
-    """HTML for ``metrics["error_types"]`` (empty without ``--samples``)."""
-    e = metrics.get("error_types")
-    if not e:
+def error_types_section(m: Metrics) -> str:
+    """HTML for the types of error (empty without ``--samples``)."""
+    e = m.error_types
+    if e is None:
         return ""
-    rows = [(TYPE_NAMES.get(n, n), t["count"], _num(t["auc"]), _ci(t["ci95"])) for n, t in e["types"].items()]
-    head = metrics.get("headline", {})
+    rows = [
+        (TYPE_NAMES.get(n, n), t.count, num(t.auc), interval(t.ci95)) for n, t in e.types.items()
+    ]
+    position, layer = (
+        (m.headline.position, m.headline.layer) if m.headline is not None else ("", "")
+    )
     return f"""<h2>Types of error</h2>
-<p class="muted">From {e["samples"]} answers sampled per question at temperature 1 (thresholds of LLMsKnow's
-<code>get_types_of_mistakes</code>: half, a third and a sixth of the samples; types overlap). AUC: a probe at the best
-cell (<code>{head.get("position", "")}</code>, layer {head.get("layer", "")}) telling the type from the rest,
-cross-validated by question, with its 95 % interval; n/a where a type has fewer questions than folds.</p>
-{_table(rows, ("type", "questions", "probe AUC", "95 % interval"))}"""
+<p class="muted">From {e.samples} answers sampled per question at temperature 1 (thresholds of
+LLMsKnow's
+<code>get_types_of_mistakes</code>: half, a third and a sixth of the samples; types overlap). AUC:
+a probe at the best
+cell (<code>{position}</code>, layer {layer}) telling the type from the rest,
+cross-validated by question, with its 95 % interval; n/a where a type has fewer questions than
+folds.</p>
+{table(rows, ("type", "questions", "probe AUC", "95 % interval"))}"""

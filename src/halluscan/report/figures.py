@@ -17,7 +17,13 @@ from halluscan.report.literal import LITERAL, hover_tokens, plotly_text, plotly_
 
 # Diverging: green = the probes lean "correct" (negative log-odds of wrong), red = "wrong".
 ACTIVITY_CMAP = "RdYlGn_r"
-ACTIVITY_SCALE = [[0.0, "#1a9850"], [0.25, "#a6d96a"], [0.5, "#f7f7f7"], [0.75, "#fdae61"], [1.0, "#d73027"]]
+ACTIVITY_SCALE = [
+    [0.0, "#1a9850"],
+    [0.25, "#a6d96a"],
+    [0.5, "#f7f7f7"],
+    [0.75, "#fdae61"],
+    [1.0, "#d73027"],
+]
 ATTENTION_CMAP = "viridis"
 
 
@@ -44,10 +50,16 @@ def shared_limit(results: list[ScoreResult], pct: float = 98.0) -> float:
 
 
 def _scale_label(results: list[ScoreResult]) -> str:
-    return "z-score of log-odds (per layer, vs training set)" if results[0].standardised else "log-odds of wrong"
+    return (
+        "z-score of log-odds (per layer, vs training set)"
+        if results[0].standardised
+        else "log-odds of wrong"
+    )
 
 
-LABELLED = 150  # beyond this many tokens, axes show token indices (the HTML hover still names each token)
+LABELLED = (
+    150  # beyond this many tokens, axes show token indices (the HTML hover still names each token)
+)
 MAX_WIDTH_IN = 40.0  # static figures stop growing with the response here
 INDEX_WIDTH_IN = 18.0  # a long answer's activity map, drawn over token indices
 MAX_WIDTH_PX = 3000  # and interactive ones here (they scroll and zoom)
@@ -55,7 +67,8 @@ MAX_WIDTH_PX = 3000  # and interactive ones here (they scroll and zoom)
 
 def _caption(r: ScoreResult) -> str:
     bank = r.meta.get("bank", "own")
-    return f"{r.verdict} · p(wrong) {r.p_wrong:.2f} (layer {r.verdict_layer}, {r.verdict_position}; {bank}-answer bank)"
+    where = f"layer {r.verdict_layer}, {r.verdict_position}; {bank}-answer bank"
+    return f"{r.verdict} · p(wrong) {r.p_wrong:.2f} ({where})"
 
 
 def activity_figure(results: list[ScoreResult]) -> Any:
@@ -67,7 +80,8 @@ def activity_figure(results: list[ScoreResult]) -> Any:
     top = shared_limit(results, 100.0)  # z axes: every point shows, the same range on both
     n = len(results)
     titles = [
-        f"Q: {plotly_text(short(r.question))}<br>A: {plotly_text(short(r.response))}<br><b>{_caption(r)}</b>"
+        f"Q: {plotly_text(short(r.question))}<br>A: "
+        f"{plotly_text(short(r.response))}<br><b>{_caption(r)}</b>"
         for r in results
     ]
     fig = make_subplots(
@@ -95,7 +109,10 @@ def activity_figure(results: list[ScoreResult]) -> Any:
         hover = "token %{x} %{customdata}<br>layer %{y}<br>" + label + " %{z:.2f}<extra></extra>"
         fig.add_trace(
             go.Surface(
-                **common, showscale=c == 1, hovertemplate=hover, colorbar={"title": label, "len": 0.55, "y": 0.72}
+                **common,
+                showscale=c == 1,
+                hovertemplate=hover,
+                colorbar={"title": label, "len": 0.55, "y": 0.72},
             ),
             row=1,
             col=c,
@@ -117,12 +134,23 @@ def activity_figure(results: list[ScoreResult]) -> Any:
             col=c,
         )
         if len(x) <= LABELLED:
-            fig.update_xaxes(tickmode="array", tickvals=x, ticktext=plotly_texts(r.tokens), tickangle=-60, row=2, col=c)
+            fig.update_xaxes(
+                tickmode="array",
+                tickvals=x,
+                ticktext=plotly_texts(r.tokens),
+                tickangle=-60,
+                row=2,
+                col=c,
+            )
         else:
-            fig.update_xaxes(title_text=f"token index ({len(x)} tokens; hover names each)", row=2, col=c)
+            fig.update_xaxes(
+                title_text=f"token index ({len(x)} tokens; hover names each)", row=2, col=c
+            )
         fig.update_yaxes(title_text="layer", row=2, col=c)
         scene = "scene" if c == 1 else f"scene{c}"
-        ticks = {"tickvals": x, "ticktext": list(r.tokens)} if len(x) <= 15 else {}  # 3D labels are plain text
+        ticks = (
+            {"tickvals": x, "ticktext": list(r.tokens)} if len(x) <= 15 else {}
+        )  # 3D labels are plain text
         fig.update_layout(
             {
                 scene: {
@@ -134,7 +162,10 @@ def activity_figure(results: list[ScoreResult]) -> Any:
             }
         )
     fig.update_annotations(font_size=11)
-    head = f"Activity: probe score per layer and generated token ({label}; shared colour scale ±{lim:.1f})"
+    head = (
+        f"Activity: probe score per layer and generated token ({label}; "
+        f"shared colour scale ±{lim:.1f})"
+    )
     fig.update_layout(title=head, height=1000, width=min(760 * n, MAX_WIDTH_PX), margin={"t": 150})
     return fig
 
@@ -150,15 +181,20 @@ def activity_png(results: list[ScoreResult], path: Path) -> Path:
     lim, top = shared_limit(results), shared_limit(results, 100.0)
     norm = TwoSlopeNorm(vmin=-lim, vcenter=0.0, vmax=lim)
     n = len(results)
-    # labelled tokens need about 0.28 in each; an index axis (a long answer) reads well at INDEX_WIDTH_IN
-    need = max(0.28 * len(r.tokens) + 3 if len(r.tokens) <= LABELLED else INDEX_WIDTH_IN for r in results)
+    # labelled tokens need about 0.28 in each; an index axis (a long answer) reads well at
+    # INDEX_WIDTH_IN
+    need = max(
+        0.28 * len(r.tokens) + 3 if len(r.tokens) <= LABELLED else INDEX_WIDTH_IN for r in results
+    )
     width = min(MAX_WIDTH_IN / n, max(7.0, need))
     fig = plt.figure(figsize=(width * n, 11))
     label = _scale_label(results)
     for c, r in enumerate(results):
         ax3 = fig.add_subplot(2, n, c + 1, projection="3d")
         xx, yy = np.meshgrid(np.arange(len(r.tokens)), r.activity_layers)
-        ax3.plot_surface(xx, yy, r.activity, cmap=ACTIVITY_CMAP, norm=norm, linewidth=0, antialiased=True)
+        ax3.plot_surface(
+            xx, yy, r.activity, cmap=ACTIVITY_CMAP, norm=norm, linewidth=0, antialiased=True
+        )
         ax3.set_zlim(-top, top)
         ax3.set_xlabel("generated token")
         ax3.set_ylabel("layer")
@@ -168,9 +204,13 @@ def activity_png(results: list[ScoreResult], path: Path) -> Path:
         ax3.set_title(f"{qa}\n{_caption(r)}", fontsize=9, **LITERAL)
         ax = fig.add_subplot(2, n, n + c + 1)
         ext = (-0.5, len(r.tokens) - 0.5, r.activity_layers[0] - 0.5, r.activity_layers[-1] + 0.5)
-        im = ax.imshow(r.activity, cmap=ACTIVITY_CMAP, norm=norm, origin="lower", aspect="auto", extent=ext)
+        im = ax.imshow(
+            r.activity, cmap=ACTIVITY_CMAP, norm=norm, origin="lower", aspect="auto", extent=ext
+        )
         if len(r.tokens) <= LABELLED:
-            ax.set_xticks(range(len(r.tokens)), r.tokens, rotation=60, ha="right", fontsize=8, **LITERAL)
+            ax.set_xticks(
+                range(len(r.tokens)), r.tokens, rotation=60, ha="right", fontsize=8, **LITERAL
+            )
         else:
             ax.set_xlabel(f"token index ({len(r.tokens)} tokens)")
         ax.set_ylabel("layer")
@@ -185,7 +225,9 @@ def activity_png(results: list[ScoreResult], path: Path) -> Path:
     return atomic.write_png(path, fig, dpi=110)
 
 
-def activity_files(results: list[ScoreResult], folder: str | Path, stem: str = "activity") -> list[Path]:
+def activity_files(
+    results: list[ScoreResult], folder: str | Path, stem: str = "activity"
+) -> list[Path]:
     """``<stem>.png`` and ``<stem>.html`` (interactive, plotly.js inlined)."""
     html = write_html(activity_figure(results), Path(folder) / f"{stem}.html")
     return [activity_png(results, Path(folder) / f"{stem}.png"), html]
@@ -214,20 +256,29 @@ def attention_png(r: ScoreResult, path: Path) -> Path:
         ax = axes[k, 0]
         a, b = k * wrap, min(n, (k + 1) * wrap)
         ext = (a - 0.5, b - 0.5, r.attention_layers[0] - 0.5, r.attention_layers[-1] + 0.5)
-        cmap = matplotlib.colormaps[ATTENTION_CMAP].with_extremes(bad="#d9d9d9")  # NaN: cannot receive
+        cmap = matplotlib.colormaps[ATTENTION_CMAP].with_extremes(
+            bad="#d9d9d9"
+        )  # NaN: cannot receive
         data = np.ma.masked_invalid(r.attention[:, a:b])
         im = ax.imshow(data, cmap=cmap, vmin=0, vmax=1, origin="lower", aspect="auto", extent=ext)
         if labelled:
-            ax.set_xticks(range(a, b), r.tokens[a:b], rotation=60, ha="right", fontsize=8, **LITERAL)
+            ax.set_xticks(
+                range(a, b), r.tokens[a:b], rotation=60, ha="right", fontsize=8, **LITERAL
+            )
         else:
             ax.set_xlabel(f"token index ({n} tokens)")
         ax.set_ylabel("layer")
-    head = f"attention received ({r.attention_query}, mean over heads), 0-1 per layer; grey: no query after it"
+    head = (
+        f"attention received ({r.attention_query}, mean over heads), 0-1 per layer; "
+        "grey: no query after it"
+    )
     chars = max(40, int(size[0] * 9))  # what fits across the figure at this font size
     qa = f"Q: {_wrap(short(r.question), chars)}\nA: {_wrap(short(r.response), chars)}"
     axes[0, 0].set_title(f"{qa}\n{_wrap(head, chars)}", fontsize=9, **LITERAL)
     assert im is not None
-    fig.colorbar(im, ax=axes[:, 0].tolist(), fraction=0.03, pad=0.01).set_label("attention received (0-1 per layer)")
+    fig.colorbar(im, ax=axes[:, 0].tolist(), fraction=0.03, pad=0.01).set_label(
+        "attention received (0-1 per layer)"
+    )
     return atomic.write_png(path, fig, dpi=110)
 
 
@@ -253,11 +304,16 @@ def attention_figure(r: ScoreResult) -> Any:
         )
     )
     if len(x) <= LABELLED:
-        fig.update_xaxes(tickmode="array", tickvals=x, ticktext=plotly_texts(r.tokens), tickangle=-60)
-    fig.update_xaxes(title="response token" if len(x) <= LABELLED else f"response token index ({len(x)} tokens)")
+        fig.update_xaxes(
+            tickmode="array", tickvals=x, ticktext=plotly_texts(r.tokens), tickangle=-60
+        )
+    fig.update_xaxes(
+        title="response token" if len(x) <= LABELLED else f"response token index ({len(x)} tokens)"
+    )
     fig.update_yaxes(title="layer")
     fig.update_layout(
-        title=f"Attention received ({r.attention_query}, mean over heads) — {plotly_text(short(r.response, 80))}",
+        title=f"Attention received ({r.attention_query}, mean over heads) — "
+        f"{plotly_text(short(r.response, 80))}",
         width=min(MAX_WIDTH_PX, max(700, 26 * len(x) + 250)),
         height=520,
         margin={"b": 120},

@@ -1,50 +1,69 @@
-"""The report's given-answer section: the given-answer sweep, and which bank to trust for which answers."""
+"""The report's given-answer section.
+
+The given-answer sweep, and which bank to trust for which answers.
+"""
 
 from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Any
 
-from halluscan.report.html import _b64, _num, _table
+from halluscan.analyses.given import HeldOut
+from halluscan.analyses.results import Metrics
+from halluscan.report.page import b64, num, table
 
-KINDS = (("own_answers", "the model's own greedy answers"), ("given_pairs", "given true / false answers"))
+KINDS = (
+    ("own_answers", "the model's own greedy answers"),
+    ("given_pairs", "given true / false answers"),
+)
 
 
-def _ci(cell: dict[str, Any] | None) -> str:
-    if not cell or cell.get("auc") is None:
+def _ci(cell: HeldOut | None) -> str:
+    if cell is None or cell.auc is None or cell.ci95 is None:
         return "—"
-    lo, hi = cell["ci95"]
-    return f"{_num(cell['auc'])} ({_num(lo)} – {_num(hi)})"
+    lo, hi = cell.ci95
+    return f"{num(cell.auc)} ({num(lo)} – {num(hi)})"
 
 
-def given_section(metrics: dict[str, Any], png: Path | None) -> str:
-    """HTML for ``metrics["given_bank"]`` (empty when the study has none)."""
-    g = metrics.get("given_bank")
-    if not g:
+def given_section(m: Metrics, png: Path | None) -> str:
+    """HTML for the given-answer bank (empty when the study has none)."""
+    g = m.given_bank
+    if g is None:
         return ""
-    if "skipped" in g:
-        return f'<h2>Given answers</h2>\n<div class="finding">{html.escape(g["skipped"])}</div>'
-    best, layer0 = g["best"], g["layer0"]
-    cross = g["cross"]
+    if g.skipped is not None:
+        return f'<h2>Given answers</h2>\n<div class="finding">{html.escape(g.skipped)}</div>'
+    assert g.best is not None and g.cross is not None and g.template is not None
     rows = []
-    for bank, trained in (("own_bank", "own answers, graded"), ("given_bank", "given answers, true / false")):
-        cells = cross.get(bank) or {}
-        layer = next((c["layer"] for c in cells.values() if c and "layer" in c), "—")
+    banks = (
+        ("own_bank", g.cross.own_bank, "own answers, graded"),
+        ("given_bank", g.cross.given_bank, "given answers, true / false"),
+    )
+    for bank, cells, trained in banks:
+        layer = next((c.layer for c in cells.values() if c is not None), "—")
         name = bank.replace("_bank", "-answer bank")
         rows.append((f"{name} ({trained}), layer {layer}", *(_ci(cells.get(k)) for k, _ in KINDS)))
-    img = f'<img alt="given-answer heatmap" src="data:image/png;base64,{_b64(png, "the heatmap")}">' if png else ""
-    template = html.escape(g["template"].format(answer="ANSWER"))
+    image = (
+        f'<img alt="given-answer heatmap" src="data:image/png;base64,{b64(png, "the heatmap")}">'
+        if png
+        else ""
+    )
+    template = html.escape(g.template.format(answer="ANSWER"))
     return f"""<h2>Given answers: scoring an answer the model did not write</h2>
-<p>For each of {g["n_questions"]} questions the gold answer (true) and a false answer of the same type, drawn from
-the other questions' answers of its relation, were teacher-forced as <code>{template}</code> after the question's
-prompt ({g["n_answers"]} answers, labelled by truth). Probes on these answers, cross-validated with both answers
-of a question in the same fold: best layer at <code>exact_answer_last</code> <b>{best["layer"]}</b>, AUC
-<b>{_ci(best)}</b>; layer 0 there (the answer's identity alone) {_ci(layer0)}. This bank
+<p>For each of {g.n_questions} questions the gold answer (true) and a false answer of the same
+type, drawn from
+the other questions' answers of its relation, were teacher-forced as <code>{template}</code> after
+the question's
+prompt ({g.n_answers} answers, labelled by truth). Probes on these answers, cross-validated with
+both answers
+of a question in the same fold: best layer at <code>exact_answer_last</code> <b>{g.best.layer}</b>,
+AUC
+<b>{_ci(g.best)}</b>; layer 0 there (the answer's identity alone) {_ci(g.layer0)}. This bank
 (<code>probes_given</code>) is what <code>halluscan score --answer</code> uses.</p>
-{img}
+{image}
 <h3>Which bank for which answers</h3>
-<p class="muted">AUC (95 % interval over folds) of each bank's probe at its best layer, held out by question:
-for each fold the probe is fitted on the other folds' questions. Own answers: the study's graded greedy answers.
+<p class="muted">AUC (95 % interval over folds) of each bank's probe at its best layer, held out by
+question:
+for each fold the probe is fitted on the other folds' questions. Own answers: the study's graded
+greedy answers.
 Given pairs: the true and false answers above.</p>
-{_table(rows, ("bank (trained on)", *(label for _, label in KINDS)))}"""
+{table(rows, ("bank (trained on)", *(label for _, label in KINDS)))}"""

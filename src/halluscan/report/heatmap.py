@@ -1,4 +1,7 @@
-"""The probe AUC heatmap (layer x position, Blues, 0.5-1.0): a static PNG (matplotlib) and interactive HTML (plotly)."""
+"""The probe AUC heatmap (layer x position, Blues, 0.5-1.0).
+
+A static PNG (matplotlib) and interactive HTML (plotly).
+"""
 
 from __future__ import annotations
 
@@ -15,9 +18,17 @@ CMAP = "Blues"
 
 
 def heatmap_png(
-    auc: np.ndarray, layers: list[int], positions: list[str], path: Path, title: str, target: str = "a wrong answer"
+    auc: np.ndarray,
+    layers: list[int],
+    positions: list[str],
+    path: Path,
+    title: str,
+    target: str = "a wrong answer",
 ) -> Path:
-    """Layer (rows, 0 at the bottom) x position heatmap of AUC, Blues over 0.5-1.0 (``target``: what is predicted)."""
+    """Layer (rows, 0 at the bottom) x position heatmap of AUC, Blues over 0.5-1.0 (``target``.
+
+    What is predicted).
+    """
     import textwrap
 
     import matplotlib
@@ -28,7 +39,12 @@ def heatmap_png(
     width = max(5.0, 1.0 + 0.62 * len(positions))  # a few positions still leave room for the title
     fig, ax = plt.subplots(figsize=(width, 1.6 + 0.27 * len(layers)), constrained_layout=True)
     im = ax.imshow(
-        np.ma.masked_invalid(auc), cmap=CMAP, vmin=AUC_RANGE[0], vmax=AUC_RANGE[1], origin="lower", aspect="auto"
+        np.ma.masked_invalid(auc),
+        cmap=CMAP,
+        vmin=AUC_RANGE[0],
+        vmax=AUC_RANGE[1],
+        origin="lower",
+        aspect="auto",
     )
     ax.set_xticks(range(len(positions)), positions, rotation=55, ha="right", fontsize=9)
     step = 1 if len(layers) <= 36 else max(1, len(layers) // 24)
@@ -56,12 +72,19 @@ def heatmap_png(
 
 
 def heatmap_figure(
-    auc: np.ndarray, auc_std: np.ndarray, n: list[int], layers: list[int], positions: list[str], title: str
+    auc: np.ndarray,
+    auc_std: np.ndarray,
+    n: list[int],
+    layers: list[int],
+    positions: list[str],
+    title: str,
 ) -> Any:
     """Interactive plotly heatmap with the fold spread and example count on hover."""
     import plotly.graph_objects as go
 
-    custom = np.dstack([np.nan_to_num(auc_std), np.broadcast_to(np.array(n, dtype=float), auc.shape)])
+    custom = np.dstack(
+        [np.nan_to_num(auc_std), np.broadcast_to(np.array(n, dtype=float), auc.shape)]
+    )
     fig = go.Figure(
         go.Heatmap(
             z=auc,

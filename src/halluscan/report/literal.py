@@ -1,4 +1,7 @@
-"""User text in figures, shown as written: plotly reads a subset of HTML in its strings, matplotlib reads ``$...$``.
+"""User text in figures, shown as written.
+
+Plotly reads a subset of HTML in its strings, matplotlib reads ``$...$``.
+
 
 Titles, tick labels and hover text carry questions, answers, tokens and file names. Plotly
 draws ``<b>``, ``<a href>`` or ``<span style>`` in them as markup (a link in a scored
@@ -25,7 +28,8 @@ def plotly_texts(texts: Sequence[str]) -> list[str]:
     return [plotly_text(t) for t in texts]
 
 
-# Keyword arguments of a matplotlib text that holds user text: a "$" is a dollar sign, never mathematics.
+# Keyword arguments of a matplotlib text that holds user text: a "$" is a dollar sign, never
+# mathematics.
 LITERAL: dict[str, Any] = {"parse_math": False}
 
 

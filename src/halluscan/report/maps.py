@@ -1,49 +1,40 @@
-"""Per-response maps for the report: the automatic wrong/correct pair and the config's ``report_pairs``."""
+"""The report's per-response figures: a pair of scored responses drawn side by side.
+
+The scoring happens in the study (:mod:`halluscan.study.maps`); this module only draws the
+activity surfaces and attention heatmaps of what it is given, and describes them.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from halluscan.analysis import pick_pair
-from halluscan.models.loading import LoadedModel
-from halluscan.probes.bank import ProbeBank
-from halluscan.records import Example, ScoreResult
+from halluscan.analyses.results import MapResponse, ResponseMap
+from halluscan.records import ScoreResult
 from halluscan.report import figures
-from halluscan.scan import Scanner
-from halluscan.settings import StudySettings
 
 
-def response_maps(
-    settings: StudySettings, lm: LoadedModel, bank: ProbeBank, examples: list[Example], folder: Path
-) -> list[dict[str, Any]]:
-    """Score each pair, draw its activity surfaces and attention heatmaps into ``folder``, and describe them."""
-    scanner = Scanner(lm, bank, generation=settings.generation, grader=settings.grader)
-    jobs: list[tuple[str, list[ScoreResult], list[str | None]]] = []
-    auto = pick_pair(examples)
-    if auto:
-        scored = [scanner.score_ids(e.question, e.response_ids, relation=e.relation) for e in auto]
-        jobs.append(("auto", scored, ["correct" if e.correct else "wrong" for e in auto]))
-    for k, pair in enumerate(settings.config.report_pairs, start=1):
-        scored = [
-            scanner.score(e["question"], e.get("answer") or None, relation=e.get("relation", "custom")) for e in pair
-        ]
-        jobs.append((f"pair{k}", scored, [None, None]))
-    return [_draw(name, results, graded, folder) for name, results, graded in jobs]
+@dataclass(frozen=True)
+class DrawnPair:
+    """A drawn pair: its record (kept in the metrics) and its interactive figure (for the page)."""
+
+    record: ResponseMap
+    div: str
 
 
-def _draw(name: str, results: list[ScoreResult], graded: list[str | None], folder: Path) -> dict[str, Any]:
+def draw_pair(
+    name: str, results: list[ScoreResult], graded: list[str | None], folder: Path
+) -> DrawnPair:
+    """Draw the activity surfaces and attention heatmaps of ``results`` into ``folder``."""
     act = figures.activity_files(results, folder, f"{name}_activity")
-    att = [figures.attention_files(r, folder, f"{name}_{i}_attention")[0] for i, r in enumerate(results, start=1)]
+    att = [
+        figures.attention_files(r, folder, f"{name}_{i}_attention")[0]
+        for i, r in enumerate(results, start=1)
+    ]
     responses = [
-        {"question": r.question, "response": r.response, "verdict": r.verdict, "p_wrong": r.p_wrong, "graded": g}
+        MapResponse(r.question, r.response, r.verdict, r.p_wrong, g)
         for r, g in zip(results, graded, strict=True)
     ]
-    return {
-        "name": name,
-        "responses": responses,
-        "activity_png": str(act[0]),
-        "activity_html": str(act[1]),
-        "attention_png": [str(p) for p in att],
-        "div": figures.activity_figure(results).to_html(include_plotlyjs=False, full_html=False),
-    }
+    record = ResponseMap(name, responses, str(act[0]), str(act[1]), [str(p) for p in att])
+    div = figures.activity_figure(results).to_html(include_plotlyjs=False, full_html=False)
+    return DrawnPair(record, div)

@@ -13,12 +13,16 @@ import torch
 
 from halluscan.engine.extract import forward_capture
 from halluscan.errors import HalluscanError
-from halluscan.models.sites import n_layers
+from halluscan.models.sites import ATTN_RECEIVED, ATTN_WEIGHTS, n_layers
 
 
 @torch.inference_mode()
 def attention_received(
-    model: Any, seqs: list[Sequence[int]], pad_id: int, layers: list[int] | None = None, query: int | None = None
+    model: Any,
+    seqs: list[Sequence[int]],
+    pad_id: int,
+    layers: list[int] | None = None,
+    query: int | None = None,
 ) -> list[torch.Tensor]:
     """Per sequence, ``[layer, token]``: the attention each token receives, averaged over heads.
 
@@ -32,17 +36,24 @@ def attention_received(
     for s in seqs:  # one at a time: no padding to undo
         n = len(s)
         if query is None:
-            got = forward_capture(model, [s], torch.arange(n)[None], {"attn_received": layers}, pad_id, False)
-            out.append(received_from_sums(got["attn_received"][0, :, :n]))
+            got = forward_capture(
+                model, [s], torch.arange(n)[None], {ATTN_RECEIVED: layers}, pad_id, False
+            )
+            out.append(received_from_sums(got[ATTN_RECEIVED][0, :, :n]))
         else:
             q = torch.tensor([[query % n]])
-            w = forward_capture(model, [s], q, {"attn_weights": layers}, pad_id, share_prefix=False)["attn_weights"]
+            w = forward_capture(model, [s], q, {ATTN_WEIGHTS: layers}, pad_id, share_prefix=False)[
+                ATTN_WEIGHTS
+            ]
             out.append(w[0, :, 0].mean(dim=1)[:, :n])  # [layer, keys]
     return out
 
 
 def received_from_sums(sums: torch.Tensor) -> torch.Tensor:
-    """``[layer, k]`` sums over the later query tokens (the ``attn_received`` site) -> their mean; last: NaN."""
+    """``[layer, k]`` sums over the later query tokens (the ``attn_received`` site) -> their mean.
+
+    Last: NaN.
+    """
     k = sums.shape[-1]
     later = torch.arange(k - 1, -1, -1, dtype=sums.dtype)  # query tokens after token j: k - 1 - j
     out = sums / later.clamp(min=1)
@@ -51,21 +62,33 @@ def received_from_sums(sums: torch.Tensor) -> torch.Tensor:
 
 
 def query_index(query: int, k: int) -> int:
-    """The token index of attention query ``query`` (e.g. -1) in a response of ``k`` tokens; one line if outside."""
+    """The token index of attention query ``query`` (e.g.
+
+    -1) in a response of ``k`` tokens; one line if outside.
+    """
     if not -k <= query < k:
-        raise HalluscanError(f"attention query token {query} is outside the response's {k} tokens (use -{k}..{k - 1})")
+        raise HalluscanError(
+            f"attention query token {query} is outside the response's {k} tokens (use "
+            f"-{k}..{k - 1})"
+        )
     return query % k
 
 
 def received_from_query(row: torch.Tensor, query: int) -> torch.Tensor:
-    """``[layer, k]`` weights that query token ``query`` gives each token; the tokens after it get NaN."""
+    """``[layer, k]`` weights that query token ``query`` gives each token.
+
+    The tokens after it get NaN.
+    """
     out = row.clone()
     out[:, query_index(query, row.shape[-1]) + 1 :] = float("nan")
     return out
 
 
 def received(weights: torch.Tensor, query: int | None = None) -> torch.Tensor:
-    """Attention each token receives: ``weights`` [layer, query, key] over the same k tokens -> [layer, k].
+    """Attention each token receives.
+
+    ``weights`` [layer, query, key] over the same k tokens -> [layer, k].
+
 
     With ``query=None`` the mean over the *later* query tokens (the last token has none: NaN);
     with an index (e.g. -1), the weight that one query token gives each token (tokens after

@@ -12,7 +12,8 @@ layer, trained at ``exact_answer_last``). For one response it gives
 
 Answers are scored by teacher forcing (``score``), generated first (``score(question)``), or
 generated token by token with their scores as they appear (``stream``, on the engine's one
-decode loop). The maths lives in :mod:`~halluscan.scan.scoring` and :mod:`~halluscan.scan.attention`.
+decode loop). The maths lives in :mod:`~halluscan.scan.scoring` and
+:mod:`~halluscan.scan.attention`.
 """
 
 from __future__ import annotations
@@ -27,32 +28,43 @@ from halluscan.engine.decode import Row, decode, token_starts
 from halluscan.engine.extract import forward_capture
 from halluscan.errors import HalluscanError
 from halluscan.grade import Grader
-from halluscan.models.loading import LoadedModel, model_identity
-from halluscan.positions import token_span
+from halluscan.models.loading import LoadedModel
+from halluscan.models.sites import ATTN_RECEIVED, ATTN_WEIGHTS, RESIDUAL
+from halluscan.positions import BANK_POSITION, token_span
 from halluscan.probes.bank import ProbeBank
+from halluscan.provenance import model_identity
 from halluscan.records import GenerateOptions, Question, ScoreResult, StreamStep
-from halluscan.runs import bank_generation
 from halluscan.scan import scoring
-from halluscan.scan.attention import normalise_layers, query_index, received_from_query, received_from_sums
+from halluscan.scan.attention import (
+    normalise_layers,
+    query_index,
+    received_from_query,
+    received_from_sums,
+)
 
 
 def check_bank(lm: LoadedModel, bank: ProbeBank) -> None:
     """Refuse a bank of another model, another width, or another position than exact_answer_last."""
     trained_on = bank.meta.get("model")
-    if isinstance(trained_on, dict) and model_identity(trained_on) != model_identity(lm.provenance()):
+    if isinstance(trained_on, dict) and model_identity(trained_on) != model_identity(
+        lm.provenance()
+    ):
         raise HalluscanError(
-            f"the probe bank was trained on {trained_on.get('model_id')} but the model is {lm.model_id}; "
+            f"the probe bank was trained on {trained_on.get('model_id')} but the model is "
+            f"{lm.model_id}; "
             "use the bank of a study of this model (--probes runs/NAME/probes)"
         )
     if bank.meta.get("hidden") not in (None, lm.hidden_size):
         raise HalluscanError(
-            f"the probe bank was trained on {bank.meta['hidden']}-dim activations but {lm.model_id} has "
+            f"the probe bank was trained on {bank.meta['hidden']}-dim activations but "
+            f"{lm.model_id} has "
             f"{lm.hidden_size}; use the bank of a study of this model (--probes)"
         )
-    if bank.position != "exact_answer_last":
+    if bank.position != BANK_POSITION:
         raise HalluscanError(
-            f"this probe bank was trained at {bank.position!r}; per-response scoring needs one trained at "
-            "'exact_answer_last' (what `halluscan run` saves in runs/NAME/probes)"
+            f"this probe bank was trained at {bank.position!r}; per-response scoring needs one "
+            "trained at "
+            f"{BANK_POSITION!r} (what `halluscan run` saves in runs/NAME/probes)"
         )
 
 
@@ -80,18 +92,27 @@ class Scanner:
     ):
         check_bank(lm, bank)
         self.lm, self.bank = lm, bank
-        self.kind = str(bank.meta.get("kind", "own"))  # own answers (graded) or given ones (true / false)
-        self.layer = int(layer if layer is not None else bank.meta.get("best_layer", bank.layers[-1]))
+        self.kind = str(
+            bank.meta.get("kind", "own")
+        )  # own answers (graded) or given ones (true / false)
+        self.site = str(bank.meta.get("site", RESIDUAL))  # where the bank's probes read
+        self.layer = int(
+            layer if layer is not None else bank.meta.get("best_layer", bank.layers[-1])
+        )
         if self.layer not in bank.layers:
             raise HalluscanError(
-                f"layer {self.layer} has no probe in this bank (layers {bank.layers[0]}..{bank.layers[-1]})"
+                f"layer {self.layer} has no probe in this bank (layers "
+                f"{bank.layers[0]}..{bank.layers[-1]})"
             )
         if standardise and bank.score_mean is None:
             raise HalluscanError(
-                "this probe bank has no training-set score statistics; re-run the study to standardise"
+                "this probe bank has no training-set score statistics; re-run the study to "
+                "standardise"
             )
         self.standardise, self.query = standardise, query
-        self.generation = generation if generation is not None else bank_generation(bank.meta)
+        self.generation = (
+            generation if generation is not None else GenerateOptions.of_bank(bank.meta)
+        )
         if grader is None:
             from halluscan.data import build_world_facts
 
@@ -99,23 +120,36 @@ class Scanner:
         self.grader = grader
 
     def prompt_ids(self, question: str) -> list[int]:
-        """The prompt the model sees for ``question`` (its chat template, the study's system prompt)."""
+        """The prompt the model sees for ``question`` (chat template, the study's system prompt)."""
         return self.lm.prompt_ids(question, self.generation.system_prompt)
 
-    def score(self, question: str, answer: str | None = None, *, relation: str = "custom") -> ScoreResult:
+    def score(
+        self, question: str, answer: str | None = None, *, relation: str = "custom"
+    ) -> ScoreResult:
         """Score ``answer`` to ``question`` by teacher forcing (or generate it first when None)."""
         if answer is None:
             ids = [s.token_id for s in self.stream(question)]
             if not ids:
-                raise HalluscanError(f"the model generated no answer to {question!r} (it ended at once); give --answer")
+                raise HalluscanError(
+                    f"the model generated no answer to {question!r} (it ended at once); give "
+                    "--answer"
+                )
             return self.score_ids(question, ids, relation=relation, generated=True)
         if not answer.strip():
-            raise HalluscanError("the answer is empty; give the text to score (or leave --answer out to generate one)")
+            raise HalluscanError(
+                "the answer is empty; give the text to score (or leave --answer out to generate "
+                "one)"
+            )
         ids = list(self.lm.tokenizer(answer, add_special_tokens=False).input_ids)
         return self.score_ids(question, ids, relation=relation)
 
     def score_ids(
-        self, question: str, response_ids: Sequence[int], *, relation: str = "custom", generated: bool = False
+        self,
+        question: str,
+        response_ids: Sequence[int],
+        *,
+        relation: str = "custom",
+        generated: bool = False,
     ) -> ScoreResult:
         """Score a response given as token ids (teacher forcing)."""
         return self.score_many([(question, list(response_ids), relation)], generated=generated)[0]
@@ -145,7 +179,9 @@ class Scanner:
             captured = self._forward(prompts, resps, attention)
             received = self._received(prompts, resps, captured) if attention else None
             for i, ((q, _, rel), r) in enumerate(zip(chunk, resps, strict=True)):
-                logits = captured["residual"][i, :, : len(r)]  # [layer, token]: each layer's probe, in the hooks
+                logits = captured[self.site][
+                    i, :, : len(r)
+                ]  # [layer, token]: each layer's probe, in the hooks
                 att = received[i] if received is not None else torch.zeros(0, len(r))
                 out.append(self._result(q, r, rel, logits, att, generated))
             if progress is not None:
@@ -153,46 +189,75 @@ class Scanner:
         return out
 
     def _check_length(self, prompts: list[list[int]], resps: list[list[int]]) -> None:
-        """Refuse a prompt + answer longer than the model's context (its positions are not trained there)."""
+        """Refuse a prompt + answer longer than the model's context (positions untrained there)."""
         limit = self.lm.context_length
         longest = max(len(p) + len(r) for p, r in zip(prompts, resps, strict=True))
         if limit is not None and longest > limit:
             raise HalluscanError(
-                f"the prompt and answer are {longest} tokens, beyond {self.lm.model_id}'s context of {limit} "
+                f"the prompt and answer are {longest} tokens, beyond {self.lm.model_id}'s context "
+                f"of {limit} "
                 "tokens; give a shorter answer"
             )
 
-    def _forward(self, prompts: list[list[int]], resps: list[list[int]], attention: bool) -> dict[str, torch.Tensor]:
-        """Teacher-force prompt + response: every response token's residual (and the attention it receives)."""
+    def _forward(
+        self, prompts: list[list[int]], resps: list[list[int]], attention: bool
+    ) -> dict[str, torch.Tensor]:
+        """Teacher-force prompt + response.
+
+        Every response token's residual (and the attention it receives).
+        """
         seqs: list[Sequence[int]] = [p + r for p, r in zip(prompts, resps, strict=True)]
         k = max(len(r) for r in resps)
-        rows = [[len(p) + min(j, len(r) - 1) for j in range(k)] for p, r in zip(prompts, resps, strict=True)]
-        sites = {"residual": list(self.bank.layers)}
+        rows = [
+            [len(p) + min(j, len(r) - 1) for j in range(k)]
+            for p, r in zip(prompts, resps, strict=True)
+        ]
+        sites = {self.site: list(self.bank.layers)}
         if attention and self.query is None:  # summed in the hooks, block by block: linear memory
-            sites["attn_received"] = list(range(1, self.lm.n_layers + 1))
+            sites[ATTN_RECEIVED] = list(range(1, self.lm.n_layers + 1))
 
-        def probe(layer: int, x: torch.Tensor) -> torch.Tensor:  # [B, token] per layer, not [B, token, d]
+        def probe(
+            layer: int, x: torch.Tensor
+        ) -> torch.Tensor:  # [B, token] per layer, not [B, token, d]
             return self.bank.layer_logit(x, layer)
 
         pad = self.lm.tokenizer.pad_token_id
-        return forward_capture(self.lm.model, seqs, torch.tensor(rows), sites, pad, reduce={"residual": probe})
+        return forward_capture(
+            self.lm.model, seqs, torch.tensor(rows), sites, pad, reduce={self.site: probe}
+        )
 
     def _received(
         self, prompts: list[list[int]], resps: list[list[int]], captured: dict[str, torch.Tensor]
     ) -> list[torch.Tensor]:
-        """Per response ``[block, token]``: attention received from its later tokens (or from one query token)."""
+        """Per response ``[block, token]``.
+
+        Attention received from its later tokens (or from one query token).
+        """
         spans = [(len(p), len(p) + len(r)) for p, r in zip(prompts, resps, strict=True)]
         if self.query is None:
-            return [received_from_sums(captured["attn_received"][i, :, a:b]) for i, (a, b) in enumerate(spans)]
+            return [
+                received_from_sums(captured[ATTN_RECEIVED][i, :, a:b])
+                for i, (a, b) in enumerate(spans)
+            ]
         rows = torch.tensor([[a + query_index(self.query, b - a)] for a, b in spans])
         seqs: list[Sequence[int]] = [p + r for p, r in zip(prompts, resps, strict=True)]
         layers = list(range(1, self.lm.n_layers + 1))
-        w = forward_capture(self.lm.model, seqs, rows, {"attn_weights": layers}, self.lm.tokenizer.pad_token_id)
-        rows_w = [w["attn_weights"][i, :, 0].mean(dim=1)[:, a:b] for i, (a, b) in enumerate(spans)]  # [block, token]
+        w = forward_capture(
+            self.lm.model, seqs, rows, {ATTN_WEIGHTS: layers}, self.lm.tokenizer.pad_token_id
+        )
+        rows_w = [
+            w[ATTN_WEIGHTS][i, :, 0].mean(dim=1)[:, a:b] for i, (a, b) in enumerate(spans)
+        ]  # [block, token]
         return [received_from_query(row, self.query) for row in rows_w]
 
     def _result(
-        self, question: str, ids: list[int], relation: str, logits: torch.Tensor, att: torch.Tensor, generated: bool
+        self,
+        question: str,
+        ids: list[int],
+        relation: str,
+        logits: torch.Tensor,
+        att: torch.Tensor,
+        generated: bool,
     ) -> ScoreResult:
         starts, text = token_starts(self.lm.tokenizer, ids)
         span, how = self.grader.locate(Question("q", question, "", (), relation), text)
@@ -214,12 +279,17 @@ class Scanner:
             verdict=scoring.verdict(p),
             verdict_layer=self.layer,
             verdict_token=t,
-            verdict_position="exact_answer_last" if toks is not None else "last_token",
+            verdict_position=BANK_POSITION if toks is not None else "last_token",
             exact_answer=text[span.start : span.end] if span is not None else None,
             standardised=self.standardise,
             attention_query="later tokens (mean)" if self.query is None else f"token {self.query}",
             response_ids=list(ids),
-            meta={**meta, "model": self.lm.model_id, "probe_position": self.bank.position, "bank": self.kind},
+            meta={
+                **meta,
+                "model": self.lm.model_id,
+                "probe_position": self.bank.position,
+                "bank": self.kind,
+            },
         )
 
     def stream(self, question: str) -> Iterator[StreamStep]:
@@ -230,11 +300,22 @@ class Scanner:
         """
         row = Row()
         opts = replace(self.generation, tail=0)  # no prompt states are needed
-        steps = decode(self.lm, [self.prompt_ids(question)], opts, [row], list(self.bank.layers))
+        steps = decode(
+            self.lm,
+            [self.prompt_ids(question)],
+            opts,
+            [row],
+            list(self.bank.layers),
+            site=self.site,
+        )
         for step in steps:
             if step.index < 0 or step.states is None:
                 continue  # the prompt
             acts = step.states[0, :, 0]  # [layer, d]
             act = scoring.activity(self.bank, acts, self.standardise).numpy().astype(np.float64)
-            label = scoring.token_labels(row.text, row.starts)[-1]  # the row keeps its offsets: no re-decoding
-            yield StreamStep(step.index, label, row.ids[-1], act, scoring.p_wrong(self.bank, acts, self.layer))
+            label = scoring.token_labels(row.text, row.starts)[
+                -1
+            ]  # the row keeps its offsets: no re-decoding
+            yield StreamStep(
+                step.index, label, row.ids[-1], act, scoring.p_wrong(self.bank, acts, self.layer)
+            )

@@ -22,7 +22,7 @@ def activity(bank: ProbeBank, acts: torch.Tensor, standardise: bool = False) -> 
 
 
 def scaled(bank: ProbeBank, z: torch.Tensor, standardise: bool) -> torch.Tensor:
-    """Log-odds ``z`` [..., layer] as they are, or as z-scores per layer against the bank's training set."""
+    """Log-odds ``z`` [..., layer] as they are, or as z-scores per layer (bank's training set)."""
     if standardise and bank.score_mean is not None and bank.score_std is not None:
         z = (z - bank.score_mean) / bank.score_std
     return z

@@ -1,9 +1,11 @@
-"""A study's report files: the heatmap (PNG + HTML) and the HTML page, written into its run folder."""
+"""A study's report files.
+
+The heatmap (PNG + HTML) and the HTML page, written into its run folder.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
+from halluscan.analyses.results import Metrics
 from halluscan.probes.sweep import SweepResult
 from halluscan.records import Example
 from halluscan.report import heatmap
@@ -11,15 +13,16 @@ from halluscan.report.baselines import baselines_section, error_types_section
 from halluscan.report.figures import write_html
 from halluscan.report.given import given_section
 from halluscan.report.html import write_report
-from halluscan.runs import RunDir
+from halluscan.report.maps import DrawnPair
+from halluscan.study.runs import RunDir
 
 
 def write_study_report(
     run: RunDir,
-    metrics: dict[str, Any],
+    metrics: Metrics,
     examples: list[Example],
     sweep: SweepResult | None,
-    maps: list[dict[str, Any]],
+    maps: list[DrawnPair],
     given: SweepResult | None = None,
 ) -> None:
     """Draw the heatmaps and write ``report.html`` (``metrics`` must carry its provenance).
@@ -29,19 +32,32 @@ def write_study_report(
     """
     given_png = None
     if given is not None:
-        n = metrics.get("given_bank", {}).get("n_answers", 0)
+        n = metrics.given_bank.n_answers if metrics.given_bank is not None else 0
         title = f"given answers (true + false) · n={n} · {given.folds}-fold CV grouped by question"
         given_png = heatmap.heatmap_png(
-            given.auc, given.layers, given.positions, run.heatmap_given_png, title, target="a false answer"
+            given.auc,
+            given.layers,
+            given.positions,
+            run.heatmap_given_png,
+            title,
+            target="a false answer",
         )
     if sweep is None:
-        write_report(run.report, metrics, examples, None, "", maps, given_section(metrics, given_png))  # no probes
+        write_report(
+            run.report, metrics, examples, None, "", maps, given_section(metrics, given_png)
+        )  # no probes
         return
-    model, dataset = metrics["provenance"]["model"]["model_id"], metrics["provenance"]["dataset"]["name"]
+    model, dataset = metrics.provenance["model"]["model_id"], metrics.provenance["dataset"]["name"]
     title = f"{model} · {dataset} · n={len(examples)} · {sweep.folds}-fold CV"
     png = heatmap.heatmap_png(sweep.auc, sweep.layers, sweep.positions, run.heatmap_png, title)
-    fig = heatmap.heatmap_figure(sweep.auc, sweep.auc_std, sweep.n, sweep.layers, sweep.positions, title)
+    fig = heatmap.heatmap_figure(
+        sweep.auc, sweep.auc_std, sweep.n, sweep.layers, sweep.positions, title
+    )
     write_html(fig, run.heatmap_html)
     div = fig.to_html(include_plotlyjs=True, full_html=False)
-    extra = baselines_section(metrics) + error_types_section(metrics) + given_section(metrics, given_png)
+    extra = (
+        baselines_section(metrics)
+        + error_types_section(metrics)
+        + given_section(metrics, given_png)
+    )
     write_report(run.report, metrics, examples, png, div, maps, extra)

@@ -1,4 +1,7 @@
-"""How the store's arrays go to and from disk: bfloat16 as uint16 bits, ``.npy`` files with their CRC-32."""
+"""How the store's arrays go to and from disk.
+
+Bfloat16 as uint16 bits, ``.npy`` files with their CRC-32.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,10 @@ from halluscan.atomic import write_with
 
 
 def to_numpy(x: torch.Tensor, dtype: str) -> np.ndarray:
-    """A CPU tensor as the array the store writes (bfloat16: its bits as uint16, no copy when already bf16)."""
+    """A CPU tensor as the array the store writes (bfloat16.
+
+    Its bits as uint16, no copy when already bf16).
+    """
     if dtype == "bfloat16":
         return x.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
     return x.to(torch.float32).numpy()
@@ -24,7 +30,9 @@ def from_numpy(a: np.ndarray, dtype: str) -> torch.Tensor:
     """A stored array back as a float32 tensor."""
     if dtype == "bfloat16":
         return torch.from_numpy(np.array(a, copy=True).view(np.int16)).view(torch.bfloat16).float()
-    return torch.from_numpy(np.array(a, dtype=np.float32, copy=True))  # a copy: chunks are read-only mmaps
+    return torch.from_numpy(
+        np.array(a, dtype=np.float32, copy=True)
+    )  # a copy: chunks are read-only mmaps
 
 
 def file_crc32(path: Path, block: int = 1 << 24) -> int:
@@ -37,7 +45,10 @@ def file_crc32(path: Path, block: int = 1 << 24) -> int:
 
 
 def npy_parts(arr: np.ndarray) -> tuple[bytes, memoryview]:
-    """The ``.npy`` file of ``arr`` as its header bytes and a view of its data (no copy when contiguous)."""
+    """The ``.npy`` file of ``arr``.
+
+    Its header bytes and a view of its data (no copy if contiguous).
+    """
     import io
 
     arr = np.ascontiguousarray(arr)
@@ -47,13 +58,16 @@ def npy_parts(arr: np.ndarray) -> tuple[bytes, memoryview]:
 
 
 def npy_crc32(arr: np.ndarray) -> int:
-    """The CRC-32 of ``arr``'s ``.npy`` file, as :func:`write_npy` returns it, without writing it."""
+    """The CRC-32 of ``arr``'s ``.npy`` file as :func:`write_npy` returns it, without writing."""
     header, body = npy_parts(arr)
     return zlib.crc32(body, zlib.crc32(header))
 
 
 def write_npy(path: Path, arr: np.ndarray) -> int:
-    """Write ``arr`` as a ``.npy`` file atomically, straight from its memory; returns the file's CRC-32.
+    """Write ``arr`` as a ``.npy`` file atomically, straight from its memory.
+
+    Returns the file's CRC-32.
+
 
     The CRC is computed on a second thread while the bytes go to the disk (zlib and file writes
     both release the GIL), so checksumming adds no time when the disk is the slower of the two.

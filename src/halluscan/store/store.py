@@ -20,40 +20,48 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from halluscan.atomic import jsonable, write_json
-from halluscan.engine.arrays import file_crc32, from_numpy
-from halluscan.engine.chunks import encode, remove_orphans, write_chunk
-from halluscan.engine.layout import layout_diff
+from halluscan.atomic import write_json
 from halluscan.errors import HalluscanError
+from halluscan.store.arrays import file_crc32, from_numpy
+from halluscan.store.chunks import encode, remove_orphans, write_chunk
+from halluscan.store.layout import Layout, layout_diff
 
 MANIFEST = "manifest.json"
 FORMAT = 3  # 3: CRC-32 per file (2: one SHA-256 per chunk, still verified when read)
+T = TypeVar("T")
 
 
 class ActivationStore:
     """Append-only activation store: one array per site, at named positions.
 
-    ``layout`` = ``{"positions": [...], "dtype": "bfloat16"|"float32",
-    "sites": {site: {"layers": [...], "dims": [...]}}}``; site ``s`` is stored as
-    ``[example, layer, position, *dims]`` (dims: ``[hidden]``, or ``[heads, keys]`` for
-    attention weights, or ``[tokens, hidden]`` for pooled full tensors).
+    ``layout`` (a :class:`~halluscan.store.layout.Layout`, or its JSON form ``{"positions": [...],
+    "dtype": "bfloat16"|"float32", "sites": {site: {"layers": [...], "dims": [...]}}}``): site ``s``
+    is stored as ``[example, layer, position, *dims]`` (dims: ``[hidden]``, or ``[heads, keys]``
+    for attention weights, or ``[tokens, hidden]`` for pooled full tensors).
     """
 
     def __init__(self, root: str | Path, manifest: dict[str, Any]):
         self.root = Path(root)
         self._manifest = manifest  # what manifest.json says; replaced (never edited) by each commit
-        self._ids: set[str] | None = None  # stored ids, read on first need and kept up to date by append
+        self._ids: set[str] | None = (
+            None  # stored ids, read on first need and kept up to date by append
+        )
 
     @classmethod
     def open_or_create(
-        cls, root: str | Path, *, key: str, layout: dict[str, Any], provenance: dict[str, Any]
+        cls,
+        root: str | Path,
+        *,
+        key: str,
+        layout: Layout | dict[str, Any],
+        provenance: dict[str, Any],
     ) -> ActivationStore:
         """Open a store made with the same ``key`` (to resume), or create an empty one.
 
@@ -61,11 +69,13 @@ class ActivationStore:
         """
         root = Path(root)
         mpath = root / MANIFEST
+        lay = Layout.of(layout).to_json()
         if mpath.is_file():
             m = json.loads(mpath.read_text())
             if m.get("format") != FORMAT:
                 raise HalluscanError(
-                    f"{root}: this store has format {m.get('format')} but this halluscan writes format {FORMAT}; "
+                    f"{root}: this store has format {m.get('format')} but this halluscan writes "
+                    f"format {FORMAT}; "
                     "use another --name, or delete the folder to extract again"
                 )
             if m.get("key") != key:
@@ -73,9 +83,8 @@ class ActivationStore:
                     f"{root}: this store was made with another model, dataset or config; "
                     "use another --name, or delete the folder to start again"
                 )
-            asked = json.loads(json.dumps(jsonable(layout)))  # tuples -> lists, numpy ints -> ints, as stored
-            if m.get("layout") != asked:
-                made, want = layout_diff(m.get("layout") or {}, asked)
+            if m.get("layout") != lay:
+                made, want = layout_diff(m.get("layout") or {}, lay)
                 raise HalluscanError(
                     f"{root}: this store was made with layout {made}, but {want} was asked; "
                     "use another --name, or delete the folder to start again"
@@ -85,13 +94,13 @@ class ActivationStore:
             store.remove_orphans()  # files of chunks a killed run wrote but never committed
             return store
         try:
-            for sub in (*layout["sites"], "valid", "examples"):
+            for sub in (*lay["sites"], "valid", "examples"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise HalluscanError(
                 f"could not create the store at {root}: {e.strerror or e}; choose a writable folder"
             ) from e
-        m = {"format": FORMAT, "key": key, "layout": layout, "provenance": provenance, "chunks": []}
+        m = {"format": FORMAT, "key": key, "layout": lay, "provenance": provenance, "chunks": []}
         write_json(mpath, m)
         return cls(root, m)
 
@@ -100,13 +109,15 @@ class ActivationStore:
         """Open an existing store for reading."""
         mpath = Path(root) / MANIFEST
         if not mpath.is_file():
-            raise HalluscanError(f"{root}: no activation store here ({MANIFEST} missing); run `halluscan run` first")
+            raise HalluscanError(
+                f"{root}: no activation store here ({MANIFEST} missing); run `halluscan run` first"
+            )
         return cls(root, json.loads(mpath.read_text()))
 
     @property
-    def layout(self) -> dict[str, Any]:
+    def layout(self) -> Layout:
         """Positions, dtype, and per site its layers and trailing dims."""
-        return dict(self._manifest["layout"])
+        return Layout.of(self._manifest["layout"])
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -128,15 +139,33 @@ class ActivationStore:
         """Named positions, in store order."""
         return list(self._manifest["layout"]["positions"])
 
-    def layers(self, site: str = "residual") -> list[int]:
-        """Layers stored for ``site``."""
+    @property
+    def sites(self) -> list[str]:
+        """Sites stored, in layout order."""
+        return list(self._manifest["layout"]["sites"])
+
+    def layers(self, site: str | None = None) -> list[int]:
+        """Layers stored for ``site`` (None: the store's one site)."""
         return list(self._site(site)["layers"])
 
-    def _site(self, site: str) -> dict[str, Any]:
+    def _site(self, site: str | None) -> dict[str, Any]:
         sites = self._manifest["layout"]["sites"]
+        if site is None and len(sites) == 1:
+            return dict(next(iter(sites.values())))
+        if site is None:
+            raise HalluscanError(
+                f"{self.root}: this store has several sites ({', '.join(sites)}); name one"
+            )
         if site not in sites:
-            raise HalluscanError(f"{self.root}: no site {site!r} in this store (it has {', '.join(sites)})")
+            raise HalluscanError(
+                f"{self.root}: no site {site!r} in this store (it has {', '.join(sites)})"
+            )
         return dict(sites[site])
+
+    def site_name(self, site: str | None) -> str:
+        """``site`` checked against the store, or the store's one site when None."""
+        self._site(site)
+        return site if site is not None else self.sites[0]
 
     @property
     def n_examples(self) -> int:
@@ -144,8 +173,16 @@ class ActivationStore:
         return sum(c["rows"] for c in self._manifest["chunks"])
 
     def stored_ids(self) -> set[str]:
-        """Example ids already stored (to skip them on resume)."""
+        """Example ids already stored."""
         return set(self._stored())
+
+    def left_to_do(self, items: Sequence[T], key: Callable[[T], str]) -> list[T]:
+        """The ``items`` whose id (``key(item)``) is not stored yet, in order.
+
+        What a resumed run still does.
+        """
+        done = self._stored()
+        return [it for it in items if key(it) not in done]
 
     def _stored(self) -> set[str]:
         """The live set of stored ids (read once, then kept up to date by ``append``)."""
@@ -153,27 +190,43 @@ class ActivationStore:
             self._ids = {r["qid"] for r in self.examples()}
         return self._ids
 
-    def append(self, arrays: dict[str, torch.Tensor], valid: np.ndarray, records: list[dict[str, Any]]) -> None:
-        """Append one chunk: ``arrays[site]`` is [example, layer, position, *dims]; ``valid`` [example, position]."""
+    def append(
+        self, arrays: dict[str, torch.Tensor], valid: np.ndarray, records: list[dict[str, Any]]
+    ) -> None:
+        """Append one chunk.
+
+        ``arrays[site]`` is [example, layer, position, *dims]; ``valid`` [example, position].
+        """
         lay = self.layout
-        n_pos = len(lay["positions"])
-        if set(arrays) != set(lay["sites"]) or valid.shape != (len(records), n_pos):
-            raise ValueError(f"chunk sites {sorted(arrays)} / valid {valid.shape} do not match layout")
+        n_pos = len(lay.positions)
+        if set(arrays) != set(lay.sites) or valid.shape != (len(records), n_pos):
+            raise ValueError(
+                f"chunk sites {sorted(arrays)} / valid {valid.shape} do not match layout"
+            )
         for site, acts in arrays.items():
-            spec = lay["sites"][site]
-            expect = (len(records), len(spec["layers"]), n_pos, *spec["dims"])
+            spec = lay.sites[site]
+            expect = (len(records), len(spec.layers), n_pos, *spec.dims)
             if tuple(acts.shape) != expect:
-                raise ValueError(f"chunk shape {tuple(acts.shape)} of {site} does not match layout {expect}")
-        self.append_encoded(encode(arrays, valid, lay["dtype"]), [str(r["qid"]) for r in records], records)
+                raise ValueError(
+                    f"chunk shape {tuple(acts.shape)} of {site} does not match layout {expect}"
+                )
+        self.append_encoded(
+            encode(arrays, valid, lay.dtype), [str(r["qid"]) for r in records], records
+        )
 
     def _check_new(self, ids: list[str]) -> set[str]:
         """The live stored ids, after refusing ``ids`` that are stored already or repeated."""
         from collections import Counter
 
         stored = self._stored()
-        again = sorted({i for i in ids if i in stored} | {i for i, n in Counter(ids).items() if n > 1})
+        again = sorted(
+            {i for i in ids if i in stored} | {i for i, n in Counter(ids).items() if n > 1}
+        )
         if again:
-            raise ValueError(f"{self.root}: id(s) {', '.join(again[:5])} are already stored; an id is stored once")
+            raise ValueError(
+                f"{self.root}: id(s) {', '.join(again[:5])} are already stored; an id is stored "
+                "once"
+            )
         return stored
 
     def append_encoded(
@@ -183,13 +236,20 @@ class ActivationStore:
         records: list[dict[str, Any]],
         crc: dict[str, int] | None = None,
     ) -> None:
-        """Append a chunk encoded by :func:`~halluscan.engine.chunks.encode`; ``crc``: what its sender computed."""
+        """Append a chunk encoded by :func:`~halluscan.store.chunks.encode`.
+
+        ``crc``: what its sender computed.
+        """
         self._check_new(ids)
         name = f"chunk_{len(self._manifest['chunks']):06d}"
         self.commit([(name, ids, self.write_encoded(name, files, records, crc))])
 
     def write_encoded(
-        self, name: str, files: dict[str, np.ndarray], records: list[dict[str, Any]], crc: dict[str, int] | None = None
+        self,
+        name: str,
+        files: dict[str, np.ndarray],
+        records: list[dict[str, Any]],
+        crc: dict[str, int] | None = None,
     ) -> dict[str, int]:
         """Write chunk ``name``'s files, not yet committed; their checksums.
 
@@ -198,11 +258,14 @@ class ActivationStore:
         got = write_chunk(self.root, name, files, records)
         if crc is not None and got != crc:
             bad = sorted(k for k in got if got[k] != crc.get(k))
-            raise HalluscanError(f"{self.root}: chunk {name} arrived damaged ({', '.join(bad)}); run again to redo it")
+            raise HalluscanError(
+                f"{self.root}: chunk {name} arrived damaged ({', '.join(bad)}); run again to redo "
+                "it"
+            )
         return got
 
     def commit(self, entries: list[tuple[str, list[str], dict[str, int]]]) -> None:
-        """List chunks ``(name, ids, crc)`` (their files already in place) in the manifest, in one write.
+        """List chunks ``(name, ids, crc)``, their files in place, in the manifest in one write.
 
         The manifest is the commit point: a chunk exists once it is listed here. The in-memory
         manifest changes only after the new one is on disk, so a failed write leaves both equal.
@@ -212,7 +275,9 @@ class ActivationStore:
         names = [n for n, _, _ in entries]
         again = (set(names) & set(self.chunk_names)) | {n for n in names if names.count(n) > 1}
         if again:
-            raise ValueError(f"{self.root}: chunk(s) {', '.join(sorted(again))} are already committed")
+            raise ValueError(
+                f"{self.root}: chunk(s) {', '.join(sorted(again))} are already committed"
+            )
         added = [{"name": n, "rows": len(ids), "crc32": crc} for n, ids, crc in entries]
         new = {**self._manifest, "chunks": [*self._manifest["chunks"], *added]}
         write_json(self.root / MANIFEST, new)
@@ -221,7 +286,10 @@ class ActivationStore:
             stored.update(ids)
 
     def remove_orphans(self) -> int:
-        """Delete chunk files no committed chunk names (a killed run's, a retried worker's); how many."""
+        """Delete chunk files no committed chunk names (a killed run's, a retried worker's).
+
+        How many.
+        """
         subs = [*self._manifest["layout"]["sites"], "valid", "examples"]
         return remove_orphans(self.root, subs, set(self.chunk_names))
 
@@ -240,7 +308,11 @@ class ActivationStore:
                 if not path.is_file():
                     return str(path)
                 digest.update(path.read_bytes())
-            return None if digest.hexdigest() == chunk["sha256"] else str(files[0][1].parent.parent / chunk["name"])
+            return (
+                None
+                if digest.hexdigest() == chunk["sha256"]
+                else str(files[0][1].parent.parent / chunk["name"])
+            )
         for sub, path in files:
             if not path.is_file() or file_crc32(path) != chunk["crc32"].get(sub):
                 return str(path)
@@ -256,7 +328,8 @@ class ActivationStore:
             bad = self._intact(c)
             if bad is not None:
                 raise HalluscanError(
-                    f"{self.root}: chunk {c['name']} is damaged ({bad} is missing or does not match its checksum); "
+                    f"{self.root}: chunk {c['name']} is damaged ({bad} is missing or does not "
+                    "match its checksum); "
                     "delete the store folder to extract again"
                 )
 
@@ -276,17 +349,27 @@ class ActivationStore:
         """``[example, position]`` bool."""
         return np.concatenate(list(self._chunks("valid")), axis=0)
 
-    def position(self, pos: str, site: str = "residual") -> torch.Tensor:
-        """``[example, layer, *dims]`` float32 at one named position (reads only that slice)."""
-        self._site(site)
+    def position(self, pos: str, site: str | None = None) -> torch.Tensor:
+        """``[example, layer, *dims]`` float32 at one named position (reads only that slice).
+
+        ``site`` may be left out when the store has one site.
+        """
+        site = self.site_name(site)
         if pos not in self.positions:
-            raise HalluscanError(f"{self.root}: position {pos!r} is not stored (stored: {', '.join(self.positions)})")
+            raise HalluscanError(
+                f"{self.root}: position {pos!r} is not stored (stored: {', '.join(self.positions)})"
+            )
         j = self.positions.index(pos)
-        parts = [from_numpy(a[:, :, j], self.layout["dtype"]) for a in self._chunks(site)]
+        parts = [
+            from_numpy(a[:, :, j], self._manifest["layout"]["dtype"]) for a in self._chunks(site)
+        ]
         return torch.cat(parts, dim=0)
 
-    def layer(self, layer: int, site: str = "residual") -> torch.Tensor:
+    def layer(self, layer: int, site: str | None = None) -> torch.Tensor:
         """``[example, position, *dims]`` float32 at one layer (reads only that slice)."""
+        site = self.site_name(site)
         li = self.layers(site).index(layer)
-        parts = [from_numpy(a[:, li], self.layout["dtype"]) for a in self._chunks(site)]
+        parts = [
+            from_numpy(a[:, li], self._manifest["layout"]["dtype"]) for a in self._chunks(site)
+        ]
         return torch.cat(parts, dim=0)

@@ -1,8 +1,11 @@
-"""The run folder: the one module that knows the layout of ``RUNS_DIR/NAME`` and reads a finished run back.
+"""The run folder.
+
+The one module that knows the layout of ``RUNS_DIR/NAME`` and reads a finished run back.
+
 
 A study writes into its run folder::
 
-    store/              the activation store (see :mod:`halluscan.engine.store`)
+    store/              the activation store (see :mod:`halluscan.store.store`)
     probes/             the probe bank at exact_answer_last (see :mod:`halluscan.probes.bank`)
     responses/          activity and attention figures of the report's pairs
     metrics.json        the numbers; provenance.json: what made them
@@ -31,12 +34,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from halluscan import atomic, provenance
-from halluscan.config import StudyConfig
 from halluscan.errors import HalluscanError
-from halluscan.records import Example, GenerateOptions, Generation
+from halluscan.models.sites import first_layer
+from halluscan.records import BANK_SETTINGS, Example, Generation
+from halluscan.store.layout import Layout, SiteLayout
+from halluscan.study.config import StudyConfig
 
 if TYPE_CHECKING:
-    from halluscan.engine.store import ActivationStore
+    from halluscan.store import ActivationStore
 
 RUNS_DIR = StudyConfig.runs_dir
 # Config fields that change what goes into the store (the rest only change the analysis).
@@ -54,8 +59,6 @@ STORE_FIELDS = (
     "locator",
     "seed",
 )
-# Study settings that a probe bank records, so that scoring prompts and stops as its study did.
-BANK_SETTINGS = ("system_prompt", "max_new_tokens", "stop")
 
 
 # What a study writes into its run folder: RunDir attribute -> path inside the folder.
@@ -88,17 +91,25 @@ class RunDir:
     probes: Path = field(init=False, repr=False)  # the probe bank (exact_answer_last)
     responses: Path = field(init=False, repr=False)  # per-response figures
     metrics: Path = field(init=False, repr=False)  # the study's numbers
-    provenance: Path = field(init=False, repr=False)  # what made them: model, dataset, config, versions, seed
+    provenance: Path = field(
+        init=False, repr=False
+    )  # what made them: model, dataset, config, versions, seed
     report: Path = field(init=False, repr=False)  # the report
     heatmap_png: Path = field(init=False, repr=False)  # the probe AUC heatmap
     heatmap_html: Path = field(init=False, repr=False)  # the interactive heatmap
     answer_choice: Path = field(init=False, repr=False)  # what `halluscan choose` found
     lock: Path = field(init=False, repr=False)  # the lock file (see ``hold``)
-    store_given: Path = field(init=False, repr=False)  # activations of the given (true/false) answers
+    store_given: Path = field(
+        init=False, repr=False
+    )  # activations of the given (true/false) answers
     probes_given: Path = field(init=False, repr=False)  # the given-answer probe bank
     heatmap_given_png: Path = field(init=False, repr=False)  # the given-answer sweep's heatmap
-    suite_json: Path = field(init=False, repr=False)  # a suite's results (its studies are subfolders)
-    samples: Path = field(init=False, repr=False)  # the study's sampled answers (--samples), for answer choice
+    suite_json: Path = field(
+        init=False, repr=False
+    )  # a suite's results (its studies are subfolders)
+    samples: Path = field(
+        init=False, repr=False
+    )  # the study's sampled answers (--samples), for answer choice
     suite_html: Path = field(init=False, repr=False)  # and its page
 
     def __post_init__(self) -> None:
@@ -107,28 +118,15 @@ class RunDir:
             object.__setattr__(self, name, self.root / rel)
 
     @classmethod
-    def of(cls, cfg: StudyConfig) -> RunDir:
-        """The run folder of a study config (``runs_dir/name``)."""
-        return cls(Path(cfg.runs_dir) / cfg.name)
-
-    @classmethod
     def named(cls, name: str, runs_dir: str | Path = RUNS_DIR) -> RunDir:
         """The run folder called ``name`` under ``runs_dir``."""
         return cls(Path(runs_dir) / name)
 
     def open_store(self) -> ActivationStore:
         """The run's store (``root`` may also be a store folder itself)."""
-        from halluscan.engine.store import ActivationStore
+        from halluscan.store import ActivationStore
 
         return ActivationStore.open(self.store if self.store.is_dir() else self.root)
-
-    def read_metrics(self) -> dict[str, Any]:
-        """The finished study's ``metrics.json``."""
-        if not self.metrics.is_file():
-            raise HalluscanError(
-                f"{self.root}: no metrics.json; give a finished study folder (runs/NAME from `halluscan run`)"
-            )
-        return dict(json.loads(self.metrics.read_text()))
 
     def has_metrics(self) -> bool:
         """Whether the study finished (wrote its metrics)."""
@@ -136,7 +134,10 @@ class RunDir:
 
     @contextmanager
     def hold(self, what: str, create: bool = True) -> Iterator[None]:
-        """Hold the folder's lock for the ``with`` block; a second process is refused with a one-line error.
+        """Hold the folder's lock for the ``with`` block.
+
+        A second process is refused with a one-line error.
+
 
         The lock is an ``flock`` on ``.lock``: the kernel drops it when its process dies, so a run
         killed with SIGKILL never blocks the re-run that resumes it. The file records who holds it.
@@ -145,7 +146,9 @@ class RunDir:
         import fcntl
 
         if not create and not self.root.is_dir():
-            raise HalluscanError(f"{self.root}: no such run folder; give a finished study folder (runs/NAME)")
+            raise HalluscanError(
+                f"{self.root}: no such run folder; give a finished study folder (runs/NAME)"
+            )
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -158,10 +161,16 @@ class RunDir:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise HalluscanError(
-                    f"{self.root} is in use by {_holder(fd)}; wait for it to finish, or use another --name"
+                    f"{self.root} is in use by {_holder(fd)}; wait for it to finish, or use "
+                    "another --name"
                 ) from None
             os.ftruncate(fd, 0)
-            note = {"pid": os.getpid(), "what": what, "since": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv}
+            note = {
+                "pid": os.getpid(),
+                "what": what,
+                "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "argv": sys.argv,
+            }
             os.write(fd, json.dumps(note).encode())
             yield
         finally:
@@ -183,7 +192,10 @@ def output_dir(what: str, runs_dir: str | Path = RUNS_DIR) -> str:
 
 
 def store_key(model: dict[str, Any], dataset_sha256: str, cfg: StudyConfig) -> str:
-    """What a store is tied to: the model's provenance, the dataset, and the config fields that change the store.
+    """What a store is tied to.
+
+    The model's provenance, the dataset, and the config fields that change the store.
+
 
     The model's provenance (file hash or revision, dtype, device) goes under its own key: under
     ``model``, the config's model name (a STORE_FIELD) would replace it, and a store would resume
@@ -195,21 +207,32 @@ def store_key(model: dict[str, Any], dataset_sha256: str, cfg: StudyConfig) -> s
 
 
 def given_store_key(own_key: str, template: str, positions: tuple[str, ...]) -> str:
-    """The key of a study's given-answer store: its own store's key, the answer template and positions."""
-    return provenance.digest({"study": own_key, "given_template": template, "given_positions": list(positions)})
+    """The key of a study's given-answer store.
+
+    Its own store's key, the answer template and positions.
+    """
+    return provenance.digest(
+        {"study": own_key, "given_template": template, "given_positions": list(positions)}
+    )
 
 
-def save_samples(run: RunDir, gens: dict[tuple[str, int], Generation], temperature: float, seed: int) -> Path:
+def save_samples(
+    run: RunDir, gens: dict[tuple[str, int], Generation], temperature: float, seed: int
+) -> Path:
     """Keep a study's sampled answers (``--samples``) so that answer choice reuses them."""
     from dataclasses import asdict
 
     k = 1 + max((i for _, i in gens), default=-1)
     rows = [{"k": i, **asdict(g)} for (_, i), g in sorted(gens.items())]
-    return atomic.write_json(run.samples, {"samples": k, "temperature": temperature, "seed": seed, "answers": rows})
+    return atomic.write_json(
+        run.samples, {"samples": k, "temperature": temperature, "seed": seed, "answers": rows}
+    )
 
 
-def load_samples(run: RunDir, samples: int, temperature: float, seed: int) -> dict[tuple[str, int], Generation] | None:
-    """The study's sampled answers when they were drawn as asked (``samples`` or more, same temperature and seed)."""
+def load_samples(
+    run: RunDir, samples: int, temperature: float, seed: int
+) -> dict[tuple[str, int], Generation] | None:
+    """The sampled answers if drawn as asked (``samples`` or more, same temperature, seed)."""
     if not run.samples.is_file():
         return None
     try:
@@ -219,20 +242,22 @@ def load_samples(run: RunDir, samples: int, temperature: float, seed: int) -> di
         out = {}
         for r in d["answers"]:
             if r["k"] < samples:
-                fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in r.items() if k != "k"}
+                fields: dict[str, Any] = {
+                    k: tuple(v) if isinstance(v, list) else v for k, v in r.items() if k != "k"
+                }
                 out[(r["qid"], r["k"])] = Generation(**fields)
         return out
     except (ValueError, KeyError, TypeError):  # unreadable or from another version: sample again
         return None
 
 
-def store_layout(cfg: StudyConfig, n_layers: int, hidden: int) -> dict[str, Any]:
-    """The store layout of a study: its positions and dtype, every residual layer at ``hidden`` dims."""
-    return {
-        "positions": list(cfg.positions),
-        "dtype": cfg.store_dtype,
-        "sites": {cfg.site: {"layers": list(range(n_layers + 1)), "dims": [hidden]}},
-    }
+def store_layout(cfg: StudyConfig, n_layers: int, hidden: int) -> Layout:
+    """The store layout of a study.
+
+    Its positions and dtype, every layer of its site at ``hidden`` dims.
+    """
+    layers = tuple(range(first_layer(cfg.site), n_layers + 1))
+    return Layout(tuple(cfg.positions), cfg.store_dtype, {cfg.site: SiteLayout(layers, (hidden,))})
 
 
 def study_examples(store: ActivationStore) -> list[Example]:
@@ -248,14 +273,24 @@ def stored_config(store: ActivationStore) -> StudyConfig:
     return StudyConfig.from_dict(conf)
 
 
-def bank_meta(cfg: StudyConfig, prov: dict[str, Any], best_layer: int | None, kind: str = "own") -> dict[str, Any]:
-    """What a probe bank records of its study: model, data, and the prompt and stopping that scoring must reuse.
+def bank_meta(
+    cfg: StudyConfig, prov: dict[str, Any], best_layer: int | None, kind: str = "own"
+) -> dict[str, Any]:
+    """What a probe bank records of its study.
+
+    Model, data, and the prompt and stopping that scoring must reuse.
+
 
     ``best_layer`` (the sweep's best layer at the bank's position) becomes the verdict's probe; a
     missing or negative one (no best cell) is left out. ``kind``: ``own`` (trained on the model's
     own answers) or ``given`` (on given true and false answers).
     """
-    meta = {"site": cfg.site, "model": prov.get("model"), "dataset": prov.get("dataset"), "seed": cfg.seed}
+    meta = {
+        "site": cfg.site,
+        "model": prov.get("model"),
+        "dataset": prov.get("dataset"),
+        "seed": cfg.seed,
+    }
     meta["kind"] = kind
     meta |= {k: getattr(cfg, k) for k in BANK_SETTINGS}
     if isinstance(best_layer, int) and best_layer >= 0:
@@ -263,13 +298,11 @@ def bank_meta(cfg: StudyConfig, prov: dict[str, Any], best_layer: int | None, ki
     return meta
 
 
-def bank_generation(meta: dict[str, Any]) -> GenerateOptions:
-    """How to prompt and stop for a bank's study, one answer at a time (the config's defaults where unrecorded)."""
-    return StudyConfig.from_dict({k: meta[k] for k in BANK_SETTINGS if k in meta}).generate_options(batch_size=1)
-
-
 def default_study(model: str, runs_dir: str | Path = RUNS_DIR, quiet: bool = False) -> StudyConfig:
-    """The default study of ``model``: its bank is what ``halluscan score`` uses without ``--probes``."""
+    """The default study of ``model``.
+
+    Its bank is what ``halluscan score`` uses without ``--probes``.
+    """
     name = StudyConfig.name
     if model != StudyConfig.model:
         name = "default-" + "".join(ch if ch.isalnum() else "-" for ch in Path(model).name)[:60]

@@ -1,4 +1,7 @@
-"""Types of error (the paper's section 5): how a question's sampled answers spread, and whether the probe sees it.
+"""Types of error (the paper's section 5).
+
+How a question's sampled answers spread, and whether the probe sees it.
+
 
 With K sampled answers per question (``--samples K``), each question gets counts: the samples
 graded correct, and the wrong ones grouped into clusters of the same exact answer (one answer
@@ -20,12 +23,12 @@ tell that type from the rest (question-grouped folds, the mean AUC with its t-in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from halluscan.engine.store import ActivationStore
+from halluscan.analyses.summary import Interval
+from halluscan.probes.features import Features
 from halluscan.probes.sweep import cv_auc, fold_interval, folds_for
 from halluscan.records import Example, Grade
 from halluscan.text import normalize
@@ -33,22 +36,60 @@ from halluscan.text import normalize
 NO_ANSWER = ""  # the cluster of samples with no located exact answer
 
 
-def spread(correct: Sequence[bool], answers: Sequence[str | None]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Spread:
+    """One question's K samples.
+
+    How many are right, and the sizes of the clusters of its wrong answers.
+    """
+
+    correct: int
+    clusters: dict[str, int]
+
+
+@dataclass(frozen=True)
+class TypeProbe:
+    """One type of error.
+
+    How many questions have it, and a probe's AUC telling them from the rest.
+    """
+
+    count: int
+    auc: float | None
+    ci95: Interval | None
+
+
+@dataclass(frozen=True)
+class ErrorTypes:
+    """The types of error of a study's ``samples`` answers per question, each with its probe."""
+
+    samples: int
+    types: dict[str, TypeProbe]
+
+
+def spread(correct: Sequence[bool], answers: Sequence[str | None]) -> Spread:
     """One question's K samples: how many are right, and the clusters of its wrong exact answers."""
     clusters: dict[str, int] = {}
     for ok, ans in zip(correct, answers, strict=True):
         if ok:
             continue
         key = normalize(ans) if ans else NO_ANSWER
-        home = next((c for c in clusters if key and c and (f" {key} " in f" {c} " or f" {c} " in f" {key} ")), key)
+        home = next(
+            (
+                c
+                for c in clusters
+                if key and c and (f" {key} " in f" {c} " or f" {c} " in f" {key} ")
+            ),
+            key,
+        )
         clusters[home] = clusters.get(home, 0) + 1
-    return {"correct": sum(correct), "clusters": clusters}
+    return Spread(sum(correct), clusters)
 
 
-def types_of(s: dict[str, Any], k: int) -> dict[str, bool]:
+def types_of(s: Spread, k: int) -> dict[str, bool]:
     """The error types of one question's spread (``spread``) of ``k`` samples."""
     half, third, sixth = k // 2, k // 3, k // 6
-    right, clusters = s["correct"], s["clusters"]
+    right, clusters = s.correct, s.clusters
     largest = max(clusters.values(), default=0)
     n_wrong = len(clusters)
     no_answer = clusters.get(NO_ANSWER, 0) == largest > right and NO_ANSWER in clusters
@@ -64,11 +105,16 @@ def types_of(s: dict[str, Any], k: int) -> dict[str, bool]:
     }
 
 
-def question_types(examples: Sequence[Example], sampled: dict[tuple[str, int], Grade], k: int) -> dict[str, np.ndarray]:
-    """Per type, which questions (in ``examples``' order) have it, from their ``k`` graded samples."""
+def question_types(
+    examples: Sequence[Example], sampled: dict[tuple[str, int], Grade], k: int
+) -> dict[str, np.ndarray]:
+    """Per type, which questions (in ``examples``' order) have it, from ``k`` graded samples."""
     per_q = [
         types_of(
-            spread([sampled[(e.qid, i)].correct for i in range(k)], [sampled[(e.qid, i)].exact_text for i in range(k)]),
+            spread(
+                [sampled[(e.qid, i)].correct for i in range(k)],
+                [sampled[(e.qid, i)].exact_text for i in range(k)],
+            ),
             k,
         )
         for e in examples
@@ -77,26 +123,29 @@ def question_types(examples: Sequence[Example], sampled: dict[tuple[str, int], G
 
 
 def probe_types(
-    store: ActivationStore,
+    features: Features,
     examples: Sequence[Example],
     types: dict[str, np.ndarray],
     cell: tuple[str, int],
     folds: int,
     seed: int,
     c: float,
-) -> dict[str, dict[str, Any]]:
-    """Per type: its count, and a probe's CV AUC (with interval) telling it from the rest at ``cell``."""
+) -> dict[str, TypeProbe]:
+    """Per type.
+
+    Its count, and a probe's CV AUC (with interval) telling it from the rest at ``cell``.
+    """
     position, layer = cell
-    keep = store.valid()[:, store.positions.index(position)]
-    x = store.position(position)[torch.from_numpy(keep), store.layers("residual").index(layer)][:, None]
+    keep = features.has(position)
+    x = features.cell(position, layer)[:, None]
     groups = [e.qid for e, k in zip(examples, keep, strict=True) if k]
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, TypeProbe] = {}
     for name, member in types.items():
         y = member[keep].astype(np.int64)
-        entry: dict[str, Any] = {"count": int(member.sum()), "auc": None, "ci95": None}
+        auc, ci = None, None
         if min(y.sum(), len(y) - y.sum()) >= folds:
             per_fold = cv_auc(x, y, folds_for(y, groups, folds, seed), c)[:, 0]
             lo, hi = fold_interval(per_fold[:, None])
-            entry |= {"auc": float(per_fold.mean()), "ci95": [float(lo[0]), float(hi[0])]}
-        out[name] = entry
+            auc, ci = float(per_fold.mean()), (float(lo[0]), float(hi[0]))
+        out[name] = TypeProbe(int(member.sum()), auc, ci)
     return out

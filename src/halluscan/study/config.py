@@ -11,17 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from halluscan.errors import HalluscanError
+from halluscan.models.placement import check_device, check_dtype
+from halluscan.models.sites import RESIDUAL
 from halluscan.positions import VALID, check_position_names
-from halluscan.records import GenerateOptions
+from halluscan.probes.cv import CV, DEFAULT_C
+from halluscan.records import DEFAULT_SYSTEM_PROMPT, GenerateOptions
 
-DEVICES = ("auto", "cpu", "cuda")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-DECODERS = ("auto", "eager", "static", "compiled")  # GenerateOptions.decoder; see halluscan.engine.static
-
-
-def _cuda_index(device: str) -> bool:
-    return device.startswith("cuda:") and device[5:].isdigit()
-
+DECODERS = (
+    "auto",
+    "eager",
+    "static",
+    "compiled",
+)  # GenerateOptions.decoder; see halluscan.engine.static
 
 # The 15 named positions of the reference study, in heatmap order.
 DEFAULT_POSITIONS: tuple[str, ...] = VALID
@@ -31,85 +32,139 @@ DEFAULT_POSITIONS: tuple[str, ...] = VALID
 class StudyConfig:
     """Every knob of a study. Field docs become the CLI help."""
 
-    model: str = field(default="smollm2", metadata={"help": "hub id, local folder, .gguf file, or 'smollm2' (bundled)"})
+    model: str = field(
+        default="smollm2",
+        metadata={"help": "hub id, local folder, .gguf file, or 'smollm2' (bundled)"},
+    )
     dataset: str = field(
         default="world-facts",
         metadata={
-            "help": "'world-facts', an LLMsKnow set (movies, winobias, winogrande, mnli, math) or a CSV/JSONL file"
+            "help": "'world-facts', an LLMsKnow set (movies, winobias, winogrande, mnli, math) or "
+            "a CSV/JSONL file"
         },
     )
-    split: str = field(default="test", metadata={"help": "LLMsKnow sets: test (or validation; the default) or train"})
-    data_dir: str = field(
-        default="", metadata={"help": "folder of the LLMsKnow files ('' = $HALLUSCAN_DATA, else the cache)"}
+    split: str = field(
+        default="test",
+        metadata={"help": "LLMsKnow sets: test (or validation; the default) or train"},
     )
-    n_questions: int = field(default=0, metadata={"help": "use this many questions (0 = all), sampled with the seed"})
+    data_dir: str = field(
+        default="",
+        metadata={"help": "folder of the LLMsKnow files ('' = $HALLUSCAN_DATA, else the cache)"},
+    )
+    n_questions: int = field(
+        default=0, metadata={"help": "use this many questions (0 = all), sampled with the seed"}
+    )
     name: str = field(default="demo", metadata={"help": "run name: output goes to RUNS_DIR/NAME"})
     runs_dir: str = field(default="runs", metadata={"help": "folder that holds the runs"})
     batch_size: int = field(
         default=0,
-        metadata={"help": "questions generated per batch (0 = auto: 64 on CPU, from the GPU's memory on a GPU)"},
+        metadata={
+            "help": "questions generated per batch (0 = auto: 64 on CPU, from the GPU's memory on "
+            "a GPU)"
+        },
     )
     max_new_tokens: int = field(
         default=GenerateOptions.max_new_tokens, metadata={"help": "hard cap on generated tokens"}
     )
     stop: str = field(
-        default=GenerateOptions.stop, metadata={"help": "stop at end of first 'sentence', 'line', or 'none'"}
+        default=GenerateOptions.stop,
+        metadata={"help": "stop at end of first 'sentence', 'line', or 'none'"},
     )
     system_prompt: str = field(
-        default="Answer the question in one short sentence.",
+        default=DEFAULT_SYSTEM_PROMPT,
         metadata={"help": "system prompt for chat models ('' = the template's own default)"},
     )
-    positions: tuple[str, ...] = field(default=DEFAULT_POSITIONS, metadata={"help": "named token positions"})
-    site: str = field(default="residual", metadata={"help": "activation site to extract"})
+    positions: tuple[str, ...] = field(
+        default=DEFAULT_POSITIONS, metadata={"help": "named token positions"}
+    )
+    site: str = field(default=RESIDUAL, metadata={"help": "activation site to extract"})
     store_dtype: str = field(default="bfloat16", metadata={"help": "bfloat16 or float32 on disk"})
     locator: str = field(
         default="class-blind",
-        metadata={"help": "'class-blind' (same rule for both classes) or 'asymmetric' (alias for correct)"},
+        metadata={
+            "help": "'class-blind' (same rule for both classes) or 'asymmetric' (alias for correct)"
+        },
     )
     folds: int = field(default=5, metadata={"help": "cross-validation folds of the probe sweep"})
-    probe_c: float = field(default=0.05, metadata={"help": "inverse L2 strength of the probes (sklearn's C)"})
+    probe_c: float = field(
+        default=DEFAULT_C, metadata={"help": "inverse L2 strength of the probes (sklearn's C)"}
+    )
     seed: int = field(default=0, metadata={"help": "seed for sampling, splits and probes"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)"})
     device: str = field(
-        default="auto", metadata={"help": "auto (a GPU when there is one), cpu, cuda or cuda:N; see README"}
+        default="auto",
+        metadata={"help": "auto (a GPU when there is one), cpu, cuda or cuda:N; see README"},
     )
     dtype: str = field(
         default="auto",
-        metadata={"help": "model weights: auto (bfloat16 on a GPU, float32 on CPU), float32, bfloat16, float16"},
+        metadata={
+            "help": "model weights: auto (bfloat16 on a GPU, float32 on CPU), float32, bfloat16, "
+            "float16"
+        },
     )
     decoder: str = field(
         default="auto",
-        metadata={"help": "auto (compiled static decoding on a GPU, eager on CPU), eager, static or compiled"},
+        metadata={
+            "help": "auto (compiled static decoding on a GPU, eager on CPU), eager, static or "
+            "compiled"
+        },
     )
-    probe_device: str = field(default="", metadata={"help": "where probes are fitted ('' = the study's device)"})
+    probe_device: str = field(
+        default="", metadata={"help": "where probes are fitted ('' = the study's device)"}
+    )
     given_bank: bool = field(
         default=True,
-        metadata={"help": "also train the given-answer bank (true and false given answers; `score --answer` uses it)"},
+        metadata={
+            "help": "also train the given-answer bank (true and false given answers; `score "
+            "--answer` uses it)"
+        },
     )
     p_true: bool = field(
         default=True,
         metadata={
-            "help": "the p(True) baseline: the model asked whether its answer is true, in both option orders "
-            "(one extra forward per example and order: about half a study's time again on 2 CPU cores; "
+            "help": "the p(True) baseline: the model asked whether its answer is true, in both "
+            "option orders "
+            "(one extra forward per example and order: about half a study's time again on 2 CPU "
+            "cores; "
             "--no-p-true skips it)"
         },
     )
     samples: int = field(
         default=0,
-        metadata={"help": "sampling-consistency baseline: this many answers per question at temperature 1 (0 = off)"},
+        metadata={
+            "help": "sampling-consistency baseline: this many answers per question at temperature "
+            "1 (0 = off)"
+        },
     )
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
-    ray: str = field(default="", metadata={"help": "generate and sweep on Ray: a cluster address, or none for a local "
-                                            "instance ('' = one process; needs halluscan[ray])"})  # fmt: skip
-    workers: int = field(default=2, metadata={"help": "Ray workers (actors), each with its own copy of the model"})
-    cpus_per_worker: float = field(default=1.0, metadata={"help": "CPUs Ray reserves per worker (its torch threads)"})
-    gpus_per_worker: float = field(default=0.0, metadata={"help": "GPUs Ray reserves per worker (0: runs on CPU)"})
-    ray_write: str = field(default="object", metadata={"help": "'object': chunks come back through Ray's object store, "
-                           "'shared': workers write them into the store on a shared file system"})  # fmt: skip
+    ray: str = field(
+        default="",
+        metadata={
+            "help": "generate and sweep on Ray: a cluster address, or none for a local "
+            "instance ('' = one process; needs halluscan[ray])"
+        },
+    )
+    workers: int = field(
+        default=2, metadata={"help": "Ray workers (actors), each with its own copy of the model"}
+    )
+    cpus_per_worker: float = field(
+        default=1.0, metadata={"help": "CPUs Ray reserves per worker (its torch threads)"}
+    )
+    gpus_per_worker: float = field(
+        default=0.0, metadata={"help": "GPUs Ray reserves per worker (0: runs on CPU)"}
+    )
+    ray_write: str = field(
+        default="object",
+        metadata={
+            "help": "'object': chunks come back through Ray's object store, "
+            "'shared': workers write them into the store on a shared file system"
+        },
+    )
     report_pairs: tuple[Any, ...] = field(
         default=(),
         metadata={
-            "help": "YAML only: pairs of {question, answer?, relation?} whose activity maps the report "
+            "help": "YAML only: pairs of {question, answer?, relation?} whose activity maps the "
+            "report "
             "draws side by side (no answer: the model's own)",
             "yaml_only": True,
         },
@@ -122,50 +177,74 @@ class StudyConfig:
         check_position_names(self.positions)
         dup = sorted({p for p in self.positions if self.positions.count(p) > 1})
         if dup:
-            raise HalluscanError(f"config: positions lists {', '.join(map(repr, dup))} more than once; give each once")
-        if not self.name.strip():
-            raise HalluscanError("config: name is empty; give a run name (a folder name under runs_dir)")
-        if self.name != self.name.strip() or any(c in self.name for c in "/\\\0") or self.name in (".", ".."):
             raise HalluscanError(
-                f"config: name {self.name!r} is not a plain folder name; give a name without '/', '\\' or "
+                f"config: positions lists {', '.join(map(repr, dup))} more than once; give each "
+                "once"
+            )
+        if not self.name.strip():
+            raise HalluscanError(
+                "config: name is empty; give a run name (a folder name under runs_dir)"
+            )
+        if (
+            self.name != self.name.strip()
+            or any(c in self.name for c in "/\\\0")
+            or self.name in (".", "..")
+        ):
+            raise HalluscanError(
+                f"config: name {self.name!r} is not a plain folder name; give a name without '/', "
+                "'\\' or "
                 "surrounding spaces (choose the parent folder with --runs-dir)"
             )
         if self.n_questions < 0:
             raise HalluscanError(
-                f"config: n_questions={self.n_questions} is negative; give 0 (all) or a positive count"
+                f"config: n_questions={self.n_questions} is negative; give 0 (all) or a positive "
+                "count"
             )
         if not (math.isfinite(self.probe_c) and self.probe_c > 0):
-            raise HalluscanError(f"config: probe_c={self.probe_c} must be a positive number (sklearn's C, e.g. 0.05)")
+            raise HalluscanError(
+                f"config: probe_c={self.probe_c} must be a positive number (sklearn's C, e.g. 0.05)"
+            )
         if self.threads < 0:
-            raise HalluscanError(f"config: threads={self.threads} is negative; give 0 (torch's default) or more")
+            raise HalluscanError(
+                f"config: threads={self.threads} is negative; give 0 (torch's default) or more"
+            )
         _choice("stop", self.stop, ("sentence", "line", "none"))
         _choice("store_dtype", self.store_dtype, ("bfloat16", "float32"))
         _choice("locator", self.locator, ("class-blind", "asymmetric"))
-        _choice("site", self.site, ("residual",))
-        _choice("dtype", self.dtype, DTYPES)
+        _choice("site", self.site, (RESIDUAL,))
+        check_dtype(self.dtype, "config: dtype")
         _choice("decoder", self.decoder, DECODERS)
         _choice("split", self.split, ("test", "validation", "train"))
         _choice("ray_write", self.ray_write, ("object", "shared"))
         if self.ray and self.gpus_per_worker > 0 and self.batch_size == 0:
             raise HalluscanError(
-                "config: --ray with --gpus-per-worker needs --batch-size (the driver cannot size a worker's GPU; "
+                "config: --ray with --gpus-per-worker needs --batch-size (the driver cannot size a "
+                "worker's GPU; "
                 "256 suits an 8B model in bfloat16 on an 80 GB card)"
             )
         if self.workers < 1 or self.cpus_per_worker <= 0 or self.gpus_per_worker < 0:
             raise HalluscanError(
-                f"config: workers={self.workers}, cpus_per_worker={self.cpus_per_worker}, gpus_per_worker="
-                f"{self.gpus_per_worker}; give at least 1 worker, more than 0 CPUs and 0 or more GPUs per worker"
+                f"config: workers={self.workers}, cpus_per_worker={self.cpus_per_worker}, "
+                "gpus_per_worker="
+                f"{self.gpus_per_worker}; give at least 1 worker, more than 0 CPUs and 0 or more "
+                "GPUs per worker"
             )
-        for key in ("device", "probe_device"):
-            value = getattr(self, key)
-            if not (value in DEVICES or (key == "probe_device" and value == "") or _cuda_index(value)):
-                raise HalluscanError(f"config: {key}={value!r}; give one of {', '.join(DEVICES)} or cuda:N")
+        check_device(self.device, "config: device")
+        if self.probe_device:
+            check_device(self.probe_device, "config: probe_device")
         for key in ("batch_size", "max_new_tokens", "folds", "samples"):
             if getattr(self, key) < (0 if key in ("batch_size", "samples") else 1) or (
                 key == "folds" and self.folds < 2
             ):
-                raise HalluscanError(f"config: {key}={getattr(self, key)} is too small; give a larger value")
+                raise HalluscanError(
+                    f"config: {key}={getattr(self, key)} is too small; give a larger value"
+                )
         return self
+
+    @property
+    def cv(self) -> CV:
+        """How this study's probes are cross-validated."""
+        return CV(self.folds, self.seed, self.probe_c)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form, for provenance."""
@@ -175,7 +254,10 @@ class StudyConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StudyConfig:
-        """The config a study recorded (``to_dict``'s form, or any subset of its keys: the rest default).
+        """The config a study recorded (``to_dict``'s form, or any subset of its keys.
+
+        The rest default).
+
 
         Unknown keys are ignored, so that records written by a newer version still read.
         """
@@ -188,12 +270,16 @@ class StudyConfig:
         return cls(**values).validate()
 
     def generate_options(self, **overrides: Any) -> GenerateOptions:
-        """How this study prompts and stops (``overrides``: e.g. ``temperature``, ``seed``, ``batch_size``)."""
+        """How this study prompts and stops (``overrides``.
+
+        E.g. ``temperature``, ``seed``, ``batch_size``).
+        """
         base = GenerateOptions(
             max_new_tokens=self.max_new_tokens,
             stop=self.stop,
             system_prompt=self.system_prompt,
-            batch_size=self.batch_size or GenerateOptions.batch_size,  # 0 (auto) before the model is known
+            batch_size=self.batch_size
+            or GenerateOptions.batch_size,  # 0 (auto) before the model is known
             decoder=self.decoder,
         )
         return dataclasses.replace(base, **overrides)
@@ -215,7 +301,10 @@ def _check_type(key: str, value: Any, where: str) -> None:
         want = "a list of position names, e.g. [last_q, exact_answer_last, '-1']"
     elif key == "report_pairs":
         ok = isinstance(value, list | tuple) and all(_is_pair(v) for v in value)
-        want = "a list of pairs, each [{question: ..., answer: ...}, {question: ..., answer: ...}] (answer optional)"
+        want = (
+            "a list of pairs, each [{question: ..., answer: ...}, {question: ..., answer: ...}] "
+            "(answer optional)"
+        )
     elif typ is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         want = _TYPE_NAMES[float]
@@ -223,13 +312,21 @@ def _check_type(key: str, value: Any, where: str) -> None:
         ok = isinstance(value, typ) and (typ is bool or not isinstance(value, bool))
         want = _TYPE_NAMES[typ]
     if not ok:
-        hint = " (YAML reads 1e-2 as text; write 0.01 or 1.0e-2)" if typ is float and isinstance(value, str) else ""
-        raise HalluscanError(f"{where} {key} must be {want}, got {value!r} ({type(value).__name__}){hint}")
+        hint = (
+            " (YAML reads 1e-2 as text; write 0.01 or 1.0e-2)"
+            if typ is float and isinstance(value, str)
+            else ""
+        )
+        raise HalluscanError(
+            f"{where} {key} must be {want}, got {value!r} ({type(value).__name__}){hint}"
+        )
 
 
 def _is_pair(v: Any) -> bool:
     def entry(e: Any) -> bool:
-        if not (isinstance(e, dict) and isinstance(e.get("question"), str) and e["question"].strip()):
+        if not (
+            isinstance(e, dict) and isinstance(e.get("question"), str) and e["question"].strip()
+        ):
             return False
         return set(e) <= {"question", "answer", "relation"} and all(
             isinstance(e.get(k, ""), str) for k in ("answer", "relation")
@@ -259,9 +356,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     known = {f.name for f in dataclasses.fields(StudyConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise HalluscanError(f"{p}: unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
+        raise HalluscanError(
+            f"{p}: unknown config key(s) {', '.join(unknown)}; valid keys: "
+            f"{', '.join(sorted(known))}"
+        )
     pos = data.get("positions")
-    if isinstance(pos, list) and all(isinstance(x, str | int) and not isinstance(x, bool) for x in pos):
+    if isinstance(pos, list) and all(
+        isinstance(x, str | int) and not isinstance(x, bool) for x in pos
+    ):
         data["positions"] = tuple(str(x) for x in pos)  # an unquoted -1 is read as a number
     for key, value in data.items():
         _check_type(key, value, f"{p}: config key")
@@ -278,11 +380,15 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         typ = _field_type(f)
         help_ = f.metadata.get("help", "") + f" (default: {f.default!r})"
         if typ is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=help_
+            )
         elif f.name == "positions":
             parser.add_argument(flag, nargs="+", default=None, help=help_)
         elif f.name == "ray":  # a bare --ray starts a local instance
-            parser.add_argument(flag, nargs="?", const="local", default=None, metavar="ADDRESS", help=help_)
+            parser.add_argument(
+                flag, nargs="?", const="local", default=None, metavar="ADDRESS", help=help_
+            )
         else:
             parser.add_argument(flag, type=typ, default=None, help=help_)
 

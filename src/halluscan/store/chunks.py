@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from halluscan.atomic import write_bytes
-from halluscan.engine.arrays import to_numpy, write_npy
+from halluscan.store.arrays import to_numpy, write_npy
 
 
 def encode(arrays: dict[str, torch.Tensor], valid: np.ndarray, dtype: str) -> dict[str, np.ndarray]:
@@ -33,12 +33,17 @@ def records_bytes(records: list[dict[str, Any]]) -> bytes:
 
 
 def chunk_path(root: Path, sub: str, name: str) -> Path:
-    """Where chunk ``name``'s file of folder ``sub`` lives (records: ``.jsonl``, arrays: ``.npy``)."""
+    """Where chunk ``name``'s file of folder ``sub`` lives (records.
+
+    ``.jsonl``, arrays: ``.npy``).
+    """
     return root / sub / f"{name}.{'jsonl' if sub == 'examples' else 'npy'}"
 
 
-def write_chunk(root: Path, name: str, files: dict[str, np.ndarray], records: list[dict[str, Any]]) -> dict[str, int]:
-    """Write chunk ``name``'s files (``files[sub]`` -> ``sub/name.npy``, records -> ``examples/name.jsonl``).
+def write_chunk(
+    root: Path, name: str, files: dict[str, np.ndarray], records: list[dict[str, Any]]
+) -> dict[str, int]:
+    """Write chunk ``name``: ``files[sub]`` -> ``sub/name.npy``, records -> ``examples/name.jsonl``.
 
     Returns the CRC-32 of each file, keyed by its folder, as the manifest records them.
     """
@@ -50,7 +55,10 @@ def write_chunk(root: Path, name: str, files: dict[str, np.ndarray], records: li
 
 
 def remove_orphans(root: Path, subs: list[str], committed: set[str]) -> int:
-    """Delete chunk files (and temporary files) in ``subs`` that belong to no committed chunk; how many."""
+    """Delete chunk files (and temporary files) in ``subs`` that belong to no committed chunk.
+
+    How many.
+    """
     gone = 0
     for sub in subs:
         folder = root / sub

@@ -22,26 +22,66 @@ correctness, and the probe must add to that.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from halluscan.engine.ptrue import ORDERS, p_true
-from halluscan.engine.sampling import sample_answers
-from halluscan.models.loading import LoadedModel
+from halluscan.analyses.summary import Interval
 from halluscan.positions import token_span
 from halluscan.probes.sweep import SweepResult, auc_rows, fold_interval, folds_for
-from halluscan.records import Example, Generation, Grade
-from halluscan.settings import StudySettings
+from halluscan.records import Example
 from halluscan.text import normalize
 
 SPANS = ("response", "exact_answer")
+Scores = dict[
+    str, np.ndarray
+]  # baseline name -> a score per example, higher = more likely wrong (NaN: none)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The best exact-answer cell and its gain over layer 0 there, paired over folds."""
+
+    position: str
+    layer: int
+    auc: float
+    ci95: Interval | None
+    layer0_auc: float
+    layer0_ci95: Interval | None
+    gain_over_layer0: float | None
+    gain_ci95: Interval | None
+    clear: bool
+    n: int
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One baseline on the probe cell's test folds, and the probe's paired gain over it."""
+
+    auc: float | None
+    ci95: Interval | None
+    n: int
+    gain: float | None
+    gain_ci95: Interval | None
+    probe_clear: bool
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The headline and every baseline, scored on the same examples and folds as the probe cell."""
+
+    headline: Headline
+    baselines: dict[str, Baseline] = field(default_factory=dict)
+
+
 STATS = ("logprob_mean", "logprob_min", "logprob_max", "entropy_mean")
 
 
 def _tokens(e: Example, span: str) -> slice | None:
-    """The response tokens a baseline reads: all, or the exact answer's (None when it was not located)."""
+    """The response tokens a baseline reads.
+
+    All, or the exact answer's (None when it was not located).
+    """
     if span == "response":
         return slice(0, len(e.token_logprobs))
     if e.exact_span is None or not e.token_starts:
@@ -50,13 +90,16 @@ def _tokens(e: Example, span: str) -> slice | None:
     return slice(hit[0], hit[1] + 1) if hit else None
 
 
-def logprob_scores(examples: Sequence[Example]) -> dict[str, np.ndarray]:
-    """The 8 log-probability baselines per example, oriented so that higher = more likely wrong (NaN: undefined)."""
+def logprob_scores(examples: Sequence[Example]) -> Scores:
+    """The 8 log-probability baselines per example; higher = more likely wrong (NaN: undefined)."""
     out = {f"{stat}_{span}": np.full(len(examples), np.nan) for span in SPANS for stat in STATS}
     for i, e in enumerate(examples):
         for span in SPANS:
             sl = _tokens(e, span)
-            lp, ent = np.asarray(e.token_logprobs[sl] if sl else ()), np.asarray(e.token_entropies[sl] if sl else ())
+            lp, ent = (
+                np.asarray(e.token_logprobs[sl] if sl else ()),
+                np.asarray(e.token_entropies[sl] if sl else ()),
+            )
             if lp.size == 0:
                 continue
             out[f"logprob_mean_{span}"][i] = -lp.mean()
@@ -66,25 +109,10 @@ def logprob_scores(examples: Sequence[Example]) -> dict[str, np.ndarray]:
     return out
 
 
-def p_true_scores(lm: LoadedModel, examples: Sequence[Example], batch_size: int, quiet: bool) -> dict[str, np.ndarray]:
-    """1 - p(True) per example, for each order of the options and for their mean.
-
-    The proposed answer is the located exact answer, else the whole response.
-    """
-    from tqdm.auto import tqdm
-
-    items = [(e.question, e.exact_text or e.response) for e in examples]
-    out = {}
-    bar = tqdm(total=2 * len(items), desc="p(True)", unit="answer", disable=quiet)
-    for order in ORDERS:
-        out[f"p_true_{order}"] = 1.0 - p_true(lm, items, order, batch_size, bar.update)
-    bar.close()
-    out["p_true_mean"] = (out["p_true_true_first"] + out["p_true_false_first"]) / 2
-    return out
-
-
-def consistency_scores(examples: Sequence[Example], samples: dict[tuple[str, int], str | None], k: int) -> np.ndarray:
-    """1 - the share of the ``k`` samples whose exact answer agrees with the greedy one (the grader's normalisation).
+def consistency_scores(
+    examples: Sequence[Example], samples: dict[tuple[str, int], str | None], k: int
+) -> np.ndarray:
+    """1 - the share of the ``k`` samples whose exact answer agrees with the greedy one.
 
     ``samples[(qid, i)]`` is sample i's located exact answer (None: none located, which agrees
     with nothing). A greedy answer without a located exact answer is compared by its whole text.
@@ -97,19 +125,13 @@ def consistency_scores(examples: Sequence[Example], samples: dict[tuple[str, int
     return out
 
 
-def sample_grades(
-    lm: LoadedModel, settings: StudySettings, examples: Sequence[Example], k: int, seed: int, quiet: bool
-) -> tuple[dict[tuple[str, int], Generation], dict[tuple[str, int], Grade]]:
-    """``k`` answers per question at temperature 1, and their grades: keyed by (question id, sample index)."""
-    by_id = {q.qid: q for q in settings.dataset.questions}
-    qs = [by_id[e.qid] for e in examples]
-    opts = replace(settings.generation, temperature=1.0, seed=seed, token_stats=False)
-    gens = sample_answers(lm, qs, k, opts, quiet)
-    return gens, {key: settings.grader.grade(by_id[key[0]], g) for key, g in gens.items()}
+def fold_aucs(
+    score: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]
+) -> np.ndarray:
+    """A fixed score's AUC on each test fold (rows without a score left out.
 
-
-def fold_aucs(score: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """A fixed score's AUC on each test fold (rows without a score left out; NaN where a class is missing)."""
+    NaN where a class is missing).
+    """
     out = []
     for _, te in splits:
         te = te[np.isfinite(score[te])]
@@ -117,61 +139,56 @@ def fold_aucs(score: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, n
     return np.array(out)
 
 
-def _mean_ci(per_fold: np.ndarray) -> tuple[float | None, list[float] | None]:
+def _mean_ci(per_fold: np.ndarray) -> tuple[float | None, Interval | None]:
     per_fold = per_fold[np.isfinite(per_fold)]
     if per_fold.size < 2:
         return (float(per_fold.mean()) if per_fold.size else None), None
     lo, hi = fold_interval(per_fold[:, None])
-    return float(per_fold.mean()), [float(lo[0]), float(hi[0])]
+    return float(per_fold.mean()), (float(lo[0]), float(hi[0]))
 
 
 def compare(
     sweep: SweepResult,
     examples: Sequence[Example],
     y: np.ndarray,
-    scores: dict[str, np.ndarray],
+    scores: Scores,
     cell: tuple[str, int],
     seed: int,
-) -> dict[str, Any]:
-    """Each baseline against the probe cell ``(position, layer)`` on its folds; and that cell's gain over layer 0.
+) -> Comparison | None:
+    """Each baseline against the probe cell ``(position, layer)`` on its folds.
 
-    Returns ``{"headline": {...}, "baselines": {name: {"auc", "ci95", "n", "gain", "gain_ci95", "probe_clear"}}}``.
+    And that cell's gain over layer 0.
+
+
+    None when the sweep has no per-fold AUCs at that position.
     """
     position, layer = cell
     if sweep.per_fold is None or position not in sweep.positions:
-        return {}
+        return None
     j, li = sweep.positions.index(position), sweep.layers.index(layer)
     keep = np.array([e.positions.get(position) is not None for e in examples])
     groups = np.asarray([e.qid for e in examples])[keep]
     splits = folds_for(y[keep], list(groups), sweep.folds, seed)
-    probe = sweep.per_fold[:, li, j]
-    head_gain, head_ci = _mean_ci(probe - sweep.per_fold[:, 0, j])
-    out: dict[str, Any] = {
-        "headline": {
-            "position": position,
-            "layer": layer,
-            "auc": float(np.nanmean(probe)),
-            "ci95": _mean_ci(probe)[1],
-            "layer0_auc": float(np.nanmean(sweep.per_fold[:, 0, j])),
-            "layer0_ci95": _mean_ci(sweep.per_fold[:, 0, j])[1],
-            "gain_over_layer0": head_gain,
-            "gain_ci95": head_ci,
-            "clear": bool(head_ci is not None and head_ci[0] > 0),
-            "n": int(keep.sum()),
-        },
-        "baselines": {},
-    }
+    probe, layer0 = sweep.per_fold[:, li, j], sweep.per_fold[:, 0, j]
+    head_gain, head_ci = _mean_ci(probe - layer0)
+    headline = Headline(
+        position=position,
+        layer=layer,
+        auc=float(np.nanmean(probe)),
+        ci95=_mean_ci(probe)[1],
+        layer0_auc=float(np.nanmean(layer0)),
+        layer0_ci95=_mean_ci(layer0)[1],
+        gain_over_layer0=head_gain,
+        gain_ci95=head_ci,
+        clear=bool(head_ci is not None and head_ci[0] > 0),
+        n=int(keep.sum()),
+    )
+    rows = {}
     for name, score in scores.items():
         s = score[keep]
         per_fold = fold_aucs(s, y[keep], splits)
         auc, ci = _mean_ci(per_fold)
         gain, gain_ci = _mean_ci(probe - per_fold)
-        out["baselines"][name] = {
-            "auc": auc,
-            "ci95": ci,
-            "n": int(np.isfinite(s).sum()),
-            "gain": gain,
-            "gain_ci95": gain_ci,
-            "probe_clear": bool(gain_ci is not None and gain_ci[0] > 0),
-        }
-    return out
+        ok = bool(gain_ci is not None and gain_ci[0] > 0)
+        rows[name] = Baseline(auc, ci, int(np.isfinite(s).sum()), gain, gain_ci, ok)
+    return Comparison(headline, rows)

@@ -1,14 +1,33 @@
-"""Write-behind for the store: chunks are appended on a background thread while the next batch is computed."""
+"""Write-behind for the store.
+
+Chunks are appended on a background thread while the next batch is computed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from halluscan.engine.store import ActivationStore
+from halluscan.store.store import ActivationStore
+
+
+class ChunkSink(Protocol):
+    """Where chunks go: the store's :class:`ChunkWriter`, or what a Ray worker sends back."""
+
+    def put(
+        self,
+        arrays: dict[str, torch.Tensor],
+        valid: np.ndarray,
+        records: list[dict[str, Any]],
+        ready: Any = None,
+    ) -> None:
+        """Take one chunk.
+
+        Its arrays, validity mask, records and (on a GPU) the event its copy is ready at.
+        """
 
 
 class ChunkWriter:
@@ -46,7 +65,11 @@ class ChunkWriter:
                     self.error = e
 
     def put(
-        self, arrays: dict[str, torch.Tensor], valid: np.ndarray, records: list[dict[str, Any]], ready: Any = None
+        self,
+        arrays: dict[str, torch.Tensor],
+        valid: np.ndarray,
+        records: list[dict[str, Any]],
+        ready: Any = None,
     ) -> None:
         """Queue one chunk (blocks while the previous one is still being written).
 

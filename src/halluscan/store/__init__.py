@@ -1,0 +1,9 @@
+"""The activation store.
+
+Chunked, resumable, provenance-stamped arrays on disk (persistence only).
+"""
+
+from halluscan.store.store import ActivationStore
+from halluscan.store.writer import ChunkSink, ChunkWriter
+
+__all__ = ["ActivationStore", "ChunkSink", "ChunkWriter"]

@@ -1,0 +1,1 @@
+"""The study: its config and context, the run folder, the pipeline, the suite, and metrics.json."""

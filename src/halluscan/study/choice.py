@@ -1,0 +1,167 @@
+"""Answer choice: sample several answers per held-out question and let the probe pick one.
+
+On the held-out questions of a study, draw ``k`` sampled answers per question and pick one three
+ways (:mod:`halluscan.analyses.choice`). The probe bank is fitted on the study's *other*
+questions only (greedy answers, the bank position, the sweep's best layer), so no held-out
+question is seen in fitting the probe; the layer itself is the full study's best, chosen with
+all questions (a small leak, kept for simplicity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from halluscan import atomic
+from halluscan.analyses.choice import Candidate, ChoiceResult, choices, gains, split_questions
+from halluscan.engine.sampling import Key, sample_answers
+from halluscan.errors import HalluscanError
+from halluscan.models import load_model
+from halluscan.positions import BANK_POSITION
+from halluscan.probes.bank import ProbeBank
+from halluscan.probes.sweep import auc_rows, wrong_labels
+from halluscan.provenance import model_identity
+from halluscan.records import Example, Generation, Question
+from halluscan.scan import Scanner
+from halluscan.store import ActivationStore
+from halluscan.study import metrics as metrics_io
+from halluscan.study import runs
+from halluscan.study.arrays import fit_bank
+from halluscan.study.context import StudyPlan
+from halluscan.study.metrics import to_json
+
+
+def _train_bank(
+    run: runs.RunDir, store: ActivationStore, examples: list[Example], train_q: set[str]
+) -> ProbeBank:
+    """The bank at the study's best layer, fitted on the training questions' greedy answers only."""
+    cfg = runs.stored_config(store)
+    cells = metrics_io.read(run).best_cells or {}
+    best = cells[BANK_POSITION].layer if BANK_POSITION in cells else -1
+    if BANK_POSITION not in store.positions:
+        raise HalluscanError(
+            f"{run.root}: the study stored no {BANK_POSITION} activations; re-run it"
+        )
+    if best < 0:
+        raise HalluscanError(
+            f"{run.root}: the sweep found no best layer at {BANK_POSITION} (too few examples?)"
+        )
+    keep = np.array([e.qid in train_q for e in examples])
+    meta = runs.bank_meta(cfg, store.provenance, best)
+    bank = fit_bank(store, wrong_labels(examples), BANK_POSITION, cfg.site, cfg.cv, meta, keep=keep)
+    if bank is None:
+        raise HalluscanError(
+            f"{run.root}: the training questions' answers hold one class only; use fewer "
+            "--questions"
+        )
+    return bank
+
+
+def answer_choice(
+    run: str | Path,
+    *,
+    samples: int = 5,
+    n_test: int = 300,
+    temperature: float = 1.0,
+    seed: int = 0,
+    quiet: bool = False,
+    device: str = "auto",
+    dtype: str = "auto",
+) -> ChoiceResult:
+    """Run the experiment on study folder ``run``.
+
+    Writes its ``answer_choice.json`` and returns it.
+    """
+    if samples < 2:
+        raise HalluscanError(
+            f"--samples {samples}: answer choice needs at least 2 samples per question"
+        )
+    if not temperature > 0:
+        raise HalluscanError(f"--temperature {temperature}: sampling needs a temperature above 0")
+    folder = runs.RunDir(Path(run))
+    store = folder.open_store()
+    examples = runs.study_examples(store)
+    test_q, train_q = split_questions([e.qid for e in examples], n_test, seed)
+    bank = _train_bank(folder, store, examples, train_q)
+    plan = StudyPlan.of(runs.stored_config(store))
+    lm = load_model(plan.config.model, device=device, dtype=dtype)
+    trained_on = store.provenance.get("model")
+    if trained_on and model_identity(trained_on) != model_identity(lm.provenance()):
+        raise HalluscanError(
+            f"{plan.config.model} is not the model this study ran ({trained_on.get('model_id')})"
+        )
+    by_id = {q.qid: q for q in plan.dataset.questions}
+    missing = sorted(test_q - set(by_id))
+    if missing:
+        raise HalluscanError(
+            f"{run}: questions {missing[:3]} are not in dataset {plan.config.dataset}; wrong "
+            "dataset?"
+        )
+    qs = [by_id[q] for q in sorted(test_q)]
+    opts = replace(plan.config.generate_options(), temperature=temperature, seed=seed)
+    stored = runs.load_samples(
+        folder, samples, temperature, seed
+    )  # the study's own samples, when it drew them
+    reused = stored is not None and all((q.qid, k) in stored for q in qs for k in range(samples))
+    gens = stored if stored is not None and reused else sample_answers(lm, qs, samples, opts, quiet)
+    scanner = Scanner(lm, bank, generation=plan.config.generate_options(), grader=plan.grader)
+    cands = _candidates(scanner, plan, qs, gens, samples, quiet)
+    greedy = {e.qid: e.correct for e in examples}
+    acc, over_greedy, over_majority = gains(choices([greedy[q.qid] for q in qs], cands), seed)
+    scored = [c for row in cands for c in row if c.scored]
+    y_s, s_s = (
+        np.array([0 if c.correct else 1 for c in scored]),
+        np.array([c.p_wrong for c in scored]),
+    )
+    out = ChoiceResult(
+        len(qs),
+        samples,
+        temperature,
+        seed,
+        scanner.layer,
+        reused,
+        int(bank.meta["n_train"]),
+        acc,
+        over_greedy,
+        over_majority,
+        float(auc_rows(s_s[None], y_s)[0]) if 0 < y_s.sum() < len(y_s) else None,
+        {"run": str(run), "model": lm.provenance(), "dataset": store.provenance.get("dataset")},
+    )
+    atomic.write_json(folder.answer_choice, to_json(out))
+    return out
+
+
+def _candidates(
+    scanner: Scanner,
+    plan: StudyPlan,
+    qs: list[Question],
+    gens: dict[Key, Generation],
+    samples: int,
+    quiet: bool,
+) -> list[list[Candidate]]:
+    """Every sample of every question, graded and scored by the probe (an empty answer.
+
+    As wrong as it gets).
+    """
+    by_id = {q.qid: q for q in qs}
+    keys = [(q.qid, k) for q in qs for k in range(samples)]
+    scorable = [key for key in keys if gens[key].response_ids]
+    bar = tqdm(total=len(scorable), desc="probe scores", unit="answer", disable=quiet)
+    items = [(by_id[q].question, gens[(q, k)].response_ids, by_id[q].relation) for q, k in scorable]
+    scored = dict(
+        zip(scorable, scanner.score_many(items, progress=bar.update, attention=False), strict=True)
+    )
+    bar.close()
+    out = []
+    for q in qs:
+        row = []
+        for k in range(samples):
+            g, r = plan.grader.grade(q, gens[(q.qid, k)]), scored.get((q.qid, k))
+            text = g.exact_text or gens[(q.qid, k)].response
+            p, located = (r.p_wrong, r.verdict_position == BANK_POSITION) if r else (1.0, False)
+            row.append(Candidate(g.correct, text, p, located, scored=r is not None))
+        out.append(row)
+    return out

@@ -1,0 +1,164 @@
+"""The study context: everything a study's stages share, resolved once.
+
+:meth:`StudyContext.build` reads the config, loads the dataset and selects the questions,
+checks that the folds can be filled, loads the model where the device policy puts it, and
+resolves the automatic batch size. Stages receive the context and re-derive none of it: the
+run folder, the device and dtype, the batch size, the site, the bank position, how to prompt
+and stop, and the grader each have this one owner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from halluscan.errors import HalluscanError
+from halluscan.grade import Grader, grader_for
+from halluscan.positions import BANK_POSITION
+from halluscan.records import Dataset, GenerateOptions, Question
+from halluscan.study.config import StudyConfig
+from halluscan.study.runs import RunDir
+
+if TYPE_CHECKING:
+    from halluscan.cluster import RayPlan
+    from halluscan.cluster.worker import WorkerSetup
+    from halluscan.engine.collect import CollectJob
+    from halluscan.models.loading import LoadedModel
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """A study before its model loads: the config, the dataset and its questions, the run folder."""
+
+    config: StudyConfig
+    dataset: Dataset
+    questions: tuple[Question, ...]
+    run: RunDir
+    grader: Grader
+
+    @classmethod
+    def of(cls, cfg: StudyConfig, dataset: Dataset | None = None) -> StudyPlan:
+        """Check ``cfg``, load its dataset (unless given) and select the questions.
+
+        Nothing is written.
+        """
+        from halluscan.data import load_dataset, select_questions
+
+        cfg.validate()
+        ds = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.split, cfg.data_dir)
+        qs = select_questions(ds, cfg.n_questions, cfg.seed)
+        check_folds(cfg, len(qs))
+        run = RunDir.named(cfg.name, cfg.runs_dir)
+        return cls(cfg, ds, tuple(qs), run, grader_for(ds, cfg.locator))
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    """A study with its model loaded: what every stage receives.
+
+    ``config`` holds the resolved batch size (the number ``auto`` became), so the store key and
+    the provenance record it; ``generation`` is built from it once.
+    """
+
+    plan: StudyPlan
+    lm: LoadedModel
+    config: StudyConfig
+    generation: GenerateOptions
+
+    @classmethod
+    def build(cls, plan: StudyPlan) -> StudyContext:
+        """Load the plan's model on its device and resolve the batch size."""
+        from halluscan.models import load_model
+
+        cfg = plan.config
+        lm = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
+        if not cfg.batch_size:  # auto: from the device, and recorded as the number it became
+            cfg = replace(cfg, batch_size=auto_batch(cfg, lm, plan.questions))
+        return cls(plan, lm, cfg, cfg.generate_options())
+
+    @property
+    def dataset(self) -> Dataset:
+        """The study's dataset."""
+        return self.plan.dataset
+
+    @property
+    def questions(self) -> tuple[Question, ...]:
+        """The questions the study asks (all, or the seeded sample of ``n_questions``)."""
+        return self.plan.questions
+
+    @property
+    def run(self) -> RunDir:
+        """The run folder."""
+        return self.plan.run
+
+    @property
+    def grader(self) -> Grader:
+        """The dataset's grader, with the config's locator."""
+        return self.plan.grader
+
+    @property
+    def site(self) -> str:
+        """The activation site the study reads."""
+        return self.config.site
+
+    @property
+    def bank_position(self) -> str:
+        """Where the probe banks are trained and read."""
+        return BANK_POSITION
+
+    @property
+    def probe_device(self) -> str:
+        """Where probes are fitted: the config's, else the model's device."""
+        return self.config.probe_device or self.lm.device
+
+    def collect_job(self) -> CollectJob:
+        """What the collection loop needs, in this process or on a Ray worker."""
+        from halluscan.engine.collect import CollectJob
+
+        opts = replace(
+            self.generation, capture_dtype=self.config.store_dtype
+        )  # captured as the store keeps it
+        return CollectJob(opts, self.grader, tuple(self.config.positions), self.site)
+
+    def ray_plan(self) -> RayPlan:
+        """The config's Ray settings."""
+        from halluscan.cluster import RayPlan
+
+        c = self.config
+        return RayPlan(
+            c.ray, c.workers, c.cpus_per_worker, c.gpus_per_worker, c.ray_write, c.threads, c.quiet
+        )
+
+    def worker_setup(self) -> WorkerSetup:
+        """What each Ray worker loads and runs: the model where the worker's reservation puts it."""
+        from halluscan.cluster.worker import ModelSpec, WorkerSetup
+        from halluscan.models.placement import worker_placement
+
+        c = self.config
+        device, dtype = worker_placement(c.gpus_per_worker, c.dtype)
+        spec = ModelSpec(c.model, device, dtype, c.seed, self.ray_plan().worker_threads)
+        return WorkerSetup(spec, self.collect_job(), c.store_dtype)
+
+
+def check_folds(cfg: StudyConfig, n_questions: int) -> None:
+    """Refuse, before any generation, folds that the question count can never fill."""
+    if cfg.folds * 2 > n_questions:
+        raise HalluscanError(
+            f"--folds {cfg.folds} needs at least {2 * cfg.folds} questions ({cfg.folds} of each "
+            "class), but the "
+            f"study has {n_questions}; use fewer --folds or more questions"
+        )
+
+
+def auto_batch(cfg: StudyConfig, lm: LoadedModel, qs: tuple[Question, ...]) -> int:
+    """The automatic batch size of this study on ``lm``'s device (its longest prompt decides)."""
+    import torch
+
+    from halluscan.models.placement import auto_batch_size
+
+    opts = cfg.generate_options()
+    longest = max(len(lm.prompt_ids(q.question, cfg.system_prompt)) for q in qs)
+    item = torch.finfo(getattr(torch, cfg.store_dtype)).bits // 8
+    return auto_batch_size(
+        lm.model, lm.device, longest + opts.max_new_tokens, opts.tail + opts.max_new_tokens, item
+    )

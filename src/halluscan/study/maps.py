@@ -1,0 +1,36 @@
+"""The study's per-response maps.
+
+The automatic wrong/correct pair and the config's ``report_pairs``, scored.
+
+
+The model scores each response here (:class:`~halluscan.scan.Scanner`); the report draws them.
+"""
+
+from __future__ import annotations
+
+from halluscan.analyses.summary import pick_pair
+from halluscan.probes.bank import ProbeBank
+from halluscan.records import Example
+from halluscan.report.maps import DrawnPair, draw_pair
+from halluscan.scan import Scanner
+from halluscan.study.context import StudyContext
+
+
+def response_maps(ctx: StudyContext, bank: ProbeBank, examples: list[Example]) -> list[DrawnPair]:
+    """Score each pair with ``bank``; draw its activity surfaces and attention heatmaps."""
+    scanner = Scanner(ctx.lm, bank, generation=ctx.generation, grader=ctx.grader)
+    out = []
+    auto = pick_pair(examples)
+    if auto:
+        scored = [scanner.score_ids(e.question, e.response_ids, relation=e.relation) for e in auto]
+        graded: list[str | None] = ["correct" if e.correct else "wrong" for e in auto]
+        out.append(draw_pair("auto", scored, graded, ctx.run.responses))
+    for k, pair in enumerate(ctx.config.report_pairs, start=1):
+        scored = [
+            scanner.score(
+                e["question"], e.get("answer") or None, relation=e.get("relation", "custom")
+            )
+            for e in pair
+        ]
+        out.append(draw_pair(f"pair{k}", scored, [None, None], ctx.run.responses))
+    return out

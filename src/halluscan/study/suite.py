@@ -1,0 +1,90 @@
+"""``halluscan suite``.
+
+One study per dataset on one model, the probe against the baselines on each, and transfer.
+
+
+Each dataset's study lives in ``runs/NAME/<dataset>/`` and is an ordinary study (it resumes, and
+a finished one is not run again). ``runs/NAME/suite.json`` and ``suite.html`` gather, per
+dataset, the accuracy, the best exact-answer cell with its interval, its gain over layer 0 and
+over every baseline, and the train x test matrix of best-cell AUCs (``halluscan probe --runs``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from halluscan import atomic
+from halluscan.analyses.results import Suite, SuiteStudy, Transfer
+from halluscan.errors import HalluscanError
+from halluscan.report.suite import write_suite_report
+from halluscan.study import metrics as metrics_io
+from halluscan.study.config import StudyConfig
+from halluscan.study.pipeline import run_study
+from halluscan.study.runs import RunDir
+from halluscan.study.transfer import transfer_matrix
+
+log = logging.getLogger(__name__)
+
+
+def study_name(dataset: str) -> str:
+    """The folder of a dataset's study inside the suite: its name, or a file's stem."""
+    name = (
+        Path(dataset).stem if ("/" in dataset or dataset.endswith((".csv", ".jsonl"))) else dataset
+    )
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name) or "dataset"
+
+
+def run_suite(cfg: StudyConfig, datasets: list[str]) -> Suite:
+    """Run (or resume) a study per dataset under ``runs/NAME``, then the transfer matrix.
+
+    Write the suite files.
+    """
+    if not datasets:
+        raise HalluscanError(
+            "suite: give --datasets (e.g. world-facts movies winobias winogrande mnli math)"
+        )
+    names = [study_name(d) for d in datasets]
+    if len(set(names)) < len(names):
+        raise HalluscanError(
+            f"suite: two datasets share a folder name ({', '.join(names)}); rename a file"
+        )
+    root = RunDir.named(cfg.name, cfg.runs_dir)
+    t0 = time.perf_counter()
+    results: dict[str, SuiteStudy] = {}
+    with root.hold("halluscan suite"):
+        for dataset, name in zip(datasets, names, strict=True):
+            sub = replace(cfg, dataset=dataset, name=name, runs_dir=str(root.root))
+            run = RunDir.named(name, root.root)
+            t = time.perf_counter()
+            m = (
+                metrics_io.read(run) if run.has_metrics() else run_study(sub)
+            )  # a finished study is not run again
+            results[name] = SuiteStudy.of(m, dataset, round(time.perf_counter() - t, 1))
+            log.warning(
+                "suite: %s done (%s)", name, "resumed" if results[name].wall_s < 1 else "ran"
+            )
+        probed = [n for n in names if results[n].best_cell is not None]
+        matrix = (
+            transfer_matrix([root.root / n for n in probed], cfg.site, cfg.probe_c)
+            if len(probed) > 1
+            else None
+        )
+        suite = Suite(
+            cfg.name,
+            cfg.model,
+            results,
+            Transfer(probed, _rows(matrix) if matrix is not None else []),
+            round(time.perf_counter() - t0, 1),
+        )
+        atomic.write_json(root.suite_json, metrics_io.to_json(suite))
+        write_suite_report(root.suite_html, suite)
+    return suite
+
+
+def _rows(m: np.ndarray) -> list[list[float | None]]:
+    return [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in m]
