@@ -29,11 +29,12 @@ from pathlib import Path
 import torch
 
 from halluscan.data import build_world_facts
-from halluscan.engine import ActivationStore, Item, extract_to_store
+from halluscan.engine import Item, extract_to_store
 from halluscan.engine.inputs import prefill_prefix, shared_prefix_len, suffix_inputs
 from halluscan.models import load_model
 from halluscan.models.sites import cache_kwargs
 from halluscan.positions import resolve
+from halluscan.store import ActivationStore
 from halluscan.study.config import DEFAULT_POSITIONS
 
 SYSTEM = "Answer the question in one short sentence."

@@ -52,7 +52,7 @@ def study(runs: Path, name: str, n: int, given: bool) -> tuple[float, dict]:
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - t
-    return wall, RunDir.named(name, runs).read_metrics()
+    return wall, json.loads(RunDir.named(name, runs).metrics.read_text())
 
 
 def score_file(bank: Path, out: Path) -> dict:

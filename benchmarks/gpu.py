@@ -45,8 +45,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from extraction import batches, make_items  # noqa: E402
 
 from halluscan.data import build_world_facts  # noqa: E402
-from halluscan.engine import ActivationStore, extract_to_store  # noqa: E402
-from halluscan.engine.collect import collect  # noqa: E402
+from halluscan.engine import extract_to_store  # noqa: E402
 from halluscan.engine.extract import forward_capture  # noqa: E402
 from halluscan.engine.generate import generate  # noqa: E402
 from halluscan.engine.inputs import prefill_prefix, shared_prefix_len, suffix_inputs  # noqa: E402
@@ -57,8 +56,11 @@ from halluscan.models.sites import cache_kwargs  # noqa: E402
 from halluscan.positions import VALID  # noqa: E402
 from halluscan.probes.sweep import sweep  # noqa: E402
 from halluscan.records import GenerateOptions  # noqa: E402
+from halluscan.store import ActivationStore  # noqa: E402
 from halluscan.study.config import StudyConfig  # noqa: E402
-from halluscan.study.context import StudySettings  # noqa: E402
+from halluscan.study.context import StudyContext, StudyPlan  # noqa: E402
+from halluscan.study.pipeline import Stores, Timer, collect_stage  # noqa: E402
+from halluscan.study.runs import store_layout  # noqa: E402
 
 SHAPE_KEYS = (
     "hidden_size",
@@ -374,22 +376,16 @@ def main() -> None:
         res["sweep_gpu_vs_cpu"] = sw["one_position_cpu_s"] / sw["one_position_device_s"]
         print(json.dumps(sw), flush=True)
     if "study" not in args.skip:
-        cfg = StudyConfig(batch_size=gbs, quiet=True, store_dtype="bfloat16")
-        settings = StudySettings.build(cfg, build_world_facts())
-        lay = {
-            "positions": list(cfg.positions),
-            "dtype": "bfloat16",
-            "sites": {
-                "residual": {"layers": list(range(lm.n_layers + 1)), "dims": [lm.hidden_size]}
-            },
-        }
         with tempfile.TemporaryDirectory(dir=os.environ.get("HALLUSCAN_BENCH_DIR")) as d:
-            st = ActivationStore.open_or_create(
-                Path(d) / "study", key="k", layout=lay, provenance={}
-            )
-            res["study_questions"] = size["study"]
+            cfg = StudyConfig(batch_size=gbs, quiet=True, store_dtype="bfloat16", runs_dir=d,
+                              n_questions=size["study"], given_bank=False)  # fmt: skip
+            plan = StudyPlan.of(cfg, build_world_facts())
+            ctx = StudyContext(plan, lm, cfg, cfg.generate_options())
+            lay = store_layout(cfg, lm.n_layers, lm.hidden_size)
+            st = ActivationStore.open_or_create(ctx.run.store, key="k", layout=lay, provenance={})
+            res["study_questions"] = len(plan.questions)
             res["study_generate_extract_s"] = timed(
-                lambda: collect(settings, lm, qs[: size["study"]], st), device
+                lambda: collect_stage(ctx, Stores(st, None), Timer()), device
             )
             res["study_stored"] = st.n_examples
         print(

@@ -159,9 +159,8 @@ def main() -> None:
     cpu_rounds: list[float] = []
     ours: dict[str, np.ndarray] = {}
     sk: dict = {}
-    for r in range(
-        max(args.repeats, 1)
-    ):  # rounds before and after sklearn, so both see the same machine
+    # rounds before and after sklearn, so both see the same machine
+    for r in range(max(args.repeats, 1)):
         t, c0 = time.perf_counter(), time.process_time()
         for pos, (x, y, splits) in data.items():
             ours[pos] = cv_auc(x, y, splits, args.c)  # [fold, layer]

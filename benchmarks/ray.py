@@ -41,32 +41,20 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from halluscan.cluster.driver import collect_on_ray, start_workers  # noqa: E402
-from halluscan.data import select_questions  # noqa: E402
-from halluscan.engine.collect import collect  # noqa: E402
 from halluscan.models import load_model  # noqa: E402
 from halluscan.store import ActivationStore  # noqa: E402
-from halluscan.study import given as givenbank  # noqa: E402
-from halluscan.study import runs  # noqa: E402
 from halluscan.study.config import StudyConfig  # noqa: E402
-from halluscan.study.context import StudySettings  # noqa: E402
-from halluscan.study.runs import RunDir  # noqa: E402
+from halluscan.study.context import StudyContext, StudyPlan  # noqa: E402
+from halluscan.study.metrics import to_json  # noqa: E402
+from halluscan.study.pipeline import Stores, Timer, collect_stage, open_stores  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def stores(
-    cfg: StudyConfig, lm: Any, qs: list[Any], settings: StudySettings
-) -> tuple[ActivationStore, Any]:
-    """A fresh study store and its given answers' store, as ``halluscan run`` opens them."""
-    run, key = RunDir.of(cfg), runs.store_key(lm.provenance(), settings.dataset.sha256, cfg)
-    store = ActivationStore.open_or_create(
-        run.store,
-        key=key,
-        layout=runs.store_layout(cfg, lm.n_layers, lm.hidden_size),
-        provenance={},
-    )
-    items = givenbank.given_items(settings, lm, qs)
-    return store, (items, givenbank.open_given_store(run, key, cfg, lm, {}))
+def study(cfg: StudyConfig, lm: Any) -> tuple[StudyContext, Stores]:
+    """A fresh study's context and stores (its own, its given answers'), as ``run`` opens them."""
+    ctx = StudyContext(StudyPlan.of(cfg), lm, cfg, cfg.generate_options())
+    return ctx, open_stores(ctx, {"model": lm.provenance()})
 
 
 def transfer_mbps(ray: Any, shape: tuple[int, ...], repeats: int = 5) -> tuple[float, float]:
@@ -131,14 +119,12 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="halluscan-ray-"))
     base = StudyConfig(n_questions=args.n, runs_dir=str(tmp), quiet=True, batch_size=64)
-    settings = StudySettings.build(base)
-    qs = select_questions(settings.dataset, args.n, base.seed)
     lm = load_model(base.model)
     torch.set_num_threads(2)
-    single_cfg = replace(base, name="single")
-    store, given = stores(single_cfg, lm, qs, replace(settings, config=single_cfg))
+    ctx, st = study(replace(base, name="single"), lm)
+    qs = list(ctx.questions)
     t = time.perf_counter()
-    collect(replace(settings, config=single_cfg), lm, qs, store, given)
+    collect_stage(ctx, st, Timer())
     single_s = time.perf_counter() - t
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
@@ -147,16 +133,17 @@ def main() -> None:
         cfg = replace(
             base, name=f"ray_{mode}", ray="local", workers=2, cpus_per_worker=1.0, ray_write=mode
         )
-        s = replace(settings, config=cfg)
-        store, given = stores(cfg, lm, qs, s)
+        ctx, st = study(cfg, lm)
+        store = st.own
         t = time.perf_counter()
-        workers, box = start_workers(ray, s)  # how long until both workers have the model
+        # until both have the model
+        workers, box = start_workers(ray, ctx.ray_plan(), ctx.worker_setup())
         ray.get([w.load.remote(box) for w in workers])
         startup = time.perf_counter() - t
         for w in workers:
             ray.kill(w)
         t = time.perf_counter()
-        stats = collect_on_ray(s, lm, qs, store, given)
+        stats = collect_on_ray(ctx.ray_plan(), ctx.worker_setup(), lm, qs, store, st.given)
         wall = time.perf_counter() - t
         assert store.n_examples == len(qs) and len(store.stored_ids()) == len(qs)
         on_ray[mode] = {
@@ -166,7 +153,7 @@ def main() -> None:
             "ray_vs_single_throughput_after_startup": round(
                 single_s / max(wall - startup, 1e-9), 3
             ),
-            **stats.to_json(),
+            **to_json(stats.report()),
         }
     n_pos, layers, hidden = len(base.positions), lm.n_layers + 1, lm.hidden_size
     mbps, mb = transfer_mbps(ray, (64, layers, n_pos, hidden))

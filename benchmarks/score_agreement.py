@@ -42,7 +42,7 @@ def main() -> None:
 
     run = RunDir(Path(args.run))
     store = run.open_store()
-    metrics = run.read_metrics()
+    metrics = json.loads(run.metrics.read_text())
     cfg = runs.stored_config(store)
     pos = "exact_answer_last"
     layer = int(metrics["best_cells"][pos]["layer"])
@@ -52,9 +52,8 @@ def main() -> None:
     y = wrong_labels(sub)
     x = store.position(pos)[torch.from_numpy(keep)]
     splits = folds_for(y, [e.qid for e in sub], cfg.folds, cfg.seed)
-    sweep = cv_auc(x, y, splits, cfg.probe_c)[
-        :, store.layers().index(layer)
-    ]  # [fold] at (layer, pos)
+    # [fold] at (layer, pos)
+    sweep = cv_auc(x, y, splits, cfg.probe_c)[:, store.layers().index(layer)]
 
     t0 = time.perf_counter()
     folds, same_token = [], 0

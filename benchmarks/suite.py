@@ -36,9 +36,8 @@ def main() -> None:
     ap.add_argument("--n-questions", type=int, default=300)
     ap.add_argument("--keep", help="keep the runs here (default: a temporary folder)")
     results = ROOT / "benchmarks" / "results"
-    ap.add_argument(
-        "--out", default=str(results.joinpath("suite.json"))
-    )  # the results file, not a run folder
+    # the results file, not a run folder
+    ap.add_argument("--out", default=str(results.joinpath("suite.json")))
     args = ap.parse_args()
     runs = Path(args.keep or tempfile.mkdtemp(prefix="suite-"))
     cmd = [
@@ -70,7 +69,7 @@ def main() -> None:
     s = json.loads(root.suite_json.read_text())
     studies = {}
     for name in s["datasets"]:
-        timings = RunDir(root.root / name).read_metrics()["timings_s"]
+        timings = json.loads(RunDir(root.root / name).metrics.read_text())["timings_s"]
         gen = timings.get("generate_extract", 0.0) - timings.get("given_answers_in_generation", 0.0)
         total = sum(v for k, v in timings.items() if k != "given_answers_in_generation")
         studies[name] = {

@@ -61,9 +61,8 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
         elif (
             isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("halluscan")
         ):
-            for a in (
-                node.names
-            ):  # `from halluscan.study import runs` imports the module halluscan.study.runs
+            # `from halluscan.study import runs` imports the module halluscan.study.runs
+            for a in node.names:
                 sub = f"{node.module}.{a.name}"
                 got.add(sub if sub in known else node.module)
     return got - {name}

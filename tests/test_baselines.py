@@ -74,9 +74,8 @@ def example(
 
 
 def test_the_eight_scores_follow_the_reference_formulas_and_point_to_wrong():
-    e = example(
-        "q", (-0.1, -2.0, -0.5, -0.3), (0.2, 1.0, 0.6, 0.1), Span(0, 7), True
-    )  # "Lima is": tokens 0-1
+    # "Lima is": tokens 0-1
+    e = example("q", (-0.1, -2.0, -0.5, -0.3), (0.2, 1.0, 0.6, 0.1), Span(0, 7), True)
     s = {k: float(v[0]) for k, v in logprob_scores([e]).items()}
     assert s["logprob_mean_response"] == pytest.approx(0.725)  # minus the mean log-prob
     assert s["logprob_min_response"] == pytest.approx(2.0)  # minus the lowest
@@ -120,9 +119,8 @@ def test_baselines_are_scored_on_the_probe_cells_folds_with_paired_gains():
     want = fold_aucs(scores["logprob_mean_response"], y, splits)
     assert b.auc == pytest.approx(want.mean()) and b.n == n
     assert b.gain == pytest.approx(0.9 - want.mean()) and b.probe_clear == (b.gain_ci95[0] > 0)
-    assert out.baselines["entropy_mean_response"].auc == pytest.approx(
-        0.5
-    )  # a constant score: ties
+    # a constant score: ties
+    assert out.baselines["entropy_mean_response"].auc == pytest.approx(0.5)
 
 
 def test_p_true_reads_the_true_options_letter_in_both_orders(lm, monkeypatch):
@@ -142,9 +140,8 @@ def test_p_true_reads_the_true_options_letter_in_both_orders(lm, monkeypatch):
     items = [("What is the capital of Peru", "Lima"), ("What is the capital of France", "Paris")]
     lean = 1 / (1 + math.exp(-4.0))
     np.testing.assert_allclose(ptrue.p_true(lm, items, "true_first"), [lean, lean])  # (A) is True
-    np.testing.assert_allclose(
-        ptrue.p_true(lm, items, "false_first"), [1 - lean, 1 - lean]
-    )  # (A) is False
+    # (A) is False
+    np.testing.assert_allclose(ptrue.p_true(lm, items, "false_first"), [1 - lean, 1 - lean])
     assert ptrue.ORDERS["true_first"][0] == "True" and ptrue.ORDERS["false_first"][0] == "False"
     system = ptrue.INSTRUCTION.format(a="False", b="True")
     assert system.index("(A) False") < system.index("(B) True")

@@ -20,9 +20,8 @@ def test_split_is_disjoint_deterministic_and_checked():
 
 
 def test_majority_vote_normalises_and_takes_the_first_of_the_top_answer():
-    assert (
-        majority(["Paris", "Lyon", "paris.", "The Lyon", "Lyon"]) == 1
-    )  # Lyon x3 (articles, case folded)
+    # Lyon x3 (articles, case folded)
+    assert majority(["Paris", "Lyon", "paris.", "The Lyon", "Lyon"]) == 1
     assert majority(["A", "B"]) == 0
 
 

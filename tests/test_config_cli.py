@@ -53,9 +53,8 @@ def test_bad_csv_is_one_line_and_writes_nothing(capsys, tmp_path):
 def test_unknown_model_is_one_line(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     qs = tmp_path / "q.csv"
-    qs.write_text(
-        "question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10))
-    )  # enough for 5 folds
+    # enough for 5 folds
+    qs.write_text("question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10)))
     code, err = run_cli(
         capsys,
         "run",
@@ -109,9 +108,8 @@ def test_unknown_hub_id_without_network_fails_before_any_download_attempt(
 
 def test_missing_gguf_and_non_model_folder(capsys, tmp_path):
     qs = tmp_path / "q.csv"
-    qs.write_text(
-        "question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10))
-    )  # enough for 5 folds
+    # enough for 5 folds
+    qs.write_text("question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10)))
     code, err = run_cli(
         capsys,
         "run",

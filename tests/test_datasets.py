@@ -71,9 +71,8 @@ def test_choice_naming_both_or_neither_candidate_is_wrong_and_counted():
     assert grade(g, q, "He refers to the designer.") == (False, "designer", "candidate")
     assert grade(g, q, "Either the developer or the designer.") == (False, "developer", "both")
     assert grade(g, q, "It is unclear.") == (False, None, "neither")
-    assert (
-        g.locate(q, "the designer, not the developer")[0].start == 4
-    )  # the earliest named, whatever the grade
+    # the earliest named, whatever the grade
+    assert g.locate(q, "the designer, not the developer")[0].start == 4
 
 
 def test_nli_labels_in_any_word_form():
@@ -88,9 +87,8 @@ def test_nli_labels_in_any_word_form():
     )
     assert grade(g, q, "It represents entailment.") == (False, "entailment", "label")
     assert grade(g, q, "Neither entailment nor contradiction.")[::2] == (False, "ambiguous")
-    assert grade(g, Question("n2", "…", "neutral", ()), "Neutrality.")[
-        0
-    ]  # "neutral" in its noun form
+    # "neutral" in its noun form
+    assert grade(g, Question("n2", "…", "neutral", ()), "Neutrality.")[0]
 
 
 def test_math_numbers_as_words_with_commas_and_decimals_and_refusals():
@@ -215,8 +213,7 @@ def test_number_phrasings_a_reviewer_found():
     assert [v for v, _ in numbers("3/4 of it, then 1e-05")] == [0.75, 1e-05]
     g = NumberGrader({}, ())
     q = Question("m", "What is x?", "3", ("3",), "math")
-    assert grade(g, q, "Since x cannot be negative, x = 3.")[
-        0
-    ]  # the number after the refusal word is the answer
+    # the number after the refusal word is the answer
+    assert grade(g, q, "Since x cannot be negative, x = 3.")[0]
     unanswerable = Question("u", "How old is the captain?", "", (), "math", answerable=False)
     assert grade(g, unanswerable, "I don’t know.")[2] == "refusal"  # curly apostrophe

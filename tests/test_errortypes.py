@@ -30,6 +30,5 @@ def test_each_type_on_a_written_spread_of_six_samples():
     # the types overlap, as in the reference: two wrong clusters of six samples are also "many" (a
     # third)
     assert kinds([wrong] * 6, [None] * 4 + ["Quito"] * 2) == {"no_answer", "many_different_answers"}
-    assert "no_answer" not in kinds(
-        [right] * 4 + [wrong] * 2, ["Lima"] * 4 + [None] * 2
-    )  # the right one is larger
+    # the right one is larger
+    assert "no_answer" not in kinds([right] * 4 + [wrong] * 2, ["Lima"] * 4 + [None] * 2)

@@ -282,9 +282,10 @@ def test_attention_received_matches_eager_output_attentions():
     model = tiny_model("llama")
     seq = (3, 14, 15, 92, 65, 35)
     with torch.inference_mode():
+        # [L, q, k]
         att = torch.stack(model(torch.tensor([seq]), output_attentions=True).attentions)[:, 0].mean(
             1
-        )  # [L, q, k]
+        )
     got = attention_received(model, [seq], 0)[0]
     later = torch.ones(6, 6).tril(-1)
     want = (att * later).sum(1) / later.sum(0).clamp(min=1)

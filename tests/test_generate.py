@@ -55,6 +55,5 @@ def test_stopped_by(stream, mode, response, stopped_by):
     assert (gen.response, gen.stopped_by) == (response, stopped_by)
     # the last token the rule took belongs to the answer exactly when the answer keeps it
     assert row.in_answer == (len(gen.response_ids) == len(row.ids))
-    assert (row.starts, row.text) == token_starts(
-        lm.tokenizer, row.ids
-    )  # offsets kept while decoding
+    # offsets kept while decoding
+    assert (row.starts, row.text) == token_starts(lm.tokenizer, row.ids)

@@ -166,9 +166,8 @@ def test_forked_answers_equal_teacher_forcing_and_the_generation_pass_stores_the
     plain_store = ActivationStore.open_or_create(
         tmp_path / "plain", key="k", layout=layout, provenance={}
     )
-    assert (
-        collect_stage(ctx, Stores(plain_store, None), Timer()) == 0.0
-    )  # the forks leave the generation as it was:
+    # the forks leave the generation as it was:
+    assert collect_stage(ctx, Stores(plain_store, None), Timer()) == 0.0
     assert [e["response_ids"] for e in store.examples()] == [
         e["response_ids"] for e in plain_store.examples()
     ]
@@ -183,9 +182,8 @@ def test_forked_answers_equal_teacher_forcing_and_the_generation_pass_stores_the
     a = during.position("exact_answer_last")
     b = alone.position("exact_answer_last")[[ids_b.index(i) for i in ids_a]]
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
-    f = next(
-        it for it in items if it.answer.item_id == ids_a[3]
-    )  # and both equal plain teacher forcing
+    # and both equal plain teacher forcing
+    f = next(it for it in items if it.answer.item_id == ids_a[3])
     prompt = lm.prompt_ids(f.answer.question, cfg.system_prompt)
     plain = extract_positions(lm, [prompt + f.ids], [[len(prompt) + f.cols["exact_answer_last"]]])[
         0, :, 0
@@ -242,14 +240,12 @@ def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):
         "sampling_consistency",
     } <= set(m.baselines)
     assert m.headline.layer == m.finding.best_exact_layer and "p_true" in m.timings_s
-    types = (
-        m.error_types.types
-    )  # --samples 2: the types of error, and a probe for those with enough questions
+    # --samples 2: the types of error, and a probe for those with enough questions
+    types = m.error_types.types
     assert m.error_types.samples == 2 and sum(t.count for t in types.values()) > 0
     assert "Types of error" in run.report.read_text()
-    top = (
-        run.report.read_text().split("class='finding'>")[1].split("</div>")[0]
-    )  # the headline, at the top
+    # the headline, at the top
+    top = run.report.read_text().split("class='finding'>")[1].split("</div>")[0]
     assert "Gain over token identity" in top and f"<b>{m.headline.gain_over_layer0:.3f}</b>" in top
     assert "beats every baseline" in top
     assert "Given answers: scoring an answer the model did not write" in run.report.read_text()
@@ -321,9 +317,8 @@ def test_answer_choice_reuses_the_studys_samples(tiny, monkeypatch):
         == 0
     )
     assert json.loads(run.answer_choice.read_text())["samples_reused_from_study"] is True
-    with pytest.raises(
-        AssertionError, match="sampled again"
-    ):  # 3 samples were never drawn: it samples
+    # 3 samples were never drawn: it samples
+    with pytest.raises(AssertionError, match="sampled again"):
         choice.answer_choice(run.root, samples=3, n_test=10, quiet=True)
 
 

@@ -38,9 +38,8 @@ def test_the_gpu_benchmark_runs_tiny_on_the_cpu(tmp_path):
     for key in KEYS:
         assert isinstance(res[key], float) and math.isfinite(res[key]) and res[key] > 0, key
     assert res["device"] == "cpu" and res["study_stored"] == res["study_questions"]
-    assert (
-        res["sweep"]["max_abs_auc_diff_device_vs_cpu"] == 0.0
-    )  # the same device: the same numbers
+    # the same device: the same numbers
+    assert res["sweep"]["max_abs_auc_diff_device_vs_cpu"] == 0.0
 
 
 def test_auto_is_the_cpu_in_float32_without_a_gpu(monkeypatch):

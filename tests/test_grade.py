@@ -103,9 +103,8 @@ def test_class_blind_uses_the_same_rule_for_both_classes():
     d = grader("asymmetric").grade(right, hedged)
     assert c.correct and d.correct
     assert c.exact_text == "Lyon" and d.exact_text == "Paris" and d.locator == "alias"
-    assert (
-        grader("asymmetric").grade(wrong, gen(text)).exact_text == "Paris"
-    )  # wrong ones use the rule
+    # wrong ones use the rule
+    assert grader("asymmetric").grade(wrong, gen(text)).exact_text == "Paris"
 
 
 def test_nothing_to_locate():

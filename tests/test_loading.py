@@ -58,9 +58,8 @@ def test_gguf_cache_is_float32_whatever_dtype_comes_first(fake_gguf):
     for (
         k,
         v,
-    ) in (
-        full.model.state_dict().items()
-    ):  # exactly the float32 weights, not bfloat16 ones cast back up
+        # exactly the float32 weights, not bfloat16 ones cast back up
+    ) in full.model.state_dict().items():
         assert v.dtype == torch.float32 and torch.equal(v, want[k]), k
 
 
@@ -73,9 +72,8 @@ def test_a_cache_in_another_dtype_is_converted_again(fake_gguf):
     (cache / "config.json").write_text(json.dumps(cfg))
     lm = loading.load_model(str(path))
     assert len(conversions) == 2 and loading._cache_dtype(cache) == "float32"
-    assert [p.name for p in (loading.cache_root() / "models").iterdir()] == [
-        cache.name
-    ]  # nothing stale left
+    # nothing stale left
+    assert [p.name for p in (loading.cache_root() / "models").iterdir()] == [cache.name]
     assert torch.equal(lm.model.lm_head.weight, tiny_model("llama").lm_head.weight)
 
 
@@ -108,9 +106,8 @@ def test_unsupported_architecture_is_refused_before_a_run_folder_exists(tmp_path
     ):
         loading.load_model(str(model))
     qs = tmp_path / "q.csv"
-    qs.write_text(
-        "question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10))
-    )  # enough for 5 folds
+    # enough for 5 folds
+    qs.write_text("question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10)))
     runs = tmp_path / "runs"
     capsys.readouterr()  # drop transformers' progress bars from saving the model
     code = main(

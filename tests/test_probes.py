@@ -171,9 +171,8 @@ def test_fit_logreg_folds_match_sklearn_per_fold_with_odd_features():
             ref.fit(x[tr, p], y[tr])
             ours = x[:, p] @ w[p, f].numpy() + float(b[p, f])
             assert np.allclose(ours, ref.decision_function(x[:, p]), atol=2e-3)
-            assert np.allclose(
-                fit.logits[p, f].numpy(), ours, atol=1e-3
-            )  # logits kept along the way
+            # logits kept along the way
+            assert np.allclose(fit.logits[p, f].numpy(), ours, atol=1e-3)
 
 
 def test_fit_logreg_shrinking_batch_keeps_early_results():

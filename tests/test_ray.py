@@ -5,7 +5,6 @@ Same results as one process, faults.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -35,15 +34,10 @@ def tiny(tmp_path_factory):
 
 
 def _study(tiny: Path, name: str, **over):
-    """The context, store and given answers (with their store) of a fresh study ``name``."""
-    from halluscan.data import select_questions
-    from halluscan.models import load_model
-    from halluscan.store import ActivationStore
-    from halluscan.study import given as givenbank
-    from halluscan.study import runs
+    """The context and stores (its own, and its given answers') of a fresh study ``name``."""
     from halluscan.study.config import StudyConfig
-    from halluscan.study.context import StudySettings
-    from halluscan.study.runs import RunDir
+    from halluscan.study.context import StudyContext, StudyPlan
+    from halluscan.study.pipeline import open_stores
 
     cfg = StudyConfig(
         model=str(tiny / "model"),
@@ -60,15 +54,17 @@ def _study(tiny: Path, name: str, **over):
         workers=2,
         **over,
     )
-    settings = StudySettings.build(cfg)
-    lm = load_model(cfg.model)
-    qs = select_questions(settings.dataset, 0, cfg.seed)
-    run, key = RunDir.of(cfg), "k"
-    layout = runs.store_layout(cfg, lm.n_layers, lm.hidden_size)
-    store = ActivationStore.open_or_create(run.store, key=key, layout=layout, provenance={})
-    items = givenbank.given_items(settings, lm, qs)
-    gstore = givenbank.open_given_store(run, key, cfg, lm, {})
-    return settings, lm, qs, store, (items, gstore)
+    ctx = StudyContext.build(StudyPlan.of(cfg))
+    return ctx, open_stores(ctx, {"model": ctx.lm.provenance()})
+
+
+def _on_ray(ctx, stores, **kw):
+    from halluscan.cluster.driver import collect_on_ray
+
+    questions = list(ctx.questions)
+    return collect_on_ray(
+        ctx.ray_plan(), ctx.worker_setup(), ctx.lm, questions, stores.own, stores.given, **kw
+    )
 
 
 def _by_id(store) -> dict[str, tuple[dict, np.ndarray]]:
@@ -100,30 +96,29 @@ def _same(a, b) -> None:
 
 @pytest.mark.parametrize("write", ["object", "shared"])
 def test_a_ray_study_stores_what_one_process_stores(cluster, tiny, write):
-    from halluscan.cluster.driver import collect_on_ray
     from halluscan.cluster.sweep import sweep_on_ray
-    from halluscan.engine.collect import collect
-    from halluscan.probes.sweep import sweep_store, wrong_labels
+    from halluscan.probes.sweep import wrong_labels
+    from halluscan.study.arrays import sweep_store
+    from halluscan.study.pipeline import Timer, collect_stage
     from halluscan.study.runs import study_examples
 
-    settings, lm, qs, one, given_one = _study(tiny, f"one_{write}")
-    collect(settings, lm, qs, one, given_one)
-    settings, lm, qs, on_ray, given_ray = _study(tiny, f"ray_{write}", ray_write=write)
-    stats = collect_on_ray(settings, lm, qs, on_ray, given_ray)
-    assert stats.chunks == 2 * len(qs) // 4  # a chunk per batch, and one of given answers per batch
-    assert len(stats.questions) == 2 and sum(stats.questions.values()) == len(
-        qs
-    )  # both workers took shards
-    _same(one, on_ray)
-    _same(given_one[1], given_ray[1])
-    files = {p.name for p in on_ray.root.rglob("*") if p.is_file()} - {"manifest.json"}
-    names = {f"{c}.{e}" for c in on_ray.chunk_names for e in ("npy", "jsonl")}
+    ctx, one = _study(tiny, f"one_{write}", ray="")
+    collect_stage(ctx, one, Timer())
+    ctx, on_ray = _study(tiny, f"ray_{write}", ray_write=write)
+    stats = _on_ray(ctx, on_ray)
+    n = len(ctx.questions)
+    assert stats.chunks == 2 * n // 4  # a chunk per batch, and one of given answers per batch
+    assert len(stats.questions) == 2 and sum(stats.questions.values()) == n  # both took shards
+    _same(one.own, on_ray.own)
+    _same(one.given.store, on_ray.given.store)
+    files = {p.name for p in on_ray.own.root.rglob("*") if p.is_file()} - {"manifest.json"}
+    names = {f"{c}.{e}" for c in on_ray.own.chunk_names for e in ("npy", "jsonl")}
     assert files <= names  # nothing left that no manifest names
     # the sweep on Ray: one task per position, the same AUCs as in one process
-    examples = study_examples(on_ray)
+    examples = study_examples(on_ray.own)
     y, groups = wrong_labels(examples), [e.qid for e in examples]
-    here = sweep_store(on_ray, y, groups, folds=3, c=settings.config.probe_c, quiet=True)
-    there = sweep_on_ray(settings.config, on_ray, y, groups)
+    here = sweep_store(on_ray.own, y, groups, ctx.config.cv, quiet=True)
+    there = sweep_on_ray(ctx.ray_plan(), on_ray.own, ctx.site, y, groups, ctx.config.cv)
     assert np.isfinite(here.auc).sum() > 0
     np.testing.assert_allclose(there.auc, here.auc, atol=1e-6)
     np.testing.assert_allclose(there.per_fold, here.per_fold, atol=1e-6)
@@ -139,30 +134,24 @@ def test_a_worker_killed_mid_run_loses_and_repeats_nothing(cluster, tiny, restar
     """A crash (Ray restarts the actor and retries its shards), or a worker gone for good."""
     import signal
 
-    from halluscan.cluster.driver import IN_FLIGHT, collect_on_ray
+    from halluscan.cluster.driver import IN_FLIGHT
 
-    settings, lm, qs, store, given = _study(tiny, f"kill_{restart}")
+    ctx, stores = _study(tiny, f"kill_{restart}")
     killed = []
 
     def kill_one(workers, stats):
         if killed:
             return
-        host = next(
-            iter(stats.questions)
-        )  # a worker whose shard was just committed: it has more in flight
+        host = next(iter(stats.questions))  # its shard was just committed: it has more in flight
         killed.append(host)
-        if (
-            restart
-        ):  # the process dies at once, whatever it is doing: Ray restarts it and retries its shards
+        if restart:  # the process dies at once: Ray restarts it and retries its shards
             os.kill(int(host.split(":")[1]), signal.SIGKILL)
-        # at once, no restart: its shards in flight (each worker has some) fail, and the other takes
-        # them
-        else:
+        else:  # gone for good: its shards in flight fail, and the other worker takes them
             ray.kill(workers[0], no_restart=True)
 
-    stats = collect_on_ray(settings, lm, qs, store, given, on_commit=kill_one)
-    _complete(store, [q.qid for q in qs])
-    _complete(given[1], [f.answer.item_id for f in given[0]])
+    stats = _on_ray(ctx, stores, on_commit=kill_one)
+    _complete(stores.own, [q.qid for q in ctx.questions])
+    _complete(stores.given.store, [f.id() for f in stores.given.items])
     if restart:  # the restarted worker (a new pid) ran the shards it had in flight, retried by Ray
         assert len(stats.questions) == 3 and killed[0] in stats.questions and stats.reassigned == 0
     else:
@@ -187,6 +176,8 @@ sys.exit(cli.main(sys.argv[1:]))
 def test_a_driver_killed_with_sigkill_resumes_at_the_first_uncommitted_shard(cluster, tiny):
     from halluscan.cli import main
     from halluscan.store import ActivationStore
+    from halluscan.study import metrics as metrics_io
+    from halluscan.study.runs import RunDir
 
     args = [
         "run",
@@ -219,25 +210,21 @@ def test_a_driver_killed_with_sigkill_resumes_at_the_first_uncommitted_shard(clu
     )
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     store = tiny / "runs" / "sigkill" / "store"
-    before = json.loads((store / "manifest.json").read_text())["chunks"]
+    before = ActivationStore.open(store).chunk_names
     assert 1 <= len(before) < 18  # killed mid-run, with some shards committed
     assert main(args) == 0
     after = ActivationStore.open(store)
-    assert [c["name"] for c in after._manifest["chunks"][: len(before)]] == [
-        c["name"] for c in before
-    ]
+    assert after.chunk_names[: len(before)] == before
     ids = [r["qid"] for r in after.examples()]
     assert len(ids) == len(set(ids)) == 72
     given = ActivationStore.open(tiny / "runs" / "sigkill" / "store_given")
     gids = [r["qid"] for r in given.examples()]
-    assert (
-        len(gids) == len(set(gids)) == 144
-    )  # a gold and a false answer per question, each stored once
+    assert len(gids) == len(set(gids)) == 144  # a gold and a false answer per question, once each
     for st in (after, given):  # no file that no manifest names is left behind
         files = {p.name for p in st.root.rglob("*") if p.is_file()} - {"manifest.json"}
         assert files <= {f"{c}.{e}" for c in st.chunk_names for e in ("npy", "jsonl")}
-    metrics = json.loads((tiny / "runs" / "sigkill" / "metrics.json").read_text())
-    assert metrics["ray"]["workers"] == 2 and metrics["n_graded"] == 72
+    metrics = metrics_io.read(RunDir.named("sigkill", tiny / "runs"))
+    assert metrics.ray.workers == 2 and metrics.summary.n_graded == 72
 
 
 def test_ray_flags_and_their_checks():
@@ -271,34 +258,28 @@ def test_ray_flags_and_their_checks():
         {"ray_write": "nfs"},
         {"ray": "local", "gpus_per_worker": 1},
     )
-    for (
-        bad
-    ) in bad_ones:  # the last: the driver cannot size a GPU worker's batch, so it must be given
+    # the last: the driver cannot size a GPU worker's batch, so it must be given
+    for bad in bad_ones:
         with pytest.raises(HalluscanError):
             replace(StudyConfig(), **bad).validate()
 
 
-def test_workers_the_cluster_cannot_place_are_refused_and_the_store_names_the_workers_device(
-    cluster,
-):
-    from halluscan.cluster import worker_provenance
+def test_workers_the_cluster_cannot_place_are_refused_and_workers_use_the_device_policy(cluster):
+    from halluscan.cluster import RayPlan
     from halluscan.cluster.driver import check_room
     from halluscan.errors import HalluscanError
-    from halluscan.study.config import StudyConfig
+    from halluscan.models.placement import worker_placement
 
-    check_room(ray, StudyConfig(ray="local", workers=2))  # 2 x 1 CPU: fits the 2-CPU instance
-    for too_many in ({"workers": 3}, {"workers": 1, "gpus_per_worker": 1.0, "batch_size": 8}):
+    check_room(ray, RayPlan("local", workers=2))  # 2 x 1 CPU: fits the 2-CPU instance
+    for too_many in ({"workers": 3}, {"workers": 1, "gpus_per_worker": 1.0}):
         with pytest.raises(HalluscanError, match="use fewer --workers"):
-            check_room(ray, StudyConfig(ray="local", **too_many))
-    driver = {"model_id": "m", "device": "cpu", "dtype": "torch.float32"}
-    gpu = StudyConfig(ray="local", gpus_per_worker=1.0, batch_size=8)
-    assert worker_provenance(driver, gpu) | {} == {
-        "model_id": "m",
-        "device": "cuda",
-        "dtype": "torch.bfloat16",
-    }
-    assert worker_provenance(driver, replace(gpu, dtype="float16"))["dtype"] == "torch.float16"
-    assert worker_provenance(driver, StudyConfig(ray="local")) == driver
+            check_room(ray, RayPlan("local", **too_many))
+    # a worker that reserves a GPU runs on it, with the same auto dtype as one process there
+    assert worker_placement(1.0) == ("cuda", "bfloat16")
+    assert worker_placement(1.0, "float16") == ("cuda", "float16")
+    assert worker_placement(0.0) == ("cpu", "float32")
+    with pytest.raises(HalluscanError, match="--dtype 'half'"):
+        worker_placement(0.0, "half")
 
 
 def test_a_shard_that_fails_on_its_worker_is_a_one_line_error():
@@ -312,9 +293,8 @@ def test_a_shard_that_fails_on_its_worker_is_a_one_line_error():
     msg = str(_task_error(Shard(3, []), Failed()))
     assert "shard 3" in msg and "CUDA out of memory" in msg and "run the same command again" in msg
     assert "\n" not in msg
-    Failed.cause = HalluscanError(
-        "models/x: no model here; check --model"
-    )  # halluscan's own: its message as is
+    # halluscan's own: its message as is
+    Failed.cause = HalluscanError("models/x: no model here; check --model")
     assert (
         str(_task_error(Shard(0, []), Failed()))
         == "on a Ray worker: models/x: no model here; check --model"

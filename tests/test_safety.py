@@ -116,9 +116,8 @@ def test_a_run_killed_with_sigkill_leaves_no_lock_that_blocks_its_resume(tiny_st
     wait_for(lambda: committed(run) >= 2, first, "two chunks were committed")
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=60)
-    assert (
-        lock_pid(run) == first.pid and committed(run) < N_RACE // 8
-    )  # killed mid-way, its note left behind
+    # killed mid-way, its note left behind
+    assert lock_pid(run) == first.pid and committed(run) < N_RACE // 8
     assert main(run_args(tiny_study, "killed")) == 0, capsys.readouterr().err
     check_store(run)
 
@@ -133,9 +132,8 @@ def test_an_all_wrong_study_still_writes_its_report(tiny_study, capsys, caplog):
     assert "0 correct and 600 wrong" in why and "5 more correct answers are needed" in why
     html = (run / "report.html").read_text()
     assert "accuracy <b>0.000</b>" in html and "5 more correct answers are needed" in html
-    assert (
-        "What is the capital of Peru" in html and "Exact-answer location" in html
-    )  # the graded answers
+    # the graded answers
+    assert "What is the capital of Peru" in html and "Exact-answer location" in html
     assert not (run / "heatmap.png").exists()
     assert "warning: No probe heatmap" in caplog.text and "no probes (see the warning)" in out
 
@@ -190,9 +188,8 @@ def test_the_batch_size_and_the_models_provenance_are_part_of_the_store_key():
         {**prov, "revision": "sha256:b"},
         {**prov, "device": "cuda"},
     ]
-    assert (
-        len({store_key(p, "d", StudyConfig()) for p in variants}) == 4
-    )  # the same name, another model: refused
+    # the same name, another model: refused
+    assert len({store_key(p, "d", StudyConfig()) for p in variants}) == 4
 
 
 def one_line(capsys, *args: str) -> str:
@@ -398,17 +395,15 @@ def test_hostile_markup_in_user_text_is_drawn_literally(tmp_path):
         )
     )
     for fig in figs:
-        js = json.dumps(
-            json.loads(fig.to_json())
-        )  # plotly's JSON escapes "/" and "<"; compare the text itself
+        # plotly's JSON escapes "/" and "<"; compare the text itself
+        js = json.dumps(json.loads(fig.to_json()))
         for raw in ("<b>bold", "<a href", "<span style"):
             assert raw not in js
         assert "&lt;b&gt;bold&lt;/b&gt; &lt;a href=" in js
     ticks = figs[1].layout.xaxis.ticktext
     assert list(ticks) == ["&lt;b&gt;", "Lima", "&lt;/b&gt;", "$x$"]
     assert figs[0].data[0].customdata[0][0] == "&lt;b&gt;"  # hover text too
-    assert figs[0].layout.scene.xaxis.ticktext == tuple(
-        tokens
-    )  # 3D labels: plain text, entities would show
+    # 3D labels: plain text, entities would show
+    assert figs[0].layout.scene.xaxis.ticktext == tuple(tokens)
     for p in figures.activity_files([r], tmp_path) + figures.attention_files(r, tmp_path):
         assert p.stat().st_size > 1000

@@ -157,9 +157,8 @@ def test_figures_share_one_colour_scale_and_label_tokens(scanner, tmp_path):
     for t in heatmaps:
         assert (t.zmin, t.zmax, t.zmid) == (-lim, lim, 0)
         assert list(t.y) == a.activity_layers
-    assert (
-        surfaces[0].colorscale[0][1] == "#1a9850" and surfaces[0].colorscale[-1][1] == "#d73027"
-    )  # green..red
+    scale = surfaces[0].colorscale
+    assert scale[0][1] == "#1a9850" and scale[-1][1] == "#d73027"  # green..red
     assert (
         list(fig.layout.xaxis.ticktext) == a.tokens and list(fig.layout.xaxis2.ticktext) == b.tokens
     )
@@ -302,9 +301,8 @@ def test_default_bank_runs_the_default_study_when_missing(tmp_path, monkeypatch,
         folder == tmp_path / "demo" / "probes" and len(calls) == 1 and calls[0].model == "smollm2"
     )
     assert "running the default study" in capsys.readouterr().err
-    assert (
-        default_bank("smollm2", str(tmp_path), quiet=True) == folder and len(calls) == 1
-    )  # now it exists
+    # now it exists
+    assert default_bank("smollm2", str(tmp_path), quiet=True) == folder and len(calls) == 1
     assert str(default_bank("org/other-model", str(tmp_path), quiet=True)).endswith(
         "default-other-model/probes"
     )

@@ -90,9 +90,8 @@ def test_attention_capture_keeps_the_sdpa_kernel_and_its_output():
     assert cap.stacked("attn_weights").shape == (1, 2, 1, 4, 6)
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    assert (
-        "sdpa" not in ALL_ATTENTION_FUNCTIONS._local_mapping
-    )  # the wrapper is gone after the block
+    # the wrapper is gone after the block
+    assert "sdpa" not in ALL_ATTENTION_FUNCTIONS._local_mapping
 
 
 def test_bad_site_or_layer():

@@ -48,9 +48,8 @@ def same(ref, got):
     assert [r.ids for r in rows] == [r.ids for r in got[0]]
     assert [r.stopped_by for r in rows] == [r.stopped_by for r in got[0]]
     for (r, i), s in states.items():
-        if i < len(
-            rows[r].ids
-        ):  # a static batch also feeds finished rows; those states are never read
+        # a static batch also feeds finished rows; those states are never read
+        if i < len(rows[r].ids):
             torch.testing.assert_close(got[1][r, i][:, -1], s[:, -1], atol=1e-5, rtol=1e-4)
 
 
@@ -122,9 +121,8 @@ def test_auto_decodes_eagerly_on_the_cpu_and_statically_for_a_gpu_batch(lm):
     assert static.choose_decoder(opts, lm, 64) == "eager"
     gpu = SimpleNamespace(device="cuda:0", model=SimpleNamespace(hf_device_map=None))
     assert static.choose_decoder(opts, gpu, 64) == "compiled"
-    assert (
-        static.choose_decoder(opts, gpu, 1) == "eager"
-    )  # one answer (score): compiling costs more
+    # one answer (score): compiling costs more
+    assert static.choose_decoder(opts, gpu, 1) == "eager"
     spread = SimpleNamespace(device="cuda:0", model=SimpleNamespace(hf_device_map={"a": 0, "b": 1}))
     assert static.choose_decoder(opts, spread, 64) == "eager"
     assert static.choose_decoder(replace(opts, decoder="static"), lm, 64) == "static"
@@ -162,9 +160,8 @@ def test_the_automatic_batch_size_follows_the_cards_memory(monkeypatch):
     card["memory"] = 24 * gb
     small = auto_batch_size(model, "cuda", 64 + 32, 8 + 32, 2)
     assert 8 <= small < 256 and small % 8 == 0
-    assert (
-        auto_batch_size(model, "cuda", 1024 + 32, 8 + 32, 2) < small
-    )  # longer prompts, fewer rows
+    # longer prompts, fewer rows
+    assert auto_batch_size(model, "cuda", 1024 + 32, 8 + 32, 2) < small
     card["memory"] = 15 * gb  # the weights (15.0 GiB) fill it: one row, and the OOM will say so
     assert auto_batch_size(model, "cuda", 96, 40, 2) == 1
     assert auto_batch_size(model, "cpu", 96, 40, 2) == CPU_BATCH
@@ -179,8 +176,7 @@ def test_batch_size_0_is_auto_and_the_store_key_records_the_number(tmp_path):
     cfg = StudyConfig()
     assert cfg.batch_size == 0 and cfg.generate_options().batch_size == GenerateOptions.batch_size
     lm = load_model(str(tiny_folder(tmp_path / "m")))
-    assert (
-        auto_batch(cfg, lm, (Question("q1", "paris france", "paris", "capital"),)) == 64
-    )  # the CPU's
+    # the CPU's
+    assert auto_batch(cfg, lm, (Question("q1", "paris france", "paris", "capital"),)) == 64
     with pytest.raises(Exception, match="batch_size=-1 is too small"):
         StudyConfig(batch_size=-1).validate()

@@ -202,9 +202,8 @@ def test_a_group_commit_lists_several_written_chunks_in_one_manifest_write(tmp_p
     s.commit(entries)
     assert len(writes) == 1 and s.chunk_names == ["chunk_r0", "chunk_r1"] and s.n_examples == 3
     assert make(tmp_path / "s").verify() == []
-    with pytest.raises(
-        ValueError, match="already stored"
-    ):  # an id twice in one group, or again later
+    # an id twice in one group, or again later
+    with pytest.raises(ValueError, match="already stored"):
         s.commit([("chunk_r2", ["d"], {}), ("chunk_r3", ["d"], {})])
     with pytest.raises(ValueError, match="already committed"):
         s.commit([("chunk_r0", ["e"], {})])

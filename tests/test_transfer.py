@@ -18,9 +18,8 @@ def make_store(root, n, seed, signal_layer=1, flip=False, provenance=None, dims=
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
     x = rng.normal(size=(n, 2, 2, dims)).astype(np.float32)
-    x[:, signal_layer, :, 0] += (1 - 2 * y if flip else 2 * y - 1)[
-        :, None
-    ] * 1.5  # wrong answers shift feature 0
+    # wrong answers shift feature 0
+    x[:, signal_layer, :, 0] += (1 - 2 * y if flip else 2 * y - 1)[:, None] * 1.5
     lay = {**LAYOUT, "sites": {"residual": {"layers": [0, 1], "dims": [dims]}}}
     s = ActivationStore.open_or_create(root, key="k", layout=lay, provenance=provenance or {})
     s.append(

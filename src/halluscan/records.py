@@ -34,9 +34,8 @@ class Dataset:
     relation_vocab: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Further entity names of any kind that an answer may name.
     entity_vocab: tuple[str, ...] = ()
-    kind: str = (
-        "alias"  # which grader: alias, choice (two candidates), label (mnli) or number (math)
-    )
+    # which grader: alias, choice (two candidates), label (mnli) or number (math)
+    kind: str = "alias"
 
 
 @dataclass(frozen=True)
@@ -50,9 +49,8 @@ class Generation:
     # Character offset where each response token starts in ``response`` (len = n tokens).
     token_starts: tuple[int, ...]
     stopped_by: str  # "sentence", "line", "eos" or "length"
-    token_logprobs: tuple[
-        float, ...
-    ] = ()  # log p of each response token under the model (greedy: its max)
+    # log p of each response token under the model (greedy: its max)
+    token_logprobs: tuple[float, ...] = ()
     token_entropies: tuple[float, ...] = ()  # entropy of the distribution each token came from
 
 
@@ -76,9 +74,8 @@ class Grade:
     locator: str  # which rule found exact_span ("relation", "entity", "fallback", "alias", "none")
 
 
-DEFAULT_SYSTEM_PROMPT = (
-    "Answer the question in one short sentence."  # what a study asks chat models
-)
+# what a study asks chat models
+DEFAULT_SYSTEM_PROMPT = "Answer the question in one short sentence."
 # The settings a probe bank records of its study, so that scoring prompts and stops as its study
 # did.
 BANK_SETTINGS = ("system_prompt", "max_new_tokens", "stop")
@@ -95,15 +92,12 @@ class GenerateOptions:
     tail: int = 8  # prompt tokens whose activations are kept (last_q and negative positions)
     share_prefix: bool = True  # run the prompts' common prefix once per batch
     temperature: float = 0.0  # 0 = greedy; > 0 samples from softmax(logits / temperature)
-    seed: int = (
-        0  # for sampling (each batch draws from its own generator seeded with seed + batch index)
-    )
-    capture_dtype: str = (
-        "float32"  # dtype of captured states ("bfloat16": what the store keeps, half the memory)
-    )
-    token_stats: bool = (
-        True  # record each token's log-probability and entropy (the log-prob baselines)
-    )
+    # for sampling (each batch draws from its own generator seeded with seed + batch index)
+    seed: int = 0
+    # dtype of captured states ("bfloat16": what the store keeps, half the memory)
+    capture_dtype: str = "float32"
+    # record each token's log-probability and entropy (the log-prob baselines)
+    token_stats: bool = True
     # eager (rows leave), static (fixed shapes), compiled (static + CUDA graphs); auto: by device
     decoder: str = "auto"
 
@@ -139,9 +133,8 @@ class Example:
     n_prompt: int
     response_ids: tuple[int, ...]
     positions: dict[str, int | None]  # named position -> index in prompt + response (None = absent)
-    token_logprobs: tuple[
-        float, ...
-    ] = ()  # per response token, from the generation pass (baselines)
+    # per response token, from the generation pass (baselines)
+    token_logprobs: tuple[float, ...] = ()
     token_entropies: tuple[float, ...] = ()
     token_starts: tuple[int, ...] = ()  # where each response token starts in ``response``
 

@@ -81,9 +81,8 @@ def test_end_to_end_small_slice(slice_run):
     assert saved["n_graded"] == 72 and 0 < saved["accuracy"] < 1
     auc = np.array(saved["heatmap"]["auc"], dtype=float)
     assert auc.shape == (31, 15) and saved["heatmap"]["layers"] == list(range(31))
-    assert saved["heatmap"]["auc"][0][0] == pytest.approx(
-        0.5, abs=0.02
-    )  # layer 0 at last_q: same token for all
+    # layer 0 at last_q: same token for all
+    assert saved["heatmap"]["auc"][0][0] == pytest.approx(0.5, abs=0.02)
     for key in (
         "accuracy_by_relation",
         "exact_answer_found",

@@ -33,9 +33,8 @@ from halluscan.records import Example
 from halluscan.text import normalize
 
 SPANS = ("response", "exact_answer")
-Scores = dict[
-    str, np.ndarray
-]  # baseline name -> a score per example, higher = more likely wrong (NaN: none)
+# baseline name -> a score per example, higher = more likely wrong (NaN: none)
+Scores = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)

@@ -74,9 +74,8 @@ class Metrics:
     headline: Headline | None = field(default=None, metadata=OMIT)
     baselines: dict[str, Baseline] | None = field(default=None, metadata=OMIT)
     error_types: ErrorTypes | None = field(default=None, metadata=OMIT)
-    probe_bank: str | None = (
-        None  # folder of the saved own-answer bank (None: none could be fitted)
-    )
+    # folder of the saved own-answer bank (None: none could be fitted)
+    probe_bank: str | None = None
     given_bank: GivenBank | None = field(default=None, metadata=OMIT)
     response_maps: list[ResponseMap] | None = field(default=None, metadata=OMIT)
     timings_s: dict[str, float] = field(default_factory=dict)

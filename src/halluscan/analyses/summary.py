@@ -29,9 +29,8 @@ class Summary:
     accuracy: float
     accuracy_by_relation: dict[str, float]
     n_by_relation: dict[str, int]
-    exact_answer_found: dict[
-        str, float
-    ]  # class ("correct", "wrong") -> share with a located answer
+    # class ("correct", "wrong") -> share with a located answer
+    exact_answer_found: dict[str, float]
     exact_answer_missing: int
     locator_agreement_correct: float
     locator_rules: dict[str, int]

@@ -188,9 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `halluscan positions | head`: the reader left; nothing to report
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(
-            devnull, sys.stdout.fileno()
-        )  # so that the interpreter's final flush does not fail again
+        # so that the interpreter's final flush does not fail again
+        os.dup2(devnull, sys.stdout.fileno())
         return 0
 
 

@@ -138,9 +138,8 @@ def cmd_choose(args: argparse.Namespace) -> int:
     from halluscan.study.choice import answer_choice
     from halluscan.study.runs import RunDir
 
-    with RunDir(Path(args.run)).hold(
-        "halluscan choose", create=False
-    ):  # it writes into the study's folder
+    # it writes into the study's folder
+    with RunDir(Path(args.run)).hold("halluscan choose", create=False):
         opts = {
             k: getattr(args, k)
             for k in ("samples", "temperature", "seed", "quiet", "device", "dtype")

@@ -27,9 +27,8 @@ class RayPlan:
     workers: int = 2
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
-    write: str = (
-        "object"  # "object": through Ray's object store; "shared": workers write into the store
-    )
+    # "object": through Ray's object store; "shared": workers write into the store
+    write: str = "object"
     threads: int = 0  # torch threads per worker (0: its CPUs)
     quiet: bool = False
 
@@ -62,9 +61,8 @@ def init_ray(plan: RayPlan) -> Any:
     if ray.is_initialized():
         return ray
     try:
-        if (
-            plan.address == "local"
-        ):  # a new instance, even where $RAY_ADDRESS or `ray start` names another
+        # a new instance, even where $RAY_ADDRESS or `ray start` names another
+        if plan.address == "local":
             cpus = max(os.cpu_count() or 1, int(plan.workers * plan.cpus_per_worker + 0.999))
             ray.init(
                 address="local",

@@ -227,9 +227,8 @@ def _dispatch(
                 shard, w = pending.pop(ref)
                 try:
                     chunks, timing = ray.get(ref)
-                except (
-                    ray.exceptions.RayActorError
-                ) as e:  # gone for good, after Ray's restarts: others take it
+                # gone for good, after Ray's restarts: others take it
+                except ray.exceptions.RayActorError as e:
                     alive.discard(w)
                     if not alive:
                         failed = HalluscanError(
@@ -242,15 +241,13 @@ def _dispatch(
                     stats.reassigned += 1
                     submit(min(alive, key=lambda a: sum(1 for _, x in pending.values() if x == a)))
                     continue
-                except (
-                    ray.exceptions.RayError
-                ) as e:  # the shard itself failed: it would fail on any worker
+                # the shard itself failed: it would fail on any worker
+                except ray.exceptions.RayError as e:
                     failed = _task_error(shard, e)
                     break
                 arrived.append((shard, w, chunks, timing))
-            commit(
-                [c for _, _, chunks, _ in arrived for c in chunks]
-            )  # what arrived is kept, even before an error
+            # what arrived is kept, even before an error
+            commit([c for _, _, chunks, _ in arrived for c in chunks])
             if failed is not None:
                 raise failed
             for shard, w, _, timing in arrived:

@@ -21,9 +21,8 @@ class Progress:
 
     def advance(self, n: int, worker: str, rate: float) -> None:
         """``n`` more questions done by ``worker``, which runs at ``rate`` questions per second."""
-        self.rates[worker] = (
-            rate  # in order of first result: w0, w1, ... keep their names (a restart is new)
-        )
+        # in order of first result: w0, w1, ... keep their names (a restart is new)
+        self.rates[worker] = rate
         self.bar.set_postfix_str(
             " ".join(f"w{i} {r:.1f}q/s" for i, r in enumerate(self.rates.values()))
         )

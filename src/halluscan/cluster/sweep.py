@@ -51,14 +51,12 @@ def sweep_on_ray(
     running: dict[Any, int] = {}
     per_pos: dict[int, np.ndarray] = {}
     with tqdm(total=len(todo), desc="probe sweep on Ray", unit="pos", disable=plan.quiet) as bar:
-        for k, j in enumerate(
-            todo + [-1] * plan.workers
-        ):  # -1: no more to start, drain the last ones
+        # -1: no more to start, drain the last ones
+        for k, j in enumerate(todo + [-1] * plan.workers):
             if j >= 0:  # at most one position per worker in flight: bounded object-store memory
                 pos = store.positions[j]
-                shared = (
-                    plan.write == "shared"
-                )  # an absolute path: the task may run on another node
+                # an absolute path: the task may run on another node
+                shared = plan.write == "shared"
                 source = (
                     str(store.root.resolve())
                     if shared
@@ -75,6 +73,5 @@ def sweep_on_ray(
                         f"the probe sweep at {store.positions[j]!r} failed on Ray: {cause_of(e)}"
                     ) from None
                 bar.update(1)
-    return assemble(
-        store.layers(site), store.positions, valid, cv.folds, per_pos
-    )  # in position order
+    # in position order
+    return assemble(store.layers(site), store.positions, valid, cv.folds, per_pos)

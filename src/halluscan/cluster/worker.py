@@ -58,9 +58,8 @@ class Shard:
     index: int
     batches: list[list[Question]]
     given: list[Forced] = field(default_factory=list)
-    write: str = (
-        "object"  # or "shared": the files go to ``roots`` ({"own": store, "given": given store})
-    )
+    # or "shared": the files go to ``roots`` ({"own": store, "given": given store})
+    write: str = "object"
     roots: dict[str, str] = field(default_factory=dict)
 
 

@@ -36,9 +36,8 @@ def read_table(path: str | Path, required: tuple[str, ...] | None = None) -> lis
     try:
         # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is dropped, not read into the first
         # column name
-        with open(
-            p, encoding="utf-8-sig", newline=""
-        ) as f:  # newline="": the csv module reads \r\n itself
+        # newline="": the csv module reads \r\n itself
+        with open(p, encoding="utf-8-sig", newline="") as f:
             text = f.read()
     except UnicodeDecodeError as e:
         raise HalluscanError(
@@ -89,9 +88,8 @@ def read_table(path: str | Path, required: tuple[str, ...] | None = None) -> lis
 def _read_csv(p: Path, text: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows and header of CSV ``text``; a quoting error names the line where its row starts."""
     csv.field_size_limit(2**31 - 1)  # long fields (whole documents) are read, not refused
-    reader = csv.DictReader(
-        io.StringIO(text, newline=""), strict=True
-    )  # newline="": no translation
+    # newline="": no translation
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     rows = []
     line = 1  # where the row being read starts
     try:

@@ -72,9 +72,8 @@ def person_aliases(name: str) -> tuple[str, ...]:
     if bare != name and len(bare.split()) >= 2:
         out.append(bare)
     for n in list(out):
-        joined = re.sub(
-            r"\b([A-Z])\.\s*(?=[A-Z]\.)", r"\1", n
-        )  # J. K. Simmons / J.K. Simmons -> JK. Simmons
+        # J. K. Simmons / J.K. Simmons -> JK. Simmons
+        joined = re.sub(r"\b([A-Z])\.\s*(?=[A-Z]\.)", r"\1", n)
         joined = re.sub(r"\b([A-Z]{2,})\.", r"\1", joined)
         if joined != n:
             out.append(joined)
@@ -102,9 +101,8 @@ def load_llmsknow(name: str, split: str = "test", folder: str = "") -> Dataset:
     qs, seen = [], set()
     for i, row in enumerate(rows):
         q = _question(name, i, row)
-        if (
-            q is not None and q.question not in seen
-        ):  # a repeated question would sit on both sides of a fold
+        # a repeated question would sit on both sides of a fold
+        if q is not None and q.question not in seen:
             seen.add(q.question)
             qs.append(q)
     if len(qs) < len(rows):

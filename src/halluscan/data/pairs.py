@@ -23,9 +23,8 @@ from functools import lru_cache
 from halluscan.records import Dataset, Question
 from halluscan.text import normalize
 
-TEMPLATE = (
-    "{answer}."  # the response that is teacher-forced: the bare answer, as a short answer reads
-)
+# the response that is teacher-forced: the bare answer, as a short answer reads
+TEMPLATE = "{answer}."
 
 
 @dataclass(frozen=True)

@@ -72,16 +72,13 @@ class Row:
     """One sequence being decoded: its response tokens so far and whether (and why) it ended."""
 
     ids: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(
-        default_factory=list
-    )  # log p of each token in ``ids`` (the model's softmax)
-    entropies: list[float] = field(
-        default_factory=list
-    )  # entropy of the distribution each was drawn from
+    # log p of each token in ``ids`` (the model's softmax)
+    logprobs: list[float] = field(default_factory=list)
+    # entropy of the distribution each was drawn from
+    entropies: list[float] = field(default_factory=list)
     text: str = ""  # the decoded response so far
-    starts: list[int] = field(
-        default_factory=list
-    )  # where each token starts in ``text`` (as token_starts)
+    # where each token starts in ``text`` (as token_starts)
+    starts: list[int] = field(default_factory=list)
     done: bool = False
     stopped_by: str = "length"  # "sentence", "line", "eos" or "length"
     cut: int | None = None  # char offset where the answer ends
@@ -130,9 +127,8 @@ class StopRule:
             cut = find_stop(text, self.mode)
             if cut is not None:
                 r.done, r.cut = True, cut
-                r.stopped_by = (
-                    "line" if text[cut : cut + 1] == "\n" else self.mode
-                )  # find_stop cuts before "\n"
+                # find_stop cuts before "\n"
+                r.stopped_by = "line" if text[cut : cut + 1] == "\n" else self.mode
         return took
 
 
@@ -164,9 +160,8 @@ class Step:
 
     index: int
     active: torch.Tensor  # the batch rows fed (the order of ``states``)
-    states: (
-        torch.Tensor | None
-    )  # [row, layer, k, H]: the last ``tail`` prompt tokens, or k = 1 token
+    # [row, layer, k, H]: the last ``tail`` prompt tokens, or k = 1 token
+    states: torch.Tensor | None
 
 
 class EagerFeed:

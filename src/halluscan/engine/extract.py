@@ -99,9 +99,8 @@ def forward_capture(
         except StopForward:
             pass
         out = {s: cap.stacked(s, host=False) for s in sites}
-    for site in (
-        ATTN_SITES & out.keys()
-    ):  # keys: [prefix | pad | own tokens] -> [prefix | own tokens | zeros]
+    # keys: [prefix | pad | own tokens] -> [prefix | own tokens | zeros]
+    for site in ATTN_SITES & out.keys():
         w = out[site]
         keys = torch.zeros_like(w)
         keys[..., :n_pre] = w[..., :n_pre]
@@ -159,17 +158,15 @@ def extract_to_store(
     todo = sorted(
         store.left_to_do(items, key=lambda it: it.qid), key=lambda it: (len(it.ids), it.qid)
     )
-    check_items(
-        todo, lay.positions
-    )  # before the first chunk: a bad item stops the run with nothing written
+    # before the first chunk: a bad item stops the run with nothing written
+    check_items(todo, lay.positions)
     with ChunkWriter(store, progress) as writer:
         for b in range(0, len(todo), batch_size):
             arrays, valid, recs, ready = _extract_batch(
                 model, pad_id, todo[b : b + batch_size], lay
             )
-            writer.put(
-                arrays, valid, recs, ready
-            )  # the writer waits for the copy; the device goes on
+            # the writer waits for the copy; the device goes on
+            writer.put(arrays, valid, recs, ready)
     return len(todo)
 
 

@@ -111,9 +111,8 @@ def fork_answers(
     return host, valid, ready
 
 
-PASS_COST_TOKENS = (
-    32  # one more forward pass costs about as much as this many padding tokens (CPU, small model)
-)
+# one more forward pass costs about as much as this many padding tokens (CPU, small model)
+PASS_COST_TOKENS = 32
 
 
 def _groups(lengths: list[int]) -> list[list[int]]:
@@ -141,9 +140,8 @@ def _feed_group(
     width = max(len(f.ids) for _, f in group)
     ids = torch.full((len(group), width), lm.tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
-    for i, (_, f) in enumerate(
-        group
-    ):  # right padding: an answer's tokens never see the pads after them
+    # right padding: an answer's tokens never see the pads after them
+    for i, (_, f) in enumerate(group):
         ids[i, : len(f.ids)], mask[i, : len(f.ids)] = torch.tensor(f.ids), 1
     ids, mask = ids.to(dev), mask.to(dev)
     cols = torch.tensor([[f.cols[p] or 0 for p in GIVEN_POSITIONS] for _, f in group])
@@ -215,9 +213,8 @@ def collect_during(
     by_q = pairs_by_question(items)
 
     def on_prefill(qids: list[str], feed: EagerFeed) -> None:
-        keep = [
-            i for i, q in enumerate(qids) if q in by_q
-        ]  # a question without a distractor has none
+        # a question without a distractor has none
+        keep = [i for i, q in enumerate(qids) if q in by_q]
         if not keep:
             return
         _store(writer, lm, feed, [by_q[qids[i]] for i in keep], dtype, keep)

@@ -26,9 +26,8 @@ from halluscan.models.sites import cache_kwargs
 from halluscan.records import GenerateOptions
 
 LENGTH_BUCKET = 64  # cache lengths are rounded up to this, so batches share compiled graphs
-MIN_STATIC_BATCH = (
-    8  # below this ``auto`` decodes eagerly (one answer: compiling costs more than it saves)
-)
+# below this ``auto`` decodes eagerly (one answer: compiling costs more than it saves)
+MIN_STATIC_BATCH = 8
 
 # (model id, batch, length, device, dtype) -> its StaticCache; model id -> {compile mode: its
 # compiled step}

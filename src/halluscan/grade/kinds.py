@@ -188,9 +188,8 @@ class NumberGrader(Grader):
         """A refusal if the answer refuses, else its last number: the same rule for every answer."""
         refusal = _REFUSAL.search(response)
         found = numbers(response)
-        if refusal and not (
-            found and found[-1][1].start >= refusal.end()
-        ):  # a number after it is the answer
+        # a number after it is the answer
+        if refusal and not (found and found[-1][1].start >= refusal.end()):
             return Span(refusal.start(), refusal.end()), "refusal"
         return (found[-1][1], "number") if found else (None, "none")
 

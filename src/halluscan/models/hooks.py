@@ -96,9 +96,8 @@ class Capture:
             shape = (x.shape[0], len(self.sites[site]), *x.shape[1:])
             buf = self.bufs[site] = torch.empty(shape, dtype=self.dtype, device=x.device)
             self.filled[site] = set()
-        buf[:, self.slot[site][layer]].copy_(
-            x, non_blocking=True
-        )  # casts, and crosses devices without a sync
+        # casts, and crosses devices without a sync
+        buf[:, self.slot[site][layer]].copy_(x, non_blocking=True)
         self.filled[site].add(layer)
 
     def stacked(self, site: str = RESIDUAL, host: bool = True) -> torch.Tensor:
@@ -268,9 +267,8 @@ def _attention_weights(
     impl = getattr(model.config, "_attn_implementation", None) or "eager"
     had_local = impl in ALL_ATTENTION_FUNCTIONS._local_mapping
     previous: Callable[..., Any] | None = ALL_ATTENTION_FUNCTIONS._local_mapping.get(impl)
-    registered: Any = ALL_ATTENTION_FUNCTIONS._global_mapping.get(
-        impl
-    )  # typed as `function` upstream
+    # typed as `function` upstream
+    registered: Any = ALL_ATTENTION_FUNCTIONS._global_mapping.get(impl)
 
     def wrapper(
         module: Any,
@@ -357,8 +355,7 @@ def _received(
     for a in range(0, sel.shape[1], QUERY_BLOCK):
         rows = sel[:, a : a + QUERY_BLOCK]
         w = _weights(query, key, mask, rows, kw).mean(dim=2)  # [B, k, S]
-        later = (
-            keys[None, None, :] < (s - t + rows)[:, :, None]
-        )  # the key comes strictly before the query
+        # the key comes strictly before the query
+        later = keys[None, None, :] < (s - t + rows)[:, :, None]
         out += (w * (later & first[:, a : a + QUERY_BLOCK, None])).sum(dim=1)
     return out

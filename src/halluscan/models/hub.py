@@ -44,9 +44,8 @@ def _reachable(host: str, timeout: float) -> bool:
         except OSError:
             pass
 
-    t = threading.Thread(
-        target=probe, daemon=True
-    )  # a hung name lookup cannot hold us past the timeout
+    # a hung name lookup cannot hold us past the timeout
+    t = threading.Thread(target=probe, daemon=True)
     t.start()
     t.join(timeout)
     return bool(ok)

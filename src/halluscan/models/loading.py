@@ -215,9 +215,8 @@ def _cache_dtype(cache: Path) -> str | None:
         return None
     if not isinstance(cfg, dict):
         return None
-    return cfg.get("dtype") or cfg.get(
-        "torch_dtype"
-    )  # transformers 5 writes "dtype", 4.x "torch_dtype"
+    # transformers 5 writes "dtype", 4.x "torch_dtype"
+    return cfg.get("dtype") or cfg.get("torch_dtype")
 
 
 def _load_gguf(path: Path, torch_dtype: Any, *, model_id: str) -> LoadedModel:
@@ -264,9 +263,8 @@ def _convert_gguf(path: Path, cache: Path) -> None:
         tok.save_pretrained(tmp)
         if _cache_dtype(cache) == "float32":  # another process finished first
             shutil.rmtree(tmp)
-        elif (
-            cache.exists()
-        ):  # a stale cache in another dtype: move it aside, put the new one in its place
+        # a stale cache in another dtype: move it aside, put the new one in its place
+        elif cache.exists():
             stale = Path(tempfile.mkdtemp(prefix=cache.name + ".stale.", dir=cache.parent)) / "old"
             os.replace(cache, stale)
             os.replace(tmp, cache)

@@ -110,9 +110,8 @@ class ProbeBank:
         if self.score_mean is not None and self.score_std is not None:
             tensors |= {"score_mean": self.score_mean, "score_std": self.score_std}
         tensors = {k: v.contiguous() for k, v in tensors.items()}
-        atomic.write_bytes(
-            out / WEIGHTS, save(tensors)
-        )  # in memory first: a full disk fails in the writer
+        # in memory first: a full disk fails in the writer
+        atomic.write_bytes(out / WEIGHTS, save(tensors))
         atomic.write_json(
             out / META, {"layers": self.layers, "position": self.position, **self.meta}
         )

@@ -91,9 +91,8 @@ def cv_auc(
     train = torch.zeros(xc.shape[1], len(splits), device=xc.device)
     for f, (tr, _) in enumerate(splits):
         train[torch.as_tensor(tr, device=xc.device), f] = 1.0
-    z = (
-        fit_logreg(xc, y, c, train, max_iter=max_iter, tol=tol).logits.cpu().numpy()
-    )  # [cell, fold, n]
+    # [cell, fold, n]
+    z = fit_logreg(xc, y, c, train, max_iter=max_iter, tol=tol).logits.cpu().numpy()
     return np.stack([auc_rows(z[:, f, te], y[te]) for f, (_, te) in enumerate(splits)])
 
 
@@ -109,9 +108,8 @@ class SweepResult:
     folds: int
     auc_lo: np.ndarray | None = None  # [layer, position] 95 % interval of the mean over folds (t)
     auc_hi: np.ndarray | None = None
-    per_fold: np.ndarray | None = (
-        None  # [fold, layer, position] each test fold's AUC (paired comparisons)
-    )
+    # [fold, layer, position] each test fold's AUC (paired comparisons)
+    per_fold: np.ndarray | None = None
 
     def interval(self, layer: int, pos: str) -> tuple[float, float]:
         """95 % interval of a cell's mean AUC over folds (Student t on the fold AUCs)."""

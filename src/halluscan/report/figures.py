@@ -57,9 +57,8 @@ def _scale_label(results: list[ScoreResult]) -> str:
     )
 
 
-LABELLED = (
-    150  # beyond this many tokens, axes show token indices (the HTML hover still names each token)
-)
+# beyond this many tokens, axes show token indices (the HTML hover still names each token)
+LABELLED = 150
 MAX_WIDTH_IN = 40.0  # static figures stop growing with the response here
 INDEX_WIDTH_IN = 18.0  # a long answer's activity map, drawn over token indices
 MAX_WIDTH_PX = 3000  # and interactive ones here (they scroll and zoom)
@@ -148,9 +147,8 @@ def activity_figure(results: list[ScoreResult]) -> Any:
             )
         fig.update_yaxes(title_text="layer", row=2, col=c)
         scene = "scene" if c == 1 else f"scene{c}"
-        ticks = (
-            {"tickvals": x, "ticktext": list(r.tokens)} if len(x) <= 15 else {}
-        )  # 3D labels are plain text
+        # 3D labels are plain text
+        ticks = {"tickvals": x, "ticktext": list(r.tokens)} if len(x) <= 15 else {}
         fig.update_layout(
             {
                 scene: {
@@ -256,9 +254,8 @@ def attention_png(r: ScoreResult, path: Path) -> Path:
         ax = axes[k, 0]
         a, b = k * wrap, min(n, (k + 1) * wrap)
         ext = (a - 0.5, b - 0.5, r.attention_layers[0] - 0.5, r.attention_layers[-1] + 0.5)
-        cmap = matplotlib.colormaps[ATTENTION_CMAP].with_extremes(
-            bad="#d9d9d9"
-        )  # NaN: cannot receive
+        # NaN: cannot receive
+        cmap = matplotlib.colormaps[ATTENTION_CMAP].with_extremes(bad="#d9d9d9")
         data = np.ma.masked_invalid(r.attention[:, a:b])
         im = ax.imshow(data, cmap=cmap, vmin=0, vmax=1, origin="lower", aspect="auto", extent=ext)
         if labelled:

@@ -272,6 +272,5 @@ def write_report(
         _maps(maps or []),
         _tail(metrics, examples),
     ]
-    return atomic.write_text(
-        path, "\n".join(parts)
-    )  # a failed write leaves the previous report, never half a one
+    # a failed write leaves the previous report, never half a one
+    return atomic.write_text(path, "\n".join(parts))

@@ -92,9 +92,8 @@ class Scanner:
     ):
         check_bank(lm, bank)
         self.lm, self.bank = lm, bank
-        self.kind = str(
-            bank.meta.get("kind", "own")
-        )  # own answers (graded) or given ones (true / false)
+        # own answers (graded) or given ones (true / false)
+        self.kind = str(bank.meta.get("kind", "own"))
         self.site = str(bank.meta.get("site", RESIDUAL))  # where the bank's probes read
         self.layer = int(
             layer if layer is not None else bank.meta.get("best_layer", bank.layers[-1])
@@ -179,9 +178,8 @@ class Scanner:
             captured = self._forward(prompts, resps, attention)
             received = self._received(prompts, resps, captured) if attention else None
             for i, ((q, _, rel), r) in enumerate(zip(chunk, resps, strict=True)):
-                logits = captured[self.site][
-                    i, :, : len(r)
-                ]  # [layer, token]: each layer's probe, in the hooks
+                # [layer, token]: each layer's probe, in the hooks
+                logits = captured[self.site][i, :, : len(r)]
                 att = received[i] if received is not None else torch.zeros(0, len(r))
                 out.append(self._result(q, r, rel, logits, att, generated))
             if progress is not None:
@@ -216,9 +214,8 @@ class Scanner:
         if attention and self.query is None:  # summed in the hooks, block by block: linear memory
             sites[ATTN_RECEIVED] = list(range(1, self.lm.n_layers + 1))
 
-        def probe(
-            layer: int, x: torch.Tensor
-        ) -> torch.Tensor:  # [B, token] per layer, not [B, token, d]
+        # [B, token] per layer, not [B, token, d]
+        def probe(layer: int, x: torch.Tensor) -> torch.Tensor:
             return self.bank.layer_logit(x, layer)
 
         pad = self.lm.tokenizer.pad_token_id
@@ -245,9 +242,8 @@ class Scanner:
         w = forward_capture(
             self.lm.model, seqs, rows, {ATTN_WEIGHTS: layers}, self.lm.tokenizer.pad_token_id
         )
-        rows_w = [
-            w[ATTN_WEIGHTS][i, :, 0].mean(dim=1)[:, a:b] for i, (a, b) in enumerate(spans)
-        ]  # [block, token]
+        # [block, token]
+        rows_w = [w[ATTN_WEIGHTS][i, :, 0].mean(dim=1)[:, a:b] for i, (a, b) in enumerate(spans)]
         return [received_from_query(row, self.query) for row in rows_w]
 
     def _result(
@@ -313,9 +309,8 @@ class Scanner:
                 continue  # the prompt
             acts = step.states[0, :, 0]  # [layer, d]
             act = scoring.activity(self.bank, acts, self.standardise).numpy().astype(np.float64)
-            label = scoring.token_labels(row.text, row.starts)[
-                -1
-            ]  # the row keeps its offsets: no re-decoding
+            # the row keeps its offsets: no re-decoding
+            label = scoring.token_labels(row.text, row.starts)[-1]
             yield StreamStep(
                 step.index, label, row.ids[-1], act, scoring.p_wrong(self.bank, acts, self.layer)
             )

@@ -30,9 +30,8 @@ def from_numpy(a: np.ndarray, dtype: str) -> torch.Tensor:
     """A stored array back as a float32 tensor."""
     if dtype == "bfloat16":
         return torch.from_numpy(np.array(a, copy=True).view(np.int16)).view(torch.bfloat16).float()
-    return torch.from_numpy(
-        np.array(a, dtype=np.float32, copy=True)
-    )  # a copy: chunks are read-only mmaps
+    # a copy: chunks are read-only mmaps
+    return torch.from_numpy(np.array(a, dtype=np.float32, copy=True))
 
 
 def file_crc32(path: Path, block: int = 1 << 24) -> int:

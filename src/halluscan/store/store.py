@@ -50,9 +50,8 @@ class ActivationStore:
     def __init__(self, root: str | Path, manifest: dict[str, Any]):
         self.root = Path(root)
         self._manifest = manifest  # what manifest.json says; replaced (never edited) by each commit
-        self._ids: set[str] | None = (
-            None  # stored ids, read on first need and kept up to date by append
-        )
+        # stored ids, read on first need and kept up to date by append
+        self._ids: set[str] | None = None
 
     @classmethod
     def open_or_create(

@@ -102,9 +102,8 @@ def answer_choice(
         )
     qs = [by_id[q] for q in sorted(test_q)]
     opts = replace(plan.config.generate_options(), temperature=temperature, seed=seed)
-    stored = runs.load_samples(
-        folder, samples, temperature, seed
-    )  # the study's own samples, when it drew them
+    # the study's own samples, when it drew them
+    stored = runs.load_samples(folder, samples, temperature, seed)
     reused = stored is not None and all((q.qid, k) in stored for q in qs for k in range(samples))
     gens = stored if stored is not None and reused else sample_answers(lm, qs, samples, opts, quiet)
     scanner = Scanner(lm, bank, generation=plan.config.generate_options(), grader=plan.grader)

@@ -115,9 +115,8 @@ class StudyContext:
         """What the collection loop needs, in this process or on a Ray worker."""
         from halluscan.engine.collect import CollectJob
 
-        opts = replace(
-            self.generation, capture_dtype=self.config.store_dtype
-        )  # captured as the store keeps it
+        # captured as the store keeps it
+        opts = replace(self.generation, capture_dtype=self.config.store_dtype)
         return CollectJob(opts, self.grader, tuple(self.config.positions), self.site)
 
     def ray_plan(self) -> RayPlan:

@@ -109,9 +109,8 @@ def given_bank(
         n_q,
         template=TEMPLATE,
         best=HeldOut.of_sweep(result, BANK_POSITION, layer, n),
-        layer0=HeldOut.of_sweep(
-            result, BANK_POSITION, result.layers[0], n
-        ),  # the answer's identity alone
+        # the answer's identity alone
+        layer0=HeldOut.of_sweep(result, BANK_POSITION, result.layers[0], n),
         probe_bank=str(ctx.run.probes_given),
         cross=cross,
     )

@@ -82,9 +82,8 @@ def _read(tp: Any, data: Any, where: str) -> Any:
         )
     if tp is float:
         _expect(data is None or isinstance(data, int | float), where, "a number")
-        return (
-            math.nan if data is None else float(data)
-        )  # null is how a non-finite number is written
+        # null is how a non-finite number is written
+        return math.nan if data is None else float(data)
     if tp in (int, str, bool):
         _expect(isinstance(data, tp), where, tp.__name__)
     return data

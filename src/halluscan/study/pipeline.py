@@ -114,12 +114,10 @@ def run_study(cfg: StudyConfig) -> Metrics:
             forked = collect_stage(ctx, stores, timer)
         if stores.given is not None:
             if not ctx.config.ray:  # on Ray the workers fork them, and their time is the workers'
-                timer.s["given_answers_in_generation"] = round(
-                    forked, 2
-                )  # part of generate_extract
-            with timer(
-                "given_bank"
-            ):  # answers not fed during generation (a resumed run, the static decoder)
+                # part of generate_extract
+                timer.s["given_answers_in_generation"] = round(forked, 2)
+            # answers not fed during generation (a resumed run, the static decoder)
+            with timer("given_bank"):
                 collect_given(
                     ctx.lm, stores.given.items, stores.given.store, ctx.collect_job().generation
                 )
@@ -267,9 +265,8 @@ def baselines_stage(
     if cfg.samples:
         with timer("sampling"):
             sampled = sample(ctx, examples)
-            runs.save_samples(
-                ctx.run, sampled.generations, 1.0, cfg.seed
-            )  # `halluscan choose` reuses them
+            # `halluscan choose` reuses them
+            runs.save_samples(ctx.run, sampled.generations, 1.0, cfg.seed)
             scores["sampling_consistency"] = consistency(ctx, examples, sampled)
     assert m.finding is not None
     cell = (m.finding.best_exact_position, m.finding.best_exact_layer)

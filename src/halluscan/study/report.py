@@ -43,9 +43,10 @@ def write_study_report(
             target="a false answer",
         )
     if sweep is None:
+        # no probes
         write_report(
             run.report, metrics, examples, None, "", maps, given_section(metrics, given_png)
-        )  # no probes
+        )
         return
     model, dataset = metrics.provenance["model"]["model_id"], metrics.provenance["dataset"]["name"]
     title = f"{model} · {dataset} · n={len(examples)} · {sweep.folds}-fold CV"

@@ -91,25 +91,21 @@ class RunDir:
     probes: Path = field(init=False, repr=False)  # the probe bank (exact_answer_last)
     responses: Path = field(init=False, repr=False)  # per-response figures
     metrics: Path = field(init=False, repr=False)  # the study's numbers
-    provenance: Path = field(
-        init=False, repr=False
-    )  # what made them: model, dataset, config, versions, seed
+    # what made them: model, dataset, config, versions, seed
+    provenance: Path = field(init=False, repr=False)
     report: Path = field(init=False, repr=False)  # the report
     heatmap_png: Path = field(init=False, repr=False)  # the probe AUC heatmap
     heatmap_html: Path = field(init=False, repr=False)  # the interactive heatmap
     answer_choice: Path = field(init=False, repr=False)  # what `halluscan choose` found
     lock: Path = field(init=False, repr=False)  # the lock file (see ``hold``)
-    store_given: Path = field(
-        init=False, repr=False
-    )  # activations of the given (true/false) answers
+    # activations of the given (true/false) answers
+    store_given: Path = field(init=False, repr=False)
     probes_given: Path = field(init=False, repr=False)  # the given-answer probe bank
     heatmap_given_png: Path = field(init=False, repr=False)  # the given-answer sweep's heatmap
-    suite_json: Path = field(
-        init=False, repr=False
-    )  # a suite's results (its studies are subfolders)
-    samples: Path = field(
-        init=False, repr=False
-    )  # the study's sampled answers (--samples), for answer choice
+    # a suite's results (its studies are subfolders)
+    suite_json: Path = field(init=False, repr=False)
+    # the study's sampled answers (--samples), for answer choice
+    samples: Path = field(init=False, repr=False)
     suite_html: Path = field(init=False, repr=False)  # and its page
 
     def __post_init__(self) -> None:

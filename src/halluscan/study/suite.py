@@ -61,9 +61,8 @@ def run_suite(cfg: StudyConfig, datasets: list[str]) -> Suite:
             sub = replace(cfg, dataset=dataset, name=name, runs_dir=str(root.root))
             run = RunDir.named(name, root.root)
             t = time.perf_counter()
-            m = (
-                metrics_io.read(run) if run.has_metrics() else run_study(sub)
-            )  # a finished study is not run again
+            # a finished study is not run again
+            m = metrics_io.read(run) if run.has_metrics() else run_study(sub)
             results[name] = SuiteStudy.of(m, dataset, round(time.perf_counter() - t, 1))
             log.warning(
                 "suite: %s done (%s)", name, "resumed" if results[name].wall_s < 1 else "ran"
