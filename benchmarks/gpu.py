@@ -54,6 +54,7 @@ from halluscan.models.hooks import to_host_async  # noqa: E402
 from halluscan.models.loading import LoadedModel, _finish  # noqa: E402
 from halluscan.models.sites import cache_kwargs  # noqa: E402
 from halluscan.positions import VALID  # noqa: E402
+from halluscan.probes.features import Features  # noqa: E402
 from halluscan.probes.sweep import sweep  # noqa: E402
 from halluscan.records import GenerateOptions  # noqa: E402
 from halluscan.store import ActivationStore  # noqa: E402
@@ -266,25 +267,13 @@ def sweep_times(n: int, d: int, layers: int, device: str, cpu_layers: int) -> di
     positions = list(VALID)
     valid = np.ones((n, len(positions)), bool)
     groups = [str(i) for i in range(n)]
-    gpu_s = timed(
-        lambda: sweep(
-            features, valid, y, groups, list(range(layers)), positions, c=0.05, device=device
-        ),
-        device,
-    )
+    every = Features(tuple(range(layers)), tuple(positions), valid, features)
+    gpu_s = timed(lambda: sweep(every, y, groups, c=0.05, device=device), device)
     one = features("x", cpu_layers)
+    first = Features(tuple(range(cpu_layers)), tuple(positions[:1]), valid[:, :1], lambda _p: one)
 
     def single(dev: str):  # one position, cpu_layers layers, the same features on each device
-        return sweep(
-            lambda _p: one,
-            valid[:, :1],
-            y,
-            groups,
-            list(range(cpu_layers)),
-            positions[:1],
-            c=0.05,
-            device=dev,
-        )
+        return sweep(first, y, groups, c=0.05, device=dev)
 
     cpu_one = time.perf_counter()
     a = single("cpu")

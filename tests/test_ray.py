@@ -39,7 +39,7 @@ def _study(tiny: Path, name: str, **over):
     from halluscan.study.context import StudyContext, StudyPlan
     from halluscan.study.pipeline import open_stores
 
-    cfg = StudyConfig(
+    settings = dict(
         model=str(tiny / "model"),
         dataset=str(tiny / "q.csv"),
         runs_dir=str(tiny / "runs"),
@@ -52,8 +52,8 @@ def _study(tiny: Path, name: str, **over):
         quiet=True,
         ray="local",
         workers=2,
-        **over,
     )
+    cfg = StudyConfig(**{**settings, **over})
     ctx = StudyContext.build(StudyPlan.of(cfg))
     return ctx, open_stores(ctx, {"model": ctx.lm.provenance()})
 
