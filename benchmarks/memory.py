@@ -115,8 +115,7 @@ def main() -> None:
     res[f"extraction_rss_growth_ratio_{large['n']}_vs_{small['n']}"] = ratio
     print(
         f"extraction: growth {small['growth_mb']:.0f} MB for {small['n']}, "
-        f"{large['growth_mb']:.0f} MB for "
-        f"{large['n']} (ratio {ratio:.3f})"
+        f"{large['growth_mb']:.0f} MB for {large['n']} (ratio {ratio:.3f})"
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))

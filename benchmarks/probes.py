@@ -205,9 +205,8 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(
         f"speedup {result['speedup_vs_sklearn']:.1f}x (sklearn {sk['seconds']:.1f} s, halluscan "
-        f"{mean_round:.2f} s), "
-        f"max |AUC diff| {result['max_abs_auc_diff']:.4f} over {result['n_fits']} fold fits; wrote "
-        f"{out}"
+        f"{mean_round:.2f} s), max |AUC diff| {result['max_abs_auc_diff']:.4f} over "
+        f"{result['n_fits']} fold fits; wrote {out}"
     )
 
 

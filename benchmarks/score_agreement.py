@@ -118,10 +118,9 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(
-        f"mean AUC: halluscan score {score_mean:.4f} vs sweep {sweep.mean():.4f} "
-        f"(|diff| {result['abs_diff_mean']:.4f}); same verdict token "
-        f"{result['same_verdict_token_fraction']:.3f}; "
-        f"wrote {args.out}"
+        f"mean AUC: halluscan score {score_mean:.4f} vs sweep {sweep.mean():.4f} (|diff| "
+        f"{result['abs_diff_mean']:.4f}); same verdict token "
+        f"{result['same_verdict_token_fraction']:.3f}; wrote {args.out}"
     )
 
 

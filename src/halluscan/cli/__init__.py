@@ -86,8 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument(
         "--jsonl",
         help="score a JSONL (or CSV) of {question, answer?, relation?, id?, label?} rows in "
-        "batches "
-        "(label: is the answer true, true/false or 1/0; gives an AUC)",
+        "batches (label: is the answer true, true/false or 1/0; gives an AUC)",
     )
     sc.add_argument("--model", default="smollm2", help="model (default: the bundled smollm2)")
     sc.add_argument(
@@ -99,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--bank",
         default="auto",
         help="auto (the given-answer bank for --answer / rows with an answer, the own-answer bank "
-        "for generated "
-        "answers), own or given: which bank of the default study scores (default: %(default)s)",
+        "for generated answers), own or given: which bank of the default study scores "
+        "(default: %(default)s)",
     )
     sc.add_argument(
         "--runs-dir", default=RUNS_DIR, help="where the default study lives (default: %(default)s)"

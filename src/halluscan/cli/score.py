@@ -186,8 +186,7 @@ def _score_file(args: argparse.Namespace, lm: Any, rows: list[dict[str, Any]], o
     n_wrong = sum(scored.verdict == "hallucinated" for scored in results)
     print(
         f"scored {len(rows)} answers ({' + '.join(sorted(set(banks.values())))} bank): {n_wrong} "
-        "flagged "
-        f"hallucinated; wrote {out / 'scores.jsonl'}"
+        f"flagged hallucinated; wrote {out / 'scores.jsonl'}"
     )
     labelled = [
         (r, s) for r, s in zip(rows, results, strict=True) if isinstance(r.get("label"), bool)

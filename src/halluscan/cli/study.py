@@ -48,13 +48,13 @@ def _summary(m: Metrics) -> str:
         f"graded {s.n_graded} questions, accuracy {s.accuracy:.3f}",
         "accuracy by relation: "
         + ", ".join(f"{r} {a:.2f}" for r, a in s.accuracy_by_relation.items()),
-        f"exact answer found: correct {ea['correct']:.3f}, wrong {ea['wrong']:.3f}; "
-        f"locator agreement on correct {s.locator_agreement_correct:.3f}",
-        f"best exact-answer cell: {f.best_exact_position} layer {f.best_exact_layer} "
-        f"AUC {f.best_exact_auc:.3f}; best last_q AUC "
+        f"exact answer found: correct {ea['correct']:.3f}, wrong {ea['wrong']:.3f}; locator "
+        f"agreement on correct {s.locator_agreement_correct:.3f}",
+        f"best exact-answer cell: {f.best_exact_position} layer {f.best_exact_layer} AUC "
+        f"{f.best_exact_auc:.3f}; best last_q AUC "
         f"{last_q if last_q is not None else float('nan'):.3f}",
-        f"controls: relation only {c.relation_prior_auc:.3f}, "
-        f"layer 0 at exact-answer positions {c.layer0_exact_auc:.3f}",
+        f"controls: relation only {c.relation_prior_auc:.3f}, layer 0 at exact-answer positions "
+        f"{c.layer0_exact_auc:.3f}",
         *_given_line(m),
         "timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in m.timings_s.items()),
     ]
@@ -103,8 +103,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if np.all(np.isnan(auc)):
         raise HalluscanError(
             f"no cell could be scored: {args.train} and {args.test} each need correct and wrong "
-            "answers at a "
-            "position; use studies with more questions"
+            "answers at a position; use studies with more questions"
         )
     title = f"probes trained on {args.train}, tested on {args.test}"
     heatmap.heatmap_png(auc, layers, positions, out / "transfer_heatmap.png", title)
@@ -148,8 +147,8 @@ def cmd_choose(args: argparse.Namespace) -> int:
     a = r.accuracy
     print(
         f"{r.n_questions} held-out questions, {r.samples} samples each (temperature "
-        f"{r.temperature}), "
-        f"probe layer {r.probe_layer} trained on {r.n_train_examples} other examples"
+        f"{r.temperature}), probe layer {r.probe_layer} trained on {r.n_train_examples} other "
+        "examples"
     )
     for k in ("greedy", "majority", "probe", "oracle", "sample_mean"):
         print(f"  {k:<12} accuracy {a[k]:.3f}")
@@ -196,8 +195,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
         base = f"{b.name} {b.scores.auc or 0:.3f}" if b else "None 0.000"
         print(
             f"{name}: accuracy {d.accuracy:.3f}; probe {h.position} layer {h.layer} AUC "
-            f"{h.auc:.3f}, "
-            f"gain over layer 0 {h.gain_over_layer0 or 0:.3f}; best baseline {base}; "
+            f"{h.auc:.3f}, gain over layer 0 {h.gain_over_layer0 or 0:.3f}; best baseline {base}; "
             f"clears every baseline: {'yes' if d.beats_every_baseline else 'no'}"
         )
     run = RunDir.named(cfg.name, cfg.runs_dir)

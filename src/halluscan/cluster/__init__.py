@@ -81,7 +81,7 @@ def init_ray(plan: RayPlan) -> Any:
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise HalluscanError(
             f"could not reach the Ray cluster at {plan.address!r} ({str(e).splitlines()[0]}); "
-            "start it with "
-            "`ray start --head` and give its address, or use a bare --ray for a local instance"
+            "start it with `ray start --head` and give its address, or use a bare --ray for a "
+            "local instance"
         ) from e
     return ray

@@ -33,9 +33,8 @@ def arrived(path: Path, size: int) -> None:
             pass
     raise HalluscanError(
         f"{path} is missing or not the size its worker wrote, as the driver sees it: --ray-write "
-        "shared needs "
-        "a file system every worker and the driver mount at the same path; use --ray-write object "
-        "otherwise"
+        "shared needs a file system every worker and the driver mount at the same path; use "
+        "--ray-write object otherwise"
     )
 
 

@@ -121,8 +121,7 @@ def check_room(ray: Any, plan: RayPlan) -> None:
         )
         raise HalluscanError(
             f"{plan.workers} Ray workers need {what}; use fewer --workers, fewer --cpus-per-worker "
-            "or "
-            "--gpus-per-worker, or add nodes to the cluster"
+            "or --gpus-per-worker, or add nodes to the cluster"
         )
 
 
@@ -233,8 +232,8 @@ def _dispatch(
                     if not alive:
                         failed = HalluscanError(
                             f"every Ray worker died, the last with: {cause_of(e)} (see the Ray "
-                            "logs); committed shards "
-                            "are kept, so run the same command again to resume"
+                            "logs); committed shards are kept, so run the same command again to "
+                            "resume"
                         )
                         break
                     queue.appendleft(shard)
@@ -268,6 +267,5 @@ def _task_error(shard: Shard, e: Any) -> HalluscanError:
         return HalluscanError(f"on a Ray worker: {e.cause}")
     return HalluscanError(
         f"a Ray worker failed on shard {shard.index} ({cause_of(e)}); committed shards are kept: "
-        "fix the cause "
-        "(see the Ray logs) and run the same command again to resume"
+        "fix the cause (see the Ray logs) and run the same command again to resume"
     )

@@ -42,8 +42,7 @@ def read_table(path: str | Path, required: tuple[str, ...] | None = None) -> lis
     except UnicodeDecodeError as e:
         raise HalluscanError(
             f"{p} is not UTF-8 text: byte {e.object[e.start]:#04x} at offset {e.start} cannot be "
-            "decoded; "
-            "save the file as UTF-8"
+            "decoded; save the file as UTF-8"
         ) from e
     except OSError as e:
         raise HalluscanError(
@@ -133,8 +132,8 @@ def _wrong_answer(spec: str, i: int, row: dict[str, Any], question: str, answer:
         wrong, Question("", question, answer, _aliases(row.get("aliases"), answer))
     ):
         raise HalluscanError(
-            f"{spec}: row {i}: wrong_answer {wrong!r} names the answer {answer!r}; "
-            "give a false answer, or leave it empty"
+            f"{spec}: row {i}: wrong_answer {wrong!r} names the answer {answer!r}; give a false "
+            "answer, or leave it empty"
         )
     return wrong
 
@@ -188,8 +187,7 @@ def load_dataset(spec: str, split: str = "test", data_dir: str = "") -> Dataset:
         more = f" and {len(dups) - 5} more" if len(dups) > 5 else ""
         raise HalluscanError(
             f"{spec}: duplicate question id(s): {shown}{more}; give every row its own id (rows "
-            "without an id "
-            "get their row number)"
+            "without an id get their row number)"
         )
     if dropped:
         log.warning(

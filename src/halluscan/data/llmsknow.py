@@ -179,7 +179,6 @@ def fetch(folder: str = "") -> list[Path]:
             except OSError as e:
                 raise HalluscanError(
                     f"could not download {SOURCE + file}: {e}; check the network, or copy the "
-                    "files "
-                    f"into {out}"
+                    f"files into {out}"
                 ) from e
     return written

@@ -134,9 +134,8 @@ def check_items(items: Sequence[Item], names: Sequence[str]) -> None:
             ):
                 raise HalluscanError(
                     f"item {it.qid!r}: position {name!r} is {index!r}, not an index into its "
-                    f"{len(it.ids)} tokens "
-                    f"(0..{len(it.ids) - 1}); give an int index into its ids, or None when it is "
-                    "absent"
+                    f"{len(it.ids)} tokens (0..{len(it.ids) - 1}); give an int index into its ids, "
+                    "or None when it is absent"
                 )
 
 

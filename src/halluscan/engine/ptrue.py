@@ -24,8 +24,8 @@ from halluscan.records import GenerateOptions
 
 ORDERS = {"true_first": ("True", "False"), "false_first": ("False", "True")}
 INSTRUCTION = (
-    "You will see a question and a proposed answer. Is the proposed answer:\n(A) {a}\n(B) {b}\n"
-    "Reply with the letter of the right option only."
+    "You will see a question and a proposed answer. Is the proposed answer:\n(A) {a}\n(B) "
+    "{b}\nReply with the letter of the right option only."
 )
 ITEM = "Question: {question}\nProposed answer: {answer}"
 

@@ -34,8 +34,7 @@ _CAP_PHRASE = re.compile(
 )
 _FALLBACK_STOP = set(
     "the it its this that there they he she i a an in on as yes no answer capital city country "
-    "currency continent "
-    "however sorry".split()
+    "currency continent however sorry".split()
 )
 
 Words = list[tuple[str, int, int]]

@@ -24,9 +24,9 @@ def check_hub(spec: str, timeout: float = 3.0) -> None:
     )
     if offline or not _reachable(host, timeout):
         raise HalluscanError(
-            f"model {spec!r} is not in the Hugging Face cache and {host} cannot be reached"
-            f"{' (HF_HUB_OFFLINE is set)' if offline else ''}; connect to the network, or give a "
-            "local model folder, a .gguf file, or 'smollm2'"
+            f"model {spec!r} is not in the Hugging Face cache and {host} cannot be "
+            f"reached{' (HF_HUB_OFFLINE is set)' if offline else ''}; connect to the network, or "
+            "give a local model folder, a .gguf file, or 'smollm2'"
         )
 
 

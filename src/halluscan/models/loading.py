@@ -191,8 +191,8 @@ def _load_pretrained(
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         where = "local folder" if source == "local" else "hub id (no network or cache here?)"
         raise HalluscanError(
-            f"model {spec!r}: could not load it as a {where}: {first[:200]}; "
-            "pass a hub id that is cached, a local model folder, a .gguf file, or 'smollm2'"
+            f"model {spec!r}: could not load it as a {where}: {first[:200]}; pass a hub id that is "
+            "cached, a local model folder, a .gguf file, or 'smollm2'"
         ) from e
     if source == "hub":
         revision = str(getattr(model.config, "_commit_hash", "") or "unknown")

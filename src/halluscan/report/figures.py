@@ -161,8 +161,8 @@ def activity_figure(results: list[ScoreResult]) -> Any:
         )
     fig.update_annotations(font_size=11)
     head = (
-        f"Activity: probe score per layer and generated token ({label}; "
-        f"shared colour scale ±{lim:.1f})"
+        f"Activity: probe score per layer and generated token ({label}; shared colour scale "
+        f"±{lim:.1f})"
     )
     fig.update_layout(title=head, height=1000, width=min(760 * n, MAX_WIDTH_PX), margin={"t": 150})
     return fig
@@ -215,8 +215,8 @@ def activity_png(results: list[ScoreResult], path: Path) -> Path:
         ax.axvline(r.verdict_token, color="black", lw=0.8, ls="--")
         fig.colorbar(im, ax=ax, fraction=0.035, pad=0.01).set_label(label, fontsize=8)
     head = (
-        f"Activity per layer and generated token — {label}, shared colour scale ±{lim:.1f} "
-        "(green: looks correct, red: looks wrong; dashed: verdict token)"
+        f"Activity per layer and generated token — {label}, shared colour scale ±{lim:.1f} (green: "
+        "looks correct, red: looks wrong; dashed: verdict token)"
     )
     fig.suptitle(_wrap(head, int(width * n * 10)), fontsize=10)  # about 10 characters per inch fit
     fig.tight_layout()
@@ -266,8 +266,8 @@ def attention_png(r: ScoreResult, path: Path) -> Path:
             ax.set_xlabel(f"token index ({n} tokens)")
         ax.set_ylabel("layer")
     head = (
-        f"attention received ({r.attention_query}, mean over heads), 0-1 per layer; "
-        "grey: no query after it"
+        f"attention received ({r.attention_query}, mean over heads), 0-1 per layer; grey: no query "
+        "after it"
     )
     chars = max(40, int(size[0] * 9))  # what fits across the figure at this font size
     qa = f"Q: {_wrap(short(r.question), chars)}\nA: {_wrap(short(r.response), chars)}"

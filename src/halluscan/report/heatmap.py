@@ -96,8 +96,8 @@ def heatmap_figure(
             customdata=custom,
             colorbar={"title": "AUC"},
             hovertemplate=(
-                "layer %{y}, %{x}<br>AUC %{z:.3f} ± %{customdata[0]:.3f} (fold std)"
-                "<br>n = %{customdata[1]}<extra></extra>"
+                "layer %{y}, %{x}<br>AUC %{z:.3f} ± %{customdata[0]:.3f} (fold std)<br>n = "
+                "%{customdata[1]}<extra></extra>"
             ),
         )
     )

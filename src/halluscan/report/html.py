@@ -80,8 +80,8 @@ def _finding(m: Metrics) -> str:
         clear = f"<span class='{'ok' if head.clear else 'no'}'>{word}</span>"
         items += (
             "<li><b>Gain over token identity</b> (layer 0 at the same position, paired over "
-            "folds): "
-            f"<b>{num(head.gain_over_layer0)}</b> (95 % interval {ci}), {clear} of zero</li>"
+            f"folds): <b>{num(head.gain_over_layer0)}</b> (95 % interval {ci}), {clear} of "
+            "zero</li>"
         )
     strongest = m.strongest_baseline()
     if m.baselines and strongest is not None:
@@ -93,8 +93,7 @@ def _finding(m: Metrics) -> str:
         )
     return (
         f"<div class='finding'><b>Best exact-answer cell:</b> <code>{f.best_exact_position}</code> "
-        "at layer "
-        f"{f.best_exact_layer}, AUC {num(f.best_exact_auc)}. It<ul>{items}</ul></div>"
+        f"at layer {f.best_exact_layer}, AUC {num(f.best_exact_auc)}. It<ul>{items}</ul></div>"
     )
 
 

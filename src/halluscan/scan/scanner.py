@@ -51,20 +51,17 @@ def check_bank(lm: LoadedModel, bank: ProbeBank) -> None:
     ):
         raise HalluscanError(
             f"the probe bank was trained on {trained_on.get('model_id')} but the model is "
-            f"{lm.model_id}; "
-            "use the bank of a study of this model (--probes runs/NAME/probes)"
+            f"{lm.model_id}; use the bank of a study of this model (--probes runs/NAME/probes)"
         )
     if bank.meta.get("hidden") not in (None, lm.hidden_size):
         raise HalluscanError(
             f"the probe bank was trained on {bank.meta['hidden']}-dim activations but "
-            f"{lm.model_id} has "
-            f"{lm.hidden_size}; use the bank of a study of this model (--probes)"
+            f"{lm.model_id} has {lm.hidden_size}; use the bank of a study of this model (--probes)"
         )
     if bank.position != BANK_POSITION:
         raise HalluscanError(
             f"this probe bank was trained at {bank.position!r}; per-response scoring needs one "
-            "trained at "
-            f"{BANK_POSITION!r} (what `halluscan run` saves in runs/NAME/probes)"
+            f"trained at {BANK_POSITION!r} (what `halluscan run` saves in runs/NAME/probes)"
         )
 
 
@@ -193,8 +190,7 @@ class Scanner:
         if limit is not None and longest > limit:
             raise HalluscanError(
                 f"the prompt and answer are {longest} tokens, beyond {self.lm.model_id}'s context "
-                f"of {limit} "
-                "tokens; give a shorter answer"
+                f"of {limit} tokens; give a shorter answer"
             )
 
     def _forward(

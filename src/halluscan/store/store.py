@@ -74,19 +74,18 @@ class ActivationStore:
             if m.get("format") != FORMAT:
                 raise HalluscanError(
                     f"{root}: this store has format {m.get('format')} but this halluscan writes "
-                    f"format {FORMAT}; "
-                    "use another --name, or delete the folder to extract again"
+                    f"format {FORMAT}; use another --name, or delete the folder to extract again"
                 )
             if m.get("key") != key:
                 raise HalluscanError(
-                    f"{root}: this store was made with another model, dataset or config; "
-                    "use another --name, or delete the folder to start again"
+                    f"{root}: this store was made with another model, dataset or config; use "
+                    "another --name, or delete the folder to start again"
                 )
             if m.get("layout") != lay:
                 made, want = layout_diff(m.get("layout") or {}, lay)
                 raise HalluscanError(
-                    f"{root}: this store was made with layout {made}, but {want} was asked; "
-                    "use another --name, or delete the folder to start again"
+                    f"{root}: this store was made with layout {made}, but {want} was asked; use "
+                    "another --name, or delete the folder to start again"
                 )
             store = cls(root, m)
             store.check()  # a resume reads every committed chunk again: never reuse a damaged one
@@ -328,8 +327,7 @@ class ActivationStore:
             if bad is not None:
                 raise HalluscanError(
                     f"{self.root}: chunk {c['name']} is damaged ({bad} is missing or does not "
-                    "match its checksum); "
-                    "delete the store folder to extract again"
+                    "match its checksum); delete the store folder to extract again"
                 )
 
     def examples(self) -> list[dict[str, Any]]:

@@ -132,8 +132,7 @@ def check_same_model(train: ActivationStore, test: ActivationStore, site: str) -
     if dims_a != dims_b:
         raise HalluscanError(
             f"{test.root}: its {site} features have dims {list(dims_b)} but {train.root}'s have "
-            f"{list(dims_a)}; "
-            "train and test runs need the same model"
+            f"{list(dims_a)}; train and test runs need the same model"
         )
     a, b = (st.provenance.get("model") for st in (train, test))
     if isinstance(a, dict) and isinstance(b, dict) and model_identity(a) != model_identity(b):

@@ -123,10 +123,8 @@ class StudyConfig:
         default=True,
         metadata={
             "help": "the p(True) baseline: the model asked whether its answer is true, in both "
-            "option orders "
-            "(one extra forward per example and order: about half a study's time again on 2 CPU "
-            "cores; "
-            "--no-p-true skips it)"
+            "option orders (one extra forward per example and order: about half a study's "
+            "time again on 2 CPU cores; --no-p-true skips it)"
         },
     )
     samples: int = field(
@@ -140,8 +138,8 @@ class StudyConfig:
     ray: str = field(
         default="",
         metadata={
-            "help": "generate and sweep on Ray: a cluster address, or none for a local "
-            "instance ('' = one process; needs halluscan[ray])"
+            "help": "generate and sweep on Ray: a cluster address, or none for a local instance "
+            "('' = one process; needs halluscan[ray])"
         },
     )
     workers: int = field(
@@ -156,16 +154,15 @@ class StudyConfig:
     ray_write: str = field(
         default="object",
         metadata={
-            "help": "'object': chunks come back through Ray's object store, "
-            "'shared': workers write them into the store on a shared file system"
+            "help": "'object': chunks come back through Ray's object store, 'shared': workers "
+            "write them into the store on a shared file system"
         },
     )
     report_pairs: tuple[Any, ...] = field(
         default=(),
         metadata={
             "help": "YAML only: pairs of {question, answer?, relation?} whose activity maps the "
-            "report "
-            "draws side by side (no answer: the model's own)",
+            "report draws side by side (no answer: the model's own)",
             "yaml_only": True,
         },
     )
@@ -192,8 +189,7 @@ class StudyConfig:
         ):
             raise HalluscanError(
                 f"config: name {self.name!r} is not a plain folder name; give a name without '/', "
-                "'\\' or "
-                "surrounding spaces (choose the parent folder with --runs-dir)"
+                "'\\' or surrounding spaces (choose the parent folder with --runs-dir)"
             )
         if self.n_questions < 0:
             raise HalluscanError(
@@ -219,15 +215,13 @@ class StudyConfig:
         if self.ray and self.gpus_per_worker > 0 and self.batch_size == 0:
             raise HalluscanError(
                 "config: --ray with --gpus-per-worker needs --batch-size (the driver cannot size a "
-                "worker's GPU; "
-                "256 suits an 8B model in bfloat16 on an 80 GB card)"
+                "worker's GPU; 256 suits an 8B model in bfloat16 on an 80 GB card)"
             )
         if self.workers < 1 or self.cpus_per_worker <= 0 or self.gpus_per_worker < 0:
             raise HalluscanError(
                 f"config: workers={self.workers}, cpus_per_worker={self.cpus_per_worker}, "
-                "gpus_per_worker="
-                f"{self.gpus_per_worker}; give at least 1 worker, more than 0 CPUs and 0 or more "
-                "GPUs per worker"
+                f"gpus_per_worker={self.gpus_per_worker}; give at least 1 worker, more than 0 CPUs "
+                "and 0 or more GPUs per worker"
             )
         check_device(self.device, "config: device")
         if self.probe_device:

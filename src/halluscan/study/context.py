@@ -144,8 +144,7 @@ def check_folds(cfg: StudyConfig, n_questions: int) -> None:
     if cfg.folds * 2 > n_questions:
         raise HalluscanError(
             f"--folds {cfg.folds} needs at least {2 * cfg.folds} questions ({cfg.folds} of each "
-            "class), but the "
-            f"study has {n_questions}; use fewer --folds or more questions"
+            f"class), but the study has {n_questions}; use fewer --folds or more questions"
         )
 
 

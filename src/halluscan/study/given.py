@@ -76,8 +76,8 @@ def given_bank(
     n_q = len(set(groups))
     if n_q < 2 * folds:
         why = (
-            f"No given-answer bank: {n_q} questions have a false answer of their type; "
-            f"{2 * folds} are needed."
+            f"No given-answer bank: {n_q} questions have a false answer of their type; {2 * folds} "
+            "are needed."
         )
         return GivenBank(len(recs), n_q, skipped=why), None
     result = study_sweep(ctx, gstore, y, groups, SITE, "given-answer sweep")

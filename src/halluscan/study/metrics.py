@@ -134,8 +134,7 @@ def read(run: RunDir) -> Metrics:
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise HalluscanError(
             f"{run.metrics} has schema version {version}, newer than this halluscan reads "
-            f"({SCHEMA_VERSION}); "
-            "upgrade halluscan, or " + redo
+            f"({SCHEMA_VERSION}); upgrade halluscan, or " + redo
         )
     try:
         return from_json(Metrics, data, "metrics")

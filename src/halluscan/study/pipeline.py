@@ -77,10 +77,9 @@ def too_few(cfg: StudyConfig, y: np.ndarray) -> str | None:
         return None
     return (
         f"No probe heatmap: the {cfg.folds}-fold cross-validation needs at least {cfg.folds} "
-        "examples of each class, "
-        f"but this study has {counts['correct']} correct and {counts['wrong']} wrong answers; "
-        f"{cfg.folds - counts[small]} more {small} answers are needed (use more questions, or "
-        "fewer --folds)."
+        f"examples of each class, but this study has {counts['correct']} correct and "
+        f"{counts['wrong']} wrong answers; {cfg.folds - counts[small]} more {small} answers are "
+        "needed (use more questions, or fewer --folds)."
     )
 
 

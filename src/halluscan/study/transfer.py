@@ -47,8 +47,7 @@ def transfer_stores(
     if test.layers(site) != train.layers(site) or test.positions != train.positions:
         raise HalluscanError(
             f"{test.root}: its layers or positions differ from {train.root}'s; train and test runs "
-            "need the same "
-            "model and positions"
+            "need the same model and positions"
         )
     ytr, yte = wrong_labels(study_examples(train)), wrong_labels(study_examples(test))
     auc = transfer_auc(store_features(train, site), ytr, store_features(test, site), yte, c, device)
