@@ -25,10 +25,7 @@ def _status_kb(field: str) -> int:
 
 
 class PeakRSS:
-    """``with PeakRSS() as m.
-
-    Work()`` -> ``m.base_mb``, ``m.peak_mb``, ``m.growth_mb`` (peak - base).
-    """
+    """``with PeakRSS() as m: work()`` -> ``m.base_mb``, ``m.peak_mb``, ``m.growth_mb``."""
 
     def __init__(self, every_s: float = 0.005):
         self.every_s = every_s

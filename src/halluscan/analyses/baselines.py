@@ -127,10 +127,7 @@ def consistency_scores(
 def fold_aucs(
     score: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]
 ) -> np.ndarray:
-    """A fixed score's AUC on each test fold (rows without a score left out.
-
-    NaN where a class is missing).
-    """
+    """A fixed score's AUC on each test fold (unscored rows left out; NaN: a class is missing)."""
     out = []
     for _, te in splits:
         te = te[np.isfinite(score[te])]

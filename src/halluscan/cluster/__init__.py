@@ -51,9 +51,10 @@ def require_ray() -> Any:
 
 
 def init_ray(plan: RayPlan) -> Any:
-    """Connect to ``plan.address`` (``local``.
+    """Connect to ``plan.address``; the ``ray`` module.
 
-    Start a local instance sized for the workers); the ``ray`` module.
+    ``local`` starts a local instance sized for the workers.
+
     """
     import os
 

@@ -83,9 +83,10 @@ class Committer:
         self.stores, self.stats = stores, stats
 
     def __call__(self, chunks: list[Chunk]) -> None:
-        """Commit ``chunks`` (``object``.
+        """Commit ``chunks``.
 
-        Write their files first; ``shared``: check the files the workers wrote).
+        ``object`` mode: write their files first; ``shared``: check the files the workers wrote.
+
         """
         t = time.perf_counter()
         entries: dict[str, list[tuple[str, list[str], dict[str, int]]]] = {}

@@ -118,10 +118,7 @@ class Worker:
         return self.host
 
     def load(self, box: list[Any]) -> str:
-        """Take the setup (``box[0]``.
-
-        Its object ref, or the setup itself) and load the model, once.
-        """
+        """Take the setup (``box[0]``: its object ref, or itself) and load the model, once."""
         if self.lm is None:
             import torch
 

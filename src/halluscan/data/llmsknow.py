@@ -62,10 +62,7 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 
 
 def person_aliases(name: str) -> tuple[str, ...]:
-    """A person's name, without a leading title ("Dr.
-
-    John Smith"), and with initials run together ("JK Simmons").
-    """
+    """A person's name without a leading title ("Dr. John Smith"), initials run together ("JK")."""
     name = " ".join(name.split())
     out = [name]
     bare = _TITLE.sub("", name)
@@ -81,9 +78,10 @@ def person_aliases(name: str) -> tuple[str, ...]:
 
 
 def load_llmsknow(name: str, split: str = "test", folder: str = "") -> Dataset:
-    """The LLMsKnow dataset ``name`` (split ``test``/``validation``.
+    """The LLMsKnow dataset ``name``.
 
-    The default file, ``train``: the other).
+    Split ``test`` or ``validation``: the default file; ``train``: the other.
+
     """
     if name not in FILES:
         raise HalluscanError(
@@ -161,10 +159,7 @@ def _number_text(x: str) -> str:
 
 
 def fetch(folder: str = "") -> list[Path]:
-    """Download every LLMsKnow file into ``folder`` (default.
-
-    The cache folder); returns the paths written.
-    """
+    """Download every LLMsKnow file into ``folder`` (default: the cache); the paths written."""
     import urllib.request
 
     from halluscan import atomic

@@ -217,9 +217,10 @@ class EagerFeed:
 def make_feed(
     lm: LoadedModel, prompts: Sequence[Sequence[int]], opts: GenerateOptions
 ) -> EagerFeed | StaticFeed:
-    """The feed of ``opts.decoder`` (``auto``.
+    """The feed of ``opts.decoder``.
 
-    Compiled static decoding for a batch on one GPU, else eager).
+    ``auto``: compiled static decoding for a batch on one GPU, else eager.
+
     """
     kind = choose_decoder(opts, lm, len(prompts))
     if kind == "eager":

@@ -133,10 +133,7 @@ class StaticFeed:
         self.fed = 0
 
     def prefill(self) -> torch.Tensor:
-        """Run the prompts (eagerly.
-
-        Their length varies by batch); the logits of their last tokens.
-        """
+        """Run the prompts eagerly (their length varies by batch); their last tokens' logits."""
         at = torch.arange(self.width, device=self.ids.device)
         out = self.model(
             input_ids=self.ids,

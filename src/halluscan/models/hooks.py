@@ -82,9 +82,10 @@ class Capture:
         self.paused = False  # True while another capture borrows the model (nothing is kept)
 
     def keep(self, site: str, layer: int, x: torch.Tensor, selected: bool = False) -> None:
-        """Copy the selected positions of ``x`` [B, T, ...] (``selected``.
+        """Copy the selected positions of ``x`` [B, T, ...] into the site's buffer.
 
-        Already done) into the site's buffer.
+        ``selected``: the selection is already done.
+
         """
         if self.paused:
             return
@@ -255,9 +256,10 @@ def capture_residual(
 def _attention_weights(
     model: Any, cap: Capture, modules: dict[str, dict[Any, int]]
 ) -> Iterator[None]:
-    """Wrap the model's attention function so that it also records ``modules[site]`` ({module.
+    """Wrap the model's attention function so that it also records ``modules[site]``.
 
-    Layer}).
+    ``modules[site]`` maps an attention module to its layer.
+
     """
     if not any(modules.values()):
         yield

@@ -57,12 +57,9 @@ def cross_auc(
     c: float,
     device: str | torch.device = "cpu",
 ) -> CrossFit:
-    """AUC of probes fitted on ``train``, scored on ``test``, fold by fold (``folds``.
+    """AUC of probes fitted on ``train``, scored on ``test``, fold by fold.
 
-    Question id -> fold).
-
-
-    Rows whose question has no fold are left out.
+    ``folds`` maps a question id to its fold. Rows whose question has no fold are left out.
     """
     f_tr = np.array([folds.get(str(q), -1) for q in train.groups])
     f_te = np.array([folds.get(str(q), -1) for q in test.groups])

@@ -1,7 +1,4 @@
-"""How probes are cross-validated, and their default strength (a light module.
-
-No torch at import).
-"""
+"""How probes are cross-validated, and their default strength (no torch at import)."""
 
 from __future__ import annotations
 

@@ -74,9 +74,10 @@ class Features:
         return np.asarray(self.valid[:, self.positions.index(position)], dtype=bool)
 
     def cell(self, position: str, layer: int, keep: np.ndarray | None = None) -> torch.Tensor:
-        """``[n, d]`` at one (position, layer), for the examples ``keep`` selects (default.
+        """``[n, d]`` at one (position, layer), for the examples ``keep`` selects.
 
-        Those that have it).
+        By default, the examples that have the position.
+
         """
         rows = self.has(position) if keep is None else keep
         return self.at(position)[torch.from_numpy(rows), self.layers.index(layer)]

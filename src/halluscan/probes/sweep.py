@@ -164,10 +164,7 @@ def fits(keep: np.ndarray, y: np.ndarray, folds: int) -> bool:
 def position_folds(
     x: torch.Tensor, y: np.ndarray, groups: np.ndarray, folds: int, seed: int, c: float
 ) -> np.ndarray:
-    """``[fold, layer]`` test AUCs of one position's probes (``x``.
-
-    ``[example, layer, hidden]``).
-    """
+    """``[fold, layer]`` test AUCs of one position's probes (``x``: [example, layer, hidden])."""
     return cv_auc(x, y, folds_for(y, list(groups), folds, seed), c)
 
 

@@ -25,9 +25,10 @@ def heatmap_png(
     title: str,
     target: str = "a wrong answer",
 ) -> Path:
-    """Layer (rows, 0 at the bottom) x position heatmap of AUC, Blues over 0.5-1.0 (``target``.
+    """Layer (rows, 0 at the bottom) x position heatmap of AUC, Blues over 0.5-1.0.
 
-    What is predicted).
+    ``target`` says what is predicted.
+
     """
     import textwrap
 

@@ -62,10 +62,7 @@ def received_from_sums(sums: torch.Tensor) -> torch.Tensor:
 
 
 def query_index(query: int, k: int) -> int:
-    """The token index of attention query ``query`` (e.g.
-
-    -1) in a response of ``k`` tokens; one line if outside.
-    """
+    """The token index of attention query ``query`` (say -1) in ``k`` tokens; one line if not."""
     if not -k <= query < k:
         raise HalluscanError(
             f"attention query token {query} is outside the response's {k} tokens (use "

@@ -17,10 +17,7 @@ from halluscan.atomic import write_with
 
 
 def to_numpy(x: torch.Tensor, dtype: str) -> np.ndarray:
-    """A CPU tensor as the array the store writes (bfloat16.
-
-    Its bits as uint16, no copy when already bf16).
-    """
+    """A CPU tensor as the array the store writes (bfloat16: its bits as uint16, no copy)."""
     if dtype == "bfloat16":
         return x.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
     return x.to(torch.float32).numpy()

@@ -33,10 +33,7 @@ def records_bytes(records: list[dict[str, Any]]) -> bytes:
 
 
 def chunk_path(root: Path, sub: str, name: str) -> Path:
-    """Where chunk ``name``'s file of folder ``sub`` lives (records.
-
-    ``.jsonl``, arrays: ``.npy``).
-    """
+    """Where chunk ``name``'s file in folder ``sub`` lives (records ``.jsonl``, arrays ``.npy``)."""
     return root / sub / f"{name}.{'jsonl' if sub == 'examples' else 'npy'}"
 
 

@@ -25,10 +25,7 @@ if TYPE_CHECKING:
 
 
 def store_features(store: ActivationStore, site: str | None = None) -> Features:
-    """``site``'s activations in ``store`` (None.
-
-    Its one site), read from disk one position at a time.
-    """
+    """``site``'s activations in ``store`` (None: its one site), read one position at a time."""
     site = store.site_name(site)
     return Features(
         tuple(store.layers(site)),

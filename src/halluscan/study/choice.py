@@ -141,9 +141,10 @@ def _candidates(
     samples: int,
     quiet: bool,
 ) -> list[list[Candidate]]:
-    """Every sample of every question, graded and scored by the probe (an empty answer.
+    """Every sample of every question, graded and scored by the probe.
 
-    As wrong as it gets).
+    An empty answer cannot be scored: it counts as wrong as it gets.
+
     """
     by_id = {q.qid: q for q in qs}
     keys = [(q.qid, k) for q in qs for k in range(samples)]

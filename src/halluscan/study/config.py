@@ -248,12 +248,10 @@ class StudyConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StudyConfig:
-        """The config a study recorded (``to_dict``'s form, or any subset of its keys.
+        """The config a study recorded, in ``to_dict``'s form.
 
-        The rest default).
-
-
-        Unknown keys are ignored, so that records written by a newer version still read.
+        Any subset of its keys reads (the rest default). Unknown keys are ignored, so that
+        records written by a newer version still read.
         """
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in d.items() if k in known}
@@ -264,10 +262,7 @@ class StudyConfig:
         return cls(**values).validate()
 
     def generate_options(self, **overrides: Any) -> GenerateOptions:
-        """How this study prompts and stops (``overrides``.
-
-        E.g. ``temperature``, ``seed``, ``batch_size``).
-        """
+        """How this study prompts and stops (``overrides``: ``temperature``, ``seed``, ...)."""
         base = GenerateOptions(
             max_new_tokens=self.max_new_tokens,
             stop=self.stop,

@@ -125,10 +125,7 @@ def _cell(store: ActivationStore, site: str, layer: int, keep: np.ndarray) -> to
 
 
 def own_answers(own: OwnStudy, site: str) -> OwnAnswers | None:
-    """The own-answer bank's data at its sweep's best layer at the bank position (None.
-
-    No such cell).
-    """
+    """The own-answer bank's data at its sweep's best layer at the bank position (None: no cell)."""
     sweep = own.sweep
     layer = (
         sweep.best(BANK_POSITION)[0]

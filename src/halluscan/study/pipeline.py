@@ -288,10 +288,7 @@ def own_bank(
     y: np.ndarray,
     prov: dict[str, Any],
 ) -> bool:
-    """Fit and save one probe per layer at the bank position on every example that has it (False.
-
-    Cannot).
-    """
+    """Fit and save a probe per layer at the bank position on the examples there (False: cannot)."""
     best = result.best(BANK_POSITION)[0] if BANK_POSITION in result.positions else None
     meta = runs.bank_meta(ctx.config, prov, best)
     bank = fit_bank(store, y, BANK_POSITION, ctx.site, ctx.config.cv, meta, ctx.probe_device)
