@@ -10,7 +10,7 @@ from halluscan.study.config import StudyConfig
 def test_yaml_then_flags(tmp_path):
     import argparse
 
-    from halluscan.study.config import add_config_flags, config_from_args
+    from halluscan.study.flags import add_config_flags, config_from_args
 
     y = tmp_path / "c.yaml"
     y.write_text("batch_size: 8\nseed: 3\npositions: [last_q, '-1']\n")
@@ -175,7 +175,7 @@ def test_bad_yaml_values_name_the_key_and_type(capsys, tmp_path, yaml_text, patt
 
 
 def test_yaml_positions_may_be_unquoted_numbers(tmp_path):
-    from halluscan.study.config import load_yaml
+    from halluscan.study.flags import load_yaml
 
     y = tmp_path / "c.yaml"
     y.write_text("positions: [last_q, -1, -8]\nprobe_c: 1\n")

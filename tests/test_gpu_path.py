@@ -56,7 +56,7 @@ def test_auto_is_the_cpu_in_float32_without_a_gpu(monkeypatch):
 def test_device_and_dtype_flags_reach_the_config_and_the_provenance(tmp_path):
     from halluscan.cli import build_parser
     from halluscan.models import load_model
-    from halluscan.study.config import config_from_args
+    from halluscan.study.flags import config_from_args
     from tests.conftest import tiny_folder
 
     cfg = config_from_args(

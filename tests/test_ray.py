@@ -231,7 +231,8 @@ def test_ray_flags_and_their_checks():
     import argparse
 
     from halluscan.errors import HalluscanError
-    from halluscan.study.config import StudyConfig, add_config_flags, config_from_args
+    from halluscan.study.config import StudyConfig
+    from halluscan.study.flags import add_config_flags, config_from_args
 
     p = argparse.ArgumentParser()
     add_config_flags(p)

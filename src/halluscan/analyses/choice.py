@@ -18,6 +18,7 @@ import numpy as np
 
 from halluscan.analyses.summary import Interval
 from halluscan.errors import HalluscanError
+from halluscan.probes.sweep import auc_rows
 from halluscan.text import normalize
 
 WAYS = ("greedy", "majority", "probe", "oracle", "sample_mean")
@@ -119,3 +120,12 @@ def gains(rows: dict[str, list[float]], seed: int) -> tuple[dict[str, float], Ga
         return Gain(acc["probe"] - acc[other], paired_interval(arr["probe"], arr[other], s))
 
     return acc, gain("greedy", seed), gain("majority", seed + 1)
+
+
+def sample_auc(candidates: Sequence[Sequence[Candidate]]) -> float | None:
+    """The probe's AUC over every scored sample (wrong vs right); None with one class only."""
+    scored = [c for row in candidates for c in row if c.scored]
+    y = np.array([0 if c.correct else 1 for c in scored])
+    if not 0 < y.sum() < len(y):
+        return None
+    return float(auc_rows(np.array([c.p_wrong for c in scored])[None], y)[0])

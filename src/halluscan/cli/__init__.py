@@ -10,12 +10,14 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from halluscan.cli.score import cmd_score
 from halluscan.cli.study import cmd_choose, cmd_data, cmd_positions, cmd_probe, cmd_run, cmd_suite
 from halluscan.errors import HalluscanError
 from halluscan.models.sites import RESIDUAL
-from halluscan.study.config import StudyConfig, add_config_flags
+from halluscan.study.config import StudyConfig
+from halluscan.study.flags import add_config_flags
 from halluscan.study.runs import RUNS_DIR, output_dir
 
 
@@ -38,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="halluscan", description="Find hallucinations by reading a model's hidden states."
     )
     sub = p.add_subparsers(dest="cmd", required=True)
+    for add in (_study_commands, _probe_command, _score_command, _choose_command, _data_commands):
+        add(sub)
+    return p
+
+
+def _study_commands(sub: Any) -> None:
+    """``run`` and ``suite``: every config key as a flag."""
     run = sub.add_parser("run", help="generate, grade, extract, probe and write a report")
     add_config_flags(run)
     run.set_defaults(func=cmd_run, loads_model=True)
@@ -52,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="world-facts, movies, winobias, winogrande, mnli, math or files",
     )
     suite.set_defaults(func=cmd_suite, loads_model=True)
+
+
+def _probe_command(sub: Any) -> None:
+    """``probe``: transfer between run folders."""
     probe = sub.add_parser(
         "probe", help="train probes on one run and test them on another (or a matrix of runs)"
     )
@@ -72,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_device_flags(probe, model=False)  # where the probes are fitted
     probe.set_defaults(func=cmd_probe)
+
+
+def _score_command(sub: Any) -> None:
+    """``score``: one answer, or a file of them, token by token."""
     sc = sub.add_parser(
         "score",
         help="score an answer token by token and layer by layer (writes score.json + figures)",
@@ -126,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_flags(sc)
     sc.set_defaults(func=cmd_score, loads_model=True)
+
+
+def _choose_command(sub: Any) -> None:
+    """``choose``: the probe picks among sampled answers."""
     ch = sub.add_parser(
         "choose", help="sample answers to held-out questions; compare the probe's pick with greedy"
     )
@@ -147,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_flags(ch)
     ch.set_defaults(func=cmd_choose, loads_model=True)
+
+
+def _data_commands(sub: Any) -> None:
+    """``data`` and ``positions``."""
     data = sub.add_parser(
         "data", help="get the datasets of the published study (LLMsKnow) into the cache"
     )
@@ -158,7 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(func=cmd_data)
     pos = sub.add_parser("positions", help="list the named token positions")
     pos.set_defaults(func=cmd_positions)
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:

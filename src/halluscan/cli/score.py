@@ -140,38 +140,9 @@ def _score_file(args: argparse.Namespace, lm: Any, rows: list[dict[str, Any]], o
     With ``label`` on the given answers it also prints and writes (``summary.json``) the AUC of
     ``p_wrong`` for false vs true answers, with a 95 % interval, and the verdicts' accuracy.
     """
-    from tqdm import tqdm
-
     from halluscan import atomic
 
-    given = [(i, r) for i, r in enumerate(rows) if (r.get("answer") or "").strip()]
-    results: list[Any] = [None] * len(rows)
-    banks: dict[int, str] = {}
-    bar = tqdm(total=len(rows), desc="score", unit="answer", disable=args.quiet)
-    tok = lm.tokenizer
-    if given:
-        scanner = _scanner(args, lm, _bank_kind(args, True))
-        banks[0] = scanner.kind
-        items = [
-            (
-                r["question"],
-                tok(r["answer"], add_special_tokens=False).input_ids,
-                (r.get("relation") or "custom"),
-            )
-            for _, r in given
-        ]
-        for (i, _), scored in zip(
-            given, scanner.score_many(items, progress=bar.update), strict=True
-        ):
-            results[i] = scored
-    if len(given) < len(rows):
-        scanner = _scanner(args, lm, _bank_kind(args, False))
-        banks[1] = scanner.kind
-        for i, r in enumerate(rows):
-            if results[i] is None:
-                results[i] = scanner.score(r["question"], relation=(r.get("relation") or "custom"))
-                bar.update(1)
-    bar.close()
+    results, banks = _score_rows(args, lm, rows)
     lines = [
         json.dumps(
             {
@@ -185,15 +156,51 @@ def _score_file(args: argparse.Namespace, lm: Any, rows: list[dict[str, Any]], o
     atomic.write_text(out / "scores.jsonl", "\n".join(lines) + "\n")
     n_wrong = sum(scored.verdict == "hallucinated" for scored in results)
     print(
-        f"scored {len(rows)} answers ({' + '.join(sorted(set(banks.values())))} bank): {n_wrong} "
+        f"scored {len(rows)} answers ({' + '.join(sorted(banks))} bank): {n_wrong} "
         f"flagged hallucinated; wrote {out / 'scores.jsonl'}"
     )
-    labelled = [
-        (r, s) for r, s in zip(rows, results, strict=True) if isinstance(r.get("label"), bool)
-    ]
+    pairs = zip(rows, results, strict=True)
+    labelled = [(r, s) for r, s in pairs if isinstance(r.get("label"), bool)]
     if labelled:
         _labelled_summary(labelled, out)
     return 0
+
+
+def _score_rows(
+    args: argparse.Namespace, lm: Any, rows: list[dict[str, Any]]
+) -> tuple[list[Any], set[str]]:
+    """Every row scored (given answers in batches, the rest generated first); the banks used."""
+    from tqdm import tqdm
+
+    given = [(i, r) for i, r in enumerate(rows) if (r.get("answer") or "").strip()]
+    results: list[Any] = [None] * len(rows)
+    banks: set[str] = set()
+    bar = tqdm(total=len(rows), desc="score", unit="answer", disable=args.quiet)
+    if given:
+        scanner = _scanner(args, lm, _bank_kind(args, True))
+        banks.add(scanner.kind)
+        tok = lm.tokenizer
+        items = [
+            (
+                r["question"],
+                tok(r["answer"], add_special_tokens=False).input_ids,
+                r.get("relation") or "custom",
+            )
+            for _, r in given
+        ]
+        for (i, _), scored in zip(
+            given, scanner.score_many(items, progress=bar.update), strict=True
+        ):
+            results[i] = scored
+    if len(given) < len(rows):
+        scanner = _scanner(args, lm, _bank_kind(args, False))
+        banks.add(scanner.kind)
+        for i, r in enumerate(rows):
+            if results[i] is None:
+                results[i] = scanner.score(r["question"], relation=(r.get("relation") or "custom"))
+                bar.update(1)
+    bar.close()
+    return results, banks
 
 
 def _labelled_summary(labelled: list[tuple[dict[str, Any], Any]], out: Path) -> None:

@@ -25,9 +25,10 @@ def _given_line(m: Metrics) -> list[str]:
         return []
     if g.skipped is not None:
         return [g.skipped]
-    assert g.best is not None and g.best.ci95 is not None and g.cross is not None
+    assert g.best is not None and g.cross is not None
     b, own = g.best, g.cross.own_bank.get("given_pairs")
-    line = f"given-answer bank: layer {b.layer} AUC {b.auc:.3f} ({b.ci95[0]:.3f}-{b.ci95[1]:.3f}) "
+    lo, hi = b.ci95 or (float("nan"), float("nan"))
+    line = f"given-answer bank: layer {b.layer} AUC {b.auc:.3f} ({lo:.3f}-{hi:.3f}) "
     line += f"on held-out true/false answers ({g.n_answers})"
     if own is not None and own.auc is not None:
         line += f"; the own-answer bank there {own.auc:.3f}"
@@ -63,7 +64,7 @@ def _summary(m: Metrics) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a study and print its headline numbers."""
-    from halluscan.study.config import config_from_args
+    from halluscan.study.flags import config_from_args
     from halluscan.study.pipeline import run_study
     from halluscan.study.runs import RunDir
 
@@ -181,7 +182,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_suite(args: argparse.Namespace) -> int:
     """Run a study per dataset and print each one's probe against its best baseline."""
-    from halluscan.study.config import config_from_args
+    from halluscan.study.flags import config_from_args
     from halluscan.study.runs import RunDir
     from halluscan.study.suite import run_suite
 

@@ -171,16 +171,8 @@ def collect_on_ray(
     workers, box = start_workers(ray, plan, setup)
     counts = Counts(len(qs), len(qs) - len(todo), t0)
     try:
-        _dispatch(
-            ray,
-            workers,
-            box,
-            queue,
-            Committer({"own": store, "given": gstore}, stats),
-            on_commit,
-            plan.quiet,
-            counts,
-        )
+        commit = Committer({"own": store, "given": gstore}, stats)
+        _Dispatch(ray, workers, box, queue, commit).run(on_commit, plan.quiet, counts)
     finally:  # on success and on error alike: no actor outlives the run
         for a in workers:
             ray.kill(a)
@@ -191,74 +183,83 @@ def collect_on_ray(
     return stats
 
 
-def _dispatch(
-    ray: Any,
-    workers: list[Any],
-    box: list[Any],
-    queue: deque[Shard],
-    commit: Committer,
-    on_commit: Callable[[list[Any], RayStats], None] | None,
-    quiet: bool,
-    counts: Counts,
-) -> None:
-    """Keep every live worker ``IN_FLIGHT`` shards deep and commit what arrives, until done."""
-    from halluscan.cluster.progress import Progress
+Arrival = tuple[Shard, int, list[Chunk], dict[str, Any]]  # a shard, its worker, its chunks, timing
 
-    stats, (total, initial, t0) = commit.stats, (counts.total, counts.stored, counts.start)
-    alive = set(range(len(workers)))
-    pending: dict[Any, tuple[Shard, int]] = {}
 
-    def submit(w: int) -> None:
-        shard = queue.popleft()
-        pending[workers[w].run.remote(shard, box)] = (shard, w)
+class _Dispatch:
+    """Keeps every live worker ``IN_FLIGHT`` shards deep and commits what arrives, until done."""
 
-    for _ in range(IN_FLIGHT):
-        for w in range(len(workers)):
-            if queue:
-                submit(w)
-    with Progress(total, initial, quiet) as bar:
-        while pending:
-            ray.wait(list(pending), num_returns=1)  # at least one is done; take every one that is
-            done_now, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
-            arrived: list[tuple[Shard, int, list[Chunk], dict[str, Any]]] = []
-            failed: HalluscanError | None = None
-            for ref in done_now:
-                shard, w = pending.pop(ref)
-                try:
-                    chunks, timing = ray.get(ref)
-                # gone for good, after Ray's restarts: others take it
-                except ray.exceptions.RayActorError as e:
-                    alive.discard(w)
-                    if not alive:
-                        failed = HalluscanError(
-                            f"every Ray worker died, the last with: {cause_of(e)} (see the Ray "
-                            "logs); committed shards are kept, so run the same command again to "
-                            "resume"
-                        )
-                        break
-                    queue.appendleft(shard)
-                    stats.reassigned += 1
-                    submit(min(alive, key=lambda a: sum(1 for _, x in pending.values() if x == a)))
-                    continue
-                # the shard itself failed: it would fail on any worker
-                except ray.exceptions.RayError as e:
-                    failed = _task_error(shard, e)
-                    break
-                arrived.append((shard, w, chunks, timing))
-            # what arrived is kept, even before an error
-            commit([c for _, _, chunks, _ in arrived for c in chunks])
-            if failed is not None:
-                raise failed
-            for shard, w, _, timing in arrived:
-                n, who = sum(len(b) for b in shard.batches), timing["worker"]
-                stats.questions[who] = stats.questions.get(who, 0) + n
-                stats.busy_s[who] = stats.busy_s.get(who, 0.0) + timing["seconds"]
-                bar.advance(n, who, stats.questions[who] / max(time.perf_counter() - t0, 1e-9))
-                if queue and w in alive:
-                    submit(w)
-            if on_commit is not None and arrived:
-                on_commit(workers, stats)
-            del arrived, done_now  # the results' objects are freed before the next wait
+    def __init__(
+        self, ray: Any, workers: list[Any], box: list[Any], queue: deque[Shard], commit: Committer
+    ):
+        self.ray, self.workers, self.box, self.queue, self.commit = ray, workers, box, queue, commit
+        self.alive = set(range(len(workers)))
+        self.pending: dict[Any, tuple[Shard, int]] = {}
+
+    def submit(self, w: int) -> None:
+        """Send the next shard to worker ``w``."""
+        shard = self.queue.popleft()
+        self.pending[self.workers[w].run.remote(shard, self.box)] = (shard, w)
+
+    def gather(self) -> tuple[list[Arrival], HalluscanError | None]:
+        """Wait for a shard, then take every one done; and the error that stops the run, if any."""
+        ray, stats = self.ray, self.commit.stats
+        ray.wait(list(self.pending), num_returns=1)
+        done_now, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0)
+        arrived: list[Arrival] = []
+        for ref in done_now:
+            shard, w = self.pending.pop(ref)
+            try:
+                chunks, timing = ray.get(ref)
+            except ray.exceptions.RayActorError as e:  # gone for good, after Ray's restarts
+                self.alive.discard(w)
+                if not self.alive:
+                    return arrived, HalluscanError(
+                        f"every Ray worker died, the last with: {cause_of(e)} (see the Ray logs); "
+                        "committed shards are kept, so run the same command again to resume"
+                    )
+                self.queue.appendleft(shard)  # the others take it
+                stats.reassigned += 1
+                self.submit(
+                    min(self.alive, key=lambda a: sum(x == a for _, x in self.pending.values()))
+                )
+                continue
+            except ray.exceptions.RayError as e:  # the shard itself failed: it would on any worker
+                return arrived, _task_error(shard, e)
+            arrived.append((shard, w, chunks, timing))
+        return arrived, None
+
+    def run(
+        self, on_commit: Callable[[list[Any], RayStats], None] | None, quiet: bool, counts: Counts
+    ) -> None:
+        """Dispatch every shard, committing each group that arrives (before any error is raised)."""
+        from halluscan.cluster.progress import Progress
+
+        stats = self.commit.stats
+        for _ in range(IN_FLIGHT):
+            for w in range(len(self.workers)):
+                if self.queue:
+                    self.submit(w)
+        with Progress(counts.total, counts.stored, quiet) as bar:
+            while self.pending:
+                arrived, failed = self.gather()
+                self.commit(
+                    [c for _, _, chunks, _ in arrived for c in chunks]
+                )  # kept, error or not
+                if failed is not None:
+                    raise failed
+                for shard, w, _, timing in arrived:
+                    n, who = sum(len(b) for b in shard.batches), timing["worker"]
+                    stats.questions[who] = stats.questions.get(who, 0) + n
+                    stats.busy_s[who] = stats.busy_s.get(who, 0.0) + timing["seconds"]
+                    bar.advance(
+                        n, who, stats.questions[who] / max(time.perf_counter() - counts.start, 1e-9)
+                    )
+                    if self.queue and w in self.alive:
+                        self.submit(w)
+                if on_commit is not None and arrived:
+                    on_commit(self.workers, stats)
+                del arrived  # the results' objects are freed before the next wait
 
 
 def _task_error(shard: Shard, e: Any) -> HalluscanError:

@@ -48,26 +48,7 @@ def read_table(path: str | Path, required: tuple[str, ...] | None = None) -> lis
         raise HalluscanError(
             f"{p}: could not read it: {e.strerror or e}; check the file and its permissions"
         ) from e
-    if suffix == ".csv":
-        rows, header = _read_csv(p, text)
-    else:
-        rows = []
-        for i, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise HalluscanError(
-                    f"{p}: line {i} is not valid JSON ({e.msg}); fix that line"
-                ) from e
-            if not isinstance(row, dict):
-                raise HalluscanError(
-                    f"{p}: line {i} is not a JSON object; each line needs {{'question': ..., "
-                    f"'answer': ...}}"
-                )
-            rows.append(row)
-        header = list(rows[0]) if rows else []
+    rows, header = _read_csv(p, text) if suffix == ".csv" else _read_jsonl(p, text)
     if not rows:
         raise HalluscanError(
             f"{p}: the dataset is empty; it needs at least one row with 'question' and 'answer'"
@@ -82,6 +63,25 @@ def read_table(path: str | Path, required: tuple[str, ...] | None = None) -> lis
                 "add it"
             )
     return rows
+
+
+def _read_jsonl(p: Path, text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows (one JSON object a line) and the first row's keys; a bad line is named."""
+    rows = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise HalluscanError(f"{p}: line {i} is not valid JSON ({e.msg}); fix that line") from e
+        if not isinstance(row, dict):
+            raise HalluscanError(
+                f"{p}: line {i} is not a JSON object; each line needs {{'question': ..., "
+                f"'answer': ...}}"
+            )
+        rows.append(row)
+    return rows, list(rows[0]) if rows else []
 
 
 def _read_csv(p: Path, text: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -151,7 +151,20 @@ def load_dataset(spec: str, split: str = "test", data_dir: str = "") -> Dataset:
 
     if spec in FILES:
         return load_llmsknow(spec, split, data_dir)
-    rows = read_table(spec)
+    qs = _questions(spec, read_table(spec))
+    digest = hashlib.sha256(Path(spec).read_bytes()).hexdigest()
+    # The answers of a relation are its answer-type vocabulary for class-blind location.
+    vocab: dict[str, list[str]] = {}
+    for item in qs:
+        vocab.setdefault(item.relation, []).extend(item.aliases)
+    relation_vocab = {r: tuple(dict.fromkeys(v)) for r, v in vocab.items()}
+    return Dataset(
+        name=Path(spec).name, questions=tuple(qs), sha256=digest, relation_vocab=relation_vocab
+    )
+
+
+def _questions(spec: str, rows: list[dict[str, Any]]) -> list[Question]:
+    """A user file's questions: empty fields refused, repeated rows dropped, ids unique."""
     qs = []
     rows_of: dict[str, list[int]] = {}  # id -> the rows that carry it
     seen: set[tuple[str, str]] = set()
@@ -169,14 +182,10 @@ def load_dataset(spec: str, split: str = "test", data_dir: str = "") -> Dataset:
         seen.add((q, a))
         qid = str(row.get("id") or row.get("qid") or i)
         rows_of.setdefault(qid, []).append(i)
+        rel = str(row.get("relation") or "custom")
         qs.append(
             Question(
-                qid=qid,
-                question=q,
-                answer=a,
-                aliases=_aliases(row.get("aliases"), a),
-                relation=str(row.get("relation") or "custom"),
-                wrong_answer=_wrong_answer(spec, i, row, q, a),
+                qid, q, a, _aliases(row.get("aliases"), a), rel, _wrong_answer(spec, i, row, q, a)
             )
         )
     dups = {q: r for q, r in rows_of.items() if len(r) > 1}
@@ -193,12 +202,4 @@ def load_dataset(spec: str, split: str = "test", data_dir: str = "") -> Dataset:
         log.warning(
             "%s: dropped %d row(s) that repeat an earlier row's question and answer", spec, dropped
         )
-    digest = hashlib.sha256(Path(spec).read_bytes()).hexdigest()
-    # The answers of a relation are its answer-type vocabulary for class-blind location.
-    vocab: dict[str, list[str]] = {}
-    for item in qs:
-        vocab.setdefault(item.relation, []).extend(item.aliases)
-    relation_vocab = {r: tuple(dict.fromkeys(v)) for r, v in vocab.items()}
-    return Dataset(
-        name=Path(spec).name, questions=tuple(qs), sha256=digest, relation_vocab=relation_vocab
-    )
+    return qs

@@ -125,71 +125,22 @@ def build_world_facts() -> Dataset:
     countries = gc.get_countries()
     ci = _countryinfo_by_iso()
     currencies = _currency_names(countries, ci)
-    keep = sorted(
-        (
-            iso
-            for iso, v in countries.items()
-            if v["capital"] and v["population"] >= MIN_COUNTRY_POPULATION
-        ),
-        key=lambda iso: countries[iso]["name"],
+    big = (
+        iso
+        for iso, v in countries.items()
+        if v["capital"] and v["population"] >= MIN_COUNTRY_POPULATION
     )
-    qs: list[Question] = []
-    capitals: list[str] = []
-    for iso in keep:
-        c = countries[iso]
-        name = c["name"]
-        aliases = _country_aliases(iso, name, ci)
-        cap_aliases = [c["capital"]]
-        if ci.get(iso) is not None and ci[iso].capital():
-            cap_aliases.append(ci[iso].capital())
-        capitals.append(c["capital"])
-        qs.append(
-            _q(
-                f"capital_of_country/{iso}",
-                f"What is the capital of {name}?",
-                _dedupe(cap_aliases),
-                "capital_of_country",
-            )
-        )
-        qs.append(
-            _q(
-                f"country_of_capital/{iso}",
-                f"{c['capital']} is the capital of which country?",
-                aliases,
-                "country_of_capital",
-            )
-        )
-        cont = CONTINENTS[c["continentcode"]]
-        if iso in TRANSCONTINENTAL:
-            cont = cont + CONTINENTS[TRANSCONTINENTAL[iso]]
-        qs.append(
-            _q(
-                f"continent_of_country/{iso}",
-                f"On which continent is {name}?",
-                cont,
-                "continent_of_country",
-            )
-        )
-        if c["currencycode"] in currencies:
-            qs.append(
-                _q(
-                    f"currency_of_country/{iso}",
-                    f"What is the currency of {name}?",
-                    currencies[c["currencycode"]],
-                    "currency_of_country",
-                )
-            )
+    keep = sorted(big, key=lambda iso: countries[iso]["name"])
+    qs = [q for iso in keep for q in _country_questions(iso, countries[iso], ci, currencies)]
+    capitals = [countries[iso]["capital"] for iso in keep]
     qs.extend(_city_questions(gc, countries, ci, set(capitals)))
     qs = [q for q in qs if q.aliases]
+    every_country = [
+        a for iso in sorted(countries) for a in _country_aliases(iso, countries[iso]["name"], ci)
+    ]
     vocab = {
         "capital_of_country": _dedupe(capitals),
-        "country_of_capital": _dedupe(
-            [
-                a
-                for iso in sorted(countries)
-                for a in _country_aliases(iso, countries[iso]["name"], ci)
-            ]
-        ),
+        "country_of_capital": _dedupe(every_country),
         "continent_of_country": tuple(n for names in CONTINENTS.values() for n in names),
         "currency_of_country": _dedupe([n for names in currencies.values() for n in names]),
     }
@@ -200,6 +151,49 @@ def build_world_facts() -> Dataset:
         + [s["name"] for s in gc.get_us_states().values()]
     )
     return _dataset("world-facts", qs, vocab, entities)
+
+
+def _country_questions(
+    iso: str, c: dict[str, Any], ci: dict[str, Any], currencies: dict[str, tuple[str, ...]]
+) -> list[Question]:
+    """A country's questions: its capital, its capital's country, its continent, its currency."""
+    name = c["name"]
+    cap_aliases = [c["capital"]]
+    if ci.get(iso) is not None and ci[iso].capital():
+        cap_aliases.append(ci[iso].capital())
+    cont = CONTINENTS[c["continentcode"]]
+    if iso in TRANSCONTINENTAL:
+        cont = cont + CONTINENTS[TRANSCONTINENTAL[iso]]
+    out = [
+        _q(
+            f"capital_of_country/{iso}",
+            f"What is the capital of {name}?",
+            _dedupe(cap_aliases),
+            "capital_of_country",
+        ),
+        _q(
+            f"country_of_capital/{iso}",
+            f"{c['capital']} is the capital of which country?",
+            _country_aliases(iso, name, ci),
+            "country_of_capital",
+        ),
+        _q(
+            f"continent_of_country/{iso}",
+            f"On which continent is {name}?",
+            cont,
+            "continent_of_country",
+        ),
+    ]
+    if c["currencycode"] in currencies:
+        out.append(
+            _q(
+                f"currency_of_country/{iso}",
+                f"What is the currency of {name}?",
+                currencies[c["currencycode"]],
+                "currency_of_country",
+            )
+        )
+    return out
 
 
 def _q(qid: str, question: str, aliases: tuple[str, ...], relation: str) -> Question:

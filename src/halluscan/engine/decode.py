@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -263,26 +264,14 @@ def decode(
         logits = feed.prefill()
         states = cap.stacked(site, host=False) if cap is not None else None
         if on_prefill is not None and isinstance(feed, EagerFeed):
-            if cap is not None:
-                cap.paused = True
-            on_prefill(feed)
-            if cap is not None:
-                cap.paused = False
+            _paused(cap, lambda: on_prefill(feed))
         yield Step(-1, active, states)
         if cap is not None:
             cap.select = lambda h: h[:, -1:]
         for step in range(opts.max_new_tokens):
             cand = pick(logits, opts.temperature, rng)
-            live = [rows[i] for i in active.tolist()]
-            before = [len(r.ids) for r in live]
-            tokens, stats = token_stats(logits, cand) if opts.token_stats else (cand.tolist(), None)
-            if not rule.advance(live, tokens, stats):
-                break
-            took = [len(r.ids) > n for r, n in zip(live, before, strict=True)]
-            if all(r.done for r in rows) and not any(
-                r.in_answer for r, t in zip(live, took, strict=True) if t
-            ):
-                # every row has ended and no new token is part of an answer: nothing left to feed
+            took = _take(rows, active, rule, logits, cand, opts.token_stats)
+            if took is None:
                 break
             # Rows that just took a token are fed once more so that its activations exist; the
             # others have finished and leave the batch (a static batch feeds them too, unread).
@@ -295,3 +284,35 @@ def decode(
             yield Step(step, active, cap.stacked(site, host=False) if cap is not None else None)
             if all(r.done for r in rows):
                 break
+
+
+def _paused(cap: Any, work: Callable[[], None]) -> None:
+    """Run ``work`` with the capture ``cap`` (if any) paused: its forward passes go unrecorded."""
+    if cap is not None:
+        cap.paused = True
+    try:
+        work()
+    finally:
+        if cap is not None:
+            cap.paused = False
+
+
+def _take(
+    rows: Sequence[Row],
+    active: torch.Tensor,
+    rule: StopRule,
+    logits: torch.Tensor,
+    cand: torch.Tensor,
+    stats_on: bool,
+) -> list[bool] | None:
+    """Let the stop rule give each live row its candidate; which rows took one (None: stop)."""
+    live = [rows[i] for i in active.tolist()]
+    before = [len(r.ids) for r in live]
+    tokens, stats = token_stats(logits, cand) if stats_on else (cand.tolist(), None)
+    if not rule.advance(live, tokens, stats):
+        return None
+    took = [len(r.ids) > n for r, n in zip(live, before, strict=True)]
+    answering = any(r.in_answer for r, t in zip(live, took, strict=True) if t)
+    if all(r.done for r in rows) and not answering:
+        return None  # every row has ended and no new token is part of an answer: nothing to feed
+    return took

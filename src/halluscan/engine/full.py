@@ -57,20 +57,7 @@ def extract_full_to_store(
     )
     for b in range(0, len(todo), batch_size):
         batch = todo[b : b + batch_size]
-        ids, mask, offs = left_pad([it.ids for it in batch], pad_id)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        dev = next(model.parameters()).device
-        with capture(model, {RESIDUAL: list(spec.layers)}, stop_early=True) as cap:
-            try:
-                model(
-                    input_ids=ids.to(dev),
-                    attention_mask=mask.to(dev),
-                    position_ids=pos.to(dev),
-                    use_cache=False,
-                )
-            except StopForward:
-                pass
-            full = cap.stacked(RESIDUAL)  # [B, layer, T, H]
+        full, offs = _states(model, pad_id, batch, list(spec.layers))  # [B, layer, T, H]
         out = full.new_zeros(len(batch), full.shape[1], 1, n_grid, full.shape[-1])
         recs = []
         for r, it in enumerate(batch):
@@ -98,3 +85,23 @@ def extract_full_to_store(
         if progress is not None:
             progress(len(batch))
     return len(todo)
+
+
+def _states(
+    model: Any, pad_id: int, batch: list[Item], layers: list[int]
+) -> tuple[torch.Tensor, list[int]]:
+    """Every token's residual, left-padded, ``[B, layer, T, H]``, and each row's padding."""
+    ids, mask, offs = left_pad([it.ids for it in batch], pad_id)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    dev = next(model.parameters()).device
+    with capture(model, {RESIDUAL: layers}, stop_early=True) as cap:
+        try:
+            model(
+                input_ids=ids.to(dev),
+                attention_mask=mask.to(dev),
+                position_ids=pos.to(dev),
+                use_cache=False,
+            )
+        except StopForward:
+            pass
+        return cap.stacked(RESIDUAL), offs

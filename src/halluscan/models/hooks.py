@@ -184,7 +184,6 @@ def capture(
     ``stop_early`` raises :class:`StopForward` once the block of the last layer asked for (of
     any site) has run, so later blocks, the final norm and the LM head are skipped.
     """
-    mods = blocks(model)
     n = n_layers(model)
     sites = {RESIDUAL: list(range(n + 1))} if sites is None else sites
     for site, layers in sites.items():
@@ -195,37 +194,10 @@ def capture(
         if bad:
             raise HalluscanError(f"site {site!r} has no layer {bad[0]}; valid layers are {lo}..{n}")
     cap = Capture(sites, select or (lambda h: h), dtype, stop_early, reduce)
-    table = site_table(model)
     handles: list[Any] = []
-
-    def out_hook(site: str, layer: int) -> Callable[..., None]:
-        return lambda _m, _a, output: cap.keep(site, layer, _first(output))
-
-    def pre_hook(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        cap.keep(RESIDUAL, 0, args[0] if args else kwargs["hidden_states"])
-
     try:
-        for layer in sites.get(RESIDUAL, []):
-            if layer == 0:
-                handles.append(mods[0].register_forward_pre_hook(pre_hook, with_kwargs=True))
-            else:
-                handles.append(mods[layer - 1].register_forward_hook(out_hook(RESIDUAL, layer)))
-        for site, path in ((MLP, table.mlp), (ATTN, table.attn)):
-            for layer in sites.get(site, []):
-                handles.append(
-                    get_module(mods[layer - 1], path).register_forward_hook(out_hook(site, layer))
-                )
-        if stop_early:  # registered last, so it runs after the other hooks of that block
-
-            def stop(*_a: Any) -> None:
-                raise StopForward
-
-            last = cap.last_layer
-            handles.append(
-                mods[0].register_forward_pre_hook(stop)
-                if last == 0
-                else mods[last - 1].register_forward_hook(stop)
-            )
+        _register(model, cap, sites, handles)
+        mods, table = blocks(model), site_table(model)
         attn = {
             s: {get_module(mods[x - 1], table.attn): x for x in sites.get(s, [])}
             for s in ATTN_SITES
@@ -235,6 +207,43 @@ def capture(
     finally:
         for h in handles:
             h.remove()
+
+
+def _register(model: Any, cap: Capture, sites: dict[str, list[int]], handles: list[Any]) -> None:
+    """Register the hooks that feed ``cap`` (and the one that stops the forward), into ``handles``.
+
+    Each handle is added as soon as its hook is registered, so the caller removes every one,
+    even when a later registration fails.
+    """
+    mods, table = blocks(model), site_table(model)
+
+    def out_hook(site: str, layer: int) -> Callable[..., None]:
+        return lambda _m, _a, output: cap.keep(site, layer, _first(output))
+
+    def pre_hook(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        cap.keep(RESIDUAL, 0, args[0] if args else kwargs["hidden_states"])
+
+    for layer in sites.get(RESIDUAL, []):
+        if layer == 0:
+            handles.append(mods[0].register_forward_pre_hook(pre_hook, with_kwargs=True))
+        else:
+            handles.append(mods[layer - 1].register_forward_hook(out_hook(RESIDUAL, layer)))
+    for site, path in ((MLP, table.mlp), (ATTN, table.attn)):
+        for layer in sites.get(site, []):
+            handles.append(
+                get_module(mods[layer - 1], path).register_forward_hook(out_hook(site, layer))
+            )
+    if cap.stop_early:  # registered last, so it runs after the other hooks of that block
+
+        def stop(*_a: Any) -> None:
+            raise StopForward
+
+        last = cap.last_layer
+        handles.append(
+            mods[0].register_forward_pre_hook(stop)
+            if last == 0
+            else mods[last - 1].register_forward_hook(stop)
+        )
 
 
 @contextmanager

@@ -53,7 +53,7 @@ class LogRegFit:
         return w, self.intercept - (self.mean * w).sum(-1)
 
 
-def fit_logreg(
+def fit_logreg(  # long: the L-BFGS state (weights, logits, memory, active set) is one loop's
     x: torch.Tensor,
     y: torch.Tensor | np.ndarray,
     c: float,
@@ -122,31 +122,14 @@ def fit_logreg(
 
     g = gradient(z, w)
     done = converged(g)
-    mem: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, rho) pairs
+    mem: Memory = []
     gamma = torch.ones(n_prob, n_folds, 1, dtype=dt, device=dev)
     it = 0
     for it in range(1, max_iter + 1):
-        # L-BFGS two-loop recursion, per problem
-        q = g.clone()
-        alphas = []
-        for s, yv, rho in reversed(mem):
-            a = rho * (s * q).sum(-1, keepdim=True)
-            q -= a * yv
-            alphas.append(a)
-        q *= gamma  # initial inverse-Hessian scale: from each problem's last accepted pair
-        for (s, yv, rho), a in zip(mem, reversed(alphas), strict=True):
-            q += s * (a - rho * (yv * q).sum(-1, keepdim=True))
-        step = torch.where(done[..., None], torch.zeros_like(q), -q)
+        step = torch.where(done[..., None], torch.zeros_like(g), -_two_loop(g, mem, gamma))
         dw, db = step[..., :d], step[..., d]
         dz = project(dw, db)
-        # exact line search: phi(a) = C sum logloss(z + a dz) + 0.5 ||w + a dw||^2 is convex in a
-        wd, dd = (w * dw).sum(-1), (dw * dw).sum(-1)
-        alpha = torch.ones_like(wd) if mem else 1.0 / (1.0 + dd.sqrt())
-        for _ in range(3):
-            p = torch.sigmoid(z + alpha[..., None] * dz)
-            d1 = c * (m * (p - yy) * dz).sum(-1) + wd + alpha * dd
-            d2 = c * (m * p * (1 - p) * dz * dz).sum(-1) + dd
-            alpha = (alpha - d1 / d2.clamp(min=1e-30)).clamp(0, 1e3)
+        alpha = _line_search(c, m, yy, z, dz, w, dw, first=not mem)
         z = z + alpha[..., None] * dz
         s_new = torch.cat([alpha[..., None] * dw, (alpha * db)[..., None]], -1)
         w, b = w + s_new[..., :d], b + s_new[..., d]
@@ -185,3 +168,45 @@ def fit_logreg(
             mem = [(s[keep], yv[keep], rho[keep]) for s, yv, rho in mem]
     out_w[active], out_b[active], out_z[active], out_ok[active] = w, b, z, done
     return LogRegFit(out_w, out_b, mu, sd, out_z, it, out_ok)
+
+
+Memory = list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # L-BFGS (s, y, rho) pairs
+
+
+def _two_loop(g: torch.Tensor, mem: Memory, gamma: torch.Tensor) -> torch.Tensor:
+    """L-BFGS two-loop recursion per problem: the inverse-Hessian estimate times ``g``."""
+    q = g.clone()
+    alphas = []
+    for s, yv, rho in reversed(mem):
+        a = rho * (s * q).sum(-1, keepdim=True)
+        q -= a * yv
+        alphas.append(a)
+    q *= gamma  # initial inverse-Hessian scale: from each problem's last accepted pair
+    for (s, yv, rho), a in zip(mem, reversed(alphas), strict=True):
+        q += s * (a - rho * (yv * q).sum(-1, keepdim=True))
+    return q
+
+
+def _line_search(
+    c: float,
+    m: torch.Tensor,
+    yy: torch.Tensor,
+    z: torch.Tensor,
+    dz: torch.Tensor,
+    w: torch.Tensor,
+    dw: torch.Tensor,
+    first: bool,
+) -> torch.Tensor:
+    """Exact line search: three Newton steps on the step length ``alpha`` per problem.
+
+    ``phi(a) = C sum logloss(z + a dz) + 0.5 ||w + a dw||^2`` is convex in ``a``; the first step
+    of a fit starts short, later ones at 1.
+    """
+    wd, dd = (w * dw).sum(-1), (dw * dw).sum(-1)
+    alpha = 1.0 / (1.0 + dd.sqrt()) if first else torch.ones_like(wd)
+    for _ in range(3):
+        p = torch.sigmoid(z + alpha[..., None] * dz)
+        d1 = c * (m * (p - yy) * dz).sum(-1) + wd + alpha * dd
+        d2 = c * (m * p * (1 - p) * dz * dz).sum(-1) + dd
+        alpha = (alpha - d1 / d2.clamp(min=1e-30)).clamp(0, 1e3)
+    return alpha

@@ -72,7 +72,6 @@ def _caption(r: ScoreResult) -> str:
 
 def activity_figure(results: list[ScoreResult]) -> Any:
     """Plotly: per response a rotatable 3D surface (top) and the same map as a heatmap (bottom)."""
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     lim = shared_limit(results)
@@ -94,71 +93,7 @@ def activity_figure(results: list[ScoreResult]) -> Any:
     )
     label = _scale_label(results)
     for c, r in enumerate(results, start=1):
-        x = list(range(len(r.tokens)))
-        common = {
-            "z": r.activity,
-            "x": x,
-            "y": r.activity_layers,
-            "cmin": -lim,
-            "cmax": lim,
-            "cmid": 0,
-            "colorscale": ACTIVITY_SCALE,
-            "customdata": hover_tokens(r.tokens, r.activity.shape),
-        }
-        hover = "token %{x} %{customdata}<br>layer %{y}<br>" + label + " %{z:.2f}<extra></extra>"
-        fig.add_trace(
-            go.Surface(
-                **common,
-                showscale=c == 1,
-                hovertemplate=hover,
-                colorbar={"title": label, "len": 0.55, "y": 0.72},
-            ),
-            row=1,
-            col=c,
-        )
-        fig.add_trace(
-            go.Heatmap(
-                z=r.activity,
-                x=x,
-                y=r.activity_layers,
-                zmin=-lim,
-                zmax=lim,
-                zmid=0,
-                colorscale=ACTIVITY_SCALE,
-                showscale=False,
-                customdata=common["customdata"],
-                hovertemplate=hover,
-            ),
-            row=2,
-            col=c,
-        )
-        if len(x) <= LABELLED:
-            fig.update_xaxes(
-                tickmode="array",
-                tickvals=x,
-                ticktext=plotly_texts(r.tokens),
-                tickangle=-60,
-                row=2,
-                col=c,
-            )
-        else:
-            fig.update_xaxes(
-                title_text=f"token index ({len(x)} tokens; hover names each)", row=2, col=c
-            )
-        fig.update_yaxes(title_text="layer", row=2, col=c)
-        scene = "scene" if c == 1 else f"scene{c}"
-        # 3D labels are plain text
-        ticks = {"tickvals": x, "ticktext": list(r.tokens)} if len(x) <= 15 else {}
-        fig.update_layout(
-            {
-                scene: {
-                    "xaxis": {"title": "token", **ticks},
-                    "yaxis": {"title": "layer"},
-                    "zaxis": {"title": "score", "range": [-top, top]},
-                    "camera": {"eye": {"x": -1.5, "y": -1.6, "z": 0.9}},
-                }
-            }
-        )
+        _add_activity(fig, r, c, (lim, top), label)
     fig.update_annotations(font_size=11)
     head = (
         f"Activity: probe score per layer and generated token ({label}; shared colour scale "
@@ -166,6 +101,86 @@ def activity_figure(results: list[ScoreResult]) -> Any:
     )
     fig.update_layout(title=head, height=1000, width=min(760 * n, MAX_WIDTH_PX), margin={"t": 150})
     return fig
+
+
+def _add_activity(fig: Any, r: ScoreResult, c: int, scale: tuple[float, float], label: str) -> None:
+    """Column ``c`` of the activity figure: ``r``'s surface over its heatmap.
+
+    ``scale`` is the shared colour limit and the z axes' range.
+    """
+    import plotly.graph_objects as go
+
+    lim, top = scale
+    x = list(range(len(r.tokens)))
+    common = {
+        "z": r.activity,
+        "x": x,
+        "y": r.activity_layers,
+        "cmin": -lim,
+        "cmax": lim,
+        "cmid": 0,
+        "colorscale": ACTIVITY_SCALE,
+        "customdata": hover_tokens(r.tokens, r.activity.shape),
+    }
+    hover = "token %{x} %{customdata}<br>layer %{y}<br>" + label + " %{z:.2f}<extra></extra>"
+    fig.add_trace(
+        go.Surface(
+            **common,
+            showscale=c == 1,
+            hovertemplate=hover,
+            colorbar={"title": label, "len": 0.55, "y": 0.72},
+        ),
+        row=1,
+        col=c,
+    )
+    fig.add_trace(
+        go.Heatmap(
+            z=r.activity,
+            x=x,
+            y=r.activity_layers,
+            zmin=-lim,
+            zmax=lim,
+            zmid=0,
+            colorscale=ACTIVITY_SCALE,
+            showscale=False,
+            customdata=common["customdata"],
+            hovertemplate=hover,
+        ),
+        row=2,
+        col=c,
+    )
+    _activity_axes(fig, r, c, top)
+
+
+def _activity_axes(fig: Any, r: ScoreResult, c: int, top: float) -> None:
+    """Column ``c``'s axes: tokens under the heatmap (indices when long), the 3D scene's labels."""
+    x = list(range(len(r.tokens)))
+    if len(x) <= LABELLED:
+        ticks2d = {
+            "tickmode": "array",
+            "tickvals": x,
+            "ticktext": plotly_texts(r.tokens),
+            "tickangle": -60,
+        }
+        fig.update_xaxes(**ticks2d, row=2, col=c)
+    else:
+        fig.update_xaxes(
+            title_text=f"token index ({len(x)} tokens; hover names each)", row=2, col=c
+        )
+    fig.update_yaxes(title_text="layer", row=2, col=c)
+    scene = "scene" if c == 1 else f"scene{c}"
+    # 3D labels are plain text
+    ticks = {"tickvals": x, "ticktext": list(r.tokens)} if len(x) <= 15 else {}
+    fig.update_layout(
+        {
+            scene: {
+                "xaxis": {"title": "token", **ticks},
+                "yaxis": {"title": "layer"},
+                "zaxis": {"title": "score", "range": [-top, top]},
+                "camera": {"eye": {"x": -1.5, "y": -1.6, "z": 0.9}},
+            }
+        }
+    )
 
 
 def activity_png(results: list[ScoreResult], path: Path) -> Path:

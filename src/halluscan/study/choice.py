@@ -16,13 +16,20 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from halluscan import atomic
-from halluscan.analyses.choice import Candidate, ChoiceResult, choices, gains, split_questions
+from halluscan.analyses.choice import (
+    Candidate,
+    ChoiceResult,
+    choices,
+    gains,
+    sample_auc,
+    split_questions,
+)
 from halluscan.engine.sampling import Key, sample_answers
 from halluscan.errors import HalluscanError
 from halluscan.models import load_model
 from halluscan.positions import BANK_POSITION
 from halluscan.probes.bank import ProbeBank
-from halluscan.probes.sweep import auc_rows, wrong_labels
+from halluscan.probes.sweep import wrong_labels
 from halluscan.provenance import model_identity
 from halluscan.records import Example, Generation, Question
 from halluscan.scan import Scanner
@@ -93,28 +100,16 @@ def answer_choice(
         raise HalluscanError(
             f"{plan.config.model} is not the model this study ran ({trained_on.get('model_id')})"
         )
-    by_id = {q.qid: q for q in plan.dataset.questions}
-    missing = sorted(test_q - set(by_id))
-    if missing:
-        raise HalluscanError(
-            f"{run}: questions {missing[:3]} are not in dataset {plan.config.dataset}; wrong "
-            "dataset?"
-        )
-    qs = [by_id[q] for q in sorted(test_q)]
+    qs = _held_out(plan, test_q, run)
     opts = replace(plan.config.generate_options(), temperature=temperature, seed=seed)
-    # the study's own samples, when it drew them
-    stored = runs.load_samples(folder, samples, temperature, seed)
+    stored = runs.load_samples(folder, samples, temperature, seed)  # the study's own samples
     reused = stored is not None and all((q.qid, k) in stored for q in qs for k in range(samples))
     gens = stored if stored is not None and reused else sample_answers(lm, qs, samples, opts, quiet)
     scanner = Scanner(lm, bank, generation=plan.config.generate_options(), grader=plan.grader)
     cands = _candidates(scanner, plan, qs, gens, samples, quiet)
     greedy = {e.qid: e.correct for e in examples}
     acc, over_greedy, over_majority = gains(choices([greedy[q.qid] for q in qs], cands), seed)
-    scored = [c for row in cands for c in row if c.scored]
-    y_s, s_s = (
-        np.array([0 if c.correct else 1 for c in scored]),
-        np.array([c.p_wrong for c in scored]),
-    )
+    prov = {"run": str(run), "model": lm.provenance(), "dataset": store.provenance.get("dataset")}
     out = ChoiceResult(
         len(qs),
         samples,
@@ -126,11 +121,23 @@ def answer_choice(
         acc,
         over_greedy,
         over_majority,
-        float(auc_rows(s_s[None], y_s)[0]) if 0 < y_s.sum() < len(y_s) else None,
-        {"run": str(run), "model": lm.provenance(), "dataset": store.provenance.get("dataset")},
+        sample_auc(cands),
+        prov,
     )
     atomic.write_json(folder.answer_choice, to_json(out))
     return out
+
+
+def _held_out(plan: StudyPlan, test_q: set[str], run: str | Path) -> list[Question]:
+    """The held-out questions, in id order; refused when the dataset no longer has them."""
+    by_id = {q.qid: q for q in plan.dataset.questions}
+    missing = sorted(test_q - set(by_id))
+    if missing:
+        raise HalluscanError(
+            f"{run}: questions {missing[:3]} are not in dataset {plan.config.dataset}; wrong "
+            "dataset?"
+        )
+    return [by_id[q] for q in sorted(test_q)]
 
 
 def _candidates(

@@ -1,13 +1,14 @@
-"""StudyConfig: defaults, then a YAML file, then CLI flags (each knob has all three)."""
+"""StudyConfig: every knob of a study, with its default and its checks.
+
+Each knob is also a YAML key and a CLI flag (:mod:`halluscan.study.flags`).
+"""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from halluscan.errors import HalluscanError
@@ -170,7 +171,7 @@ class StudyConfig:
     def validate(self) -> StudyConfig:
         """Check values that argparse cannot; return self for chaining."""
         for f in dataclasses.fields(self):
-            _check_type(f.name, getattr(self, f.name), "config:")
+            check_type(f.name, getattr(self, f.name), "config:")
         check_position_names(self.positions)
         dup = sorted({p for p in self.positions if self.positions.count(p) > 1})
         if dup:
@@ -178,6 +179,22 @@ class StudyConfig:
                 f"config: positions lists {', '.join(map(repr, dup))} more than once; give each "
                 "once"
             )
+        self._check_name()
+        self._check_numbers()
+        _choice("stop", self.stop, ("sentence", "line", "none"))
+        _choice("store_dtype", self.store_dtype, ("bfloat16", "float32"))
+        _choice("locator", self.locator, ("class-blind", "asymmetric"))
+        _choice("site", self.site, (RESIDUAL,))
+        check_dtype(self.dtype, "config: dtype")
+        _choice("decoder", self.decoder, DECODERS)
+        _choice("split", self.split, ("test", "validation", "train"))
+        self._check_ray()
+        check_device(self.device, "config: device")
+        if self.probe_device:
+            check_device(self.probe_device, "config: probe_device")
+        return self
+
+    def _check_name(self) -> None:
         if not self.name.strip():
             raise HalluscanError(
                 "config: name is empty; give a run name (a folder name under runs_dir)"
@@ -191,6 +208,8 @@ class StudyConfig:
                 f"config: name {self.name!r} is not a plain folder name; give a name without '/', "
                 "'\\' or surrounding spaces (choose the parent folder with --runs-dir)"
             )
+
+    def _check_numbers(self) -> None:
         if self.n_questions < 0:
             raise HalluscanError(
                 f"config: n_questions={self.n_questions} is negative; give 0 (all) or a positive "
@@ -204,13 +223,15 @@ class StudyConfig:
             raise HalluscanError(
                 f"config: threads={self.threads} is negative; give 0 (torch's default) or more"
             )
-        _choice("stop", self.stop, ("sentence", "line", "none"))
-        _choice("store_dtype", self.store_dtype, ("bfloat16", "float32"))
-        _choice("locator", self.locator, ("class-blind", "asymmetric"))
-        _choice("site", self.site, (RESIDUAL,))
-        check_dtype(self.dtype, "config: dtype")
-        _choice("decoder", self.decoder, DECODERS)
-        _choice("split", self.split, ("test", "validation", "train"))
+        for key in ("batch_size", "max_new_tokens", "folds", "samples"):
+            if getattr(self, key) < (0 if key in ("batch_size", "samples") else 1) or (
+                key == "folds" and self.folds < 2
+            ):
+                raise HalluscanError(
+                    f"config: {key}={getattr(self, key)} is too small; give a larger value"
+                )
+
+    def _check_ray(self) -> None:
         _choice("ray_write", self.ray_write, ("object", "shared"))
         if self.ray and self.gpus_per_worker > 0 and self.batch_size == 0:
             raise HalluscanError(
@@ -223,17 +244,6 @@ class StudyConfig:
                 f"gpus_per_worker={self.gpus_per_worker}; give at least 1 worker, more than 0 CPUs "
                 "and 0 or more GPUs per worker"
             )
-        check_device(self.device, "config: device")
-        if self.probe_device:
-            check_device(self.probe_device, "config: probe_device")
-        for key in ("batch_size", "max_new_tokens", "folds", "samples"):
-            if getattr(self, key) < (0 if key in ("batch_size", "samples") else 1) or (
-                key == "folds" and self.folds < 2
-            ):
-                raise HalluscanError(
-                    f"config: {key}={getattr(self, key)} is too small; give a larger value"
-                )
-        return self
 
     @property
     def cv(self) -> CV:
@@ -282,7 +292,7 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
-def _check_type(key: str, value: Any, where: str) -> None:
+def check_type(key: str, value: Any, where: str) -> None:
     """Raise a clear error when ``value`` is not of the type of config key ``key``."""
     typ = typing.get_type_hints(StudyConfig)[key]
     if key == "positions":
@@ -322,73 +332,3 @@ def _is_pair(v: Any) -> bool:
         )
 
     return isinstance(v, list | tuple) and len(v) == 2 and all(entry(e) for e in v)
-
-
-def _field_type(f: dataclasses.Field[Any]) -> Any:
-    hints = typing.get_type_hints(StudyConfig)
-    return hints[f.name]
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file and check its keys against StudyConfig."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise HalluscanError(f"{p}: config file not found; check the path given to --config")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise HalluscanError(f"{p}: not valid YAML ({str(e).splitlines()[0]}); fix the file") from e
-    if not isinstance(data, dict):
-        raise HalluscanError(f"{p}: expected a mapping of config keys at the top level")
-    known = {f.name for f in dataclasses.fields(StudyConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise HalluscanError(
-            f"{p}: unknown config key(s) {', '.join(unknown)}; valid keys: "
-            f"{', '.join(sorted(known))}"
-        )
-    pos = data.get("positions")
-    if isinstance(pos, list) and all(
-        isinstance(x, str | int) and not isinstance(x, bool) for x in pos
-    ):
-        data["positions"] = tuple(str(x) for x in pos)  # an unquoted -1 is read as a number
-    for key, value in data.items():
-        _check_type(key, value, f"{p}: config key")
-    return data
-
-
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """Add one ``--flag`` per StudyConfig field; defaults are None so that YAML can sit between."""
-    parser.add_argument("--config", help="YAML file of config keys (flags override it)")
-    for f in dataclasses.fields(StudyConfig):
-        if f.metadata.get("yaml_only"):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        typ = _field_type(f)
-        help_ = f.metadata.get("help", "") + f" (default: {f.default!r})"
-        if typ is bool:
-            parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=None, help=help_
-            )
-        elif f.name == "positions":
-            parser.add_argument(flag, nargs="+", default=None, help=help_)
-        elif f.name == "ray":  # a bare --ray starts a local instance
-            parser.add_argument(
-                flag, nargs="?", const="local", default=None, metavar="ADDRESS", help=help_
-            )
-        else:
-            parser.add_argument(flag, type=typ, default=None, help=help_)
-
-
-def config_from_args(args: argparse.Namespace) -> StudyConfig:
-    """Defaults, then --config YAML, then explicit flags."""
-    values: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        values.update(load_yaml(args.config))
-    for f in dataclasses.fields(StudyConfig):
-        v = getattr(args, f.name, None)
-        if v is not None:
-            values[f.name] = v
-    return StudyConfig.from_dict(values)  # lists (YAML, nargs) become the config's tuples there

@@ -1,0 +1,86 @@
+"""A study's config from a YAML file and CLI flags: defaults, then ``--config`` YAML, then flags.
+
+Every :class:`~halluscan.study.config.StudyConfig` field is a YAML key and a ``--flag``; the
+flag is the key with dashes for underscores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
+
+from halluscan.errors import HalluscanError
+from halluscan.study.config import StudyConfig, check_type
+
+
+def _field_type(f: dataclasses.Field[Any]) -> Any:
+    hints = typing.get_type_hints(StudyConfig)
+    return hints[f.name]
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file and check its keys against StudyConfig."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise HalluscanError(f"{p}: config file not found; check the path given to --config")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise HalluscanError(f"{p}: not valid YAML ({str(e).splitlines()[0]}); fix the file") from e
+    if not isinstance(data, dict):
+        raise HalluscanError(f"{p}: expected a mapping of config keys at the top level")
+    known = {f.name for f in dataclasses.fields(StudyConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise HalluscanError(
+            f"{p}: unknown config key(s) {', '.join(unknown)}; valid keys: "
+            f"{', '.join(sorted(known))}"
+        )
+    pos = data.get("positions")
+    if isinstance(pos, list) and all(
+        isinstance(x, str | int) and not isinstance(x, bool) for x in pos
+    ):
+        data["positions"] = tuple(str(x) for x in pos)  # an unquoted -1 is read as a number
+    for key, value in data.items():
+        check_type(key, value, f"{p}: config key")
+    return data
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--flag`` per StudyConfig field; defaults are None so that YAML can sit between."""
+    parser.add_argument("--config", help="YAML file of config keys (flags override it)")
+    for f in dataclasses.fields(StudyConfig):
+        if f.metadata.get("yaml_only"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        typ = _field_type(f)
+        help_ = f.metadata.get("help", "") + f" (default: {f.default!r})"
+        if typ is bool:
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=help_
+            )
+        elif f.name == "positions":
+            parser.add_argument(flag, nargs="+", default=None, help=help_)
+        elif f.name == "ray":  # a bare --ray starts a local instance
+            parser.add_argument(
+                flag, nargs="?", const="local", default=None, metavar="ADDRESS", help=help_
+            )
+        else:
+            parser.add_argument(flag, type=typ, default=None, help=help_)
+
+
+def config_from_args(args: argparse.Namespace) -> StudyConfig:
+    """Defaults, then --config YAML, then explicit flags."""
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        values.update(load_yaml(args.config))
+    for f in dataclasses.fields(StudyConfig):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            values[f.name] = v
+    return StudyConfig.from_dict(values)  # lists (YAML, nargs) become the config's tuples there
