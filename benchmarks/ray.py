@@ -46,7 +46,13 @@ from halluscan.store import ActivationStore  # noqa: E402
 from halluscan.study.config import StudyConfig  # noqa: E402
 from halluscan.study.context import StudyContext, StudyPlan  # noqa: E402
 from halluscan.study.metrics import to_json  # noqa: E402
-from halluscan.study.pipeline import Stores, Timer, collect_stage, open_stores  # noqa: E402
+from halluscan.study.pipeline import (  # noqa: E402
+    Stores,
+    Timer,
+    collect_stage,
+    open_stores,
+    study_provenance,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def study(cfg: StudyConfig, lm: Any) -> tuple[StudyContext, Stores]:
     """A fresh study's context and stores (its own, its given answers'), as ``run`` opens them."""
     ctx = StudyContext(StudyPlan.of(cfg), lm, cfg, cfg.generate_options())
-    return ctx, open_stores(ctx, {"model": lm.provenance()})
+    return ctx, open_stores(ctx, study_provenance(ctx))
 
 
 def transfer_mbps(ray: Any, shape: tuple[int, ...], repeats: int = 5) -> tuple[float, float]:

@@ -109,6 +109,7 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_stores_every_example_once(tmp_path):
     root = str(tmp_path / "s")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -239,6 +240,7 @@ RSS_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_number_of_examples(tmp_path):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -134,7 +134,7 @@ def test_forked_answers_equal_teacher_forcing_and_the_generation_pass_stores_the
     from halluscan.study.config import StudyConfig
     from halluscan.study.context import StudyContext, StudyPlan
     from halluscan.study.given import open_given_store
-    from halluscan.study.pipeline import Stores, Timer, collect_stage
+    from halluscan.study.pipeline import Stores, Timer, collect_stage, study_provenance
     from halluscan.study.runs import store_layout
 
     lm = load_model(str(tiny / "model"))
@@ -160,7 +160,7 @@ def test_forked_answers_equal_teacher_forcing_and_the_generation_pass_stores_the
     assert items[0].cols == {"exact_answer_first": 0, "exact_answer_last": 0}
     layout = store_layout(cfg, lm.n_layers, lm.hidden_size)
     store = ActivationStore.open_or_create(ctx.run.store, key="k", layout=layout, provenance={})
-    during = open_given_store(ctx, "k", {})
+    during = open_given_store(ctx, "k", study_provenance(ctx))
     assert collect_stage(ctx, Stores(store, GivenWork(items, during)), Timer()) > 0
     assert during.n_examples == len(items)  # every given answer, fed during generation
     plain_store = ActivationStore.open_or_create(
@@ -175,7 +175,7 @@ def test_forked_answers_equal_teacher_forcing_and_the_generation_pass_stores_the
     alone_ctx = StudyContext(
         StudyPlan.of(replace(cfg, name="alone")), lm, cfg, cfg.generate_options()
     )
-    alone = open_given_store(alone_ctx, "k", {})
+    alone = open_given_store(alone_ctx, "k", study_provenance(alone_ctx))
     assert collect_given(lm, items, alone, ctx.generation) == len(items)
     assert collect_given(lm, items, alone, ctx.generation) == 0  # resumes: nothing left
     ids_a, ids_b = [e["qid"] for e in during.examples()], [e["qid"] for e in alone.examples()]

@@ -29,6 +29,7 @@ KEYS = (
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+@pytest.mark.slow
 def test_the_gpu_benchmark_runs_tiny_on_the_cpu(tmp_path):
     out = tmp_path / "gpu.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--tiny", "--out", str(out)]
@@ -65,7 +66,7 @@ def test_device_and_dtype_flags_reach_the_config_and_the_provenance(tmp_path):
     assert (cfg.device, cfg.dtype, cfg.probe_device) == ("cpu", "bfloat16", "")
     lm = load_model(str(tiny_folder(tmp_path / "m")), device=cfg.device, dtype=cfg.dtype)
     prov = lm.provenance()
-    assert prov["device"] == "cpu" and prov["dtype"] == "torch.bfloat16"
+    assert prov.device == "cpu" and prov.dtype == "torch.bfloat16"
     for args in (["--device", "tpu"], ["--dtype", "int8"], ["--device", "cuda:x"]):
         with pytest.raises(Exception, match="device|dtype"):
             config_from_args(build_parser().parse_args(["run", *args])).validate()

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import peru_france
 
+pytestmark = pytest.mark.slow  # a Ray instance, and processes killed on purpose
 ray = pytest.importorskip("ray")
 
 
@@ -37,7 +38,7 @@ def _study(tiny: Path, name: str, **over):
     """The context and stores (its own, and its given answers') of a fresh study ``name``."""
     from halluscan.study.config import StudyConfig
     from halluscan.study.context import StudyContext, StudyPlan
-    from halluscan.study.pipeline import open_stores
+    from halluscan.study.pipeline import open_stores, study_provenance
 
     settings = dict(
         model=str(tiny / "model"),
@@ -55,7 +56,7 @@ def _study(tiny: Path, name: str, **over):
     )
     cfg = StudyConfig(**{**settings, **over})
     ctx = StudyContext.build(StudyPlan.of(cfg))
-    return ctx, open_stores(ctx, {"model": ctx.lm.provenance()})
+    return ctx, open_stores(ctx, study_provenance(ctx))
 
 
 def _on_ray(ctx, stores, **kw):

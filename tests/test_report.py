@@ -45,11 +45,23 @@ def metrics(positions=("last_q", "exact_answer_last")):
         },
         "timings_s": {"probe_sweep": 1.25},
         "provenance": {
-            "model": {"model_id": "tiny", "revision": "sha256:abc"},
-            "dataset": {"name": "q.csv", "sha256": "0" * 64},
             "halluscan_version": "0.1.0",
-            "config": {"seed": 0, "locator": "class-blind"},
             "created": "2025-01-01T00:00:00+00:00",
+            "model": {
+                "model_id": "tiny",
+                "source": "local",
+                "revision": "sha256:abc",
+                "architecture": "llama",
+                "n_layers": 2,
+                "hidden_size": 8,
+                "dtype": "torch.float32",
+                "device": "cpu",
+            },
+            "dataset": {"name": "q.csv", "sha256": "0" * 64, "n_questions": 4},
+            "config": {"seed": 0, "locator": "class-blind"},
+            "seed": 0,
+            "versions": {"torch": "2", "transformers": "5", "python": "3.11"},
+            "host": {"machine": "x86_64", "threads": 2},
         },
     }
 

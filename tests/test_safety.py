@@ -91,6 +91,7 @@ def check_store(run: Path) -> None:
     assert store.verify() == [] and len(ids) == N_RACE and len(set(ids)) == N_RACE
 
 
+@pytest.mark.slow
 def test_a_second_process_on_the_same_run_is_refused(tiny_study, capsys):
     run = tiny_study / "runs" / "race"
     first = start(tiny_study, "race")
@@ -110,6 +111,7 @@ def test_a_second_process_on_the_same_run_is_refused(tiny_study, capsys):
     check_store(run)
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_leaves_no_lock_that_blocks_its_resume(tiny_study, capsys):
     run = tiny_study / "runs" / "killed"
     first = start(tiny_study, "killed")
@@ -171,22 +173,20 @@ def test_a_damaged_chunk_is_refused_by_name_on_resume(tmp_path):
 
 
 def test_the_batch_size_and_the_models_provenance_are_part_of_the_store_key():
+    from dataclasses import replace
+
+    from halluscan.provenance import ModelInfo
     from halluscan.study.config import StudyConfig
     from halluscan.study.runs import store_key
 
-    keys = {store_key({"m": 1}, "d", StudyConfig(batch_size=b)) for b in (16, 64)}
+    prov = ModelInfo("smollm2", "gguf", "sha256:a", "llama", 30, 576, "torch.float32", "cpu")
+    keys = {store_key(prov, "d", StudyConfig(batch_size=b)) for b in (16, 64)}
     assert len(keys) == 2
-    prov = {
-        "model_id": "smollm2",
-        "revision": "sha256:a",
-        "dtype": "torch.float32",
-        "device": "cpu",
-    }
     variants = [
         prov,
-        {**prov, "dtype": "torch.bfloat16"},
-        {**prov, "revision": "sha256:b"},
-        {**prov, "device": "cuda"},
+        replace(prov, dtype="torch.bfloat16"),
+        replace(prov, revision="sha256:b"),
+        replace(prov, device="cuda"),
     ]
     # the same name, another model: refused
     assert len({store_key(p, "d", StudyConfig()) for p in variants}) == 4
@@ -386,7 +386,6 @@ def test_hostile_markup_in_user_text_is_drawn_literally(tmp_path):
         standardised=False,
         attention_query="later tokens (mean)",
         response_ids=[1, 2, 3, 4],
-        meta={},
     )
     figs = [figures.activity_figure([r]), figures.attention_figure(r)]
     figs.append(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
+
+# A JSON object as read from or written to a file: a stored record, a manifest, a row of a
+# question file. Its schema belongs to whoever reads it; results have typed records instead.
+JsonObject = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ class GenerateOptions:
     decoder: str = "auto"
 
     @classmethod
-    def of_bank(cls, meta: dict[str, Any]) -> GenerateOptions:
+    def of_bank(cls, meta: JsonObject) -> GenerateOptions:
         """How a probe bank's study prompted and stopped, one answer at a time.
 
         A study's defaults fill what the bank did not record.
@@ -161,7 +165,7 @@ class Example:
             token_starts=g.token_starts,
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         """The stored form (the store's JSON lines keep these keys, in field order)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out.update(exact_span=_span_json(self.exact_span), alias_span=_span_json(self.alias_span))
@@ -173,13 +177,13 @@ class Example:
         return out
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Example:
+    def from_json(cls, d: JsonObject) -> Example:
         """Read a stored record back (fields added later, such as log-probs, default to empty)."""
-        values: dict[str, Any] = {
+        values: JsonObject = {
             f.name: d[f.name] for f in fields(cls) if f.name in d or f.default is MISSING
         }
         spans = {k: Span(*values[k]) if values[k] else None for k in ("exact_span", "alias_span")}
-        tuples: dict[str, Any] = {
+        tuples: JsonObject = {
             k: tuple(values[k])
             for k in ("response_ids", "token_logprobs", "token_entropies", "token_starts")
             if k in values
@@ -207,9 +211,9 @@ class ScoreResult:
     standardised: bool
     attention_query: str  # "later tokens (mean)" or "token -1"
     response_ids: list[int] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
+    source: ScoreSource | None = None  # what scored it (kept in score.json)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         """``score.json``: verdict, p_wrong, tokens, activity and attention as nested lists."""
         import numpy as np
 
@@ -233,8 +237,24 @@ class ScoreResult:
             ],
             "attention_layers": self.attention_layers,
             "attention_query": self.attention_query,
-            **self.meta,
+            **(asdict(self.source) if self.source is not None else {}),
         }
+
+    @property
+    def bank(self) -> str:
+        """Which bank scored: ``own`` (trained on the model's answers) or ``given``."""
+        return self.source.bank if self.source is not None else "own"
+
+
+@dataclass(frozen=True)
+class ScoreSource:
+    """Where a score came from: the answer, how it was located, the model, and the probe bank."""
+
+    answer_source: str  # "given" or "generated"
+    locator: str
+    model: str
+    probe_position: str
+    bank: str  # "own" or "given"
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow
 
 def test_bundled_model_shape_and_provenance(smol):
     p = smol.provenance()
-    assert p["architecture"] == "llama" and p["n_layers"] == 30 and p["hidden_size"] == 576
-    assert p["revision"].startswith("sha256:") and smol.is_chat
+    assert p.architecture == "llama" and p.n_layers == 30 and p.hidden_size == 576
+    assert p.revision.startswith("sha256:") and smol.is_chat
 
 
 def test_capture_during_generation_equals_teacher_forcing(smol):
@@ -123,10 +123,8 @@ def test_end_to_end_small_slice(slice_run):
     assert html.count("activity surfaces") == 2 and "One response, token by token" in html
     # a second run with the same config resumes: nothing is generated again
     m2 = run_study(cfg)
-    assert (
-        m2["n_graded"] == 72
-        and m2["timings_s"]["generate_extract"] < m["timings_s"]["generate_extract"]
-    )
+    assert m2.summary.n_graded == 72
+    assert m2.timings_s["generate_extract"] < m.timings_s["generate_extract"]
 
 
 def test_scanner_on_the_bundled_model(smol, slice_run):
@@ -156,10 +154,10 @@ def test_answer_choice_on_held_out_questions(slice_run):
 
     _, _, out = slice_run
     r = answer_choice(out, samples=2, n_test=12, quiet=True)
-    a = r["accuracy"]
-    assert r["n_questions"] == 12 and r["samples"] == 2 and all(0 <= v <= 1 for v in a.values())
+    a = r.accuracy
+    assert r.n_questions == 12 and r.samples == 2 and all(0 <= v <= 1 for v in a.values())
     assert a["oracle"] >= max(a["probe"], a["majority"], a["sample_mean"])
-    assert r["n_train_examples"] <= 72 - 12  # the held-out questions are not trained on
+    assert r.n_train_examples <= 72 - 12  # the held-out questions are not trained on
     assert (out / "answer_choice.json").is_file()
 
 
@@ -185,7 +183,7 @@ def test_sweep_agrees_with_sklearn_on_real_activations(slice_run):
     from sklearn.linear_model import LogisticRegression
 
     from halluscan.probes.sweep import auc_rows, cv_auc, folds_for
-    from halluscan.store.store import ActivationStore
+    from halluscan.store import ActivationStore
 
     cfg, _, out = slice_run
     store = ActivationStore.open(out / "store")

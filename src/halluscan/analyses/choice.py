@@ -12,13 +12,13 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from halluscan.analyses.summary import Interval
 from halluscan.errors import HalluscanError
 from halluscan.probes.sweep import auc_rows
+from halluscan.records import JsonObject
 from halluscan.text import normalize
 
 WAYS = ("greedy", "majority", "probe", "oracle", "sample_mean")
@@ -61,7 +61,7 @@ class ChoiceResult:
     probe_minus_greedy: Gain
     probe_minus_majority: Gain
     sample_auc: float | None
-    provenance: dict[str, Any]
+    provenance: JsonObject
 
 
 def split_questions(qids: list[str], n_test: int, seed: int) -> tuple[set[str], set[str]]:

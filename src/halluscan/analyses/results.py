@@ -12,12 +12,12 @@ fields at the top level, ``omit`` leaves a field out while it is None.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from halluscan.analyses.baselines import Baseline, Headline
 from halluscan.analyses.errortypes import ErrorTypes
 from halluscan.analyses.given import GivenBank
 from halluscan.analyses.summary import OMIT, BestCell, Controls, Finding, Heatmap, Summary
+from halluscan.provenance import Provenance
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Metrics:
     given_bank: GivenBank | None = field(default=None, metadata=OMIT)
     response_maps: list[ResponseMap] | None = field(default=None, metadata=OMIT)
     timings_s: dict[str, float] = field(default_factory=dict)
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance | None = None
     ray: RayReport | None = field(default=None, metadata=OMIT)
 
     @property

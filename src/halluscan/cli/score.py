@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from halluscan.errors import HalluscanError
+from halluscan.records import JsonObject
 
 BANKS = ("auto", "own", "given")
 
@@ -62,7 +63,7 @@ def _scanner(args: argparse.Namespace, lm: Any, kind: str) -> Any:
     )
 
 
-def _read_answers(path: str) -> list[dict[str, Any]]:
+def _read_answers(path: str) -> list[JsonObject]:
     """Rows of {question, answer?, relation?, id?} from a JSONL or CSV file, checked."""
     from halluscan.data import read_table
 
@@ -83,7 +84,7 @@ def _read_answers(path: str) -> list[dict[str, Any]]:
 _LABELS = {"true": True, "1": True, "false": False, "0": False}
 
 
-def _label(path: str, i: int, row: dict[str, Any]) -> bool:
+def _label(path: str, i: int, row: JsonObject) -> bool:
     """A row's ``label`` (is the given answer true?) as a bool."""
     raw = str(row["label"]).strip().lower()
     if raw not in _LABELS:
@@ -134,7 +135,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     return _score_one(_scanner(args, lm, _bank_kind(args, args.answer is not None)), args, out)
 
 
-def _score_file(args: argparse.Namespace, lm: Any, rows: list[dict[str, Any]], out: Path) -> int:
+def _score_file(args: argparse.Namespace, lm: Any, rows: list[JsonObject], out: Path) -> int:
     """Given answers in batches, then the rows without one (generated); writes ``scores.jsonl``.
 
     With ``label`` on the given answers it also prints and writes (``summary.json``) the AUC of
@@ -167,7 +168,7 @@ def _score_file(args: argparse.Namespace, lm: Any, rows: list[dict[str, Any]], o
 
 
 def _score_rows(
-    args: argparse.Namespace, lm: Any, rows: list[dict[str, Any]]
+    args: argparse.Namespace, lm: Any, rows: list[JsonObject]
 ) -> tuple[list[Any], set[str]]:
     """Every row scored (given answers in batches, the rest generated first); the banks used."""
     from tqdm import tqdm
@@ -203,7 +204,7 @@ def _score_rows(
     return results, banks
 
 
-def _labelled_summary(labelled: list[tuple[dict[str, Any], Any]], out: Path) -> None:
+def _labelled_summary(labelled: list[tuple[JsonObject, Any]], out: Path) -> None:
     """AUC (95 % interval, resampling questions) and verdict accuracy on labelled given answers."""
     import numpy as np
 
@@ -227,7 +228,7 @@ def _labelled_summary(labelled: list[tuple[dict[str, Any], Any]], out: Path) -> 
         "auc": auc,
         "ci95": ci,
         "verdict_accuracy": acc,
-        "bank": sorted({s.meta.get("bank", "own") for _, s in labelled}),
+        "bank": sorted({s.bank for _, s in labelled}),
     }
     atomic.write_json(out / "summary.json", summary)
     lo, hi = ("nan", "nan") if ci is None else (f"{ci[0]:.3f}", f"{ci[1]:.3f}")
@@ -258,7 +259,7 @@ def _score_one(scanner: Any, args: argparse.Namespace, out: Path) -> int:
         else "at the last token (no exact answer found)"
     )
     print(f"answer: {result.response}")
-    bank = result.meta.get("bank", "own")
+    bank = result.bank
     print(
         f"verdict: {result.verdict} (p_wrong {result.p_wrong:.3f}; {bank}-answer bank, probe layer "
         f"{result.verdict_layer} {where})"

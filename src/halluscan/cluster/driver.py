@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from halluscan.cluster import RayPlan, init_ray
 from halluscan.cluster.commit import Committer, RayStats
-from halluscan.cluster.worker import Chunk, Shard, Worker, WorkerSetup
+from halluscan.cluster.worker import Shard, ShardDone, Worker, WorkerSetup
 from halluscan.engine.collect import batches
 from halluscan.engine.given import Forced, GivenWork
 from halluscan.errors import HalluscanError
@@ -183,7 +183,13 @@ def collect_on_ray(
     return stats
 
 
-Arrival = tuple[Shard, int, list[Chunk], dict[str, Any]]  # a shard, its worker, its chunks, timing
+@dataclass(frozen=True)
+class Arrival:
+    """A shard that came back: the shard, the index of the worker that ran it, and what it sent."""
+
+    shard: Shard
+    worker: int
+    done: ShardDone
 
 
 class _Dispatch:
@@ -210,7 +216,7 @@ class _Dispatch:
         for ref in done_now:
             shard, w = self.pending.pop(ref)
             try:
-                chunks, timing = ray.get(ref)
+                done = ray.get(ref)
             except ray.exceptions.RayActorError as e:  # gone for good, after Ray's restarts
                 self.alive.discard(w)
                 if not self.alive:
@@ -226,7 +232,7 @@ class _Dispatch:
                 continue
             except ray.exceptions.RayError as e:  # the shard itself failed: it would on any worker
                 return arrived, _task_error(shard, e)
-            arrived.append((shard, w, chunks, timing))
+            arrived.append(Arrival(shard, w, done))
         return arrived, None
 
     def run(
@@ -243,20 +249,17 @@ class _Dispatch:
         with Progress(counts.total, counts.stored, quiet) as bar:
             while self.pending:
                 arrived, failed = self.gather()
-                self.commit(
-                    [c for _, _, chunks, _ in arrived for c in chunks]
-                )  # kept, error or not
+                self.commit([c for a in arrived for c in a.done.chunks])  # kept, error or not
                 if failed is not None:
                     raise failed
-                for shard, w, _, timing in arrived:
-                    n, who = sum(len(b) for b in shard.batches), timing["worker"]
+                for a in arrived:
+                    n, who = sum(len(b) for b in a.shard.batches), a.done.worker
                     stats.questions[who] = stats.questions.get(who, 0) + n
-                    stats.busy_s[who] = stats.busy_s.get(who, 0.0) + timing["seconds"]
-                    bar.advance(
-                        n, who, stats.questions[who] / max(time.perf_counter() - counts.start, 1e-9)
-                    )
-                    if self.queue and w in self.alive:
-                        self.submit(w)
+                    stats.busy_s[who] = stats.busy_s.get(who, 0.0) + a.done.seconds
+                    rate = stats.questions[who] / max(time.perf_counter() - counts.start, 1e-9)
+                    bar.advance(n, who, rate)
+                    if self.queue and a.worker in self.alive:
+                        self.submit(a.worker)
                 if on_commit is not None and arrived:
                     on_commit(self.workers, stats)
                 del arrived  # the results' objects are freed before the next wait

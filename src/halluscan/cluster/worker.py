@@ -22,7 +22,7 @@ import numpy as np
 
 from halluscan.engine.collect import CollectJob
 from halluscan.engine.given import Forced
-from halluscan.records import Question
+from halluscan.records import JsonObject, Question
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Chunk:
     ids: list[str]
     crc: dict[str, int]
     files: dict[str, np.ndarray] | None = None
-    records: list[dict[str, Any]] | None = None
+    records: list[JsonObject] | None = None
     name: str | None = None
     sizes: dict[str, int] = field(default_factory=dict)  # shared mode: each file's size in bytes
 
@@ -85,14 +85,23 @@ class Chunk:
         return sum(a.nbytes for a in (self.files or {}).values())
 
 
+@dataclass
+class ShardDone:
+    """What a worker sends back for a shard: its chunks, who ran it, and how long it took."""
+
+    chunks: list[Chunk]
+    worker: str  # host:pid
+    seconds: float
+
+
 class _Collected:
     """A chunk sink that keeps what it is given, on the host, to send back."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[Any, np.ndarray, list[dict[str, Any]]]] = []
+        self.items: list[tuple[Any, np.ndarray, list[JsonObject]]] = []
 
     def put(
-        self, arrays: Any, valid: np.ndarray, records: list[dict[str, Any]], ready: Any = None
+        self, arrays: Any, valid: np.ndarray, records: list[JsonObject], ready: Any = None
     ) -> None:
         """Keep one chunk (the arrays are copied to the host first)."""
         if ready is not None:
@@ -136,7 +145,7 @@ class Worker:
             self.setup = setup
         return self.host
 
-    def run(self, shard: Shard, box: list[Any]) -> tuple[list[Chunk], dict[str, Any]]:
+    def run(self, shard: Shard, box: list[Any]) -> ShardDone:
         """Every batch of ``shard`` as chunks (its own, then its given answers'), and the timing.
 
         The batches go through the same collection loop as one process
@@ -158,15 +167,15 @@ class Worker:
         )
         out = [self._pack(shard, "own", a, v, r) for a, v, r in own.items]
         out += [self._pack(shard, "given", a, v, r) for a, v, r in given.items]
-        return out, {"worker": self.host, "seconds": time.perf_counter() - t0}
+        return ShardDone(out, self.host, time.perf_counter() - t0)
 
     def _pack(
         self,
         shard: Shard,
         store: str,
-        arrays: dict[str, Any],
+        arrays: JsonObject,
         valid: np.ndarray,
-        records: list[dict[str, Any]],
+        records: list[JsonObject],
     ) -> Chunk:
         from halluscan.store.arrays import npy_crc32
         from halluscan.store.chunks import chunk_path, encode, records_bytes, write_chunk

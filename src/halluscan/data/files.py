@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from halluscan.errors import HalluscanError
-from halluscan.records import Dataset, Question
+from halluscan.records import Dataset, JsonObject, Question
 
 REQUIRED = ("question", "answer")
 log = logging.getLogger(__name__)
 
 
-def read_table(path: str | Path, required: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+def read_table(path: str | Path, required: tuple[str, ...] | None = None) -> list[JsonObject]:
     """Rows of a .csv or .jsonl/.json-lines file as dicts; clear errors for bad files.
 
     Column names are lower-cased; ``required`` columns (default: question, answer) must exist.
@@ -65,7 +65,7 @@ def read_table(path: str | Path, required: tuple[str, ...] | None = None) -> lis
     return rows
 
 
-def _read_jsonl(p: Path, text: str) -> tuple[list[dict[str, Any]], list[str]]:
+def _read_jsonl(p: Path, text: str) -> tuple[list[JsonObject], list[str]]:
     """Rows (one JSON object a line) and the first row's keys; a bad line is named."""
     rows = []
     for i, line in enumerate(text.splitlines(), start=1):
@@ -84,7 +84,7 @@ def _read_jsonl(p: Path, text: str) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, list(rows[0]) if rows else []
 
 
-def _read_csv(p: Path, text: str) -> tuple[list[dict[str, Any]], list[str]]:
+def _read_csv(p: Path, text: str) -> tuple[list[JsonObject], list[str]]:
     """Rows and header of CSV ``text``; a quoting error names the line where its row starts."""
     csv.field_size_limit(2**31 - 1)  # long fields (whole documents) are read, not refused
     # newline="": no translation
@@ -123,7 +123,7 @@ def _aliases(raw: Any, answer: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _wrong_answer(spec: str, i: int, row: dict[str, Any], question: str, answer: str) -> str:
+def _wrong_answer(spec: str, i: int, row: JsonObject, question: str, answer: str) -> str:
     """The row's optional ``wrong_answer`` (a false answer for the given-answer bank), checked."""
     from halluscan.data.pairs import is_alias
 
@@ -163,7 +163,7 @@ def load_dataset(spec: str, split: str = "test", data_dir: str = "") -> Dataset:
     )
 
 
-def _questions(spec: str, rows: list[dict[str, Any]]) -> list[Question]:
+def _questions(spec: str, rows: list[JsonObject]) -> list[Question]:
     """A user file's questions: empty fields refused, repeated rows dropped, ids unique."""
     qs = []
     rows_of: dict[str, list[int]] = {}  # id -> the rows that carry it

@@ -22,10 +22,9 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from halluscan.errors import HalluscanError
-from halluscan.records import Dataset, Question
+from halluscan.records import Dataset, JsonObject, Question
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ def data_dir(given: str = "") -> Path:
     return cache / "data" / "llmsknow"
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
+def _rows(path: Path) -> list[JsonObject]:
     return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
 
 
@@ -119,7 +118,7 @@ def load_llmsknow(name: str, split: str = "test", folder: str = "") -> Dataset:
     return Dataset(f"{name}:{path.stem}", tuple(qs), digest, relation_vocab=vocab, kind=KIND[name])
 
 
-def _question(name: str, i: int, row: dict[str, Any]) -> Question | None:
+def _question(name: str, i: int, row: JsonObject) -> Question | None:
     get = lambda k: str(row.get(k) or "").strip()  # noqa: E731
     qid = f"{name}/{get('id') or i}"
     if name == "movies":

@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from halluscan.records import Dataset, Question
+from halluscan.records import Dataset, JsonObject, Question
 from halluscan.text import normalize
 
 CONTINENTS = {
@@ -50,7 +50,7 @@ MIN_CITY_POPULATION = 500_000
 MAX_CITIES = 700
 
 
-def _countryinfo_by_iso() -> dict[str, Any]:
+def _countryinfo_by_iso() -> JsonObject:
     import countryinfo
 
     out = {}
@@ -62,7 +62,7 @@ def _countryinfo_by_iso() -> dict[str, Any]:
     return out
 
 
-def _country_aliases(iso: str, name: str, ci: dict[str, Any]) -> tuple[str, ...]:
+def _country_aliases(iso: str, name: str, ci: JsonObject) -> tuple[str, ...]:
     names = [name]
     info = ci.get(iso)
     if info is not None:
@@ -84,7 +84,7 @@ def _dedupe(names: list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _currency_names(countries: dict[str, Any], ci: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+def _currency_names(countries: JsonObject, ci: JsonObject) -> dict[str, tuple[str, ...]]:
     """Currency code -> names, qualified by the issuer when the bare name is shared (Dollar)."""
     by_code = {
         v["currencycode"]: v["currencyname"] for v in countries.values() if v["currencycode"]
@@ -154,7 +154,7 @@ def build_world_facts() -> Dataset:
 
 
 def _country_questions(
-    iso: str, c: dict[str, Any], ci: dict[str, Any], currencies: dict[str, tuple[str, ...]]
+    iso: str, c: JsonObject, ci: JsonObject, currencies: dict[str, tuple[str, ...]]
 ) -> list[Question]:
     """A country's questions: its capital, its capital's country, its continent, its currency."""
     name = c["name"]
@@ -204,7 +204,7 @@ def _q(qid: str, question: str, aliases: tuple[str, ...], relation: str) -> Ques
 
 
 def _city_questions(
-    gc: Any, countries: dict[str, Any], ci: dict[str, Any], capitals: set[str]
+    gc: Any, countries: JsonObject, ci: JsonObject, capitals: set[str]
 ) -> list[Question]:
     cities = gc.get_cities().values()
     name_count = Counter(normalize(c["name"]) for c in cities)

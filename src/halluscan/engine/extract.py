@@ -21,6 +21,7 @@ from halluscan.engine.inputs import prefill_prefix, shared_prefix_len, suffix_in
 from halluscan.errors import HalluscanError
 from halluscan.models.hooks import Reducer, StopForward, capture, to_host, to_host_async
 from halluscan.models.sites import ATTN_SITES, ATTN_WEIGHTS, RESIDUAL, cache_kwargs
+from halluscan.records import JsonObject
 from halluscan.store import ActivationStore, ChunkWriter
 from halluscan.store.layout import Layout
 
@@ -32,7 +33,7 @@ class Item:
     qid: str
     ids: tuple[int, ...]
     positions: dict[str, int | None]
-    record: dict[str, Any] = field(default_factory=dict)
+    record: JsonObject = field(default_factory=dict)
 
 
 def gatherer(gather: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -171,7 +172,7 @@ def extract_to_store(
 
 def _extract_batch(
     model: Any, pad_id: int, batch: list[Item], lay: Layout
-) -> tuple[dict[str, torch.Tensor], np.ndarray, list[dict[str, Any]], Any]:
+) -> tuple[dict[str, torch.Tensor], np.ndarray, list[JsonObject], Any]:
     """One batch: arrays (being copied to the host), mask, records, and the copy's ready event."""
     names = lay.positions
     check_items(batch, names)

@@ -26,7 +26,7 @@ from halluscan.models.hooks import StopForward, capture, to_host_async
 from halluscan.models.loading import LoadedModel
 from halluscan.models.sites import RESIDUAL, cache_kwargs
 from halluscan.positions import GIVEN_POSITIONS, resolve, token_span
-from halluscan.records import GenerateOptions, Span
+from halluscan.records import GenerateOptions, JsonObject, Span
 from halluscan.store import ActivationStore, ChunkSink, ChunkWriter
 
 
@@ -45,7 +45,7 @@ class Forced:
         """Its id in the store (the question's id and which answer it is)."""
         return self.answer.item_id
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> JsonObject:
         """Its store record (``qid`` is the answer's id; ``question_id`` the CV group)."""
         a = self.answer
         return {

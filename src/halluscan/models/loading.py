@@ -25,6 +25,7 @@ from halluscan.errors import HalluscanError
 from halluscan.models.hub import check_hub
 from halluscan.models.placement import resolve_device, spread
 from halluscan.models.sites import n_layers, site_table
+from halluscan.provenance import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +82,20 @@ class LoadedModel:
         ids = ids if isinstance(ids, list) else [ids]
         return [i for i in ids + [self.tokenizer.eos_token_id] if i is not None]
 
-    def provenance(self) -> dict[str, Any]:
+    def provenance(self) -> ModelInfo:
         """The model part of a provenance record."""
-        return {
-            "model_id": self.model_id,
-            "source": self.source,
-            "revision": self.revision,
-            "architecture": self.model.config.model_type,
-            "n_layers": self.n_layers,
-            "hidden_size": self.hidden_size,
-            "dtype": str(next(self.model.parameters()).dtype),
-            "device": self.device,
-        }
+        dtype = str(next(self.model.parameters()).dtype)
+        arch = self.model.config.model_type
+        return ModelInfo(
+            self.model_id,
+            self.source,
+            self.revision,
+            arch,
+            self.n_layers,
+            self.hidden_size,
+            dtype,
+            self.device,
+        )
 
 
 def cache_root() -> Path:

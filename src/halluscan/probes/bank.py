@@ -6,7 +6,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +14,7 @@ from halluscan import atomic
 from halluscan.errors import HalluscanError
 from halluscan.probes.cv import DEFAULT_C
 from halluscan.probes.logreg import fit_logreg
+from halluscan.records import JsonObject
 
 META, WEIGHTS = "probes.json", "probes.safetensors"
 
@@ -33,7 +33,7 @@ class ProbeBank:
     intercept: torch.Tensor  # [layer]
     mean: torch.Tensor  # [layer, d]
     scale: torch.Tensor  # [layer, d]
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: JsonObject = field(default_factory=dict)
     score_mean: torch.Tensor | None = None  # [layer] mean log-odds on the training set
     score_std: torch.Tensor | None = None  # [layer] their std (to standardise activity maps)
 
@@ -45,7 +45,7 @@ class ProbeBank:
         layers: Sequence[int] | None = None,
         position: str = "",
         c: float = DEFAULT_C,
-        meta: dict[str, Any] | None = None,
+        meta: JsonObject | None = None,
         device: str | torch.device | None = None,
     ) -> ProbeBank:
         """Fit one probe per layer on ``x`` [example, layer, d] with labels ``y`` (1 = wrong).

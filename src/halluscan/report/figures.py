@@ -65,7 +65,7 @@ MAX_WIDTH_PX = 3000  # and interactive ones here (they scroll and zoom)
 
 
 def _caption(r: ScoreResult) -> str:
-    bank = r.meta.get("bank", "own")
+    bank = r.bank
     where = f"layer {r.verdict_layer}, {r.verdict_position}; {bank}-answer bank"
     return f"{r.verdict} · p(wrong) {r.p_wrong:.2f} ({where})"
 

@@ -125,15 +125,15 @@ def _response_maps(maps: list[DrawnPair]) -> str:
 
 def _head(m: Metrics) -> str:
     prov = m.provenance
-    name, model, ds = html.escape(m.name), prov["model"], prov["dataset"]
-    model_id, rev = html.escape(model["model_id"]), html.escape(model["revision"][:23])
-    version, seed = prov["halluscan_version"], prov["config"]["seed"]
-    made = f"halluscan {version} · seed {seed} · {html.escape(prov['created'])}"
+    assert prov is not None
+    name, model, ds = html.escape(m.name), prov.model, prov.dataset
+    model_id, rev = html.escape(model.model_id), html.escape(model.revision[:23])
+    made = f"halluscan {prov.halluscan_version} · seed {prov.seed} · {html.escape(prov.created)}"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>halluscan: {name}</title>
 <style>{CSS}</style></head><body>
 <h1>halluscan report: {name}</h1>
 <div class="muted">model <b>{model_id}</b> ({rev}) ·
-dataset <b>{html.escape(ds["name"])}</b> (sha256 {ds["sha256"][:12]}) · {made}</div>"""
+dataset <b>{html.escape(ds.name)}</b> (sha256 {ds.sha256[:12]}) · {made}</div>"""
 
 
 def _question(m: Metrics) -> str:
@@ -192,7 +192,8 @@ def _controls(m: Metrics) -> str:
 
 
 def _location(m: Metrics) -> str:
-    s, mode = m.summary, html.escape(m.provenance["config"]["locator"])
+    s = m.summary
+    mode = html.escape(str(m.provenance.config.get("locator")) if m.provenance else "?")
     found_c, found_w = (
         num(s.exact_answer_found["correct"], ".1%"),
         num(s.exact_answer_found["wrong"], ".1%"),
@@ -224,7 +225,7 @@ def _tail(m: Metrics, examples: list[Example]) -> str:
 <h2>Timings</h2>
 {table(timings, ("stage", "seconds"))}
 <h2>Provenance</h2>
-<pre>{html.escape(json.dumps(m.provenance, indent=2))}</pre>
+<pre>{html.escape(json.dumps(m.provenance.to_json() if m.provenance else {}, indent=2))}</pre>
 </body></html>"""
 
 

@@ -33,7 +33,7 @@ from halluscan.models.sites import ATTN_RECEIVED, ATTN_WEIGHTS, RESIDUAL
 from halluscan.positions import BANK_POSITION, token_span
 from halluscan.probes.bank import ProbeBank
 from halluscan.provenance import model_identity
-from halluscan.records import GenerateOptions, Question, ScoreResult, StreamStep
+from halluscan.records import GenerateOptions, Question, ScoreResult, ScoreSource, StreamStep
 from halluscan.scan import scoring
 from halluscan.scan.attention import (
     normalise_layers,
@@ -258,7 +258,6 @@ class Scanner:
         p = float(torch.sigmoid(logits[self.bank.layers.index(self.layer), t]))
         act = scoring.scaled(self.bank, logits.T, self.standardise).T  # [layer, token]
         attention = normalise_layers(att) if len(att) else torch.zeros(0, len(ids))
-        meta = {"answer_source": "generated" if generated else "given", "locator": how}
         return ScoreResult(
             question=question,
             response=text,
@@ -276,12 +275,13 @@ class Scanner:
             standardised=self.standardise,
             attention_query="later tokens (mean)" if self.query is None else f"token {self.query}",
             response_ids=list(ids),
-            meta={
-                **meta,
-                "model": self.lm.model_id,
-                "probe_position": self.bank.position,
-                "bank": self.kind,
-            },
+            source=ScoreSource(
+                "generated" if generated else "given",
+                how,
+                self.lm.model_id,
+                self.bank.position,
+                self.kind,
+            ),
         )
 
     def stream(self, question: str) -> Iterator[StreamStep]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import zlib
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from halluscan.atomic import write_bytes
+from halluscan.records import JsonObject
 from halluscan.store.arrays import to_numpy, write_npy
 
 
@@ -27,7 +27,7 @@ def encode(arrays: dict[str, torch.Tensor], valid: np.ndarray, dtype: str) -> di
     return files
 
 
-def records_bytes(records: list[dict[str, Any]]) -> bytes:
+def records_bytes(records: list[JsonObject]) -> bytes:
     """A chunk's example records as its ``.jsonl`` file holds them."""
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
 
@@ -38,7 +38,7 @@ def chunk_path(root: Path, sub: str, name: str) -> Path:
 
 
 def write_chunk(
-    root: Path, name: str, files: dict[str, np.ndarray], records: list[dict[str, Any]]
+    root: Path, name: str, files: dict[str, np.ndarray], records: list[JsonObject]
 ) -> dict[str, int]:
     """Write chunk ``name``: ``files[sub]`` -> ``sub/name.npy``, records -> ``examples/name.jsonl``.
 

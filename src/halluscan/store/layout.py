@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from halluscan.errors import HalluscanError
+from halluscan.records import JsonObject
 
 DTYPES = ("bfloat16", "float32")
 
@@ -42,7 +43,7 @@ class Layout:
             )
 
     @classmethod
-    def of(cls, layout: Layout | dict[str, Any]) -> Layout:
+    def of(cls, layout: Layout | JsonObject) -> Layout:
         """A layout as given: a :class:`Layout`, or its JSON form (what the manifest keeps)."""
         if isinstance(layout, Layout):
             return layout
@@ -61,7 +62,7 @@ class Layout:
                 '"dims": [H]}}}'
             ) from None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         """The manifest's form: lists, in the key order the manifest has always used."""
         sites = {s: {"layers": list(v.layers), "dims": list(v.dims)} for s, v in self.sites.items()}
         return {"positions": list(self.positions), "dtype": self.dtype, "sites": sites}
@@ -73,7 +74,7 @@ class Layout:
         return self.sites[name]
 
 
-def layout_diff(made: dict[str, Any], asked: dict[str, Any]) -> tuple[str, str]:
+def layout_diff(made: JsonObject, asked: JsonObject) -> tuple[str, str]:
     """The parts of two layouts (JSON form) that differ, as short text.
 
     ``dtype=bfloat16, residual.layers=0..30``.

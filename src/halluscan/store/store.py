@@ -22,13 +22,14 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from halluscan.atomic import write_json
 from halluscan.errors import HalluscanError
+from halluscan.records import JsonObject
 from halluscan.store.arrays import file_crc32, from_numpy
 from halluscan.store.chunks import encode, remove_orphans, write_chunk
 from halluscan.store.layout import Layout, layout_diff
@@ -47,7 +48,7 @@ class ActivationStore:
     for attention weights, or ``[tokens, hidden]`` for pooled full tensors).
     """
 
-    def __init__(self, root: str | Path, manifest: dict[str, Any]):
+    def __init__(self, root: str | Path, manifest: JsonObject):
         self.root = Path(root)
         self._manifest = manifest  # what manifest.json says; replaced (never edited) by each commit
         # stored ids, read on first need and kept up to date by append
@@ -59,8 +60,8 @@ class ActivationStore:
         root: str | Path,
         *,
         key: str,
-        layout: Layout | dict[str, Any],
-        provenance: dict[str, Any],
+        layout: Layout | JsonObject,
+        provenance: JsonObject,
     ) -> ActivationStore:
         """Open a store made with the same ``key`` (to resume), or create an empty one.
 
@@ -118,7 +119,7 @@ class ActivationStore:
         return Layout.of(self._manifest["layout"])
 
     @property
-    def provenance(self) -> dict[str, Any]:
+    def provenance(self) -> JsonObject:
         """What made this store (model, dataset, config, versions); empty when none was recorded."""
         return dict(self._manifest.get("provenance") or {})
 
@@ -146,7 +147,7 @@ class ActivationStore:
         """Layers stored for ``site`` (None: the store's one site)."""
         return list(self._site(site)["layers"])
 
-    def _site(self, site: str | None) -> dict[str, Any]:
+    def _site(self, site: str | None) -> JsonObject:
         sites = self._manifest["layout"]["sites"]
         if site is None and len(sites) == 1:
             return dict(next(iter(sites.values())))
@@ -189,7 +190,7 @@ class ActivationStore:
         return self._ids
 
     def append(
-        self, arrays: dict[str, torch.Tensor], valid: np.ndarray, records: list[dict[str, Any]]
+        self, arrays: dict[str, torch.Tensor], valid: np.ndarray, records: list[JsonObject]
     ) -> None:
         """Append one chunk.
 
@@ -231,7 +232,7 @@ class ActivationStore:
         self,
         files: dict[str, np.ndarray],
         ids: list[str],
-        records: list[dict[str, Any]],
+        records: list[JsonObject],
         crc: dict[str, int] | None = None,
     ) -> None:
         """Append a chunk encoded by :func:`~halluscan.store.chunks.encode`.
@@ -246,7 +247,7 @@ class ActivationStore:
         self,
         name: str,
         files: dict[str, np.ndarray],
-        records: list[dict[str, Any]],
+        records: list[JsonObject],
         crc: dict[str, int] | None = None,
     ) -> dict[str, int]:
         """Write chunk ``name``'s files, not yet committed; their checksums.
@@ -297,7 +298,7 @@ class ActivationStore:
             ("examples", self.root / "examples" / f"{name}.jsonl")
         ]
 
-    def _intact(self, chunk: dict[str, Any]) -> str | None:
+    def _intact(self, chunk: JsonObject) -> str | None:
         """None when the chunk's files match their checksums, else the first file that does not."""
         files = self._files(chunk["name"])
         if "crc32" not in chunk:  # format 2: one SHA-256 over the chunk's files
@@ -330,9 +331,9 @@ class ActivationStore:
                     "match its checksum); delete the store folder to extract again"
                 )
 
-    def examples(self) -> list[dict[str, Any]]:
+    def examples(self) -> list[JsonObject]:
         """All example records, in store order."""
-        out: list[dict[str, Any]] = []
+        out: list[JsonObject] = []
         for c in self._manifest["chunks"]:
             with open(self.root / "examples" / f"{c['name']}.jsonl", encoding="utf-8") as f:
                 out.extend(json.loads(line) for line in f)

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from halluscan.records import JsonObject
 from halluscan.store.store import ActivationStore
 
 
@@ -21,7 +22,7 @@ class ChunkSink(Protocol):
         self,
         arrays: dict[str, torch.Tensor],
         valid: np.ndarray,
-        records: list[dict[str, Any]],
+        records: list[JsonObject],
         ready: Any = None,
     ) -> None:
         """Take one chunk.
@@ -68,7 +69,7 @@ class ChunkWriter:
         self,
         arrays: dict[str, torch.Tensor],
         valid: np.ndarray,
-        records: list[dict[str, Any]],
+        records: list[JsonObject],
         ready: Any = None,
     ) -> None:
         """Queue one chunk (blocks while the previous one is still being written).

@@ -7,7 +7,7 @@ module is the thin layer that reads them out of an :class:`~halluscan.store.Acti
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from halluscan.probes.cv import CV
 from halluscan.probes.features import Features
 from halluscan.probes.sweep import SweepResult, sweep
 from halluscan.provenance import model_identity
+from halluscan.records import JsonObject
 from halluscan.store import ActivationStore
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ def fit_bank(
     position: str,
     site: str,
     cv: CV,
-    meta: dict[str, Any],
+    meta: JsonObject,
     device: str = "cpu",
     keep: np.ndarray | None = None,
 ) -> ProbeBank | None:
@@ -139,5 +140,5 @@ def check_same_model(train: ActivationStore, test: ActivationStore, site: str) -
         )
 
 
-def _describe(model: dict[str, Any]) -> str:
+def _describe(model: JsonObject) -> str:
     return f"{model.get('model_id')} ({str(model.get('revision') or 'no revision')[:23]})"

@@ -109,7 +109,8 @@ def answer_choice(
     cands = _candidates(scanner, plan, qs, gens, samples, quiet)
     greedy = {e.qid: e.correct for e in examples}
     acc, over_greedy, over_majority = gains(choices([greedy[q.qid] for q in qs], cands), seed)
-    prov = {"run": str(run), "model": lm.provenance(), "dataset": store.provenance.get("dataset")}
+    model, data = lm.provenance().to_json(), store.provenance.get("dataset")
+    prov = {"run": str(run), "model": model, "dataset": data}
     out = ChoiceResult(
         len(qs),
         samples,

@@ -16,7 +16,7 @@ from halluscan.models.placement import check_device, check_dtype
 from halluscan.models.sites import RESIDUAL
 from halluscan.positions import VALID, check_position_names
 from halluscan.probes.cv import CV, DEFAULT_C
-from halluscan.records import DEFAULT_SYSTEM_PROMPT, GenerateOptions
+from halluscan.records import DEFAULT_SYSTEM_PROMPT, GenerateOptions, JsonObject
 
 DECODERS = (
     "auto",
@@ -250,14 +250,14 @@ class StudyConfig:
         """How this study's probes are cross-validated."""
         return CV(self.folds, self.seed, self.probe_c)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """Plain-JSON form, for provenance."""
         d = dataclasses.asdict(self)
         d["positions"] = list(self.positions)
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StudyConfig:
+    def from_dict(cls, d: JsonObject) -> StudyConfig:
         """The config a study recorded, in ``to_dict``'s form.
 
         Any subset of its keys reads (the rest default). Unknown keys are ignored, so that

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from halluscan.errors import HalluscanError
+from halluscan.records import JsonObject
 from halluscan.study.config import StudyConfig, check_type
 
 
@@ -21,7 +22,7 @@ def _field_type(f: dataclasses.Field[Any]) -> Any:
     return hints[f.name]
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path) -> JsonObject:
     """Read a YAML config file and check its keys against StudyConfig."""
     import yaml
 
@@ -76,7 +77,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
     """Defaults, then --config YAML, then explicit flags."""
-    values: dict[str, Any] = {}
+    values: JsonObject = {}
     if getattr(args, "config", None):
         values.update(load_yaml(args.config))
     for f in dataclasses.fields(StudyConfig):

@@ -13,7 +13,6 @@ the generation pass (:mod:`halluscan.engine.given`), so this stage only sweeps, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +24,7 @@ from halluscan.models.sites import RESIDUAL
 from halluscan.positions import BANK_POSITION, GIVEN_POSITIONS
 from halluscan.probes.crossfit import Answers
 from halluscan.probes.sweep import SweepResult, wrong_labels
+from halluscan.provenance import Provenance
 from halluscan.records import Example
 from halluscan.store import ActivationStore
 from halluscan.store.layout import Layout, SiteLayout
@@ -52,19 +52,19 @@ def given_items(ctx: StudyContext) -> list[Forced]:
     return forced(ctx.lm, given_answers(list(ctx.questions), ctx.dataset, ctx.config.seed))
 
 
-def open_given_store(ctx: StudyContext, own_key: str, prov: dict[str, Any]) -> ActivationStore:
+def open_given_store(ctx: StudyContext, own_key: str, prov: Provenance) -> ActivationStore:
     """The given answers' store (every residual layer at the given positions); it resumes too."""
     lm = ctx.lm
     site = SiteLayout(tuple(range(lm.n_layers + 1)), (lm.hidden_size,))
     layout = Layout(GIVEN_POSITIONS, ctx.config.store_dtype, {SITE: site})
     key = given_store_key(own_key, TEMPLATE, GIVEN_POSITIONS)
     return ActivationStore.open_or_create(
-        ctx.run.store_given, key=key, layout=layout, provenance=prov
+        ctx.run.store_given, key=key, layout=layout, provenance=prov.to_json()
     )
 
 
 def given_bank(
-    ctx: StudyContext, gstore: ActivationStore, own: OwnStudy, prov: dict[str, Any]
+    ctx: StudyContext, gstore: ActivationStore, own: OwnStudy, prov: Provenance
 ) -> tuple[GivenBank, SweepResult | None]:
     """Sweep the given answers, save their bank, and score each bank on each kind of answer.
 
@@ -89,7 +89,7 @@ def given_bank(
             f"({int(keep.sum())})."
         )
         return GivenBank(len(recs), n_q, skipped=why), None
-    meta = bank_meta(ctx.config, prov, layer, kind="given") | {"template": TEMPLATE}
+    meta = bank_meta(ctx.config, prov.to_json(), layer, kind="given") | {"template": TEMPLATE}
     bank = fit_bank(gstore, y, BANK_POSITION, SITE, ctx.config.cv, meta, ctx.probe_device)
     assert bank is not None  # the sweep found both classes there
     bank.save(ctx.run.probes_given)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from halluscan import atomic
 from halluscan.analyses.results import Metrics
 from halluscan.errors import HalluscanError
+from halluscan.records import JsonObject
 from halluscan.study.runs import RunDir
 
 SCHEMA_VERSION = 2  # 1: metrics.json before it recorded its version (the same keys)
@@ -32,7 +33,7 @@ def to_json(obj: Any) -> Any:
     Records by field (``flatten`` and ``omit`` metadata honoured), tuples as lists.
     """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        out: dict[str, Any] = {}
+        out: JsonObject = {}
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
             if value is None and f.metadata.get("omit"):

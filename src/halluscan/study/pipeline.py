@@ -14,12 +14,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 import torch
 
-from halluscan import atomic, provenance
+from halluscan import atomic
 from halluscan.analyses import summary as analysis
 from halluscan.analyses.baselines import compare, logprob_scores
 from halluscan.analyses.given import GivenBank
@@ -29,6 +28,7 @@ from halluscan.engine.given import GivenFeed, GivenWork, collect_given
 from halluscan.positions import BANK_POSITION
 from halluscan.probes.bank import ProbeBank
 from halluscan.probes.sweep import SweepResult, wrong_labels
+from halluscan.provenance import DatasetInfo, Provenance
 from halluscan.records import Example
 from halluscan.store import ActivationStore, ChunkWriter
 from halluscan.study import given as given_stage
@@ -123,28 +123,26 @@ def run_study(cfg: StudyConfig) -> Metrics:
         return analyse(ctx, stores, runs.study_examples(stores.own), prov, timer)
 
 
-def study_provenance(ctx: StudyContext) -> dict[str, Any]:
+def study_provenance(ctx: StudyContext) -> Provenance:
     """The study's provenance.
 
     The model (as the Ray workers hold it with ``--ray``), dataset, config, versions.
     """
     model = ctx.lm.provenance()
     if ctx.config.ray:  # the activations are the workers': their device and dtype
-        device, dtype = ctx.worker_setup().spec.device, ctx.worker_setup().spec.dtype
-        model = {**model, "device": device, "dtype": f"torch.{dtype}"}
-    data = {
-        "name": ctx.dataset.name,
-        "sha256": ctx.dataset.sha256,
-        "n_questions": len(ctx.questions),
-    }
-    return provenance.record(model, data, ctx.config.to_dict())
+        spec = ctx.worker_setup().spec
+        model = replace(model, device=spec.device, dtype=f"torch.{spec.dtype}")
+    data = DatasetInfo(ctx.dataset.name, ctx.dataset.sha256, len(ctx.questions))
+    return Provenance.now(model, data, ctx.config.to_dict())
 
 
-def open_stores(ctx: StudyContext, prov: dict[str, Any]) -> Stores:
+def open_stores(ctx: StudyContext, prov: Provenance) -> Stores:
     """The study's store (refused when made with another key), and its given answers' store."""
-    key = runs.store_key(prov["model"], ctx.dataset.sha256, ctx.config)
+    key = runs.store_key(prov.model, ctx.dataset.sha256, ctx.config)
     layout = runs.store_layout(ctx.config, ctx.lm.n_layers, ctx.lm.hidden_size)
-    store = ActivationStore.open_or_create(ctx.run.store, key=key, layout=layout, provenance=prov)
+    store = ActivationStore.open_or_create(
+        ctx.run.store, key=key, layout=layout, provenance=prov.to_json()
+    )
     items = given_stage.given_items(ctx) if ctx.config.given_bank else []
     given = GivenWork(items, given_stage.open_given_store(ctx, key, prov)) if items else None
     return Stores(store, given)
@@ -194,7 +192,7 @@ def collect_stage(ctx: StudyContext, stores: Stores, timer: Timer) -> float:
 
 
 def analyse(
-    ctx: StudyContext, stores: Stores, examples: list[Example], prov: dict[str, Any], timer: Timer
+    ctx: StudyContext, stores: Stores, examples: list[Example], prov: Provenance, timer: Timer
 ) -> Metrics:
     """Sweep, baselines, banks, maps, report and metrics of a collected study (or no probes)."""
     from halluscan.study.report import write_study_report
@@ -286,11 +284,11 @@ def own_bank(
     store: ActivationStore,
     result: SweepResult,
     y: np.ndarray,
-    prov: dict[str, Any],
+    prov: Provenance,
 ) -> bool:
     """Fit and save a probe per layer at the bank position on the examples there (False: cannot)."""
     best = result.best(BANK_POSITION)[0] if BANK_POSITION in result.positions else None
-    meta = runs.bank_meta(ctx.config, prov, best)
+    meta = runs.bank_meta(ctx.config, prov.to_json(), best)
     bank = fit_bank(store, y, BANK_POSITION, ctx.site, ctx.config.cv, meta, ctx.probe_device)
     if bank is not None:
         bank.save(ctx.run.probes)
@@ -298,7 +296,7 @@ def own_bank(
 
 
 def _given(
-    ctx: StudyContext, stores: Stores, own: given_stage.OwnStudy, prov: dict[str, Any], timer: Timer
+    ctx: StudyContext, stores: Stores, own: given_stage.OwnStudy, prov: Provenance, timer: Timer
 ) -> tuple[GivenBank | None, SweepResult | None]:
     """The given-answer bank's stage (None, None without it)."""
     if stores.given is None:
@@ -310,13 +308,13 @@ def _given(
 def finish(
     ctx: StudyContext,
     metrics: Metrics,
-    prov: dict[str, Any],
+    prov: Provenance,
     timer: Timer,
     draw: Callable[[Metrics], None],
 ) -> Metrics:
     """Record provenance, ``draw(metrics)`` the report, then write ``metrics.json`` last."""
     with timer("report"):
-        atomic.write_json(ctx.run.provenance, prov)
+        atomic.write_json(ctx.run.provenance, prov.to_json())
         draw(replace(metrics, timings_s=dict(timer.s), provenance=prov))
     metrics = replace(metrics, timings_s=dict(timer.s), provenance=prov, ray=timer.ray)
     metrics_io.write(ctx.run, metrics)

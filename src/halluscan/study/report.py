@@ -48,7 +48,8 @@ def write_study_report(
             run.report, metrics, examples, None, "", maps, given_section(metrics, given_png)
         )
         return
-    model, dataset = metrics.provenance["model"]["model_id"], metrics.provenance["dataset"]["name"]
+    assert metrics.provenance is not None
+    model, dataset = metrics.provenance.model.model_id, metrics.provenance.dataset.name
     title = f"{model} · {dataset} · n={len(examples)} · {sweep.folds}-fold CV"
     png = heatmap.heatmap_png(sweep.auc, sweep.layers, sweep.positions, run.heatmap_png, title)
     fig = heatmap.heatmap_figure(

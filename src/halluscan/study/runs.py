@@ -31,12 +31,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from halluscan import atomic, provenance
 from halluscan.errors import HalluscanError
 from halluscan.models.sites import first_layer
-from halluscan.records import BANK_SETTINGS, Example, Generation
+from halluscan.provenance import ModelInfo
+from halluscan.records import BANK_SETTINGS, Example, Generation, JsonObject
 from halluscan.store.layout import Layout, SiteLayout
 from halluscan.study.config import StudyConfig
 
@@ -187,7 +188,7 @@ def output_dir(what: str, runs_dir: str | Path = RUNS_DIR) -> str:
     return str(Path(runs_dir) / what)
 
 
-def store_key(model: dict[str, Any], dataset_sha256: str, cfg: StudyConfig) -> str:
+def store_key(model: ModelInfo, dataset_sha256: str, cfg: StudyConfig) -> str:
     """What a store is tied to.
 
     The model's provenance, the dataset, and the config fields that change the store.
@@ -199,7 +200,9 @@ def store_key(model: dict[str, Any], dataset_sha256: str, cfg: StudyConfig) -> s
     """
     conf = cfg.to_dict()
     fields = {k: conf[k] for k in STORE_FIELDS}
-    return provenance.digest({"model_provenance": model, "dataset": dataset_sha256, **fields})
+    return provenance.digest(
+        {"model_provenance": model.to_json(), "dataset": dataset_sha256, **fields}
+    )
 
 
 def given_store_key(own_key: str, template: str, positions: tuple[str, ...]) -> str:
@@ -238,7 +241,7 @@ def load_samples(
         out = {}
         for r in d["answers"]:
             if r["k"] < samples:
-                fields: dict[str, Any] = {
+                fields: JsonObject = {
                     k: tuple(v) if isinstance(v, list) else v for k, v in r.items() if k != "k"
                 }
                 out[(r["qid"], r["k"])] = Generation(**fields)
@@ -270,8 +273,8 @@ def stored_config(store: ActivationStore) -> StudyConfig:
 
 
 def bank_meta(
-    cfg: StudyConfig, prov: dict[str, Any], best_layer: int | None, kind: str = "own"
-) -> dict[str, Any]:
+    cfg: StudyConfig, prov: JsonObject, best_layer: int | None, kind: str = "own"
+) -> JsonObject:
     """What a probe bank records of its study.
 
     Model, data, and the prompt and stopping that scoring must reuse.
