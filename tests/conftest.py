@@ -5,6 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 
+# Every architecture family of the site table, each as a tiny random model in tier-1 tests.
+FAMILIES = [
+    "llama",
+    "gpt2",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "mistral",
+    "phi3",
+    "gpt_neox",
+]
 TINY = dict(
     hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64, vocab_size=128
 )
@@ -83,6 +96,11 @@ def tiny_folder(folder, split_punct: bool = False):
     model.generation_config.eos_token_id = 1
     model.save_pretrained(folder)
     return folder
+
+
+def tiny_flags(tiny) -> list[str]:
+    """``--model``, ``--dataset`` and ``--runs-dir`` of a :func:`peru_france` folder."""
+    return ["--model", str(tiny / "model"), "--dataset", str(tiny / "q.csv"), "--runs-dir", str(tiny / "runs")]
 
 
 PERU = "What is the capital of Peru"

@@ -5,20 +5,8 @@ from halluscan.errors import HalluscanError
 from halluscan.models.hooks import capture_residual
 from halluscan.models.sites import site_table
 
-from .conftest import tiny_model
+from .conftest import FAMILIES, tiny_model
 
-FAMILIES = [
-    "llama",
-    "gpt2",
-    "qwen2",
-    "qwen3",
-    "gemma",
-    "gemma2",
-    "gemma3_text",
-    "mistral",
-    "phi3",
-    "gpt_neox",
-]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

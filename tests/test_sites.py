@@ -6,20 +6,8 @@ import torch
 from halluscan.errors import HalluscanError
 from halluscan.models.hooks import capture
 
-from .conftest import TINY, tiny_model
+from .conftest import FAMILIES, TINY, tiny_model
 
-FAMILIES = [
-    "llama",
-    "gpt2",
-    "qwen2",
-    "qwen3",
-    "gemma",
-    "gemma2",
-    "gemma3_text",
-    "mistral",
-    "phi3",
-    "gpt_neox",
-]
 
 
 def run(model, ids, sites, select):
