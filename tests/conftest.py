@@ -100,7 +100,14 @@ def tiny_folder(folder, split_punct: bool = False):
 
 def tiny_flags(tiny) -> list[str]:
     """``--model``, ``--dataset`` and ``--runs-dir`` of a :func:`peru_france` folder."""
-    return ["--model", str(tiny / "model"), "--dataset", str(tiny / "q.csv"), "--runs-dir", str(tiny / "runs")]
+    return [
+        "--model",
+        str(tiny / "model"),
+        "--dataset",
+        str(tiny / "q.csv"),
+        "--runs-dir",
+        str(tiny / "runs"),
+    ]
 
 
 PERU = "What is the capital of Peru"

@@ -152,11 +152,7 @@ def test_sampling_consistency_is_the_share_of_samples_that_disagree_with_greedy(
 
     e = example("q", (-0.1,), (0.2,), Span(0, 4), True)
     e = Example(**{**e.__dict__, "exact_text": "Lima"})
-    samples = {
-        ("q", 0): "lima",
-        ("q", 1): "Paris",
-        ("q", 2): None,
-        ("q", 3): "LIMA!",
-    }  # normalised: 2 of 4 agree
+    # normalised: 2 of 4 agree
+    samples = {("q", 0): "lima", ("q", 1): "Paris", ("q", 2): None, ("q", 3): "LIMA!"}
     assert consistency_scores([e], samples, 4)[0] == pytest.approx(0.5)
     assert consistency_scores([e], {}, 3)[0] == 1.0  # no sample located an answer: none agrees

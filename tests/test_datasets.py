@@ -105,11 +105,8 @@ def test_math_numbers_as_words_with_commas_and_decimals_and_refusals():
     assert grade(g, q, "She has 21 apples.") == (True, "21", "number")
     assert grade(g, q, "She has twenty-one apples.")[0]
     assert grade(g, q, "It is 21.0.")[0]
-    assert grade(g, q, "First 3, then 20 apples.") == (
-        False,
-        "20",
-        "number",
-    )  # the last number counts
+    # the last number counts
+    assert grade(g, q, "First 3, then 20 apples.") == (False, "20", "number")
     big = Question("b", "How much?", "[1000.0]", ("[1000.0]",), "math")
     assert grade(g, big, "It costs $1,000.")[0]
     unanswerable = Question("u", "How old is the captain?", "", ("",), "math", answerable=False)
@@ -167,10 +164,8 @@ def test_each_dataset_loads_with_its_grader_and_split(tmp_path):
         True,
         False,
     ]
-    assert [q.answer for q in math.questions] == [
-        "9",
-        "",
-    ]  # "[9.0]" reads as an answer would say it
+    # "[9.0]" reads as an answer would say it
+    assert [q.answer for q in math.questions] == ["9", ""]
     (tmp_path / "mnli_train.csv").unlink()
     with pytest.raises(
         HalluscanError, match="mnli_train.csv is missing; run `halluscan data fetch llmsknow`"
@@ -205,10 +200,8 @@ def test_the_published_files_load():
 
 
 def test_number_phrasings_a_reviewer_found():
-    assert [v for v, _ in numbers("five and six")] == [
-        5.0,
-        6.0,
-    ]  # "and" joins only after a scale word
+    # "and" joins only after a scale word
+    assert [v for v, _ in numbers("five and six")] == [5.0, 6.0]
     assert [v for v, _ in numbers("2 hundred dollars, $3 million")] == [200.0, 3e6]
     assert [v for v, _ in numbers("3/4 of it, then 1e-05")] == [0.75, 1e-05]
     g = NumberGrader({}, ())

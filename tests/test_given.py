@@ -87,10 +87,8 @@ def test_a_csv_wrong_answer_column_is_read_and_checked(tmp_path):
     ds = load_dataset(str(p))
     assert [q.wrong_answer for q in ds.questions] == ["Paris", ""]
     pairs = given_answers(ds.questions, ds, seed=0)
-    assert [(a.answer, a.false) for a in pairs] == [
-        ("Lima", False),
-        ("Paris", True),
-    ]  # "4" has no false answer
+    # "4" has no false answer
+    assert [(a.answer, a.false) for a in pairs] == [("Lima", False), ("Paris", True)]
     typed = tmp_path / "typed.csv"  # with a relation, the relation's other answers are its type
     typed.write_text(
         "question,answer,relation\nCapital of Peru?,Lima,capital\nCapital of "
@@ -153,10 +151,8 @@ def test_forked_answers_equal_teacher_forcing_and_the_generation_pass_stores_the
     qs = list(plan.questions)
     items = forced(lm, given_answers(qs, plan.dataset, 0))
     assert [i.answer.response for i in items[:2]] == ["Lima.", "Rome."]
-    assert [lm.tokenizer.decode(i.ids) for i in items[:2]] == [
-        "Lima",
-        "Rome",
-    ]  # the full stop is never read
+    # the full stop is never read
+    assert [lm.tokenizer.decode(i.ids) for i in items[:2]] == ["Lima", "Rome"]
     assert items[0].cols == {"exact_answer_first": 0, "exact_answer_last": 0}
     layout = store_layout(cfg, lm.n_layers, lm.hidden_size)
     store = ActivationStore.open_or_create(ctx.run.store, key="k", layout=layout, provenance={})
@@ -253,10 +249,8 @@ def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):
 
     base = ["score", "--model", str(tiny / "model"), "--runs-dir", str(tiny / "runs"), "--quiet"]
     probes = {"own": str(run.probes), "given": str(run.probes_given)}
-    for (
-        bank,
-        path,
-    ) in probes.items():  # --probes: the bank that folder holds, and score.json says which
+    # --probes: the bank that folder holds, and score.json says which
+    for bank, path in probes.items():
         out = tiny / f"score_{bank}"
         assert (
             main(

@@ -8,7 +8,6 @@ from halluscan.models.sites import site_table
 from .conftest import FAMILIES, tiny_model
 
 
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_residual_matches_output_hidden_states(family):
     model = tiny_model(family)

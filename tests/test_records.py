@@ -29,9 +29,8 @@ def test_example_record_round_trips():
         "token_starts": [0, 5],
     }
     assert list(rec) == list(rec.keys()) and Example.from_json(rec) == ex
-    old = {
-        k: v for k, v in rec.items() if not k.startswith("token_")
-    }  # a record from before the baselines
+    # a record from before the baselines
+    old = {k: v for k, v in rec.items() if not k.startswith("token_")}
     assert (
         Example.from_json(old).token_logprobs == () and Example.from_json(old).response == "Paris."
     )

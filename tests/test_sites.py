@@ -9,7 +9,6 @@ from halluscan.models.hooks import capture
 from .conftest import FAMILIES, TINY, tiny_model
 
 
-
 def run(model, ids, sites, select):
     with torch.inference_mode(), capture(model, sites, select) as cap:
         model(ids)

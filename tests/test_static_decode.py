@@ -94,12 +94,8 @@ def test_rows_that_end_early_keep_their_answers_in_a_static_batch(lm):
         got = decoded(lm, prompts, replace(opts, decoder="static"))
     finally:
         lm.model.forward = real
-    assert sorted({len(r.ids) for r in ref[0]}) == [
-        4,
-        5,
-        6,
-        7,
-    ]  # the rows did end at different steps
+    # the rows did end at different steps
+    assert sorted({len(r.ids) for r in ref[0]}) == [4, 5, 6, 7]
     assert all(r.stopped_by == "eos" for r in ref[0])
     same(ref, got)
 

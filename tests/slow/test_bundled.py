@@ -43,13 +43,14 @@ def slice_run(tmp_path_factory):
     from halluscan.study.pipeline import run_study
 
     root = tmp_path_factory.mktemp("runs")
+    # the second answer is generated
     pair = (
         {
             "question": "What is the capital of Australia?",
             "answer": "The capital of Australia is Sydney.",
         },
         {"question": "What is the capital of Australia?"},
-    )  # the second answer is generated
+    )
     cfg = StudyConfig(
         n_questions=72,
         batch_size=36,

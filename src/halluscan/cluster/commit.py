@@ -108,10 +108,8 @@ class Committer:
                 )
                 continue
             assert chunk.name is not None
-            for (
-                sub,
-                size,
-            ) in chunk.sizes.items():  # a stat, not a read: the driver never reads the data
+            # a stat, not a read: the driver never reads the data
+            for sub, size in chunk.sizes.items():
                 arrived(chunk_path(store.root, sub, chunk.name), size)
             entries.setdefault(chunk.store, []).append((chunk.name, chunk.ids, chunk.crc))
         for key, group in entries.items():

@@ -122,10 +122,8 @@ def check_same_model(train: ActivationStore, test: ActivationStore, site: str) -
     Stores without a model provenance record (made through the Python API) are compared by shape
     only.
     """
-    (
-        train.layers(site),
-        test.layers(site),
-    )  # a one-line error, naming the store, when either lacks the site
+    # a one-line error, naming the store, when either lacks the site
+    (train.layers(site), test.layers(site))
     dims_a, dims_b = (st.layout.site(site).dims for st in (train, test))
     if dims_a != dims_b:
         raise HalluscanError(

@@ -18,12 +18,8 @@ from halluscan.positions import VALID, check_position_names
 from halluscan.probes.cv import CV, DEFAULT_C
 from halluscan.records import DEFAULT_SYSTEM_PROMPT, GenerateOptions, JsonObject
 
-DECODERS = (
-    "auto",
-    "eager",
-    "static",
-    "compiled",
-)  # GenerateOptions.decoder; see halluscan.engine.static
+# GenerateOptions.decoder; see halluscan.engine.static
+DECODERS = ("auto", "eager", "static", "compiled")
 
 # The 15 named positions of the reference study, in heatmap order.
 DEFAULT_POSITIONS: tuple[str, ...] = VALID
