@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from halluscan.errors import HalluscanError
+from halluscan.lazy import exports
 from halluscan.study.config import DEFAULT_POSITIONS, StudyConfig
 
 __version__ = "0.1.0"
@@ -49,12 +50,7 @@ if TYPE_CHECKING:
     from halluscan.study.pipeline import run_study
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'halluscan' has no attribute {name!r}")
+__getattr__ = exports(__name__, _LAZY)
 
 
 __all__ = ["DEFAULT_POSITIONS", "HalluscanError", "StudyConfig", *_LAZY]

@@ -23,6 +23,7 @@ import numpy as np
 from halluscan.engine.collect import CollectJob
 from halluscan.engine.given import Forced
 from halluscan.records import JsonObject, Question
+from halluscan.store import NewChunk
 
 
 @dataclass(frozen=True)
@@ -98,15 +99,11 @@ class _Collected:
     """A chunk sink that keeps what it is given, on the host, to send back."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[Any, np.ndarray, list[JsonObject]]] = []
+        self.items: list[NewChunk] = []
 
-    def put(
-        self, arrays: Any, valid: np.ndarray, records: list[JsonObject], ready: Any = None
-    ) -> None:
+    def put(self, chunk: NewChunk) -> None:
         """Keep one chunk (the arrays are copied to the host first)."""
-        if ready is not None:
-            ready.synchronize()
-        self.items.append((arrays, valid, records))
+        self.items.append(chunk.on_host())
 
 
 class Worker:
@@ -165,23 +162,17 @@ class Worker:
             own,
             GivenFeed(shard.given, given) if shard.given else None,
         )
-        out = [self._pack(shard, "own", a, v, r) for a, v, r in own.items]
-        out += [self._pack(shard, "given", a, v, r) for a, v, r in given.items]
+        out = [self._pack(shard, "own", c) for c in own.items]
+        out += [self._pack(shard, "given", c) for c in given.items]
         return ShardDone(out, self.host, time.perf_counter() - t0)
 
-    def _pack(
-        self,
-        shard: Shard,
-        store: str,
-        arrays: JsonObject,
-        valid: np.ndarray,
-        records: list[JsonObject],
-    ) -> Chunk:
+    def _pack(self, shard: Shard, store: str, chunk: NewChunk) -> Chunk:
+        """A collected chunk, encoded as the store writes it: to send back, or written in place."""
         from halluscan.store.arrays import npy_crc32
         from halluscan.store.chunks import chunk_path, encode, records_bytes, write_chunk
 
         assert self.setup is not None
-        files = encode(arrays, valid, self.setup.store_dtype)
+        files, records = encode(chunk.arrays, chunk.valid, self.setup.store_dtype), chunk.records
         ids = [str(r["qid"]) for r in records]
         if shard.write == "shared":
             # unique per attempt: a retry never collides

@@ -27,7 +27,7 @@ from halluscan.models.loading import LoadedModel
 from halluscan.models.sites import first_layer
 from halluscan.positions import resolve, token_span
 from halluscan.records import Example, GenerateOptions, Generation, Grade, Question
-from halluscan.store import ChunkSink
+from halluscan.store import ChunkSink, NewChunk
 
 
 @dataclass(frozen=True)
@@ -154,12 +154,8 @@ def collect(
         by_id = {q.qid: q for q in batch}
         for gens, states, tail in generate(lm, batch, opts, layers, on_prefill=hook, site=job.site):
             chunk = batch_chunk(job, by_id, gens, states, tail)
-            sink.put(
-                {job.site: chunk.acts},
-                chunk.valid,
-                [e.to_json() for e in chunk.examples],
-                chunk.ready,
-            )
+            records = [e.to_json() for e in chunk.examples]
+            sink.put(NewChunk({job.site: chunk.acts}, chunk.valid, records, chunk.ready))
             if progress is not None:
                 progress(chunk.examples)
     return forked[0]

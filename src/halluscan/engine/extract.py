@@ -22,7 +22,7 @@ from halluscan.errors import HalluscanError
 from halluscan.models.hooks import Reducer, StopForward, capture, to_host, to_host_async
 from halluscan.models.sites import ATTN_SITES, ATTN_WEIGHTS, RESIDUAL, cache_kwargs
 from halluscan.records import JsonObject
-from halluscan.store import ActivationStore, ChunkWriter
+from halluscan.store import ActivationStore, ChunkWriter, NewChunk
 from halluscan.store.layout import Layout
 
 
@@ -166,7 +166,7 @@ def extract_to_store(
                 model, pad_id, todo[b : b + batch_size], lay
             )
             # the writer waits for the copy; the device goes on
-            writer.put(arrays, valid, recs, ready)
+            writer.put(NewChunk(arrays, valid, recs, ready))
     return len(todo)
 
 

@@ -27,7 +27,7 @@ from halluscan.models.loading import LoadedModel
 from halluscan.models.sites import RESIDUAL, cache_kwargs
 from halluscan.positions import GIVEN_POSITIONS, resolve, token_span
 from halluscan.records import GenerateOptions, JsonObject, Span
-from halluscan.store import ActivationStore, ChunkSink, ChunkWriter
+from halluscan.store import ActivationStore, ChunkSink, ChunkWriter, NewChunk
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ def _store(
     Queue them as one store chunk.
     """
     acts, valid, ready = fork_answers(lm, feed, batch, dtype, rows)
-    writer.put({RESIDUAL: acts}, valid, [f.record() for row in batch for f in row], ready)
+    writer.put(NewChunk({RESIDUAL: acts}, valid, [f.record() for row in batch for f in row], ready))
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,16 @@
 """Linear probes, pure maths on arrays.
 
-The solver, the (layer, position) sweep, an sklearn estimator,
-
-the probe bank, cross-fitting and transfer. Nothing here reads a store, a run folder or a model.
+The solver, the (layer, position) sweep, an sklearn estimator, the probe bank, cross-fitting
+and transfer. Nothing here reads a store, a run folder or a model.
 
 The names below load on first use (torch and scikit-learn are not imported with the package).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from halluscan.lazy import exports
 from halluscan.probes.cv import CV, DEFAULT_C
 
 _LAZY = {
@@ -32,12 +32,7 @@ if TYPE_CHECKING:
     from halluscan.probes.sweep import SweepResult, auc_rows, cv_auc, folds_for, sweep, wrong_labels
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'halluscan.probes' has no attribute {name!r}")
+__getattr__ = exports(__name__, _LAZY)
 
 
 __all__ = [

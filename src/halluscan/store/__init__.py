@@ -4,6 +4,6 @@ Chunked, resumable, provenance-stamped arrays on disk (persistence only).
 """
 
 from halluscan.store.store import ActivationStore
-from halluscan.store.writer import ChunkSink, ChunkWriter
+from halluscan.store.writer import ChunkSink, ChunkWriter, NewChunk
 
-__all__ = ["ActivationStore", "ChunkSink", "ChunkWriter"]
+__all__ = ["ActivationStore", "ChunkSink", "ChunkWriter", "NewChunk"]

@@ -6,6 +6,7 @@ Chunks are appended on a background thread while the next batch is computed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -15,20 +16,31 @@ from halluscan.records import JsonObject
 from halluscan.store.store import ActivationStore
 
 
+@dataclass(frozen=True)
+class NewChunk:
+    """One chunk on its way to a store: arrays per site, the validity mask, the records.
+
+    ``arrays[site]`` is ``[example, layer, position, *dims]``, ``valid`` ``[example, position]``;
+    ``ready`` (a CUDA event, optional) marks when the arrays' copy to the host is complete.
+    """
+
+    arrays: dict[str, torch.Tensor]
+    valid: np.ndarray
+    records: list[JsonObject]
+    ready: Any = None
+
+    def on_host(self) -> NewChunk:
+        """The chunk once its arrays are on the host (waits for their copy)."""
+        if self.ready is not None:
+            self.ready.synchronize()
+        return self
+
+
 class ChunkSink(Protocol):
     """Where chunks go: the store's :class:`ChunkWriter`, or what a Ray worker sends back."""
 
-    def put(
-        self,
-        arrays: dict[str, torch.Tensor],
-        valid: np.ndarray,
-        records: list[JsonObject],
-        ready: Any = None,
-    ) -> None:
-        """Take one chunk.
-
-        Its arrays, validity mask, records and (on a GPU) the event its copy is ready at.
-        """
+    def put(self, chunk: NewChunk) -> None:
+        """Take one chunk."""
 
 
 class ChunkWriter:
@@ -53,32 +65,21 @@ class ChunkWriter:
         return self
 
     def _run(self) -> None:
-        while (job := self.q.get()) is not None:
+        while (chunk := self.q.get()) is not None:
             if self.error is None:
                 try:
-                    arrays, valid, records, ready = job
-                    if ready is not None:
-                        ready.synchronize()  # the device-to-host copy of this chunk has finished
-                    self.store.append(arrays, valid, records)
+                    chunk.on_host()  # the device-to-host copy of this chunk has finished
+                    self.store.append(chunk.arrays, chunk.valid, chunk.records)
                     if self.progress is not None:
-                        self.progress(len(job[2]))
+                        self.progress(len(chunk.records))
                 except BaseException as e:  # re-raised in the caller's thread
                     self.error = e
 
-    def put(
-        self,
-        arrays: dict[str, torch.Tensor],
-        valid: np.ndarray,
-        records: list[JsonObject],
-        ready: Any = None,
-    ) -> None:
-        """Queue one chunk (blocks while the previous one is still being written).
-
-        ``ready`` (a CUDA event, optional) marks when ``arrays``' copy to the host is complete.
-        """
+    def put(self, chunk: NewChunk) -> None:
+        """Queue one chunk (blocks while the previous one is still being written)."""
         if self.error is not None:
             raise self.error
-        self.q.put((arrays, valid, records, ready))
+        self.q.put(chunk)
 
     def __exit__(self, *exc: object) -> None:
         self.q.put(None)

@@ -25,143 +25,87 @@ DECODERS = ("auto", "eager", "static", "compiled")
 DEFAULT_POSITIONS: tuple[str, ...] = VALID
 
 
+def knob(default: Any, help_text: str, **more: Any) -> Any:
+    """A config field: its default, the help of its CLI flag, and more metadata (``yaml_only``)."""
+    return field(default=default, metadata={"help": help_text, **more})
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """Every knob of a study. Field docs become the CLI help."""
 
-    model: str = field(
-        default="smollm2",
-        metadata={"help": "hub id, local folder, .gguf file, or 'smollm2' (bundled)"},
+    model: str = knob("smollm2", "hub id, local folder, .gguf file, or 'smollm2' (bundled)")
+    dataset: str = knob(
+        "world-facts",
+        "'world-facts', an LLMsKnow set (movies, winobias, winogrande, mnli, math) or a CSV/JSONL"
+        " file",
     )
-    dataset: str = field(
-        default="world-facts",
-        metadata={
-            "help": "'world-facts', an LLMsKnow set (movies, winobias, winogrande, mnli, math) or "
-            "a CSV/JSONL file"
-        },
+    split: str = knob("test", "LLMsKnow sets: test (or validation; the default) or train")
+    data_dir: str = knob("", "folder of the LLMsKnow files ('' = $HALLUSCAN_DATA, else the cache)")
+    n_questions: int = knob(0, "use this many questions (0 = all), sampled with the seed")
+    name: str = knob("demo", "run name: output goes to RUNS_DIR/NAME")
+    runs_dir: str = knob("runs", "folder that holds the runs")
+    batch_size: int = knob(
+        0, "questions generated per batch (0 = auto: 64 on CPU, from the GPU's memory on a GPU)"
     )
-    split: str = field(
-        default="test",
-        metadata={"help": "LLMsKnow sets: test (or validation; the default) or train"},
+    max_new_tokens: int = knob(GenerateOptions.max_new_tokens, "hard cap on generated tokens")
+    stop: str = knob(GenerateOptions.stop, "stop at end of first 'sentence', 'line', or 'none'")
+    system_prompt: str = knob(
+        DEFAULT_SYSTEM_PROMPT, "system prompt for chat models ('' = the template's own default)"
     )
-    data_dir: str = field(
-        default="",
-        metadata={"help": "folder of the LLMsKnow files ('' = $HALLUSCAN_DATA, else the cache)"},
+    positions: tuple[str, ...] = knob(DEFAULT_POSITIONS, "named token positions")
+    site: str = knob(RESIDUAL, "activation site to extract")
+    store_dtype: str = knob("bfloat16", "bfloat16 or float32 on disk")
+    locator: str = knob(
+        "class-blind",
+        "'class-blind' (same rule for both classes) or 'asymmetric' (alias for correct)",
     )
-    n_questions: int = field(
-        default=0, metadata={"help": "use this many questions (0 = all), sampled with the seed"}
+    folds: int = knob(5, "cross-validation folds of the probe sweep")
+    probe_c: float = knob(DEFAULT_C, "inverse L2 strength of the probes (sklearn's C)")
+    seed: int = knob(0, "seed for sampling, splits and probes")
+    threads: int = knob(0, "torch CPU threads (0 = torch's default)")
+    device: str = knob("auto", "auto (a GPU when there is one), cpu, cuda or cuda:N; see README")
+    dtype: str = knob(
+        "auto",
+        "model weights: auto (bfloat16 on a GPU, float32 on CPU), float32, bfloat16, float16",
     )
-    name: str = field(default="demo", metadata={"help": "run name: output goes to RUNS_DIR/NAME"})
-    runs_dir: str = field(default="runs", metadata={"help": "folder that holds the runs"})
-    batch_size: int = field(
-        default=0,
-        metadata={
-            "help": "questions generated per batch (0 = auto: 64 on CPU, from the GPU's memory on "
-            "a GPU)"
-        },
+    decoder: str = knob(
+        "auto", "auto (compiled static decoding on a GPU, eager on CPU), eager, static or compiled"
     )
-    max_new_tokens: int = field(
-        default=GenerateOptions.max_new_tokens, metadata={"help": "hard cap on generated tokens"}
+    probe_device: str = knob("", "where probes are fitted ('' = the study's device)")
+    given_bank: bool = knob(
+        True,
+        "also train the given-answer bank (true and false given answers; `score --answer` uses it)",
     )
-    stop: str = field(
-        default=GenerateOptions.stop,
-        metadata={"help": "stop at end of first 'sentence', 'line', or 'none'"},
+    p_true: bool = knob(
+        True,
+        "the p(True) baseline: the model asked whether its answer is true, in both option orders "
+        "(one extra forward per example and order: about half a study's time again on 2 CPU "
+        "cores; --no-p-true skips it)",
     )
-    system_prompt: str = field(
-        default=DEFAULT_SYSTEM_PROMPT,
-        metadata={"help": "system prompt for chat models ('' = the template's own default)"},
+    samples: int = knob(
+        0,
+        "sampling-consistency baseline: this many answers per question at temperature 1 (0 = off)",
     )
-    positions: tuple[str, ...] = field(
-        default=DEFAULT_POSITIONS, metadata={"help": "named token positions"}
+    quiet: bool = knob(False, "no progress bars")
+    ray: str = knob(
+        "",
+        "generate and sweep on Ray: a cluster address, or none for a local instance ('' = one "
+        "process; needs halluscan[ray])",
     )
-    site: str = field(default=RESIDUAL, metadata={"help": "activation site to extract"})
-    store_dtype: str = field(default="bfloat16", metadata={"help": "bfloat16 or float32 on disk"})
-    locator: str = field(
-        default="class-blind",
-        metadata={
-            "help": "'class-blind' (same rule for both classes) or 'asymmetric' (alias for correct)"
-        },
+    workers: int = knob(2, "Ray workers (actors), each with its own copy of the model")
+    cpus_per_worker: float = knob(1.0, "CPUs Ray reserves per worker (its torch threads)")
+    gpus_per_worker: float = knob(0.0, "GPUs Ray reserves per worker (0: runs on CPU)")
+    ray_write: str = knob(
+        "object",
+        "'object': chunks come back through Ray's object store, 'shared': workers write them into"
+        " the store on a shared file system",
     )
-    folds: int = field(default=5, metadata={"help": "cross-validation folds of the probe sweep"})
-    probe_c: float = field(
-        default=DEFAULT_C, metadata={"help": "inverse L2 strength of the probes (sklearn's C)"}
-    )
-    seed: int = field(default=0, metadata={"help": "seed for sampling, splits and probes"})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)"})
-    device: str = field(
-        default="auto",
-        metadata={"help": "auto (a GPU when there is one), cpu, cuda or cuda:N; see README"},
-    )
-    dtype: str = field(
-        default="auto",
-        metadata={
-            "help": "model weights: auto (bfloat16 on a GPU, float32 on CPU), float32, bfloat16, "
-            "float16"
-        },
-    )
-    decoder: str = field(
-        default="auto",
-        metadata={
-            "help": "auto (compiled static decoding on a GPU, eager on CPU), eager, static or "
-            "compiled"
-        },
-    )
-    probe_device: str = field(
-        default="", metadata={"help": "where probes are fitted ('' = the study's device)"}
-    )
-    given_bank: bool = field(
-        default=True,
-        metadata={
-            "help": "also train the given-answer bank (true and false given answers; `score "
-            "--answer` uses it)"
-        },
-    )
-    p_true: bool = field(
-        default=True,
-        metadata={
-            "help": "the p(True) baseline: the model asked whether its answer is true, in both "
-            "option orders (one extra forward per example and order: about half a study's "
-            "time again on 2 CPU cores; --no-p-true skips it)"
-        },
-    )
-    samples: int = field(
-        default=0,
-        metadata={
-            "help": "sampling-consistency baseline: this many answers per question at temperature "
-            "1 (0 = off)"
-        },
-    )
-    quiet: bool = field(default=False, metadata={"help": "no progress bars"})
-    ray: str = field(
-        default="",
-        metadata={
-            "help": "generate and sweep on Ray: a cluster address, or none for a local instance "
-            "('' = one process; needs halluscan[ray])"
-        },
-    )
-    workers: int = field(
-        default=2, metadata={"help": "Ray workers (actors), each with its own copy of the model"}
-    )
-    cpus_per_worker: float = field(
-        default=1.0, metadata={"help": "CPUs Ray reserves per worker (its torch threads)"}
-    )
-    gpus_per_worker: float = field(
-        default=0.0, metadata={"help": "GPUs Ray reserves per worker (0: runs on CPU)"}
-    )
-    ray_write: str = field(
-        default="object",
-        metadata={
-            "help": "'object': chunks come back through Ray's object store, 'shared': workers "
-            "write them into the store on a shared file system"
-        },
-    )
-    report_pairs: tuple[Any, ...] = field(
-        default=(),
-        metadata={
-            "help": "YAML only: pairs of {question, answer?, relation?} whose activity maps the "
-            "report draws side by side (no answer: the model's own)",
-            "yaml_only": True,
-        },
+    report_pairs: tuple[Any, ...] = knob(
+        (),
+        "YAML only: pairs of {question, answer?, relation?} whose activity maps the report draws "
+        "side by side (no answer: the model's own)",
+        yaml_only=True,
     )
 
     def validate(self) -> StudyConfig:
