@@ -42,12 +42,16 @@ def hf_generate(lm, questions, batch_size: int, max_new: int) -> dict:
             )
         new = out[:, enc["input_ids"].shape[1] :]
         n_new += int((new != tok.pad_token_id).sum())
-    dt = time.perf_counter() - t
+    return rates(len(questions), n_new, time.perf_counter() - t)
+
+
+def rates(n_questions: int, n_new: int, seconds: float) -> dict:
+    """Seconds, questions and new tokens per second."""
     return {
-        "seconds": dt,
-        "questions_per_s": len(questions) / dt,
+        "seconds": seconds,
+        "questions_per_s": n_questions / seconds,
         "new_tokens": n_new,
-        "new_tokens_per_s": n_new / dt,
+        "new_tokens_per_s": n_new / seconds,
     }
 
 
@@ -58,14 +62,7 @@ def ours(lm, questions, opts: GenerateOptions, capture: bool) -> dict:
     for gens, _states, _tail in generate(lm, questions, opts, layers):
         n_new += sum(len(g.response_ids) for g in gens)
         n_prompt += sum(len(g.prompt_ids) for g in gens)
-    dt = time.perf_counter() - t
-    return {
-        "seconds": dt,
-        "questions_per_s": len(questions) / dt,
-        "new_tokens": n_new,
-        "new_tokens_per_s": n_new / dt,
-        "prompt_tokens": n_prompt,
-    }
+    return {**rates(len(questions), n_new, time.perf_counter() - t), "prompt_tokens": n_prompt}
 
 
 def main() -> None:

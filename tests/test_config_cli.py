@@ -27,6 +27,15 @@ def run_cli(capsys, *argv):
     return code, err
 
 
+def run_model(capsys, tmp_path, model: str):
+    """``run --model MODEL`` on ten questions (enough for 5 folds): exit code and stderr."""
+    qs = tmp_path / "q.csv"
+    qs.write_text("question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10)))
+    return run_cli(
+        capsys, "run", "--model", model, "--dataset", str(qs), "--runs-dir", str(tmp_path / "r")
+    )
+
+
 def test_unknown_position_is_one_line(capsys, tmp_path):
     code, err = run_cli(
         capsys, "run", "--runs-dir", str(tmp_path), "--positions", "last_q", "middle"
@@ -52,19 +61,7 @@ def test_bad_csv_is_one_line_and_writes_nothing(capsys, tmp_path):
 
 def test_unknown_model_is_one_line(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    qs = tmp_path / "q.csv"
-    # enough for 5 folds
-    qs.write_text("question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10)))
-    code, err = run_cli(
-        capsys,
-        "run",
-        "--model",
-        "no-such-org/no-such-model",
-        "--dataset",
-        str(qs),
-        "--runs-dir",
-        str(tmp_path / "r"),
-    )
+    code, err = run_model(capsys, tmp_path, "no-such-org/no-such-model")
     assert code == 2 and err.count("\n") == 0
     assert err.startswith(
         "halluscan: error: model 'no-such-org/no-such-model' is not in the Hugging Face cache"
@@ -90,47 +87,17 @@ def test_unknown_hub_id_without_network_fails_before_any_download_attempt(
     monkeypatch.setattr(
         loading, "_load_pretrained", lambda *a, **k: pytest.fail("tried to download")
     )
-    qs = tmp_path / "q.csv"
-    qs.write_text("question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10)))
-    code, err = run_cli(
-        capsys,
-        "run",
-        "--model",
-        "org/model",
-        "--dataset",
-        str(qs),
-        "--runs-dir",
-        str(tmp_path / "r"),
-    )
+    code, err = run_model(capsys, tmp_path, "org/model")
     assert code == 2 and err.count("\n") == 0 and "huggingface.co cannot be reached" in err
     assert probed == [("huggingface.co", 3.0)] and not (tmp_path / "r").exists()
 
 
 def test_missing_gguf_and_non_model_folder(capsys, tmp_path):
-    qs = tmp_path / "q.csv"
-    # enough for 5 folds
-    qs.write_text("question,answer\n" + "".join(f"Q{i}?,A\n" for i in range(10)))
-    code, err = run_cli(
-        capsys,
-        "run",
-        "--model",
-        str(tmp_path / "m.gguf"),
-        "--dataset",
-        str(qs),
-        "--runs-dir",
-        str(tmp_path / "r"),
-    )
+    code, err = run_model(capsys, tmp_path, str(tmp_path / "m.gguf"))
     assert code == 2 and "GGUF file not found" in err
-    code, err = run_cli(
-        capsys,
-        "run",
-        "--model",
-        str(tmp_path),
-        "--dataset",
-        str(qs),
-        "--runs-dir",
-        str(tmp_path / "r"),
-    )
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    code, err = run_model(capsys, tmp_path, str(folder))
     assert code == 2 and "no config.json in this folder" in err
 
 

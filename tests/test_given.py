@@ -20,7 +20,7 @@ from halluscan.probes.crossfit import question_folds
 from halluscan.probes.sweep import bootstrap_auc, folds_for
 from halluscan.records import Question
 from halluscan.study import metrics as metrics_io
-from tests.conftest import PERU, peru_france
+from tests.conftest import PERU, peru_france, tiny_flags
 
 
 @pytest.fixture(scope="module")
@@ -188,25 +188,8 @@ def test_forked_answers_equal_teacher_forcing_and_the_generation_pass_stores_the
 
 
 def _run(tiny: Path, *extra: str) -> list[str]:
-    flags = [
-        "--model",
-        str(tiny / "model"),
-        "--dataset",
-        str(tiny / "q.csv"),
-        "--runs-dir",
-        str(tiny / "runs"),
-    ]
-    return [
-        *flags,
-        "--stop",
-        "none",
-        "--max-new-tokens",
-        "3",
-        "--batch-size",
-        "8",
-        "--quiet",
-        *extra,
-    ]
+    settings = "--stop none --max-new-tokens 3 --batch-size 8 --quiet".split()
+    return [*tiny_flags(tiny), *settings, *extra]
 
 
 def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import peru_france
+from tests.conftest import peru_france, tiny_flags
 
 pytestmark = pytest.mark.slow  # a Ray instance, and processes killed on purpose
 ray = pytest.importorskip("ray")
@@ -180,31 +180,9 @@ def test_a_driver_killed_with_sigkill_resumes_at_the_first_uncommitted_shard(clu
     from halluscan.study import metrics as metrics_io
     from halluscan.study.runs import RunDir
 
-    args = [
-        "run",
-        "--name",
-        "sigkill",
-        "--model",
-        str(tiny / "model"),
-        "--dataset",
-        str(tiny / "q.csv"),
-        "--runs-dir",
-        str(tiny / "runs"),
-        "--stop",
-        "none",
-        "--max-new-tokens",
-        "3",
-        "--batch-size",
-        "4",
-        "--folds",
-        "3",
-        "--quiet",
-        "--no-p-true",
-        "--ray",
-        cluster,
-        "--workers",
-        "2",
-    ]
+    settings = "--stop none --max-new-tokens 3 --batch-size 4 --folds 3 --quiet --no-p-true"
+    args = ["run", "--name", "sigkill", *tiny_flags(tiny), *settings.split()]
+    args += ["--ray", cluster, "--workers", "2"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.run(
         [sys.executable, "-c", DRIVER, *args], env=env, capture_output=True, timeout=240

@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _model_command(p: argparse.ArgumentParser, func: Any) -> None:
+    """What every command that loads a model has: ``--quiet``, ``--device`` and ``--dtype``."""
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_flags(p)
+    p.set_defaults(func=func, loads_model=True)
+
+
 def _study_commands(sub: Any) -> None:
     """``run`` and ``suite``: every config key as a flag."""
     run = sub.add_parser("run", help="generate, grade, extract, probe and write a report")
@@ -140,9 +147,7 @@ def _score_command(sub: Any) -> None:
     sc.add_argument(
         "--out", default=output_dir("score"), help="output folder (default: %(default)s)"
     )
-    sc.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_device_flags(sc)
-    sc.set_defaults(func=cmd_score, loads_model=True)
+    _model_command(sc, cmd_score)
 
 
 def _choose_command(sub: Any) -> None:
@@ -165,9 +170,7 @@ def _choose_command(sub: Any) -> None:
     ch.add_argument(
         "--seed", type=int, default=0, help="seed of the split and the sampling (default: 0)"
     )
-    ch.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_device_flags(ch)
-    ch.set_defaults(func=cmd_choose, loads_model=True)
+    _model_command(ch, cmd_choose)
 
 
 def _data_commands(sub: Any) -> None:
