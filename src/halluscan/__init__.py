@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from halluscan.errors import HalluscanError
-from halluscan.lazy import exports
 from halluscan.study.config import DEFAULT_POSITIONS, StudyConfig
 
 __version__ = "0.1.0"
@@ -50,7 +49,12 @@ if TYPE_CHECKING:
     from halluscan.study.pipeline import run_study
 
 
-__getattr__ = exports(__name__, _LAZY)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'halluscan' has no attribute {name!r}")
 
 
 __all__ = ["DEFAULT_POSITIONS", "HalluscanError", "StudyConfig", *_LAZY]

@@ -13,6 +13,18 @@ if TYPE_CHECKING:
 JsonObject = dict[str, Any]
 
 
+DEFAULT_C = 0.05  # the probes' inverse L2 strength (sklearn's C), unless a study says otherwise
+
+
+@dataclass(frozen=True)
+class CV:
+    """How probes are cross-validated: folds (stratified, grouped by question), the seed, and C."""
+
+    folds: int = 5
+    seed: int = 0
+    c: float = DEFAULT_C
+
+
 @dataclass(frozen=True)
 class Question:
     """One question with its gold answer; ``aliases`` includes the answer itself."""

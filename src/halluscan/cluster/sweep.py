@@ -16,8 +16,8 @@ import numpy as np
 from halluscan.cluster import RayPlan, init_ray
 from halluscan.cluster.driver import cause_of
 from halluscan.errors import HalluscanError
-from halluscan.probes.cv import CV
 from halluscan.probes.sweep import SweepResult, assemble, fits, position_folds
+from halluscan.records import CV
 from halluscan.store import ActivationStore
 
 

@@ -12,9 +12,8 @@ import torch
 
 from halluscan import atomic
 from halluscan.errors import HalluscanError
-from halluscan.probes.cv import DEFAULT_C
 from halluscan.probes.logreg import fit_logreg
-from halluscan.records import JsonObject
+from halluscan.records import DEFAULT_C, JsonObject
 
 META, WEIGHTS = "probes.json", "probes.safetensors"
 

@@ -17,10 +17,9 @@ from scipy.stats import rankdata
 from sklearn.model_selection import StratifiedGroupKFold
 
 from halluscan.errors import HalluscanError
-from halluscan.probes.cv import DEFAULT_C
 from halluscan.probes.features import Features
 from halluscan.probes.logreg import fit_logreg
-from halluscan.records import Example
+from halluscan.records import DEFAULT_C, Example
 
 
 def wrong_labels(examples: Sequence[Example]) -> np.ndarray:

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from halluscan.probes.bank import ProbeBank
-from halluscan.probes.cv import DEFAULT_C
 from halluscan.probes.features import Features
 from halluscan.probes.sweep import auc_rows
+from halluscan.records import DEFAULT_C
 
 
 def transfer_auc(

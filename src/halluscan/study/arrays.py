@@ -14,11 +14,10 @@ import torch
 
 from halluscan.errors import HalluscanError
 from halluscan.probes.bank import ProbeBank
-from halluscan.probes.cv import CV
 from halluscan.probes.features import Features
 from halluscan.probes.sweep import SweepResult, sweep
 from halluscan.provenance import model_identity
-from halluscan.records import JsonObject
+from halluscan.records import CV, JsonObject
 from halluscan.store import ActivationStore
 
 if TYPE_CHECKING:

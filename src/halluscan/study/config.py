@@ -15,8 +15,7 @@ from halluscan.errors import HalluscanError
 from halluscan.models.placement import check_device, check_dtype
 from halluscan.models.sites import RESIDUAL
 from halluscan.positions import VALID, check_position_names
-from halluscan.probes.cv import CV, DEFAULT_C
-from halluscan.records import DEFAULT_SYSTEM_PROMPT, GenerateOptions, JsonObject
+from halluscan.records import CV, DEFAULT_C, DEFAULT_SYSTEM_PROMPT, GenerateOptions, JsonObject
 
 # GenerateOptions.decoder; see halluscan.engine.static
 DECODERS = ("auto", "eager", "static", "compiled")

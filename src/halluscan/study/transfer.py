@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from halluscan.errors import HalluscanError
-from halluscan.probes.cv import DEFAULT_C
 from halluscan.probes.sweep import wrong_labels
 from halluscan.probes.transfer import best, transfer_auc
+from halluscan.records import DEFAULT_C
 from halluscan.store import ActivationStore
 from halluscan.study import metrics as metrics_io
 from halluscan.study.arrays import check_same_model, store_features
