@@ -1,0 +1,47 @@
+"""The one owner of metrics.json: typed records out, the same JSON back, and old or newer files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from halluscan.analyses.results import Metrics
+from halluscan.errors import HalluscanError
+from halluscan.study import metrics as metrics_io
+from halluscan.study.runs import RunDir
+from tests.test_report import metrics as sample
+
+
+def test_a_file_without_a_schema_version_reads_as_version_1_and_writes_back_the_same(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    old = sample()  # the keys a study wrote before metrics.json recorded its version
+    run.metrics.write_text(json.dumps(old))
+    m = metrics_io.read(run)
+    assert isinstance(m, Metrics) and m.summary.accuracy == 0.5 and m.finding.best_exact_layer == 2
+    assert m.best_cells["last_q"].ci95 == (0.65, 0.77)
+    metrics_io.write(run, m)
+    again = json.loads(run.metrics.read_text())
+    assert again.pop("schema_version") == metrics_io.SCHEMA_VERSION
+    assert again == {**old, "probe_bank": None}  # the same keys and values, nothing lost
+
+
+def test_a_newer_damaged_or_incomplete_file_is_refused_in_one_line(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    for text, why in (
+        (json.dumps({**sample(), "schema_version": 99}), "newer than this halluscan reads"),
+        ("{not json", "not readable JSON"),
+        (json.dumps({k: v for k, v in sample().items() if k != "accuracy"}), "metrics.accuracy"),
+        (json.dumps({**sample(), "n_graded": "four"}), "metrics.n_graded"),
+    ):
+        run.metrics.write_text(text)
+        with pytest.raises(HalluscanError, match=why) as err:
+            metrics_io.read(run)
+        assert "\n" not in str(err.value) and "halluscan run --name run" in str(err.value)
+
+
+def test_a_missing_file_says_which_folder(tmp_path):
+    with pytest.raises(HalluscanError, match="no metrics.json; give a finished study folder"):
+        metrics_io.read(RunDir(tmp_path / "nowhere"))
