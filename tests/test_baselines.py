@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from halluscan.analyses.baselines import compare, fold_aucs, logprob_scores
+from halluscan.positions import Cell
 from halluscan.probes.sweep import SweepResult, folds_for
 from halluscan.records import Example, GenerateOptions, Span
 from tests.conftest import tiny_folder
@@ -112,7 +113,7 @@ def test_baselines_are_scored_on_the_probe_cells_folds_with_paired_gains():
         per_fold=per_fold,
     )
     scores = logprob_scores(exs)
-    out = compare(sweep, exs, y, scores, ("exact_answer_last", 1), seed=0)
+    out = compare(sweep, exs, y, scores, Cell("exact_answer_last", 1), seed=0)
     head = out.headline
     assert head.gain_over_layer0 == pytest.approx(0.25) and head.clear
     b = out.baselines["logprob_mean_response"]

@@ -83,12 +83,14 @@ def test_no_exact_answer_falls_back_to_the_last_token(scanner):
 
 
 def test_batches_equal_single_scores(scanner, lm):
+    from halluscan.records import ToScore
+
     items = [
         ("What is the capital of Peru", [16, 6, 12, 15], "custom"),
         ("What is the capital of France", [13], "custom"),
         ("What is a city", [16, 6, 17, 18, 19, 11, 15], "custom"),
     ]
-    many = scanner.score_many(items, batch_size=3)
+    many = scanner.score_many([ToScore(*it) for it in items], batch_size=3)
     for (q, ids, rel), m in zip(items, many, strict=True):
         one = scanner.score_ids(q, ids, relation=rel)
         np.testing.assert_allclose(m.activity, one.activity, atol=1e-4)

@@ -185,6 +185,7 @@ def test_chunk_files_no_manifest_names_are_removed_when_a_writer_opens_the_store
 
 
 def test_a_group_commit_lists_several_written_chunks_in_one_manifest_write(tmp_path, monkeypatch):
+    from halluscan.store import ChunkEntry
     from halluscan.store import store as store_mod
     from halluscan.store.chunks import encode
 
@@ -195,7 +196,9 @@ def test_a_group_commit_lists_several_written_chunks_in_one_manifest_write(tmp_p
             {"residual": torch.randn(len(ids), 3, 2, 4)}, np.ones((len(ids), 2), bool), "float32"
         )
         name = f"chunk_r{k}"
-        entries.append((name, ids, s.write_encoded(name, files, [{"qid": i} for i in ids])))
+        entries.append(
+            ChunkEntry(name, ids, s.write_encoded(name, files, [{"qid": i} for i in ids]))
+        )
     writes = []
     real = store_mod.write_json
     monkeypatch.setattr(store_mod, "write_json", lambda p, m: (writes.append(p), real(p, m))[1])
@@ -204,7 +207,7 @@ def test_a_group_commit_lists_several_written_chunks_in_one_manifest_write(tmp_p
     assert make(tmp_path / "s").verify() == []
     # an id twice in one group, or again later
     with pytest.raises(ValueError, match="already stored"):
-        s.commit([("chunk_r2", ["d"], {}), ("chunk_r3", ["d"], {})])
+        s.commit([ChunkEntry("chunk_r2", ["d"], {}), ChunkEntry("chunk_r3", ["d"], {})])
     with pytest.raises(ValueError, match="already committed"):
-        s.commit([("chunk_r0", ["e"], {})])
+        s.commit([ChunkEntry("chunk_r0", ["e"], {})])
     assert s.chunk_names == ["chunk_r0", "chunk_r1"]

@@ -9,6 +9,7 @@ span; without one they resolve to None and the example is left out of those cell
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from halluscan.errors import HalluscanError
 from halluscan.records import Span
@@ -30,6 +31,14 @@ BANK_POSITION = "exact_answer_last"
 # Where the given-answer bank reads a given answer: inside the answer (the prompt is the same for
 # both answers of a question, so a prompt position cannot tell them apart).
 GIVEN_POSITIONS = ("exact_answer_first", BANK_POSITION)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (position, layer) cell of a probe heatmap."""
+
+    position: str
+    layer: int
 
 
 def check_position_names(names: Sequence[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -267,6 +268,15 @@ class ScoreSource:
     model: str
     probe_position: str
     bank: str  # "own" or "given"
+
+
+@dataclass(frozen=True)
+class ToScore:
+    """An answer to score: the question, the answer's token ids, and the relation (helps locate)."""
+
+    question: str
+    response_ids: Sequence[int]
+    relation: str = "custom"
 
 
 @dataclass(frozen=True)

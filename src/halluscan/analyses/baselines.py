@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from halluscan.analyses.summary import Interval
-from halluscan.positions import token_span
+from halluscan.positions import Cell, token_span
 from halluscan.probes.sweep import SweepResult, auc_rows, fold_interval, folds_for
 from halluscan.records import Example
 from halluscan.text import normalize
@@ -148,7 +148,7 @@ def compare(
     examples: Sequence[Example],
     y: np.ndarray,
     scores: Scores,
-    cell: tuple[str, int],
+    cell: Cell,
     seed: int,
 ) -> Comparison | None:
     """Each baseline against the probe cell ``(position, layer)`` on its folds.
@@ -158,7 +158,7 @@ def compare(
 
     None when the sweep has no per-fold AUCs at that position.
     """
-    position, layer = cell
+    position, layer = cell.position, cell.layer
     if sweep.per_fold is None or position not in sweep.positions:
         return None
     j, li = sweep.positions.index(position), sweep.layers.index(layer)

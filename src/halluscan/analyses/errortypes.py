@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from halluscan.analyses.summary import Interval
+from halluscan.positions import Cell
 from halluscan.probes.features import Features
 from halluscan.probes.sweep import cv_auc, fold_interval, folds_for
 from halluscan.records import Example, Grade
@@ -126,7 +127,7 @@ def probe_types(
     features: Features,
     examples: Sequence[Example],
     types: dict[str, np.ndarray],
-    cell: tuple[str, int],
+    cell: Cell,
     folds: int,
     seed: int,
     c: float,
@@ -135,7 +136,7 @@ def probe_types(
 
     Its count, and a probe's CV AUC (with interval) telling it from the rest at ``cell``.
     """
-    position, layer = cell
+    position, layer = cell.position, cell.layer
     keep = features.has(position)
     x = features.cell(position, layer)[:, None]
     groups = [e.qid for e, k in zip(examples, keep, strict=True) if k]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from halluscan.errors import HalluscanError
-from halluscan.records import JsonObject
+from halluscan.records import JsonObject, ToScore
 
 BANKS = ("auto", "own", "given")
 
@@ -182,7 +182,7 @@ def _score_rows(
         banks.add(scanner.kind)
         tok = lm.tokenizer
         items = [
-            (
+            ToScore(
                 r["question"],
                 tok(r["answer"], add_special_tokens=False).input_ids,
                 r.get("relation") or "custom",

@@ -13,7 +13,7 @@ from pathlib import Path
 from halluscan.analyses.results import RayReport
 from halluscan.cluster.worker import Chunk
 from halluscan.errors import HalluscanError
-from halluscan.store import ActivationStore
+from halluscan.store import ActivationStore, ChunkEntry
 from halluscan.store.chunks import chunk_path
 
 # A file another node has just renamed into place can look missing or stale through a network
@@ -89,7 +89,7 @@ class Committer:
 
         """
         t = time.perf_counter()
-        entries: dict[str, list[tuple[str, list[str], dict[str, int]]]] = {}
+        entries: dict[str, list[ChunkEntry]] = {}
         for chunk in chunks:
             store = self.stores[chunk.store]
             if store is None:
@@ -99,19 +99,14 @@ class Committer:
             if chunk.files is not None:
                 assert chunk.records is not None
                 name = f"chunk_r{uuid.uuid4().hex[:12]}"
-                entries.setdefault(chunk.store, []).append(
-                    (
-                        name,
-                        chunk.ids,
-                        store.write_encoded(name, chunk.files, chunk.records, chunk.crc),
-                    )
-                )
+                crc = store.write_encoded(name, chunk.files, chunk.records, chunk.crc)
+                entries.setdefault(chunk.store, []).append(ChunkEntry(name, chunk.ids, crc))
                 continue
             assert chunk.name is not None
             # a stat, not a read: the driver never reads the data
             for sub, size in chunk.sizes.items():
                 arrived(chunk_path(store.root, sub, chunk.name), size)
-            entries.setdefault(chunk.store, []).append((chunk.name, chunk.ids, chunk.crc))
+            entries.setdefault(chunk.store, []).append(ChunkEntry(chunk.name, chunk.ids, chunk.crc))
         for key, group in entries.items():
             store = self.stores[key]
             assert store is not None

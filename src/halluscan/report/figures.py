@@ -93,7 +93,7 @@ def activity_figure(results: list[ScoreResult]) -> Any:
     )
     label = _scale_label(results)
     for c, r in enumerate(results, start=1):
-        _add_activity(fig, r, c, (lim, top), label)
+        _add_activity(fig, r, c, lim, top, label)
     fig.update_annotations(font_size=11)
     head = (
         f"Activity: probe score per layer and generated token ({label}; shared colour scale "
@@ -103,14 +103,13 @@ def activity_figure(results: list[ScoreResult]) -> Any:
     return fig
 
 
-def _add_activity(fig: Any, r: ScoreResult, c: int, scale: tuple[float, float], label: str) -> None:
+def _add_activity(fig: Any, r: ScoreResult, c: int, lim: float, top: float, label: str) -> None:
     """Column ``c`` of the activity figure: ``r``'s surface over its heatmap.
 
-    ``scale`` is the shared colour limit and the z axes' range.
+    ``lim`` is the shared colour limit and ``top`` the z axes' range.
     """
     import plotly.graph_objects as go
 
-    lim, top = scale
     x = list(range(len(r.tokens)))
     common = {
         "z": r.activity,

@@ -33,7 +33,14 @@ from halluscan.models.sites import ATTN_RECEIVED, ATTN_WEIGHTS, RESIDUAL
 from halluscan.positions import BANK_POSITION, token_span
 from halluscan.probes.bank import ProbeBank
 from halluscan.provenance import model_identity
-from halluscan.records import GenerateOptions, Question, ScoreResult, ScoreSource, StreamStep
+from halluscan.records import (
+    GenerateOptions,
+    Question,
+    ScoreResult,
+    ScoreSource,
+    StreamStep,
+    ToScore,
+)
 from halluscan.scan import scoring
 from halluscan.scan.attention import (
     normalise_layers,
@@ -148,18 +155,19 @@ class Scanner:
         generated: bool = False,
     ) -> ScoreResult:
         """Score a response given as token ids (teacher forcing)."""
-        return self.score_many([(question, list(response_ids), relation)], generated=generated)[0]
+        item = ToScore(question, list(response_ids), relation)
+        return self.score_many([item], generated=generated)[0]
 
     def score_many(
         self,
-        items: Sequence[tuple[str, Sequence[int], str]],
+        items: Sequence[ToScore],
         *,
         batch_size: int = 16,
         progress: Callable[[int], None] | None = None,
         generated: bool = False,
         attention: bool = True,
     ) -> list[ScoreResult]:
-        """Score ``(question, response_ids, relation)`` triples in padded batches.
+        """Score answers given as token ids, in padded batches.
 
         ``attention=False`` skips the attention weights (their map is then empty), which is
         what scoring many answers for a verdict needs.
@@ -167,18 +175,18 @@ class Scanner:
         out: list[ScoreResult] = []
         for b in range(0, len(items), batch_size):
             chunk = items[b : b + batch_size]
-            prompts = [self.prompt_ids(q) for q, _, _ in chunk]
-            resps = [list(r) for _, r, _ in chunk]
+            prompts = [self.prompt_ids(it.question) for it in chunk]
+            resps = [list(it.response_ids) for it in chunk]
             if any(not r for r in resps):
                 raise HalluscanError("a response has no tokens; give a non-empty answer")
             self._check_length(prompts, resps)
             captured = self._forward(prompts, resps, attention)
             received = self._received(prompts, resps, captured) if attention else None
-            for i, ((q, _, rel), r) in enumerate(zip(chunk, resps, strict=True)):
+            for i, (it, r) in enumerate(zip(chunk, resps, strict=True)):
                 # [layer, token]: each layer's probe, in the hooks
                 logits = captured[self.site][i, :, : len(r)]
                 att = received[i] if received is not None else torch.zeros(0, len(r))
-                out.append(self._result(q, r, rel, logits, att, generated))
+                out.append(self._result(it.question, r, it.relation, logits, att, generated))
             if progress is not None:
                 progress(len(chunk))
         return out

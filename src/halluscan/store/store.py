@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -37,6 +38,15 @@ from halluscan.store.layout import Layout, layout_diff
 MANIFEST = "manifest.json"
 FORMAT = 3  # 3: CRC-32 per file (2: one SHA-256 per chunk, still verified when read)
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ChunkEntry:
+    """A written chunk to list in the manifest: its name, its example ids, each file's CRC-32."""
+
+    name: str
+    ids: list[str]
+    crc: dict[str, int]
 
 
 class ActivationStore:
@@ -241,7 +251,7 @@ class ActivationStore:
         """
         self._check_new(ids)
         name = f"chunk_{len(self._manifest['chunks']):06d}"
-        self.commit([(name, ids, self.write_encoded(name, files, records, crc))])
+        self.commit([ChunkEntry(name, ids, self.write_encoded(name, files, records, crc))])
 
     def write_encoded(
         self,
@@ -263,26 +273,26 @@ class ActivationStore:
             )
         return got
 
-    def commit(self, entries: list[tuple[str, list[str], dict[str, int]]]) -> None:
-        """List chunks ``(name, ids, crc)``, their files in place, in the manifest in one write.
+    def commit(self, entries: list[ChunkEntry]) -> None:
+        """List chunks (their files already in place) in the manifest, in one write.
 
         The manifest is the commit point: a chunk exists once it is listed here. The in-memory
         manifest changes only after the new one is on disk, so a failed write leaves both equal.
         Committing several chunks at once costs one manifest write (the Ray driver's group commit).
         """
-        stored = self._check_new([i for _, ids, _ in entries for i in ids])
-        names = [n for n, _, _ in entries]
+        stored = self._check_new([i for e in entries for i in e.ids])
+        names = [e.name for e in entries]
         again = (set(names) & set(self.chunk_names)) | {n for n in names if names.count(n) > 1}
         if again:
             raise ValueError(
                 f"{self.root}: chunk(s) {', '.join(sorted(again))} are already committed"
             )
-        added = [{"name": n, "rows": len(ids), "crc32": crc} for n, ids, crc in entries]
+        added = [{"name": e.name, "rows": len(e.ids), "crc32": e.crc} for e in entries]
         new = {**self._manifest, "chunks": [*self._manifest["chunks"], *added]}
         write_json(self.root / MANIFEST, new)
         self._manifest = new
-        for _, ids, _ in entries:
-            stored.update(ids)
+        for e in entries:
+            stored.update(e.ids)
 
     def remove_orphans(self) -> int:
         """Delete chunk files no committed chunk names (a killed run's, a retried worker's).

@@ -17,6 +17,7 @@ from halluscan.analyses import errortypes
 from halluscan.analyses.baselines import Scores, consistency_scores
 from halluscan.engine.ptrue import ORDERS, p_true
 from halluscan.engine.sampling import Key, sample_answers
+from halluscan.positions import Cell
 from halluscan.records import Example, Generation, Grade
 from halluscan.store import ActivationStore
 from halluscan.study.arrays import store_features
@@ -77,7 +78,7 @@ def error_types(
     store: ActivationStore,
     examples: list[Example],
     sampled: Sampled,
-    cell: tuple[str, int],
+    cell: Cell,
 ) -> errortypes.ErrorTypes:
     """Each question's error types from its samples, and a probe per type at the best cell."""
     cfg = ctx.config

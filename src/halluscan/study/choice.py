@@ -31,7 +31,7 @@ from halluscan.positions import BANK_POSITION
 from halluscan.probes.bank import ProbeBank
 from halluscan.probes.sweep import wrong_labels
 from halluscan.provenance import model_identity
-from halluscan.records import Example, Generation, Question
+from halluscan.records import Example, Generation, Question, ToScore
 from halluscan.scan import Scanner
 from halluscan.store import ActivationStore
 from halluscan.study import metrics as metrics_io
@@ -158,7 +158,10 @@ def _candidates(
     keys = [(q.qid, k) for q in qs for k in range(samples)]
     scorable = [key for key in keys if gens[key].response_ids]
     bar = tqdm(total=len(scorable), desc="probe scores", unit="answer", disable=quiet)
-    items = [(by_id[q].question, gens[(q, k)].response_ids, by_id[q].relation) for q, k in scorable]
+    items = [
+        ToScore(by_id[q].question, gens[(q, k)].response_ids, by_id[q].relation)
+        for q, k in scorable
+    ]
     scored = dict(
         zip(scorable, scanner.score_many(items, progress=bar.update, attention=False), strict=True)
     )

@@ -25,7 +25,7 @@ from halluscan.analyses.given import GivenBank
 from halluscan.analyses.results import Metrics, RayReport
 from halluscan.engine.collect import batches, collect
 from halluscan.engine.given import GivenFeed, GivenWork, collect_given
-from halluscan.positions import BANK_POSITION
+from halluscan.positions import BANK_POSITION, Cell
 from halluscan.probes.bank import ProbeBank
 from halluscan.probes.sweep import SweepResult, wrong_labels
 from halluscan.provenance import DatasetInfo, Provenance
@@ -266,8 +266,8 @@ def baselines_stage(
             runs.save_samples(ctx.run, sampled.generations, 1.0, cfg.seed)
             scores["sampling_consistency"] = consistency(ctx, examples, sampled)
     assert m.finding is not None
-    cell = (m.finding.best_exact_position, m.finding.best_exact_layer)
-    if cell[1] < 0:  # no exact-answer cell had enough examples of both classes
+    cell = Cell(m.finding.best_exact_position, m.finding.best_exact_layer)
+    if cell.layer < 0:  # no exact-answer cell had enough examples of both classes
         return m
     with timer("baselines"):
         comparison = compare(result, examples, y, scores, cell, cfg.seed)
