@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from halluscan.analyses.summary import Interval
+from halluscan.analyses.summary import Interval, mean_ci
 from halluscan.positions import Cell, token_span
-from halluscan.probes.sweep import SweepResult, auc_rows, fold_interval, folds_for
+from halluscan.probes.sweep import GAIN_BOUNDS, SweepResult, auc_rows, folds_for
 from halluscan.records import Example
 from halluscan.text import normalize
 
@@ -135,14 +135,6 @@ def fold_aucs(
     return np.array(out)
 
 
-def _mean_ci(per_fold: np.ndarray) -> tuple[float | None, Interval | None]:
-    per_fold = per_fold[np.isfinite(per_fold)]
-    if per_fold.size < 2:
-        return (float(per_fold.mean()) if per_fold.size else None), None
-    lo, hi = fold_interval(per_fold[:, None])
-    return float(per_fold.mean()), (float(lo[0]), float(hi[0]))
-
-
 def compare(
     sweep: SweepResult,
     examples: Sequence[Example],
@@ -166,14 +158,14 @@ def compare(
     groups = np.asarray([e.qid for e in examples])[keep]
     splits = folds_for(y[keep], list(groups), sweep.folds, seed)
     probe, layer0 = sweep.per_fold[:, li, j], sweep.per_fold[:, 0, j]
-    head_gain, head_ci = _mean_ci(probe - layer0)
+    head_gain, head_ci = mean_ci(probe - layer0, GAIN_BOUNDS)
     headline = Headline(
         position=position,
         layer=layer,
         auc=float(np.nanmean(probe)),
-        ci95=_mean_ci(probe)[1],
+        ci95=mean_ci(probe)[1],
         layer0_auc=float(np.nanmean(layer0)),
-        layer0_ci95=_mean_ci(layer0)[1],
+        layer0_ci95=mean_ci(layer0)[1],
         gain_over_layer0=head_gain,
         gain_ci95=head_ci,
         clear=bool(head_ci is not None and head_ci[0] > 0),
@@ -183,8 +175,8 @@ def compare(
     for name, score in scores.items():
         s = score[keep]
         per_fold = fold_aucs(s, y[keep], splits)
-        auc, ci = _mean_ci(per_fold)
-        gain, gain_ci = _mean_ci(probe - per_fold)
+        auc, ci = mean_ci(per_fold)
+        gain, gain_ci = mean_ci(probe - per_fold, GAIN_BOUNDS)
         ok = bool(gain_ci is not None and gain_ci[0] > 0)
         rows[name] = Baseline(auc, ci, int(np.isfinite(s).sum()), gain, gain_ci, ok)
     return Comparison(headline, rows)

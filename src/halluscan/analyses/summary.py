@@ -13,12 +13,23 @@ import numpy as np
 
 from halluscan.grade import spans_overlap
 from halluscan.positions import EXACT
-from halluscan.probes.sweep import SweepResult, metadata_prior_auc
+from halluscan.probes.sweep import AUC_BOUNDS, SweepResult, fold_interval, metadata_prior_auc
 from halluscan.records import Example
 
 Interval = tuple[float, float]
 # Field metadata for the metrics writer: leave the field out of the JSON while it is None.
 OMIT = {"omit": True}
+
+
+def mean_ci(
+    per_fold: np.ndarray, bounds: tuple[float, float] = AUC_BOUNDS
+) -> tuple[float | None, Interval | None]:
+    """Mean over the finite folds, and its 95 % t-interval inside ``bounds`` (None: < 2 folds)."""
+    per_fold = per_fold[np.isfinite(per_fold)]
+    if per_fold.size < 2:
+        return (float(per_fold.mean()) if per_fold.size else None), None
+    lo, hi = fold_interval(per_fold[:, None], bounds=bounds)
+    return float(per_fold.mean()), (float(lo[0]), float(hi[0]))
 
 
 @dataclass(frozen=True)

@@ -185,14 +185,23 @@ def assemble(
     return SweepResult(layers, positions, auc, sd, ns, folds, lo, hi, every)
 
 
-def fold_interval(per_fold: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Interval of the mean over folds (rows), Student t with k - 1 degrees of freedom."""
+AUC_BOUNDS = (0.0, 1.0)  # an AUC's interval stays inside them
+GAIN_BOUNDS = (-1.0, 1.0)  # and a difference of two AUCs inside these
+
+
+def fold_interval(
+    per_fold: np.ndarray, level: float = 0.95, bounds: tuple[float, float] = AUC_BOUNDS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Interval of the mean over folds (rows), Student t with k - 1 degrees of freedom.
+
+    Clipped to ``bounds``: an AUC's interval never passes 1 (or 0), however few the folds.
+    """
     from scipy.stats import t
 
     k = per_fold.shape[0]
     half = t.ppf(0.5 + level / 2, k - 1) * per_fold.std(0, ddof=1) / np.sqrt(k)
     m = per_fold.mean(0)
-    return m - half, m + half
+    return np.clip(m - half, *bounds), np.clip(m + half, *bounds)
 
 
 def metadata_prior_auc(
