@@ -37,6 +37,7 @@ class Nested:
     auc: float | None
     ci95: Interval | None
     n: int  # test rows scored over all outer folds
+    n_wrong: int  # of which wrong answers
     per_fold: list[float]
     picks: list[Cell]
     cell: Cell  # the cell picked most often
@@ -118,6 +119,8 @@ def nested(
         splits.append(split)
     auc, ci = mean_ci(np.array(aucs))
     n_test = int(sum(len(te) for _, te in splits))
+    n_wrong = int(sum(y[te].sum() for _, te in splits))
     n_cells = len(x_by_pos) * len(layers)
     common = Counter(picks).most_common(1)[0][0]
-    return NestedRun(Nested(auc, ci, n_test, aucs, picks, common, n_cells, INNER_FOLDS), splits)
+    result = Nested(auc, ci, n_test, n_wrong, aucs, picks, common, n_cells, INNER_FOLDS)
+    return NestedRun(result, splits)

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from halluscan.analyses.baselines import Baseline, Headline
+from halluscan.analyses.controls import Compared
 from halluscan.analyses.errortypes import ErrorTypes
 from halluscan.analyses.given import GivenBank
+from halluscan.analyses.locator import LocatorAudit
+from halluscan.analyses.nested import Nested
 from halluscan.analyses.summary import OMIT, BestCell, Controls, Finding, Heatmap, Summary
+from halluscan.analyses.verdict import Headline
 from halluscan.provenance import Provenance
 
 
@@ -72,7 +75,9 @@ class Metrics:
     controls: Controls | None = field(default=None, metadata=OMIT)
     finding: Finding | None = field(default=None, metadata=OMIT)
     headline: Headline | None = field(default=None, metadata=OMIT)
-    baselines: dict[str, Baseline] | None = field(default=None, metadata=OMIT)
+    versus: dict[str, Compared] | None = field(default=None, metadata=OMIT)
+    nested: Nested | None = field(default=None, metadata=OMIT)
+    locator_audit: LocatorAudit | None = field(default=None, metadata=OMIT)
     error_types: ErrorTypes | None = field(default=None, metadata=OMIT)
     # folder of the saved own-answer bank (None: none could be fitted)
     probe_bank: str | None = None
@@ -87,9 +92,10 @@ class Metrics:
         """Whether the sweep ran (both classes had enough examples)."""
         return self.no_probes is None and self.heatmap is not None
 
-    def strongest_baseline(self) -> tuple[str, Baseline] | None:
-        """The baseline with the highest AUC, with its name (None without baselines)."""
-        scored = [(k, b) for k, b in (self.baselines or {}).items() if b.auc is not None]
+    def strongest_baseline(self) -> tuple[str, Compared] | None:
+        """The model's own signal (log-prob, p(True), sampling) with the best AUC, and its name."""
+        own = (self.versus or {}).items()
+        scored = [(k, b) for k, b in own if b.kind == "baseline" and b.auc is not None]
         return max(scored, key=lambda kv: kv[1].auc or 0.0) if scored else None
 
 
@@ -98,7 +104,7 @@ class NamedBaseline:
     """A baseline with its name (the strongest of a study, in the suite)."""
 
     name: str
-    scores: Baseline = field(metadata={"flatten": True})
+    scores: Compared = field(metadata={"flatten": True})
 
 
 @dataclass(frozen=True)
@@ -111,10 +117,9 @@ class SuiteStudy:
     dataset: str = ""
     wall_s: float = 0.0
     no_probes: str | None = field(default=None, metadata=OMIT)
-    best_cell: Headline | None = field(default=None, metadata=OMIT)
-    beats_every_baseline: bool | None = field(default=None, metadata=OMIT)
+    headline: Headline | None = field(default=None, metadata=OMIT)
     best_baseline: NamedBaseline | None = field(default=None, metadata=OMIT)
-    baselines: dict[str, Baseline] | None = field(default=None, metadata=OMIT)
+    versus: dict[str, Compared] | None = field(default=None, metadata=OMIT)
 
     @classmethod
     def of(cls, m: Metrics, dataset: str, wall_s: float) -> SuiteStudy:
@@ -124,22 +129,23 @@ class SuiteStudy:
         if m.no_probes or m.headline is None:  # no sweep, or no exact-answer cell
             return replace(base, no_probes=m.no_probes or "no exact-answer cell with both classes")
         strongest = m.strongest_baseline()
-        return replace(
-            base,
-            best_cell=m.headline,
-            beats_every_baseline=bool(m.baselines)
-            and all(b.probe_clear for b in (m.baselines or {}).values()),
-            best_baseline=NamedBaseline(*strongest) if strongest else None,
-            baselines=m.baselines,
-        )
+        best = NamedBaseline(*strongest) if strongest else None
+        return replace(base, headline=m.headline, best_baseline=best, versus=m.versus)
 
 
 @dataclass(frozen=True)
 class Transfer:
-    """The train x test matrix of best-cell AUCs over a suite's studies (rows: trained on)."""
+    """How the probes of a suite's studies transfer (rows: trained on; columns: tested on).
+
+    ``auc``: at the cell chosen on the training run (the diagonal: each study's nested AUC);
+    ``gain``: over the test run's strongest log-prob baseline, oriented on the training run;
+    ``max_auc``: the best of the test heatmap's cells, chosen on the test data (optimistic).
+    """
 
     runs: list[str]
-    best_auc: list[list[float | None]]
+    auc: list[list[float | None]]
+    gain: list[list[float | None]] = field(default_factory=list)
+    max_auc: list[list[float | None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

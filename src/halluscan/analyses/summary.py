@@ -7,7 +7,7 @@ nothing here reads or writes files (the study's metrics owner writes them).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -97,6 +97,12 @@ class Finding:
     exact_beats_last_q: bool
     exact_beats_layer0: bool
     exact_beats_relation_prior: bool
+    # Against the strongest cheap control, on the headline's examples (None: no nested cell).
+    strongest_control: str | None = field(default=None, metadata=OMIT)
+    gain_over_strongest: float | None = field(default=None, metadata=OMIT)
+    gain_ci95: Interval | None = field(default=None, metadata=OMIT)
+    beats_strongest: bool | None = field(default=None, metadata=OMIT)
+    warnings: list[str] = field(default_factory=list)
 
 
 def summarise(examples: list[Example]) -> Summary:

@@ -12,8 +12,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from halluscan.cli.probe import cmd_probe
 from halluscan.cli.score import cmd_score
-from halluscan.cli.study import cmd_choose, cmd_data, cmd_positions, cmd_probe, cmd_run, cmd_suite
+from halluscan.cli.study import cmd_choose, cmd_data, cmd_positions, cmd_run, cmd_suite
 from halluscan.errors import HalluscanError
 from halluscan.models.sites import RESIDUAL
 from halluscan.study.config import StudyConfig
@@ -78,7 +79,10 @@ def _probe_command(sub: Any) -> None:
     probe.add_argument("--train", help="run folder (runs/NAME) whose examples train the probes")
     probe.add_argument("--test", help="run folder whose examples test them")
     probe.add_argument(
-        "--runs", nargs="+", help="several run folders: best-cell AUC for every train/test pair"
+        "--runs",
+        nargs="+",
+        help="several run folders: for every train/test pair, the AUC at the training run's cell "
+        "and its gain over the test run's logits",
     )
     probe.add_argument("--site", default=RESIDUAL, help="activation site (default: %(default)s)")
     probe.add_argument(

@@ -58,8 +58,26 @@ def _scanner(args: argparse.Namespace, lm: Any, kind: str) -> Any:
     from halluscan.scan import Scanner
 
     bank = ProbeBank.load(args.probes or default_bank(args.model, args.runs_dir, args.quiet, kind))
-    return Scanner(
+    scanner = Scanner(
         lm, bank, layer=args.layer, standardise=args.standardise, query=_query(args.query)
+    )
+    print(bank_line(bank.meta, bank.position, scanner.layer))
+    return scanner
+
+
+def bank_line(meta: JsonObject, position: str, layer: int) -> str:
+    """Which cell scores, and how well it did where it was trained (not where it is used)."""
+    data = meta.get("dataset") or {}
+    name = data.get("name", "its study's data") if isinstance(data, dict) else str(data)
+    line = f"probe: {meta.get('kind', 'own')}-answer bank at {position} layer {layer}, trained on "
+    line += f"{name} ({meta.get('n_train', '?')} answers)"
+    auc, ci = meta.get("train_auc"), meta.get("train_auc_ci95")
+    if auc is None or layer != meta.get("best_layer"):
+        return line + "; no cross-validated AUC recorded for this layer"
+    lo, hi = ci if isinstance(ci, list) and len(ci) == 2 else (float("nan"), float("nan"))
+    return line + (
+        f"; cross-validated AUC there {auc:.3f} ({lo:.3f}–{hi:.3f}), on {name}: on other data it "
+        "can be far lower (measure it with `halluscan probe --train RUN --test OTHER`)"
     )
 
 

@@ -1,4 +1,4 @@
-"""``halluscan run``, ``probe``, ``choose`` and ``positions``.
+"""``halluscan run``, ``suite``, ``choose``, ``positions`` and ``data``.
 
 The commands that work on whole studies.
 """
@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 if TYPE_CHECKING:
     from halluscan.analyses.results import Metrics
@@ -35,6 +33,32 @@ def _given_line(m: Metrics) -> list[str]:
     return [line]
 
 
+def _ci(ci: tuple[float, float] | None) -> str:
+    return "no interval" if ci is None else f"{ci[0]:.3f}–{ci[1]:.3f}"
+
+
+def headline_lines(m: Metrics) -> list[str]:
+    """The nested probe, the strongest control and the gain over it, and the warnings."""
+    h = m.headline
+    if h is None:
+        return ["no exact-answer cell could be nested (too few answers of a class there)"]
+    verdict = "the probe beats it" if h.clear else "the probe does NOT beat it"
+    lines = [
+        f"headline: {h.position} layer {h.layer}, chosen by nested cross-validation among "
+        f"{h.n_cells} cells: AUC {h.auc or 0:.3f} ({_ci(h.ci95)}) on {h.n} answers "
+        f"({h.n_wrong} wrong)",
+        f"strongest control: {h.strongest} {h.strongest_auc or 0:.3f} ({_ci(h.strongest_ci95)}); "
+        f"gain {h.gain or 0:+.3f} ({_ci(h.gain_ci95)}): {verdict}",
+    ]
+    if h.max_cell is not None and h.max_auc is not None:
+        lines.append(
+            f"heatmap maximum: {h.max_cell.position} layer {h.max_cell.layer} {h.max_auc:.3f} "
+            f"(the best of {h.n_cells} cells: optimistic)"
+        )
+    warned = m.finding.warnings if m.finding is not None else None
+    return lines + [f"warning: {w}" for w in warned or []]
+
+
 def _summary(m: Metrics) -> str:
     s = m.summary
     if m.no_probes:  # the reason was logged as a warning
@@ -42,20 +66,14 @@ def _summary(m: Metrics) -> str:
             f"graded {s.n_graded} questions, accuracy {s.accuracy:.3f}; no probes (see the warning)"
         )
         return "\n".join([head, *_given_line(m)])
-    assert m.finding is not None and m.controls is not None and m.best_cells is not None
-    f, c, ea = m.finding, m.controls, s.exact_answer_found
-    last_q = m.best_cells["last_q"].auc if "last_q" in m.best_cells else None
+    ea = s.exact_answer_found
     lines = [
         f"graded {s.n_graded} questions, accuracy {s.accuracy:.3f}",
         "accuracy by relation: "
         + ", ".join(f"{r} {a:.2f}" for r, a in s.accuracy_by_relation.items()),
         f"exact answer found: correct {ea['correct']:.3f}, wrong {ea['wrong']:.3f}; locator "
         f"agreement on correct {s.locator_agreement_correct:.3f}",
-        f"best exact-answer cell: {f.best_exact_position} layer {f.best_exact_layer} AUC "
-        f"{f.best_exact_auc:.3f}; best last_q AUC "
-        f"{last_q if last_q is not None else float('nan'):.3f}",
-        f"controls: relation only {c.relation_prior_auc:.3f}, layer 0 at exact-answer positions "
-        f"{c.layer0_exact_auc:.3f}",
+        *headline_lines(m),
         *_given_line(m),
         "timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in m.timings_s.items()),
     ]
@@ -74,60 +92,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(_summary(m))
     print(f"wrote {run.report}, {run.metrics}" + ("" if m.no_probes else f", {run.heatmap_png}"))
     return 0
-
-
-def cmd_probe(args: argparse.Namespace) -> int:
-    """Train on one run, test on another (heatmap on the test run), or a matrix over runs."""
-    from halluscan import atomic
-    from halluscan.errors import HalluscanError
-    from halluscan.report import heatmap
-    from halluscan.report.figures import write_html
-    from halluscan.study.runs import RunDir
-    from halluscan.study.transfer import transfer_matrix, transfer_stores
-
-    out = Path(args.out)
-    if args.runs:
-        m = transfer_matrix(
-            [Path(r) for r in args.runs], args.site, args.c, device=_device(args.device)
-        )
-        matrix = {"runs": args.runs, "best_auc": m.tolist(), "rows": "train", "columns": "test"}
-        atomic.write_json(out / "transfer_matrix.json", matrix)
-        print("best-cell AUC (rows: train, columns: test)")
-        for name, row in zip(args.runs, m, strict=True):
-            print(f"{name:>30}  " + "  ".join(f"{v:.3f}" for v in row))
-        return 0
-    if not (args.train and args.test):
-        raise HalluscanError("probe: give --train RUN and --test RUN, or --runs RUN RUN ...")
-    train, test = RunDir(Path(args.train)).open_store(), RunDir(Path(args.test)).open_store()
-    tested = transfer_stores(train, test, args.site, args.c, device=_device(args.device))
-    auc, layers, positions = tested.auc, tested.layers, tested.positions
-    if np.all(np.isnan(auc)):
-        raise HalluscanError(
-            f"no cell could be scored: {args.train} and {args.test} each need correct and wrong "
-            "answers at a position; use studies with more questions"
-        )
-    title = f"probes trained on {args.train}, tested on {args.test}"
-    heatmap.heatmap_png(auc, layers, positions, out / "transfer_heatmap.png", title)
-    fig = heatmap.heatmap_figure(auc, auc * 0, [0] * len(positions), layers, positions, title)
-    write_html(fig, out / "transfer_heatmap.html")
-    result = {
-        "train": args.train,
-        "test": args.test,
-        "layers": layers,
-        "positions": positions,
-        "auc": auc.tolist(),
-    }
-    atomic.write_json(out / "transfer.json", result)
-    j = int(np.nanargmax(np.nan_to_num(auc, nan=-1)))
-    layer, pos = layers[j // len(positions)], positions[j % len(positions)]
-    print(f"best cell on {args.test}: {pos} layer {layer} AUC {np.nanmax(auc):.3f}; wrote {out}")
-    return 0
-
-
-def _device(device: str) -> str:
-    from halluscan.models.loading import resolve_device
-
-    return resolve_device(device)[0]
 
 
 def cmd_choose(args: argparse.Namespace) -> int:
@@ -182,6 +146,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_suite(args: argparse.Namespace) -> int:
     """Run a study per dataset and print each one's probe against its best baseline."""
+    from halluscan.cli.probe import matrix_lines
     from halluscan.study.flags import config_from_args
     from halluscan.study.runs import RunDir
     from halluscan.study.suite import run_suite
@@ -189,16 +154,17 @@ def cmd_suite(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     s = run_suite(cfg, args.datasets or [])
     for name, d in s.datasets.items():
-        if d.best_cell is None:
+        h = d.headline
+        if h is None:
             print(f"{name}: accuracy {d.accuracy:.3f}; no probes")
             continue
-        h, b = d.best_cell, d.best_baseline
-        base = f"{b.name} {b.scores.auc or 0:.3f}" if b else "None 0.000"
         print(
-            f"{name}: accuracy {d.accuracy:.3f}; probe {h.position} layer {h.layer} AUC "
-            f"{h.auc:.3f}, gain over layer 0 {h.gain_over_layer0 or 0:.3f}; best baseline {base}; "
-            f"clears every baseline: {'yes' if d.beats_every_baseline else 'no'}"
+            f"{name}: accuracy {d.accuracy:.3f}; nested probe {h.position} layer {h.layer} AUC "
+            f"{h.auc or 0:.3f}; strongest control {h.strongest} {h.strongest_auc or 0:.3f}; gain "
+            f"{h.gain or 0:+.3f}: " + ("the probe beats it" if h.clear else "not beaten")
         )
+    if s.transfer.auc:
+        print("\n".join(matrix_lines(s.transfer)))
     run = RunDir.named(cfg.name, cfg.runs_dir)
     print(f"wrote {run.suite_html}, {run.suite_json} ({s.wall_s:.0f} s)")
     return 0

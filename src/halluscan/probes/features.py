@@ -81,3 +81,10 @@ class Features:
         """
         rows = self.has(position) if keep is None else keep
         return self.at(position)[torch.from_numpy(rows), self.layers.index(layer)]
+
+    def restrict(self, keep: np.ndarray, positions: Sequence[str] | None = None) -> Features:
+        """The same features with only the examples ``keep`` selects valid (and ``positions``)."""
+        pos = tuple(positions) if positions is not None else self.positions
+        cols = [self.positions.index(p) for p in pos]
+        valid = self.valid[:, cols] & np.asarray(keep, dtype=bool)[:, None]
+        return Features(self.layers, pos, valid, self.read)

@@ -1,7 +1,4 @@
-"""The report's baseline section.
-
-Is the best probe better than the cheap signals, and than token identity.
-"""
+"""The report's comparisons: the headline probe against every cheap signal; the types of error."""
 
 from __future__ import annotations
 
@@ -31,52 +28,36 @@ def _label(name: str) -> str:
     return name.replace("_", " ")
 
 
-def baselines_section(m: Metrics) -> str:
-    """HTML for the headline and the baselines (empty when the study has none)."""
-    head, base = m.headline, m.baselines
-    if head is None or base is None:
+KINDS = {"control": "cheap control", "baseline": "the model's own signal", "probe": "another probe"}
+
+
+def label(name: str) -> str:
+    """A compared signal's name as the report prints it."""
+    return _label(name)
+
+
+def versus_section(m: Metrics) -> str:
+    """HTML: every control and baseline against the headline probe (empty without checks)."""
+    head, versus = m.headline, m.versus
+    if head is None or versus is None:
         return ""
-    verdict = "clear of zero" if head.clear else "not clear of zero"
-    identity = f"layer 0 at {head.position} (token identity)"
-    head_gain = interval(head.gain_ci95) + (" ✓" if head.clear else "")
-    rows = [
-        (f"probe: {head.position}, layer {head.layer}", num(head.auc), interval(head.ci95), "", ""),
-        (
-            identity,
-            num(head.layer0_auc),
-            interval(head.layer0_ci95),
-            num(head.gain_over_layer0),
-            head_gain,
-        ),
-    ]
-    if m.controls is not None:
-        rows.append(
-            (
-                "relation only (metadata prior, control)",
-                num(m.controls.relation_prior_auc),
-                "",
-                "",
-                "",
-            )
-        )
-    for name, b in base.items():
-        gain = interval(b.gain_ci95) + (" ✓" if b.probe_clear else "")
-        rows.append((_label(name), num(b.auc), interval(b.ci95), num(b.gain), gain))
-    folds = m.heatmap.folds if m.heatmap is not None else "?"
-    return f"""<h2>Is the probe better than the cheap signals?</h2>
-<p>The headline is the best exact-answer cell's gain over layer 0 at the same position: which
-answer was given
-already predicts correctness, and the probe has to add to that. Gain of
-<code>{head.position}</code>, layer
-{head.layer} over layer 0: <b>{num(head.gain_over_layer0)}</b> (95 % interval
-{interval(head.gain_ci95)},
-{verdict}; paired over the {folds} folds, n={head.n}).</p>
-<p class="muted">Every baseline is scored on the same test folds as the probe cell (higher = more
-likely wrong).
-Gain: the probe's AUC minus the baseline's, per fold, with its 95 % Student-t interval; ✓ when it
-clears zero.
-Log-probabilities come from the generation pass itself.</p>
-{table(rows, ("method", "AUC", "95 % interval", "probe gain", "gain 95 % interval"))}"""
+    rows = [(f"probe: {head.position}, layer {head.layer} (nested)", "", num(head.auc),
+             interval(head.ci95), head.n, "", "", "")]  # fmt: skip
+    for name, c in sorted(versus.items(), key=lambda kv: -(kv[1].auc or 0.0)):
+        gain = interval(c.gain_ci95) + (" ✓" if c.probe_clear else " ✗")
+        rows.append((label(name), KINDS.get(c.kind, c.kind), num(c.auc), interval(c.ci95), c.n,
+                     c.orientation or "", num(c.gain), gain))  # fmt: skip
+    head_cols = ("signal", "kind", "AUC", "95 % interval", "n", "oriented on training folds",
+                 "probe gain", "gain 95 % interval")  # fmt: skip
+    return f"""<h2>Is it the model, or the answer's text?</h2>
+<p>Every cheap signal a sceptic tries first, scored on exactly the test answers the headline probe
+is scored on, fold by fold: the probe's gain over each is paired over the folds, with a 95 %
+Student-t interval (✓: clear of zero). Token identity is a probe on layer 0 (the embedding
+output); the text is a logistic regression on the response's words and word pairs, with no model
+at all; the rule is which locator rule found the exact answer. The model's own signals are
+oriented on each training fold (the sign that ranks its training answers better), never on the
+test fold; "mixed" means the folds disagreed.</p>
+{table(rows, head_cols)}"""
 
 
 TYPE_NAMES = {

@@ -1,10 +1,11 @@
-"""The probe AUC heatmap (layer x position, Blues, 0.5-1.0).
+"""The probe AUC heatmap (layer x position, Blues, 0.5-1.0), and the gain over layer 0.
 
 A static PNG (matplotlib) and interactive HTML (plotly).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,50 @@ def heatmap_png(
 ) -> Path:
     """Layer (rows, 0 at the bottom) x position heatmap of AUC, Blues over 0.5-1.0.
 
-    ``target`` says what is predicted.
-
+    ``target`` says what is predicted. Red boxes mark each position's best layer.
     """
+    scale = Scale(CMAP, *AUC_RANGE, f"probe ROC-AUC (predicting {target})", light=0.8)
+    return _draw(auc, layers, positions, path, title, scale)
+
+
+GAIN_CMAP = "RdBu"  # red: layer 0 reads more; blue: the layer adds to token identity
+
+
+def gain_png(
+    auc: np.ndarray, layers: list[int], positions: list[str], path: Path, title: str
+) -> Path:
+    """The gain of each cell over layer 0 at the same position (token identity), diverging.
+
+    Where layer 0 already reads the label, a dark AUC cell is mostly the token itself; this
+    map shows what the deeper layers add. Red boxes mark each position's largest gain.
+    """
+    gain = auc - auc[:1]  # row 0 is the first stored layer (layer 0 when it is stored)
+    top = float(np.nanmax(np.abs(gain))) if not np.all(np.isnan(gain)) else 0.1
+    top = max(0.05, np.ceil(top * 20) / 20)
+    scale = Scale(GAIN_CMAP, -top, top, f"AUC minus layer {layers[0]}'s at the position")
+    return _draw(gain, layers, positions, path, title, scale)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A heatmap's colour map, its range, its label, and the value above which text is white."""
+
+    cmap: str
+    vmin: float
+    vmax: float
+    label: str
+    light: float | None = None  # None: white text on both ends of a diverging map
+
+
+def _draw(
+    values: np.ndarray,
+    layers: list[int],
+    positions: list[str],
+    path: Path,
+    title: str,
+    scale: Scale,
+) -> Path:
+    """Layer (rows, 0 at the bottom) x position map of ``values``; each column's best boxed."""
     import textwrap
 
     import matplotlib
@@ -40,10 +82,10 @@ def heatmap_png(
     width = max(5.0, 1.0 + 0.62 * len(positions))  # a few positions still leave room for the title
     fig, ax = plt.subplots(figsize=(width, 1.6 + 0.27 * len(layers)), constrained_layout=True)
     im = ax.imshow(
-        np.ma.masked_invalid(auc),
-        cmap=CMAP,
-        vmin=AUC_RANGE[0],
-        vmax=AUC_RANGE[1],
+        np.ma.masked_invalid(values),
+        cmap=scale.cmap,
+        vmin=scale.vmin,
+        vmax=scale.vmax,
         origin="lower",
         aspect="auto",
     )
@@ -53,22 +95,25 @@ def heatmap_png(
     ax.set_xlabel("token position")
     ax.set_ylabel("layer (0 = embedding output)")
     ax.set_title("\n".join(textwrap.wrap(title, int(width * 10))), fontsize=10, **LITERAL)
-    for j in range(auc.shape[1]):
-        col = auc[:, j]
-        if not np.all(np.isnan(col)):
-            i = int(np.nanargmax(col))
-            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="#d62728", lw=1.4))
-            ax.text(
-                j,
-                i,
-                f"{col[i]:.2f}",
-                ha="center",
-                va="center",
-                fontsize=6.5,
-                color="white" if col[i] > 0.8 else "black",
-            )
+    for j in range(values.shape[1]):
+        col = values[:, j]
+        if np.all(np.isnan(col)):
+            continue
+        i = int(np.nanargmax(col))
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="#d62728", lw=1.4))
+        v = col[i]
+        dark = v > scale.light if scale.light is not None else abs(v) > 0.6 * scale.vmax
+        ax.text(
+            j,
+            i,
+            f"{v:.2f}",
+            ha="center",
+            va="center",
+            fontsize=6.5,
+            color="white" if dark else "black",
+        )
     cb = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
-    cb.set_label(f"probe ROC-AUC (predicting {target})")
+    cb.set_label(scale.label)
     return atomic.write_png(path, fig, dpi=130)
 
 

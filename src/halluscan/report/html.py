@@ -11,9 +11,11 @@ from pathlib import Path
 
 from halluscan import atomic
 from halluscan.analyses.results import Metrics
+from halluscan.positions import Cell
 from halluscan.records import Example, Span
+from halluscan.report.baselines import label
 from halluscan.report.maps import DrawnPair
-from halluscan.report.page import CSS, b64, img, num, table
+from halluscan.report.page import CSS, b64, img, interval, num, table
 
 
 def _highlight(text: str, span: Span | None) -> str:
@@ -27,8 +29,8 @@ def pick_examples(examples: list[Example], per_cell: int = 2) -> list[Example]:
     """A few correct and wrong examples of every relation (the first ones in store order)."""
     out = []
     for rel in sorted({e.relation for e in examples}):
-        for label in (True, False):
-            out += [e for e in examples if e.relation == rel and e.correct is label][:per_cell]
+        for right in (True, False):
+            out += [e for e in examples if e.relation == rel and e.correct is right][:per_cell]
     return out
 
 
@@ -53,47 +55,36 @@ def _check(ok: bool) -> str:
 
 
 def _finding(m: Metrics) -> str:
-    f, c = m.finding, m.controls
-    assert f is not None and c is not None and m.best_cells is not None
-    last_q = m.best_cells.get("last_q")
-    checks = [
-        (
-            "beats the best <code>last_q</code> cell",
-            f.exact_beats_last_q,
-            last_q.auc if last_q else None,
-        ),
-        (
-            "beats the layer-0 (token identity) control at the exact-answer positions",
-            f.exact_beats_layer0,
-            c.layer0_exact_auc,
-        ),
-        ("beats the relation-only control", f.exact_beats_relation_prior, c.relation_prior_auc),
+    """The finding box: the nested probe against the strongest cheap control, and the warnings."""
+    f, head = m.finding, m.headline
+    assert f is not None
+    if head is None:  # no exact-answer cell could be nested: the heatmap's maximum alone
+        return (
+            f"<div class='finding'><b>Best exact-answer cell:</b> <code>{f.best_exact_position}"
+            f"</code> at layer {f.best_exact_layer}, AUC {num(f.best_exact_auc)} (the maximum over "
+            "the heatmap's cells, chosen on the folds it is scored on: optimistic).</div>"
+        )
+    verdict = "beats" if head.clear else "does <b>not</b> beat"
+    picks = sum(c == Cell(head.position, head.layer) for c in (m.nested.picks if m.nested else []))
+    folds = len(m.nested.picks) if m.nested else 0
+    items = [
+        f"<b>Headline:</b> the probe {verdict} the strongest cheap control, "
+        f"<i>{html.escape(label(head.strongest))}</i> (AUC {num(head.strongest_auc)}, "
+        f"{interval(head.strongest_ci95)}): gain <b>{num(head.gain)}</b> (95 % interval "
+        f"{interval(head.gain_ci95)}), paired over the folds",
+        f"Compared on n = {head.n} answers ({head.n_wrong} wrong); left out, with no "
+        f"<code>{head.position}</code>: {head.left_out.get('correct', 0)} correct and "
+        f"{head.left_out.get('wrong', 0)} wrong",
+        f"The heatmap's maximum over its {head.n_cells} exact-answer cells reads "
+        f"{num(head.max_auc)}, chosen on the folds it is scored on: optimistic",
     ]
-    items = "".join(
-        f"<li>{_check(ok)}: {txt} ({num(f.best_exact_auc)} vs {num(other)})</li>"
-        for txt, ok, other in checks
-    )
-    head = m.headline
-    if head is not None:  # the headline: what the probe adds to which answer was given
-        ci = " – ".join(num(v) for v in head.gain_ci95 or ())
-        word = "clear" if head.clear else "not clear"
-        clear = f"<span class='{'ok' if head.clear else 'no'}'>{word}</span>"
-        items += (
-            "<li><b>Gain over token identity</b> (layer 0 at the same position, paired over "
-            f"folds): <b>{num(head.gain_over_layer0)}</b> (95 % interval {ci}), {clear} of "
-            "zero</li>"
-        )
-    strongest = m.strongest_baseline()
-    if m.baselines and strongest is not None:
-        every = all(b.probe_clear for b in m.baselines.values())
-        name, best = strongest
-        items += (
-            f"<li>{_check(every)}: beats every baseline, each gain's interval clear of zero "
-            f"(strongest: {name}, AUC {num(best.auc)})</li>"
-        )
+    items += [f"<span class='no'>Warning</span>: {html.escape(w)}" for w in f.warnings]
+    lis = "".join(f"<li>{x}</li>" for x in items)
     return (
-        f"<div class='finding'><b>Best exact-answer cell:</b> <code>{f.best_exact_position}</code> "
-        f"at layer {f.best_exact_layer}, AUC {num(f.best_exact_auc)}. It<ul>{items}</ul></div>"
+        f"<div class='finding'><b>Probe cell, chosen without the test data</b> (nested "
+        f"cross-validation; picked in {picks} of {folds} folds): <code>{head.position}</code> "
+        f"at layer {head.layer}, AUC <b>{num(head.auc)}</b> ({interval(head.ci95)})."
+        f"<ul>{lis}</ul></div>"
     )
 
 
@@ -147,12 +138,18 @@ predicts <i>the answer is wrong</i> from the {site} stream; AUC is the mean over
 {_finding(m)}"""
 
 
-def _heatmap(png: Path, div: str) -> str:
+def _heatmap(pngs: tuple[Path, Path], div: str) -> str:
+    auc, gain = pngs
     return f"""<h2>Probe AUC heatmap</h2>
 <p class="muted">Rows: layers (0 = embedding output, the token-identity control). Columns: token
-positions.
-Red boxes mark the best layer per position.</p>
-<img alt="probe AUC heatmap" src="data:image/png;base64,{b64(png, "the heatmap")}">
+positions. Red boxes mark the best layer per position: each is the best of many cells scored on
+the folds that chose it, so it is optimistic (the finding above gives the nested estimate). On
+the right, each cell's gain over layer 0 at the same position: what the layers add to the token
+itself.</p>
+<div class="pair">
+<img alt="probe AUC heatmap" src="data:image/png;base64,{b64(auc, "the heatmap")}">
+<img alt="gain over layer 0" src="data:image/png;base64,{b64(gain, "the gain heatmap")}">
+</div>
 <h3>Interactive</h3>
 {div}"""
 
@@ -199,12 +196,46 @@ def _location(m: Metrics) -> str:
         num(s.exact_answer_found["wrong"], ".1%"),
     )
     agree = num(s.locator_agreement_correct, ".1%")
-    return f"""<h2>Exact-answer location</h2>
+    return f"""<h2>Exact-answer location, audited</h2>
 <p>Located by one class-blind rule for correct and wrong responses (mode: <code>{mode}</code>).
 Found for <b>{found_c}</b> of correct and <b>{found_w}</b> of wrong responses;
 {s.exact_answer_missing} responses without a located answer are left out of the exact-answer cells.
 On correct responses the located span overlaps the gold alias span in <b>{agree}</b> of cases.</p>
-{table(sorted(s.locator_rules.items()), ("rule", "responses"))}"""
+{_audit(m)}"""
+
+
+def _audit(m: Metrics) -> str:
+    """Which rule located the answers of each class; the probe on the rules both classes share."""
+    a = m.locator_audit
+    if a is None:
+        return table(sorted(m.summary.locator_rules.items()), ("rule", "responses"))
+    rows = [(r, c["correct"], c["wrong"]) for r, c in a.rules.items()]
+    left = ", ".join(f"{num(v, '.1%')} of {k} answers" for k, v in a.left_out.items())
+    rule = (m.versus or {}).get("rule")
+    alone = (
+        f" The rule alone, as a classifier on the same folds as the probe, reads AUC "
+        f"<b>{num(rule.auc)}</b> ({interval(rule.ci95)})."
+        if rule is not None
+        else ""
+    )
+    out = f"""<p>Rule by class (<code>none</code>: not located). Left out of the exact-answer
+cells: {left}.{alone} When one rule finds one class's answers and not the other's, a probe at the
+exact answer can learn the rule instead of the model's knowledge.</p>
+{table(rows, ("rule", "correct", "wrong"))}"""
+    same = a.same_rule
+    if same is None:
+        return out + (
+            "<p class='muted'>Same-rule control: no rule located enough answers of both classes "
+            "to cross-validate a probe on them alone.</p>"
+        )
+    return (
+        out
+        + f"""<p><b>Same-rule control</b>: on the {same.n} answers ({same.n_wrong} wrong)
+located by the rules both classes share ({html.escape(", ".join(same.rules))}), the probe at
+<code>{same.position}</code> reads {num(same.best.auc)} ({interval(same.best.ci95)}) at its best
+layer {same.best.layer} (the best of the layers: optimistic), and layer {same.layer0.layer} (token
+identity) {num(same.layer0.auc)} ({interval(same.layer0.ci95)}).</p>"""
+    )
 
 
 def _maps(maps: list[DrawnPair]) -> str:
@@ -240,12 +271,14 @@ def write_report(
     path: Path,
     metrics: Metrics,
     examples: list[Example],
-    heatmap_png: Path | None,
+    heatmap_png: tuple[Path, Path] | None,
     heatmap_div: str,
     maps: list[DrawnPair] | None = None,
     extra: str = "",
 ) -> Path:
     """Write the report to ``path``; images and plotly.js are inlined so it opens offline.
+
+    ``heatmap_png``: the AUC heatmap and its gain over layer 0.
 
     Without a heatmap (``metrics.no_probes`` says why) it gives the accuracy, the exact
     answers located and the graded answers. ``extra`` (HTML) follows the controls.

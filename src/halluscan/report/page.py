@@ -67,4 +67,5 @@ th{background:#f6f8fa} mark{background:#ffe58f} .ex td:nth-child(5){max-width:42
 pre{background:#f6f8fa;padding:10px;overflow:auto;font-size:0.85em}
 .muted{color:#57606a;font-size:0.9em}
 img{max-width:100%}
+.pair{display:flex;gap:8px;align-items:flex-start} .pair img{width:50%}
 """

@@ -1,11 +1,13 @@
 """The suite's page.
 
-Per dataset the probe against the baselines, and the train x test transfer matrix.
+Per dataset the nested probe against the strongest control, and the transfer matrices at fixed
+cells.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 
 from halluscan import atomic
@@ -22,58 +24,79 @@ def _cell(v: float | None) -> str:
     return f'<td style="background:{bg};color:{fg}">{v:.3f}</td>'
 
 
-def write_suite_report(path: Path, s: Suite) -> Path:
-    """Write ``suite.html`` from the suite's record."""
-    rows = []
+def _matrix(
+    runs: list[str], values: list[list[float | None]], cell: Callable[[float | None], str]
+) -> str:
+    """A train x test table of ``values`` (rows: trained on, columns: tested on)."""
+    th = "".join(f"<th>{html.escape(r)}</th>" for r in runs)
+    body = "".join(
+        f"<tr><th>{html.escape(r)}</th>" + "".join(cell(v) for v in row) + "</tr>"
+        for r, row in zip(runs, values, strict=True)
+    )
+    return f"<table><thead><tr><th></th>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _gain(v: float | None) -> str:
+    return "<td>n/a</td>" if v is None else f"<td>{v:+.3f}</td>"
+
+
+def _rows(s: Suite) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = []
     for name, d in s.datasets.items():
-        if d.best_cell is None:
+        h = d.headline
+        if h is None:
             rows.append((name, num(d.accuracy), d.n_graded, "no probes", "", "", "", ""))
             continue
-        h, b = d.best_cell, d.best_baseline
         cell = f"{h.position} L{h.layer}: {num(h.auc)} ({interval(h.ci95)})"
-        gain = f"{num(h.gain_over_layer0)} ({interval(h.gain_ci95)})"
-        base = f"{b.name}: {num(b.scores.auc)} ({interval(b.scores.ci95)})" if b else "—: n/a (—)"
-        clears = "yes" if d.beats_every_baseline else "no"
+        strongest = f"{h.strongest}: {num(h.strongest_auc)} ({interval(h.strongest_ci95)})"
+        gain = f"{num(h.gain)} ({interval(h.gain_ci95)})"
+        beats = "yes" if h.clear else "no"
         rows.append(
-            (name, num(d.accuracy), d.n_graded, cell, gain, base, clears, f"{d.wall_s:.0f}")
+            (name, num(d.accuracy), d.n_graded, cell, strongest, gain, beats, f"{d.wall_s:.0f}")
         )
+    return rows
+
+
+def write_suite_report(path: Path, s: Suite) -> Path:
+    """Write ``suite.html`` from the suite's record."""
     head = (
         "dataset",
         "accuracy",
         "n",
-        "best probe cell (95 %)",
-        "gain over layer 0",
-        "best baseline",
-        "probe clears every baseline",
+        "nested probe cell (95 %)",
+        "strongest control",
+        "gain over it (95 %)",
+        "probe beats it",
         "seconds",
     )
     t = s.transfer
     matrix = ""
-    if t.runs:
-        th = "".join(f"<th>{html.escape(r)}</th>" for r in t.runs)
-        body = "".join(
-            f"<tr><th>{html.escape(r)}</th>" + "".join(_cell(v) for v in row) + "</tr>"
-            for r, row in zip(t.runs, t.best_auc, strict=True)
-        )
-        matrix = f"""<h2>Do the probes transfer?
-(best-cell AUC; rows: trained on, columns: tested on)</h2>
-<p class="muted">The diagonal is each study's own cross-validated best cell at any position (the
-table above
-keeps to the exact-answer positions).</p>
-<table><thead><tr><th></th>{th}</tr></thead><tbody>{body}</tbody></table>"""
+    if t.runs and t.auc:
+        matrix = f"""<h2>Do the probes transfer?</h2>
+<p class="muted">AUC on the test run (columns) at the cell chosen on the training run (rows),
+without looking at the test data. The diagonal is each study's nested AUC.</p>
+{_matrix(t.runs, t.auc, _cell)}
+<p class="muted">The probe's gain over the test run's strongest log-prob baseline, each baseline
+oriented on the training run (transfer counts when it beats the logits). Diagonal: the study's own
+gain over its strongest log-prob baseline.</p>
+{_matrix(t.runs, t.gain, _gain)}"""
+        if t.max_auc:
+            matrix += f"""
+<p class="muted">For comparison only: the best of the test heatmap's cells, chosen on the test
+data (optimistic).</p>
+{_matrix(t.runs, t.max_auc, _cell)}"""
     page = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>halluscan suite: {html.escape(s.name)}</title>
 <style>{CSS}</style></head><body>
 <h1>halluscan suite: {html.escape(s.name)}</h1>
 <div class="muted">model <b>{html.escape(s.model)}</b> · {len(s.datasets)} datasets ·
 {s.wall_s:.0f} s</div>
-<h2>The probe against the baselines, per dataset</h2>
-<p class="muted">Best exact-answer cell with its 95 % interval over folds; its gain over layer 0
-(token identity)
-at the same position, paired over folds; the strongest baseline on the same folds; and whether the
-probe's gain
-clears zero against every baseline.</p>
-{table(rows, head)}
+<h2>The probe against the strongest control, per dataset</h2>
+<p class="muted">The exact-answer cell chosen by nested cross-validation, with its AUC on the
+outer folds (95 % interval over folds); the strongest of the controls and baselines scored on the
+same answers and folds (text alone, locator rule, relation, token identity, log-probabilities,
+p(True), sampling); and the probe's paired gain over it.</p>
+{table(_rows(s), head)}
 {matrix}
 </body></html>"""
     return atomic.write_text(path, page)

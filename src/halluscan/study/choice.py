@@ -2,9 +2,8 @@
 
 On the held-out questions of a study, draw ``k`` sampled answers per question and pick one three
 ways (:mod:`halluscan.analyses.choice`). The probe bank is fitted on the study's *other*
-questions only (greedy answers, the bank position, the sweep's best layer), so no held-out
-question is seen in fitting the probe; the layer itself is the full study's best, chosen with
-all questions (a small leak, kept for simplicity).
+questions only (greedy answers, the bank position), and its layer is the best of a sweep on those
+questions alone, so no held-out question is seen in fitting the probe or in choosing its layer.
 """
 
 from __future__ import annotations
@@ -29,14 +28,13 @@ from halluscan.errors import HalluscanError
 from halluscan.models import load_model
 from halluscan.positions import BANK_POSITION
 from halluscan.probes.bank import ProbeBank
-from halluscan.probes.sweep import wrong_labels
+from halluscan.probes.sweep import sweep, wrong_labels
 from halluscan.provenance import model_identity
 from halluscan.records import Example, Generation, Question, ToScore
 from halluscan.scan import Scanner
 from halluscan.store import ActivationStore
-from halluscan.study import metrics as metrics_io
 from halluscan.study import runs
-from halluscan.study.arrays import fit_bank
+from halluscan.study.arrays import fit_bank, store_features
 from halluscan.study.context import StudyPlan
 from halluscan.study.metrics import to_json
 
@@ -44,26 +42,29 @@ from halluscan.study.metrics import to_json
 def _train_bank(
     run: runs.RunDir, store: ActivationStore, examples: list[Example], train_q: set[str]
 ) -> ProbeBank:
-    """The bank at the study's best layer, fitted on the training questions' greedy answers only."""
+    """The bank fitted on the training questions' greedy answers only.
+
+    Its layer is chosen by a cross-validated sweep on those answers alone: the held-out questions
+    never pick the cell that scores them.
+    """
     cfg = runs.stored_config(store)
-    cells = metrics_io.read(run).best_cells or {}
-    best = cells[BANK_POSITION].layer if BANK_POSITION in cells else -1
     if BANK_POSITION not in store.positions:
         raise HalluscanError(
             f"{run.root}: the study stored no {BANK_POSITION} activations; re-run it"
         )
-    if best < 0:
-        raise HalluscanError(
-            f"{run.root}: the sweep found no best layer at {BANK_POSITION} (too few examples?)"
-        )
     keep = np.array([e.qid in train_q for e in examples])
-    meta = runs.bank_meta(cfg, store.provenance, best)
-    bank = fit_bank(store, wrong_labels(examples), BANK_POSITION, cfg.site, cfg.cv, meta, keep=keep)
-    if bank is None:
+    y = wrong_labels(examples)
+    features = store_features(store, cfg.site).restrict(keep, [BANK_POSITION])
+    groups = [e.qid for e in examples]
+    result = sweep(features, y, groups, folds=cfg.folds, seed=cfg.seed, c=cfg.probe_c)
+    if result.best(BANK_POSITION)[0] < 0:
         raise HalluscanError(
-            f"{run.root}: the training questions' answers hold one class only; use fewer "
-            "--questions"
+            f"{run.root}: the training questions give no best layer at {BANK_POSITION} (too few "
+            "answers of a class?); use fewer --questions"
         )
+    meta = runs.bank_meta(cfg, store.provenance, result)
+    bank = fit_bank(store, y, BANK_POSITION, cfg.site, cfg.cv, meta, keep=keep)
+    assert bank is not None  # the sweep found both classes there
     return bank
 
 

@@ -89,7 +89,7 @@ def given_bank(
             f"({int(keep.sum())})."
         )
         return GivenBank(len(recs), n_q, skipped=why), None
-    meta = bank_meta(ctx.config, prov.to_json(), layer, kind="given") | {"template": TEMPLATE}
+    meta = bank_meta(ctx.config, prov.to_json(), result, kind="given") | {"template": TEMPLATE}
     bank = fit_bank(gstore, y, BANK_POSITION, SITE, ctx.config.cv, meta, ctx.probe_device)
     assert bank is not None  # the sweep found both classes there
     bank.save(ctx.run.probes_given)

@@ -23,7 +23,9 @@ from halluscan.errors import HalluscanError
 from halluscan.records import JsonObject
 from halluscan.study.runs import RunDir
 
-SCHEMA_VERSION = 2  # 1: metrics.json before it recorded its version (the same keys)
+SCHEMA_VERSION = 3  # 1: before it recorded its version; 2: the same keys; 3: nested + controls
+# Keys whose shape changed in a version: an older file's are dropped (read as absent).
+CHANGED = {3: ("headline", "baselines")}
 T = TypeVar("T")
 
 
@@ -137,6 +139,9 @@ def read(run: RunDir) -> Metrics:
             f"{run.metrics} has schema version {version}, newer than this halluscan reads "
             f"({SCHEMA_VERSION}); upgrade halluscan, or " + redo
         )
+    for since, keys in CHANGED.items():
+        if version < since:
+            data = {k: v for k, v in data.items() if k not in keys}
     try:
         return from_json(Metrics, data, "metrics")
     except (KeyError, TypeError) as e:

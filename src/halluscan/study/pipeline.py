@@ -20,9 +20,10 @@ import torch
 
 from halluscan import atomic
 from halluscan.analyses import summary as analysis
-from halluscan.analyses.baselines import compare, logprob_scores
+from halluscan.analyses.baselines import logprob_scores
 from halluscan.analyses.given import GivenBank
 from halluscan.analyses.results import Metrics, RayReport
+from halluscan.analyses.verdict import LAST_Q
 from halluscan.engine.collect import batches, collect
 from halluscan.engine.given import GivenFeed, GivenWork, collect_given
 from halluscan.positions import BANK_POSITION, Cell
@@ -36,6 +37,7 @@ from halluscan.study import metrics as metrics_io
 from halluscan.study import runs
 from halluscan.study.arrays import fit_bank, study_sweep
 from halluscan.study.baselines import consistency, error_types, p_true_scores, sample
+from halluscan.study.checks import Checks, run_checks
 from halluscan.study.config import StudyConfig
 from halluscan.study.context import StudyContext, StudyPlan
 
@@ -252,8 +254,11 @@ def baselines_stage(
     m: Metrics,
     timer: Timer,
 ) -> Metrics:
-    """Score every baseline (and types of error with ``--samples``) against the best exact cell."""
-    cfg, y = ctx.config, wrong_labels(examples)
+    """The model's own signals, then every check against the nested headline cell.
+
+    With ``--samples`` also the types of error, probed at the headline cell.
+    """
+    cfg = ctx.config
     scores = logprob_scores(examples)
     if cfg.p_true:
         with timer("p_true"):
@@ -265,18 +270,40 @@ def baselines_stage(
             # `halluscan choose` reuses them
             runs.save_samples(ctx.run, sampled.generations, 1.0, cfg.seed)
             scores["sampling_consistency"] = consistency(ctx, examples, sampled)
-    assert m.finding is not None
-    cell = Cell(m.finding.best_exact_position, m.finding.best_exact_layer)
-    if cell.layer < 0:  # no exact-answer cell had enough examples of both classes
+    with timer("checks"):
+        checks = run_checks(ctx, store, examples, result, scores)
+    if checks is None:  # no exact-answer cell had enough examples of both classes
         return m
-    with timer("baselines"):
-        comparison = compare(result, examples, y, scores, cell, cfg.seed)
-    if comparison is not None:
-        m = replace(m, headline=comparison.headline, baselines=comparison.baselines)
+    m = with_checks(m, checks)
     if sampled is not None:
         with timer("error_types"):
+            cell = Cell(checks.headline.position, checks.headline.layer)
             m = replace(m, error_types=error_types(ctx, store, examples, sampled, cell))
     return m
+
+
+def with_checks(m: Metrics, checks: Checks) -> Metrics:
+    """The metrics with the checks' records, and the finding told what they found."""
+    head, versus = checks.headline, checks.versus
+    assert m.finding is not None
+    last_q = versus.get(LAST_Q)
+    finding = replace(
+        m.finding,
+        exact_beats_last_q=bool(last_q is not None and (last_q.gain or 0.0) > 0),
+        strongest_control=head.strongest,
+        gain_over_strongest=head.gain,
+        gain_ci95=head.gain_ci95,
+        beats_strongest=head.clear,
+        warnings=checks.warnings,
+    )
+    return replace(
+        m,
+        finding=finding,
+        headline=head,
+        versus=versus,
+        nested=checks.nested,
+        locator_audit=checks.audit,
+    )
 
 
 def own_bank(
@@ -287,8 +314,7 @@ def own_bank(
     prov: Provenance,
 ) -> bool:
     """Fit and save a probe per layer at the bank position on the examples there (False: cannot)."""
-    best = result.best(BANK_POSITION)[0] if BANK_POSITION in result.positions else None
-    meta = runs.bank_meta(ctx.config, prov.to_json(), best)
+    meta = runs.bank_meta(ctx.config, prov.to_json(), result)
     bank = fit_bank(store, y, BANK_POSITION, ctx.site, ctx.config.cv, meta, ctx.probe_device)
     if bank is not None:
         bank.save(ctx.run.probes)

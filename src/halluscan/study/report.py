@@ -9,7 +9,7 @@ from halluscan.analyses.results import Metrics
 from halluscan.probes.sweep import SweepResult
 from halluscan.records import Example
 from halluscan.report import heatmap
-from halluscan.report.baselines import baselines_section, error_types_section
+from halluscan.report.baselines import error_types_section, versus_section
 from halluscan.report.figures import write_html
 from halluscan.report.given import given_section
 from halluscan.report.html import write_report
@@ -51,15 +51,23 @@ def write_study_report(
     assert metrics.provenance is not None
     model, dataset = metrics.provenance.model.model_id, metrics.provenance.dataset.name
     title = f"{model} · {dataset} · n={len(examples)} · {sweep.folds}-fold CV"
+    head = metrics.headline
+    if head is not None and head.max_auc is not None and head.auc is not None:
+        title += (
+            f" · exact-answer max {head.max_auc:.3f} = the best of {head.n_cells} cells "
+            f"(optimistic); nested {head.auc:.3f}"
+        )
     png = heatmap.heatmap_png(sweep.auc, sweep.layers, sweep.positions, run.heatmap_png, title)
+    gain_title = f"{model} · {dataset} · gain over layer {sweep.layers[0]} at the same position"
+    gain = heatmap.gain_png(
+        sweep.auc, sweep.layers, sweep.positions, run.heatmap_gain_png, gain_title
+    )
     fig = heatmap.heatmap_figure(
         sweep.auc, sweep.auc_std, sweep.n, sweep.layers, sweep.positions, title
     )
     write_html(fig, run.heatmap_html)
     div = fig.to_html(include_plotlyjs=True, full_html=False)
     extra = (
-        baselines_section(metrics)
-        + error_types_section(metrics)
-        + given_section(metrics, given_png)
+        versus_section(metrics) + error_types_section(metrics) + given_section(metrics, given_png)
     )
-    write_report(run.report, metrics, examples, png, div, maps, extra)
+    write_report(run.report, metrics, examples, (png, gain), div, maps, extra)

@@ -36,12 +36,14 @@ from typing import TYPE_CHECKING
 from halluscan import atomic, provenance
 from halluscan.errors import HalluscanError
 from halluscan.models.sites import first_layer
+from halluscan.positions import BANK_POSITION
 from halluscan.provenance import ModelInfo
 from halluscan.records import BANK_SETTINGS, Example, Generation, JsonObject
 from halluscan.store.layout import Layout, SiteLayout
 from halluscan.study.config import StudyConfig
 
 if TYPE_CHECKING:
+    from halluscan.probes.sweep import SweepResult
     from halluscan.store import ActivationStore
 
 RUNS_DIR = StudyConfig.runs_dir
@@ -71,6 +73,7 @@ LAYOUT = {
     "provenance": "provenance.json",
     "report": "report.html",
     "heatmap_png": "heatmap.png",
+    "heatmap_gain_png": "heatmap_gain.png",
     "heatmap_html": "heatmap.html",
     "answer_choice": "answer_choice.json",
     "lock": ".lock",
@@ -96,6 +99,7 @@ class RunDir:
     provenance: Path = field(init=False, repr=False)
     report: Path = field(init=False, repr=False)  # the report
     heatmap_png: Path = field(init=False, repr=False)  # the probe AUC heatmap
+    heatmap_gain_png: Path = field(init=False, repr=False)  # its gain over layer 0
     heatmap_html: Path = field(init=False, repr=False)  # the interactive heatmap
     answer_choice: Path = field(init=False, repr=False)  # what `halluscan choose` found
     lock: Path = field(init=False, repr=False)  # the lock file (see ``hold``)
@@ -273,16 +277,17 @@ def stored_config(store: ActivationStore) -> StudyConfig:
 
 
 def bank_meta(
-    cfg: StudyConfig, prov: JsonObject, best_layer: int | None, kind: str = "own"
+    cfg: StudyConfig, prov: JsonObject, sweep: SweepResult | None, kind: str = "own"
 ) -> JsonObject:
     """What a probe bank records of its study.
 
-    Model, data, and the prompt and stopping that scoring must reuse.
+    Model, data, and the prompt and stopping that scoring must reuse; and the cell it reads.
 
-
-    ``best_layer`` (the sweep's best layer at the bank's position) becomes the verdict's probe; a
-    missing or negative one (no best cell) is left out. ``kind``: ``own`` (trained on the model's
-    own answers) or ``given`` (on given true and false answers).
+    The sweep's best layer at the bank's position becomes the verdict's probe (``best_layer``),
+    with its cross-validated AUC on the training run (``train_auc``, ``train_auc_ci95``): the
+    best of the position's layers, so somewhat optimistic. Without a best cell both are left
+    out. ``kind``: ``own`` (trained on the model's own answers) or ``given`` (on given true and
+    false answers).
     """
     meta = {
         "site": cfg.site,
@@ -292,8 +297,15 @@ def bank_meta(
     }
     meta["kind"] = kind
     meta |= {k: getattr(cfg, k) for k in BANK_SETTINGS}
-    if isinstance(best_layer, int) and best_layer >= 0:
-        meta["best_layer"] = best_layer
+    if sweep is not None and BANK_POSITION in sweep.positions:
+        layer, auc = sweep.best(BANK_POSITION)
+        if layer >= 0:
+            lo, hi = sweep.interval(layer, BANK_POSITION)
+            meta |= {
+                "best_layer": layer,
+                "train_auc": round(auc, 4),
+                "train_auc_ci95": [round(lo, 4), round(hi, 4)],
+            }
     return meta
 
 

@@ -5,8 +5,9 @@ One study per dataset on one model, the probe against the baselines on each, and
 
 Each dataset's study lives in ``runs/NAME/<dataset>/`` and is an ordinary study (it resumes, and
 a finished one is not run again). ``runs/NAME/suite.json`` and ``suite.html`` gather, per
-dataset, the accuracy, the best exact-answer cell with its interval, its gain over layer 0 and
-over every baseline, and the train x test matrix of best-cell AUCs (``halluscan probe --runs``).
+dataset, the accuracy, the nested headline cell with its interval, the strongest control and the
+gain over it, and the train x test matrix of AUCs at each training run's cell, with their gains
+over the test run's logits (``halluscan probe --runs``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
 
 from halluscan import atomic
 from halluscan.analyses.results import Suite, SuiteStudy, Transfer
@@ -67,23 +66,14 @@ def run_suite(cfg: StudyConfig, datasets: list[str]) -> Suite:
             log.warning(
                 "suite: %s done (%s)", name, "resumed" if results[name].wall_s < 1 else "ran"
             )
-        probed = [n for n in names if results[n].best_cell is not None]
+        probed = [n for n in names if results[n].headline is not None]
         matrix = (
             transfer_matrix([root.root / n for n in probed], cfg.site, cfg.probe_c)
             if len(probed) > 1
-            else None
+            else Transfer(probed, [])
         )
-        suite = Suite(
-            cfg.name,
-            cfg.model,
-            results,
-            Transfer(probed, _rows(matrix) if matrix is not None else []),
-            round(time.perf_counter() - t0, 1),
-        )
+        matrix = replace(matrix, runs=probed)  # named by dataset, not by folder
+        suite = Suite(cfg.name, cfg.model, results, matrix, round(time.perf_counter() - t0, 1))
         atomic.write_json(root.suite_json, metrics_io.to_json(suite))
         write_suite_report(root.suite_html, suite)
     return suite
-
-
-def _rows(m: np.ndarray) -> list[list[float | None]]:
-    return [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in m]

@@ -1,0 +1,133 @@
+"""The sceptic's stage: the headline cell by nested selection, every control, the locator audit.
+
+It reads the activations the checks need from the store and hands arrays to the maths in
+:mod:`halluscan.analyses` (:mod:`~halluscan.analyses.nested`, :mod:`~halluscan.analyses.controls`,
+:mod:`~halluscan.analyses.locator`, :mod:`~halluscan.analyses.verdict`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from halluscan.analyses import controls as ctl
+from halluscan.analyses.baselines import Scores
+from halluscan.analyses.locator import LocatorAudit, audit
+from halluscan.analyses.nested import Nested, NestedRun, nested, pick, score_cell
+from halluscan.analyses.verdict import LAST_Q, Headline, headline, warnings
+from halluscan.positions import EXACT, Cell
+from halluscan.probes.features import Features
+from halluscan.probes.sweep import SweepResult
+from halluscan.records import CV, Example
+from halluscan.store import ActivationStore
+from halluscan.study.arrays import store_features
+from halluscan.study.context import StudyContext
+
+SAME_POSITION, EVERY_EXACT = (
+    "layer 0 at the same position",
+    "layer 0 at every exact-answer position",
+)
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What the checks found: the nested cell, the comparisons, the headline, the locator audit."""
+
+    nested: Nested
+    versus: dict[str, ctl.Compared]
+    headline: Headline
+    audit: LocatorAudit
+    warnings: list[str]
+
+
+def heat_max(sweep: SweepResult) -> tuple[float | None, Cell | None]:
+    """The heatmap's best exact-answer cell and its AUC (the optimistic maximum over cells)."""
+    best: tuple[float | None, Cell | None] = (None, None)
+    for p in sweep.positions:
+        layer, auc = sweep.best(p)
+        if p in EXACT and layer >= 0 and (best[0] is None or auc > best[0]):
+            best = (auc, Cell(p, layer))
+    return best
+
+
+def identity(
+    features: Features, y: np.ndarray, run: NestedRun, cv: CV, device: str
+) -> dict[str, np.ndarray]:
+    """Token identity per fold: layer 0 at each fold's picked position, and at every exact one."""
+    layer0 = features.layers.index(0) if 0 in features.layers else 0
+    exact = [p for p in EXACT if p in features.positions]
+    every = torch.cat([features.at(p)[:, layer0] for p in exact], dim=-1)[:, None]  # [n, 1, 4d]
+    same, together = [], []
+    for cell, split in zip(run.result.picks, run.splits, strict=True):
+        same.append(score_cell(features.at(cell.position), layer0, y, split, cv, device))
+        together.append(score_cell(every, 0, y, split, cv, device))
+    return {SAME_POSITION: np.array(same), EVERY_EXACT: np.array(together)}
+
+
+def last_q(
+    features: Features, y: np.ndarray, groups: np.ndarray, run: NestedRun, cv: CV, device: str
+) -> np.ndarray:
+    """The last_q probe on each fold's rows, its layer picked on the training rows alone."""
+    x = {"last_q": features.at("last_q")}
+    valid = {"last_q": features.has("last_q")}
+    layers = list(features.layers)
+    out = []
+    for tr, te in run.splits:
+        cell = pick(x, valid, layers, y, groups, tr, cv, device)
+        out.append(
+            np.nan
+            if cell is None
+            else score_cell(x["last_q"], layers.index(cell.layer), y, (tr, te), cv, device)
+        )
+    return np.array(out)
+
+
+def cheap(examples: list[Example], y: np.ndarray, run: NestedRun) -> dict[str, np.ndarray]:
+    """The text, the locator's rule, the relation, and all three together, fitted per fold."""
+    texts = [e.response for e in examples]
+    rules = [e.locator if e.exact_span is not None else "none" for e in examples]
+    rels = [e.relation for e in examples]
+    models = {
+        ctl.TEXT_ONLY: ctl.text_model(texts, y),
+        ctl.RULE: ctl.category_model([(r,) for r in rules], y),
+        ctl.RULE_RELATION: ctl.category_model(list(zip(rules, rels, strict=True)), y),
+        ctl.CHEAP: ctl.text_model(texts, y, list(zip(rules, rels, strict=True))),
+        "relation": ctl.category_model([(r,) for r in rels], y),
+    }
+    return {name: ctl.fitted(m, y, run.splits) for name, m in models.items()}
+
+
+def run_checks(
+    ctx: StudyContext,
+    store: ActivationStore,
+    examples: list[Example],
+    sweep: SweepResult,
+    scores: Scores,
+) -> Checks | None:
+    """Every check of a study (None when no exact-answer cell can be nested)."""
+    cv, device = ctx.config.cv, ctx.probe_device
+    y = np.array([0 if e.correct else 1 for e in examples], dtype=np.int64)
+    groups = np.array([e.qid for e in examples])
+    features = store_features(store, ctx.site)
+    run = nested(
+        features, y, list(groups), [p for p in EXACT if p in features.positions], cv, device
+    )
+    if run is None:
+        return None
+    probe = np.array(run.result.per_fold)
+    n = run.result.n
+    per_fold = {**identity(features, y, run, cv, device), **cheap(examples, y, run)}
+    versus = {name: ctl.compare(probe, aucs, n, "control") for name, aucs in per_fold.items()}
+    if "last_q" in features.positions:
+        versus[LAST_Q] = ctl.compare(
+            probe, last_q(features, y, groups, run, cv, device), n, "probe"
+        )
+    for name, score in scores.items():
+        aucs, orientation = ctl.oriented(score, y, run.splits)
+        rows = sum(int(np.isfinite(score[te]).sum()) for _, te in run.splits)
+        versus[name] = ctl.compare(probe, aucs, rows, "baseline", orientation)
+    head = headline(run.result, versus, examples, heat_max(sweep))
+    found = audit(examples, features, y, head.position, cv, device)
+    return Checks(run.result, versus, head, found, warnings(versus, head))
