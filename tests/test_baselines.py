@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from halluscan.analyses.baselines import compare, fold_aucs, logprob_scores
-from halluscan.positions import Cell
-from halluscan.probes.sweep import SweepResult, folds_for
+from halluscan.analyses.baselines import logprob_scores
 from halluscan.records import Example, GenerateOptions, Span
 from tests.conftest import tiny_folder
 
@@ -90,38 +88,6 @@ def test_the_eight_scores_follow_the_reference_formulas_and_point_to_wrong():
     assert np.isnan(missing["logprob_min_exact_answer"][0]) and not np.isnan(
         missing["logprob_min_response"][0]
     )
-
-
-def test_baselines_are_scored_on_the_probe_cells_folds_with_paired_gains():
-    rng = np.random.default_rng(0)
-    n, folds = 60, 5
-    y = np.array([i % 2 for i in range(n)])
-    exs = [
-        example(f"q{i}", (-(0.2 + y[i] + rng.random()),), (1.0,), Span(0, 4), not y[i])
-        for i in range(n)
-    ]
-    splits = folds_for(y, [e.qid for e in exs], folds, 0)
-    per_fold = np.full((folds, 2, 1), 0.9)
-    per_fold[:, 0, 0] = np.linspace(0.6, 0.7, folds)  # layer 0
-    sweep = SweepResult(
-        [0, 1],
-        ["exact_answer_last"],
-        per_fold.mean(0),
-        per_fold.std(0),
-        [n],
-        folds,
-        per_fold=per_fold,
-    )
-    scores = logprob_scores(exs)
-    out = compare(sweep, exs, y, scores, Cell("exact_answer_last", 1), seed=0)
-    head = out.headline
-    assert head.gain_over_layer0 == pytest.approx(0.25) and head.clear
-    b = out.baselines["logprob_mean_response"]
-    want = fold_aucs(scores["logprob_mean_response"], y, splits)
-    assert b.auc == pytest.approx(want.mean()) and b.n == n
-    assert b.gain == pytest.approx(0.9 - want.mean()) and b.probe_clear == (b.gain_ci95[0] > 0)
-    # a constant score: ties
-    assert out.baselines["entropy_mean_response"].auc == pytest.approx(0.5)
 
 
 def test_p_true_reads_the_true_options_letter_in_both_orders(lm, monkeypatch):

@@ -211,22 +211,28 @@ def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):
         g.best.layer,
     )
     assert "given_bank" in m.timings_s and "given_answers_in_generation" in m.timings_s
-    # the baselines ride along (issue 14): 8 log-prob scores and p(True), on the best cell's folds
+    # the baselines ride along (issue 14): 8 log-prob scores and p(True), on the nested folds,
+    # beside the cheap controls (issue 22)
     assert {
         "logprob_min_exact_answer",
         "p_true_true_first",
         "p_true_mean",
         "sampling_consistency",
-    } <= set(m.baselines)
-    assert m.headline.layer == m.finding.best_exact_layer and "p_true" in m.timings_s
+        "text",
+        "rule",
+        "text+rule+relation",
+        "layer 0 at the same position",
+    } <= set(m.versus)
+    assert m.versus["p_true_mean"].orientation in ("higher = wrong", "lower = wrong", "mixed")
+    assert "p_true" in m.timings_s and "checks" in m.timings_s
+    assert m.headline.strongest in m.versus and m.finding.strongest_control == m.headline.strongest
     # --samples 2: the types of error, and a probe for those with enough questions
     types = m.error_types.types
     assert m.error_types.samples == 2 and sum(t.count for t in types.values()) > 0
     assert "Types of error" in run.report.read_text()
     # the headline, at the top
     top = run.report.read_text().split("class='finding'>")[1].split("</div>")[0]
-    assert "Gain over token identity" in top and f"<b>{m.headline.gain_over_layer0:.3f}</b>" in top
-    assert "beats every baseline" in top
+    assert "the strongest cheap control" in top and f"<b>{m.headline.gain:.3f}</b>" in top
     assert "Given answers: scoring an answer the model did not write" in run.report.read_text()
     assert run.heatmap_given_png.is_file()
 
@@ -312,10 +318,11 @@ def test_score_chooses_the_bank_by_what_it_is_given(tiny, monkeypatch, tmp_path)
 
     class FakeBank:
         meta: dict = {}
+        position = "exact_answer_last"
 
     monkeypatch.setattr("halluscan.probes.bank.ProbeBank.load", lambda folder: FakeBank())
     monkeypatch.setattr(
-        "halluscan.scan.Scanner", lambda lm, bank, **kw: argparse.Namespace(kind="k")
+        "halluscan.scan.Scanner", lambda lm, bank, **kw: argparse.Namespace(kind="k", layer=1)
     )
     monkeypatch.setattr("halluscan.models.load_model", lambda *a, **kw: None)
     base = ["score", "--question", "Q?", "--out", str(tmp_path)]
@@ -353,7 +360,11 @@ def test_a_suite_runs_a_study_per_dataset_and_resumes(tiny, capsys):
 
     from halluscan.study.runs import RunDir
 
-    shutil.copy(tiny / "q.csv", tiny / "q2.csv")
+    # the same kind of questions, but other ones: a transfer test (the same ones would be refused)
+    rows = (tiny / "q.csv").read_text().splitlines()
+    (tiny / "q2.csv").write_text(
+        "\n".join([rows[0]] + [r.replace(" of ", " of the country ", 1) for r in rows[1:]]) + "\n"
+    )
     flags = [
         "--model",
         str(tiny / "model"),
@@ -371,14 +382,21 @@ def test_a_suite_runs_a_study_per_dataset_and_resumes(tiny, capsys):
     assert list(s["datasets"]) == ["q", "q2"] and s["transfer"]["runs"] == ["q", "q2"]
     d = s["datasets"]["q"]
     assert (
-        d["best_cell"]["position"].startswith("exact_answer")
-        and "logprob_mean_response" in d["baselines"]
+        d["headline"]["position"].startswith("exact_answer")
+        and "logprob_mean_response" in d["versus"]
+        and d["headline"]["strongest"] in d["versus"]
     )
-    assert len(s["transfer"]["best_auc"]) == 2 and all(
-        v is not None for row in s["transfer"]["best_auc"] for v in row
-    )
-    assert "Do the probes transfer?" in root.suite_html.read_text()
-    assert "q: accuracy" in capsys.readouterr().out
+    t = s["transfer"]
+    # fixed-cell AUCs everywhere (the diagonal: each study's nested AUC); the optimistic maximum
+    # over the test cells is at least the fixed cell's
+    assert len(t["auc"]) == 2 and all(v is not None for row in t["auc"] for v in row)
+    assert t["auc"][0][0] == d["headline"]["auc"]
+    assert t["max_auc"][0][1] >= t["auc"][0][1] and t["max_auc"][0][0] is None
+    page = root.suite_html.read_text()
+    assert "Do the probes transfer?" in page and "strongest control" in page
+    assert "at the cell chosen on the training run" in page
+    out = capsys.readouterr().out
+    assert "q: accuracy" in out and "strongest control" in out
     assert main(args) == 0  # finished studies are not run again
     again = json.loads(root.suite_json.read_text())
     assert all(again["datasets"][n]["wall_s"] < 1.0 for n in ("q", "q2"))

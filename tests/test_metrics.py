@@ -10,7 +10,42 @@ from halluscan.analyses.results import Metrics
 from halluscan.errors import HalluscanError
 from halluscan.study import metrics as metrics_io
 from halluscan.study.runs import RunDir
-from tests.test_report import metrics as sample
+from tests.test_report import metrics
+
+NEW_IN_3 = ("headline", "versus", "locator_audit")
+NEW_FINDING = ("strongest_control", "gain_over_strongest", "gain_ci95", "beats_strongest")
+
+
+def sample():
+    """The keys a version-1 or -2 study wrote: no nested headline, controls or locator audit."""
+    m = {k: v for k, v in metrics().items() if k not in NEW_IN_3}
+    m["finding"] = {k: v for k, v in m["finding"].items() if k not in NEW_FINDING}
+    m["finding"]["warnings"] = []
+    return m
+
+
+def test_a_version_2_file_drops_the_old_headline_and_baselines_and_reads_the_rest(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    old = {
+        **sample(),
+        "schema_version": 2,
+        "headline": {"gain_over_layer0": 0.1},  # the old shape: read as absent
+        "baselines": {"logprob_mean_response": {"auc": 0.6}},
+    }
+    run.metrics.write_text(json.dumps(old))
+    m = metrics_io.read(run)
+    assert m.headline is None and m.versus is None and m.summary.accuracy == 0.5
+
+
+def test_a_version_3_file_round_trips_with_its_headline(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.metrics.write_text(json.dumps({**metrics(), "schema_version": 3}))
+    m = metrics_io.read(run)
+    assert m.headline.strongest == "text+rule+relation" and not m.headline.clear
+    assert m.versus["logprob_min_exact_answer"].orientation == "lower = wrong"
+    assert m.locator_audit.rules["none"] == {"correct": 0, "wrong": 1}
 
 
 def test_a_file_without_a_schema_version_reads_as_version_1_and_writes_back_the_same(tmp_path):

@@ -42,6 +42,54 @@ def metrics(positions=("last_q", "exact_answer_last")):
             "exact_beats_last_q": False,
             "exact_beats_layer0": True,
             "exact_beats_relation_prior": True,
+            "strongest_control": "text+rule+relation",
+            "gain_over_strongest": -0.06,
+            "gain_ci95": [-0.1, -0.02],
+            "beats_strongest": False,
+            "warnings": [
+                "the locator's rule alone predicts the label (AUC 0.660, interval from 0.610)"
+            ],
+        },
+        "headline": {
+            "position": "exact_answer_last",
+            "layer": 2,
+            "auc": 0.74,
+            "ci95": [0.70, 0.78],
+            "n": 40,
+            "n_wrong": 18,
+            "left_out": {"correct": 0, "wrong": 3},
+            "strongest": "text+rule+relation",
+            "strongest_auc": 0.80,
+            "strongest_ci95": [0.75, 0.85],
+            "gain": -0.06,
+            "gain_ci95": [-0.1, -0.02],
+            "clear": False,
+            "n_cells": 3,
+            "max_auc": 0.71,
+            "max_cell": {"position": "exact_answer_last", "layer": 2},
+        },
+        "versus": {
+            name: {
+                "kind": kind,
+                "auc": auc,
+                "ci95": [auc - 0.05, auc + 0.05],
+                "n": 40,
+                "gain": 0.74 - auc,
+                "gain_ci95": [0.7 - auc, 0.78 - auc],
+                "probe_clear": 0.7 - auc > 0,
+                **({"orientation": "lower = wrong"} if kind == "baseline" else {}),
+            }
+            for name, kind, auc in (
+                ("text+rule+relation", "control", 0.80),
+                ("rule", "control", 0.66),
+                ("layer 0 at the same position", "control", 0.6),
+                ("logprob_min_exact_answer", "baseline", 0.62),
+            )
+        },
+        "locator_audit": {
+            "rules": {"relation": {"correct": 2, "wrong": 1}, "none": {"correct": 0, "wrong": 1}},
+            "left_out": {"correct": 0.0, "wrong": 0.5},
+            "shared_rules": ["relation"],
         },
         "timings_s": {"probe_sweep": 1.25},
         "provenance": {
@@ -74,7 +122,7 @@ def report(tmp_path, m):
     png.write_bytes(b"\x89PNG fake")
     record = from_json(Metrics, m)
     return write_report(
-        tmp_path / "report.html", record, EXAMPLES, png, "<div>plot</div>"
+        tmp_path / "report.html", record, EXAMPLES, (png, png), "<div>plot</div>"
     ).read_text(encoding="utf-8")
 
 
@@ -83,20 +131,38 @@ def test_metrics_round_trip_through_json():
     assert to_json(from_json(Metrics, m)) == {**m, "probe_bank": None, "timings_s": m["timings_s"]}
 
 
-def test_report_without_last_q_says_n_a(tmp_path):
+def test_the_finding_box_names_the_strongest_control_and_says_when_the_probe_loses(tmp_path):
     html = report(tmp_path, metrics(positions=("exact_answer_last",)))
-    assert "beats the best <code>last_q</code> cell (0.710 vs n/a)" in html
+    box = html.split("<div class='finding'>")[1].split("</div>")[0]
+    assert "the probe does <b>not</b> beat the strongest cheap control" in box
+    assert "text + rule + relation" in box or "text+rule+relation" in box
+    assert "gain <b>-0.060</b> (95 % interval -0.100 – -0.020)" in box
+    assert "n = 40 answers (18 wrong)" in box and "0 correct and 3 wrong" in box
+    assert "maximum over its 3 exact-answer cells reads 0.710" in box and "optimistic" in box
+    assert "Warning</span>: the locator&#x27;s rule alone predicts the label" in box
+    # the locator audit: rule x class, and the share of each class left out
+    assert "<td>relation</td><td>2</td><td>1</td>" in html and "50.0% of wrong answers" in html
     assert "<mark>Paris</mark>" in html
+
+
+def test_without_a_nested_cell_the_box_gives_the_maximum_labelled_optimistic(tmp_path):
+    m = metrics()
+    del m["headline"]
+    box = report(tmp_path, m).split("<div class='finding'>")[1].split("</div>")[0]
+    assert "AUC 0.710 (the maximum over the heatmap's cells" in box and "optimistic" in box
 
 
 @pytest.mark.parametrize(
     "edit",
     [
         lambda m: m["controls"].update(layer0_exact_auc=None, layer0_last_q_auc=float("nan")),
-        lambda m: m["finding"].update(
-            best_exact_position="", best_exact_layer=-1, best_exact_auc=float("nan")
+        lambda m: (
+            m.pop("headline")
+            and m["finding"].update(
+                best_exact_position="", best_exact_layer=-1, best_exact_auc=float("nan")
+            )
         ),
-        lambda m: m["best_cells"]["last_q"].update(auc=None, std=None, ci95=None),
+        lambda m: m["headline"].update(strongest_auc=None, gain=None, gain_ci95=None),
         lambda m: m["best_cells"]["exact_answer_last"].update(std=float("nan"), ci95=[None, None]),
         lambda m: m.update(accuracy=None, locator_agreement_correct=None),
     ],
@@ -136,6 +202,6 @@ def test_a_missing_heatmap_is_a_clear_error(tmp_path):
             tmp_path / "report.html",
             from_json(Metrics, metrics()),
             EXAMPLES,
-            tmp_path / "nope.png",
+            (tmp_path / "nope.png", tmp_path / "nope.png"),
             "",
         )

@@ -4,7 +4,7 @@ import torch
 
 from halluscan.errors import HalluscanError
 from halluscan.store import ActivationStore
-from halluscan.study.transfer import transfer_matrix, transfer_stores
+from halluscan.study.transfer import Side, fixed_cell, transfer_matrix, transfer_stores
 from tests.conftest import example
 
 LAYOUT = {
@@ -14,7 +14,13 @@ LAYOUT = {
 }
 
 
-def make_store(root, n, seed, signal_layer=1, flip=False, provenance=None, dims=8):
+def make_store(
+    root, n, seed, signal_layer=1, flip=False, provenance=None, dims=8, questions=None, extra=None
+):
+    """A store of ``n`` answers; wrong ones shift feature 0 at ``signal_layer``.
+
+    Each store asks its own questions (named after its folder) unless ``questions`` names them.
+    """
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
     x = rng.normal(size=(n, 2, 2, dims)).astype(np.float32)
@@ -25,7 +31,17 @@ def make_store(root, n, seed, signal_layer=1, flip=False, provenance=None, dims=
     s.append(
         {"residual": torch.from_numpy(x)},
         np.ones((n, 2), bool),
-        [example(str(i), correct=not y[i]).to_json() for i in range(n)],
+        [
+            example(
+                str(i),
+                correct=not y[i],
+                **{
+                    "question": (questions or f"{root} {{}}?").format(i),
+                    **(extra(i, y[i]) if extra else {}),
+                },
+            ).to_json()
+            for i in range(n)
+        ],
     )
     return s
 
@@ -43,7 +59,9 @@ def test_matrix_and_mismatch(tmp_path):
     make_store(tmp_path / "a", 120, 0)
     make_store(tmp_path / "b", 120, 1)
     m = transfer_matrix([tmp_path / "a", tmp_path / "b"], "residual")
-    assert np.isnan(m[0, 0]) and m[0, 1] > 0.8 and m[1, 0] > 0.8  # no metrics.json: no diagonal
+    assert m.auc[0][0] is None and m.auc[1][1] is None  # no metrics.json: no diagonal
+    assert m.auc[0][1] > 0.8 and m.auc[1][0] > 0.8
+    assert m.max_auc[0][1] >= m.auc[0][1]  # the best of the test cells is at least the fixed one
     other = ActivationStore.open_or_create(
         tmp_path / "o", key="k", layout={**LAYOUT, "positions": ["a"]}, provenance={}
     )
@@ -73,13 +91,20 @@ def test_cli_probe_train_test_and_matrix(tmp_path, capsys):
         )
         == 0
     )
-    assert "best cell on" in capsys.readouterr().out
+    printed = capsys.readouterr().out.splitlines()
+    # the fixed cell comes first; the best test cell last, labelled optimistic
+    assert printed[0].startswith(f"at the cell chosen on {tmp_path / 'a'} (")
+    assert printed[1].startswith(f"  AUC on {tmp_path / 'b'} ")
+    assert any("optimistic" in line for line in printed[2:])
     saved = json.loads((out / "transfer.json").read_text())
     assert np.array(saved["auc"]).shape == (2, 2) and (out / "transfer_heatmap.png").is_file()
+    fixed = saved["fixed_cell"]
+    assert fixed["cell"]["layer"] == 1 and fixed["auc"] > 0.8  # layer 1 holds the signal
+    assert 0 <= fixed["ci95"][0] <= fixed["auc"] <= fixed["ci95"][1] <= 1
     assert (
         main(["probe", "--runs", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0
     )
-    assert json.loads((out / "transfer_matrix.json").read_text())["best_auc"][0][1] > 0.8
+    assert json.loads((out / "transfer_matrix.json").read_text())["auc"][0][1] > 0.8
     assert main(["probe", "--train", str(tmp_path / "a"), "--out", str(out)]) == 2
     assert "give --train RUN and --test RUN" in capsys.readouterr().err
 
@@ -116,3 +141,46 @@ def test_runs_of_different_models_or_dims_are_refused(tmp_path):
     assert transfer_stores(g1, g2, "residual").auc.shape == (2, 2)
     same = make_store(tmp_path / "s", 60, 1, provenance=model_prov("org/llama-1b", "abc123"))
     assert transfer_stores(a, same, "residual").auc.shape == (2, 2)
+
+
+def test_a_test_run_on_the_training_questions_is_refused_and_a_few_shared_are_left_out(
+    tmp_path, caplog
+):
+    a = make_store(tmp_path / "a", 120, 0, questions="question {}?")
+    same = make_store(tmp_path / "same", 100, 1, questions="question {}?")  # a subset of a's
+    with pytest.raises(HalluscanError, match="100 of its 100 questions are in .*a; that is no"):
+        transfer_stores(a, same, "residual")
+    # 10 of 120 questions shared: a warning, and they are left out of every number
+    part = make_store(
+        tmp_path / "part",
+        120,
+        3,
+        extra=lambda i, _w: {"question": f"question {i}?"} if i < 10 else {},
+    )
+    f, _ = fixed_cell(Side.of(a, "residual"), Side.of(part, "residual"), "residual")
+    assert f.shared_questions == 10 and f.n == 110
+    assert "10 of 120 questions" in caplog.text
+
+
+def logprobs(i, wrong):
+    """Token log-probabilities that point the wrong way: wrong answers are the confident ones."""
+    rng = np.random.default_rng(i)
+    mean = -0.2 if wrong else -1.2
+    return {
+        "token_logprobs": tuple(mean + 0.5 * rng.standard_normal(2)),
+        "token_entropies": (1.0, 1.0),
+    }
+
+
+def test_transfer_is_judged_against_the_test_runs_logits_oriented_on_the_training_run(tmp_path):
+    a = make_store(tmp_path / "a", 200, 0, extra=logprobs)
+    b = make_store(tmp_path / "b", 200, 1, extra=logprobs)
+    f, _ = fixed_cell(Side.of(a, "residual"), Side.of(b, "residual"), "residual")
+    assert f.cell.layer == 1 and f.chosen_by == "cross-validation on the training run"
+    # the log-prob scores say "higher = wrong" as given; here they point the other way, and are
+    # compared oriented, with the orientation named
+    assert f.baseline is not None and f.baseline_orientation == "lower = wrong"
+    assert f.baseline_auc > 0.8
+    assert f.gain == pytest.approx(f.auc - f.baseline_auc)
+    lo, hi = f.gain_ci95
+    assert -1 <= lo <= f.gain <= hi <= 1

@@ -102,7 +102,11 @@ def nested(
     None when no outer fold can fill its inner folds at any candidate.
     """
     g = np.asarray(groups)
-    x_by_pos = {p: features.at(p) for p in candidates if p in features.positions}
+    # positions with too few answers of a class for the folds are no candidates
+    held = [p for p in candidates if p in features.positions and fits(features.has(p), y, cv.folds)]
+    x_by_pos = {p: features.at(p) for p in held}
+    if not x_by_pos:
+        return None
     valid = {p: features.has(p) for p in x_by_pos}
     layers = list(features.layers)
     picks, aucs, splits = [], [], []

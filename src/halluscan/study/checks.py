@@ -107,13 +107,26 @@ def run_checks(
     scores: Scores,
 ) -> Checks | None:
     """Every check of a study (None when no exact-answer cell can be nested)."""
-    cv, device = ctx.config.cv, ctx.probe_device
+    features = store_features(store, ctx.site)
+    return check(features, examples, sweep, scores, ctx.config.cv, ctx.probe_device)
+
+
+def check(
+    features: Features,
+    examples: list[Example],
+    sweep: SweepResult,
+    scores: Scores,
+    cv: CV,
+    device: str = "cpu",
+) -> Checks | None:
+    """Every check on ``features`` of ``examples`` (None when no exact-answer cell can be nested).
+
+    ``sweep`` gives the heatmap's maximum; ``scores`` are the model's own signals per example.
+    """
     y = np.array([0 if e.correct else 1 for e in examples], dtype=np.int64)
     groups = np.array([e.qid for e in examples])
-    features = store_features(store, ctx.site)
-    run = nested(
-        features, y, list(groups), [p for p in EXACT if p in features.positions], cv, device
-    )
+    exact = [p for p in EXACT if p in features.positions]
+    run = nested(features, y, list(groups), exact, cv, device)
     if run is None:
         return None
     probe = np.array(run.result.per_fold)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 REFUSE_SHARE = 0.5  # refuse when at least this share of the test questions was trained on
 
 
+class SharedQuestions(HalluscanError):
+    """A test run that asks mostly the training run's questions: no transfer test."""
+
+
 @dataclass(frozen=True)
 class TransferHeatmap:
     """AUC per (layer, position) on a test run of probes fitted on a training run."""
@@ -59,7 +64,14 @@ class Side:
     store: ActivationStore
     examples: list[Example]
     y: np.ndarray
-    features: Features
+    site: str
+
+    @cached_property
+    def features(self) -> Features:
+        """The store's features (read when first needed: after the stores were checked)."""
+        if not self.examples:
+            raise HalluscanError(f"{self.store.root}: the store holds no answers; run its study")
+        return store_features(self.store, self.site)
 
     @classmethod
     def of(cls, store: ActivationStore, site: str) -> Side:
@@ -67,7 +79,7 @@ class Side:
         root = Path(store.root)
         run = RunDir(root.parent if root.name == RunDir(root).store.name else root)
         examples = study_examples(store)
-        return cls(run, store, examples, wrong_labels(examples), store_features(store, site))
+        return cls(run, store, examples, wrong_labels(examples), site)
 
     @classmethod
     def open(cls, folder: str | Path, site: str) -> Side:
@@ -94,7 +106,7 @@ def new_questions(train: Side, test: Side) -> np.ndarray:
     n_q = len({e.qid for e in test.examples})
     shared = len({e.qid for e, f in zip(test.examples, fresh, strict=True) if not f})
     if n_q and shared / n_q >= REFUSE_SHARE:
-        raise HalluscanError(
+        raise SharedQuestions(
             f"{test.run.root}: {shared} of its {n_q} questions are in {train.run.root}; that is "
             "no transfer test. Use a test run on other questions"
         )
@@ -208,6 +220,7 @@ def transfer_matrix(
     """Fixed-cell AUC, gain over the logits and optimistic maximum for every (train, test) pair.
 
     The diagonal is each run's nested AUC and its gain over its strongest oriented logit baseline.
+    A pair whose test run asks mostly the training run's questions stays empty (None).
     """
     sides = [Side.open(r, site) for r in runs]
     k = len(runs)
@@ -219,7 +232,11 @@ def transfer_matrix(
             if i == j:
                 auc[i][j], gain[i][j] = _own(a)
                 continue
-            f, _ = fixed_cell(a, b, site, c, device)
+            try:
+                f, _ = fixed_cell(a, b, site, c, device)
+            except SharedQuestions as e:  # that pair is no transfer test; the others still are
+                log.warning("transfer: %s", e)
+                continue
             auc[i][j], gain[i][j], top[i][j] = f.auc, f.gain, f.max_auc
     return Transfer([str(r) for r in runs], auc, gain, top)
 
