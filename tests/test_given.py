@@ -354,9 +354,8 @@ def test_a_label_needs_an_answer_and_a_known_value(tiny, tmp_path, capsys):
 def test_a_suite_runs_a_study_per_dataset_and_resumes(tiny, capsys):
     """Issue 14.
 
-    `halluscan suite` (here on two copies of the tiny CSV), its files, transfer, and resume.
+    `halluscan suite` (on the tiny CSV and a reworded copy), its files, transfer, and resume.
     """
-    import shutil
 
     from halluscan.study.runs import RunDir
 
