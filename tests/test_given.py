@@ -224,7 +224,7 @@ def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):
         "layer 0 at the same position",
     } <= set(m.versus)
     assert m.versus["p_true_mean"].orientation in ("higher = wrong", "lower = wrong", "mixed")
-    assert "p_true" in m.timings_s and "checks" in m.timings_s
+    assert "p_true" in m.timings_s and {"nested_selection", "controls"} <= set(m.timings_s)
     assert m.headline.strongest in m.versus and m.finding.strongest_control == m.headline.strongest
     # --samples 2: the types of error, and a probe for those with enough questions
     types = m.error_types.types

@@ -76,8 +76,8 @@ def bank_line(meta: JsonObject, position: str, layer: int) -> str:
         return line + "; no cross-validated AUC recorded for this layer"
     lo, hi = ci if isinstance(ci, list) and len(ci) == 2 else (float("nan"), float("nan"))
     return line + (
-        f"; cross-validated AUC there {auc:.3f} ({lo:.3f}–{hi:.3f}), on {name}: on other data it "
-        "can be far lower (measure it with `halluscan probe --train RUN --test OTHER`)"
+        f"; cross-validated AUC there {auc:.3f} ({lo:.3f}–{hi:.3f}) on {name}, the best of its "
+        "layers: on other data it can be far lower (`halluscan probe --train RUN --test OTHER`)"
     )
 
 

@@ -162,9 +162,10 @@ def _cells(m: Metrics) -> str:
             rows.append((p, c.layer, num(c.auc), ci, num(c.std), "yes" if c.informative else "no"))
     head = ("position", "layer", "AUC (mean)", "95 % interval", "fold std", "informative")
     return f"""<h2>Best cell per position</h2>
-<p class="muted">Interval: 95 % Student-t interval of the mean over folds. Informative: the
-interval's lower end
-clears both controls (relation only, and layer 0 at the same position).</p>
+<p class="muted">Each row is the best of the position's layers on the folds that score it, so
+it is optimistic (the finding box gives the nested estimate). Interval: 95 % Student-t interval
+of the mean over folds. Informative: the interval's lower end clears both heatmap-wide controls
+(relation only, and layer 0 at the same position).</p>
 {table(rows, head)}"""
 
 
@@ -183,7 +184,9 @@ def _controls(m: Metrics) -> str:
         ("layer 0 at the exact-answer positions (best)", num(c.layer0_exact_auc)),
         ("layer 0 at last_q", num(c.layer0_last_q_auc)),
     ]
-    return f"""<h2>Controls</h2>
+    return f"""<h2>Heatmap-wide controls</h2>
+<p class="muted">On every answer with the position (the paired comparison on the headline's own
+folds is in the table "Is it the model, or the answer's text?").</p>
 {table(rows, ("control", "AUC"))}
 {_accuracy(m)}"""
 

@@ -7,6 +7,8 @@ It reads the activations the checks need from the store and hands arrays to the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +17,7 @@ import torch
 from halluscan.analyses import controls as ctl
 from halluscan.analyses.baselines import Scores
 from halluscan.analyses.locator import LocatorAudit, audit
-from halluscan.analyses.nested import Nested, NestedRun, nested, pick, score_cell
+from halluscan.analyses.nested import Nested, NestedRun, Positions, choose, nested, score_cell
 from halluscan.analyses.verdict import LAST_Q, Headline, headline, warnings
 from halluscan.positions import EXACT, Cell
 from halluscan.probes.features import Features
@@ -70,16 +72,18 @@ def last_q(
     features: Features, y: np.ndarray, groups: np.ndarray, run: NestedRun, cv: CV, device: str
 ) -> np.ndarray:
     """The last_q probe on each fold's rows, its layer picked on the training rows alone."""
-    x = {"last_q": features.at("last_q")}
+    x = Positions(features, ["last_q"])
     valid = {"last_q": features.has("last_q")}
     layers = list(features.layers)
+    trains = [tr for tr, _ in run.splits]
     out = []
-    for tr, te in run.splits:
-        cell = pick(x, valid, layers, y, groups, tr, cv, device)
+    for cell, split in zip(
+        choose(x, valid, layers, y, groups, trains, cv, device), run.splits, strict=True
+    ):
         out.append(
             np.nan
             if cell is None
-            else score_cell(x["last_q"], layers.index(cell.layer), y, (tr, te), cv, device)
+            else score_cell(x["last_q"], layers.index(cell.layer), y, split, cv, device)
         )
     return np.array(out)
 
@@ -99,16 +103,25 @@ def cheap(examples: list[Example], y: np.ndarray, run: NestedRun) -> dict[str, n
     return {name: ctl.fitted(m, y, run.splits) for name, m in models.items()}
 
 
+Clock = Callable[[str], AbstractContextManager[None]]  # times a named stage (the study's Timer)
+
+
+def untimed(_stage: str) -> AbstractContextManager[None]:
+    """A clock that times nothing."""
+    return nullcontext()
+
+
 def run_checks(
     ctx: StudyContext,
     store: ActivationStore,
     examples: list[Example],
     sweep: SweepResult,
     scores: Scores,
+    clock: Clock = untimed,
 ) -> Checks | None:
     """Every check of a study (None when no exact-answer cell can be nested)."""
     features = store_features(store, ctx.site)
-    return check(features, examples, sweep, scores, ctx.config.cv, ctx.probe_device)
+    return check(features, examples, sweep, scores, ctx.config.cv, ctx.probe_device, clock)
 
 
 def check(
@@ -118,17 +131,39 @@ def check(
     scores: Scores,
     cv: CV,
     device: str = "cpu",
+    clock: Clock = untimed,
 ) -> Checks | None:
     """Every check on ``features`` of ``examples`` (None when no exact-answer cell can be nested).
 
     ``sweep`` gives the heatmap's maximum; ``scores`` are the model's own signals per example.
+    ``clock`` times the nested selection and the controls (stages ``nested_selection`` and
+    ``controls``).
     """
     y = np.array([0 if e.correct else 1 for e in examples], dtype=np.int64)
     groups = np.array([e.qid for e in examples])
     exact = [p for p in EXACT if p in features.positions]
-    run = nested(features, y, list(groups), exact, cv, device)
+    with clock("nested_selection"):
+        run = nested(features, y, list(groups), exact, cv, device)
     if run is None:
         return None
+    with clock("controls"):
+        versus = controls(features, examples, y, groups, run, scores, cv, device)
+        head = headline(run.result, versus, examples, heat_max(sweep))
+        found = audit(examples, features, y, head.position, cv, device)
+    return Checks(run.result, versus, head, found, warnings(versus, head))
+
+
+def controls(
+    features: Features,
+    examples: list[Example],
+    y: np.ndarray,
+    groups: np.ndarray,
+    run: NestedRun,
+    scores: Scores,
+    cv: CV,
+    device: str,
+) -> dict[str, ctl.Compared]:
+    """Every control and baseline against the nested probe, on its folds."""
     probe = np.array(run.result.per_fold)
     n = run.result.n
     per_fold = {**identity(features, y, run, cv, device), **cheap(examples, y, run)}
@@ -141,6 +176,4 @@ def check(
         aucs, orientation = ctl.oriented(score, y, run.splits)
         rows = sum(int(np.isfinite(score[te]).sum()) for _, te in run.splits)
         versus[name] = ctl.compare(probe, aucs, rows, "baseline", orientation)
-    head = headline(run.result, versus, examples, heat_max(sweep))
-    found = audit(examples, features, y, head.position, cv, device)
-    return Checks(run.result, versus, head, found, warnings(versus, head))
+    return versus

@@ -270,8 +270,7 @@ def baselines_stage(
             # `halluscan choose` reuses them
             runs.save_samples(ctx.run, sampled.generations, 1.0, cfg.seed)
             scores["sampling_consistency"] = consistency(ctx, examples, sampled)
-    with timer("checks"):
-        checks = run_checks(ctx, store, examples, result, scores)
+    checks = run_checks(ctx, store, examples, result, scores, timer)
     if checks is None:  # no exact-answer cell had enough examples of both classes
         return m
     m = with_checks(m, checks)

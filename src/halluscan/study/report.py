@@ -50,7 +50,7 @@ def write_study_report(
         return
     assert metrics.provenance is not None
     model, dataset = metrics.provenance.model.model_id, metrics.provenance.dataset.name
-    title = f"{model} · {dataset} · n={len(examples)} · {sweep.folds}-fold CV"
+    base = title = f"{model} · {dataset} · n={len(examples)} · {sweep.folds}-fold CV"
     head = metrics.headline
     if head is not None and head.max_auc is not None and head.auc is not None:
         title += (
@@ -63,7 +63,7 @@ def write_study_report(
         sweep.auc, sweep.layers, sweep.positions, run.heatmap_gain_png, gain_title
     )
     fig = heatmap.heatmap_figure(
-        sweep.auc, sweep.auc_std, sweep.n, sweep.layers, sweep.positions, title
+        sweep.auc, sweep.auc_std, sweep.n, sweep.layers, sweep.positions, base
     )
     write_html(fig, run.heatmap_html)
     div = fig.to_html(include_plotlyjs=True, full_html=False)
