@@ -1,4 +1,4 @@
-"""What the sceptic's checks cost: the controls against the study, nested selection against the sweep.
+"""What the sceptic's checks cost: the controls against the study, nested selection vs the sweep.
 
 1. The default study (bundled model, world-facts, every default), run here into a fresh folder,
    or read from a finished one with ``--run``: its own stage timings give the controls' share
