@@ -11,11 +11,13 @@ if TYPE_CHECKING:
     from halluscan.analyses.transfer import FixedCell
 
 
-def _num(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
+def num_text(v: float | None, spec: str = ".3f") -> str:
+    """A number for the terminal ("n/a" when missing)."""
+    return "n/a" if v is None else format(v, spec)
 
 
-def _ci(ci: tuple[float, float] | None) -> str:
+def ci_text(ci: tuple[float, float] | None) -> str:
+    """A 95 % interval for the terminal."""
     return "no interval" if ci is None else f"95 % {ci[0]:.3f}–{ci[1]:.3f}"
 
 
@@ -25,7 +27,7 @@ def fixed_lines(f: FixedCell) -> list[str]:
     there = "" if f.train_auc is None else f"; nested AUC there {f.train_auc:.3f}"
     lines = [
         f"at the cell chosen on {f.train} ({cell}, by {f.chosen_by}{there}):",
-        f"  AUC on {f.test} {_num(f.auc)} ({_ci(f.ci95)}; bootstrap over its questions), "
+        f"  AUC on {f.test} {num_text(f.auc)} ({ci_text(f.ci95)}; bootstrap over its questions), "
         f"{f.n} answers ({f.n_wrong} wrong)",
     ]
     if f.baseline is None:
@@ -34,8 +36,8 @@ def fixed_lines(f: FixedCell) -> list[str]:
         beats = f.gain_ci95 is not None and f.gain_ci95[0] > 0
         lines += [
             f"  strongest log-prob baseline on {f.test}: {f.baseline} ({f.baseline_orientation}, "
-            f"oriented on {f.train}) {_num(f.baseline_auc)} ({_ci(f.baseline_ci95)})",
-            f"  gain over it {_num(f.gain)} ({_ci(f.gain_ci95)}): the probe "
+            f"oriented on {f.train}) {num_text(f.baseline_auc)} ({ci_text(f.baseline_ci95)})",
+            f"  gain over it {num_text(f.gain)} ({ci_text(f.gain_ci95)}): the probe "
             + ("beats the logits" if beats else "does not beat the logits"),
         ]
     if f.shared_questions:
@@ -43,7 +45,7 @@ def fixed_lines(f: FixedCell) -> list[str]:
     if f.max_cell is not None:
         lines.append(
             f"best of {f.n_cells} test cells: {f.max_cell.position} layer {f.max_cell.layer} "
-            f"{_num(f.max_auc)} (chosen on the test data: optimistic)"
+            f"{num_text(f.max_auc)} (chosen on the test data: optimistic)"
         )
     return lines
 
@@ -53,12 +55,12 @@ def matrix_lines(t: Transfer) -> list[str]:
     width = max(len(r) for r in t.runs)
     lines = ["AUC at the training run's cell (rows: train, columns: test; diagonal: nested AUC)"]
     for name, row in zip(t.runs, t.auc, strict=True):
-        lines.append(f"{name:>{width}}  " + "  ".join(_num(v) for v in row))
+        lines.append(f"{name:>{width}}  " + "  ".join(num_text(v) for v in row))
     lines.append(
         "gain over the test run's strongest log-prob baseline, oriented on the training run"
     )
     for name, row in zip(t.runs, t.gain, strict=True):
-        lines.append(f"{name:>{width}}  " + "  ".join(_num(v) for v in row))
+        lines.append(f"{name:>{width}}  " + "  ".join(num_text(v) for v in row))
     return lines
 
 

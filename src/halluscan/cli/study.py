@@ -9,6 +9,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from halluscan.cli.probe import ci_text, num_text
+
 if TYPE_CHECKING:
     from halluscan.analyses.results import Metrics
 
@@ -33,10 +35,6 @@ def _given_line(m: Metrics) -> list[str]:
     return [line]
 
 
-def _ci(ci: tuple[float, float] | None) -> str:
-    return "no interval" if ci is None else f"{ci[0]:.3f}–{ci[1]:.3f}"
-
-
 def headline_lines(m: Metrics) -> list[str]:
     """The nested probe, the strongest control and the gain over it, and the warnings."""
     h = m.headline
@@ -45,10 +43,11 @@ def headline_lines(m: Metrics) -> list[str]:
     verdict = "the probe beats it" if h.clear else "the probe does NOT beat it"
     lines = [
         f"headline: {h.position} layer {h.layer}, chosen by nested cross-validation among "
-        f"{h.n_cells} cells: AUC {h.auc or 0:.3f} ({_ci(h.ci95)}) on {h.n} answers "
+        f"{h.n_cells} cells: AUC {num_text(h.auc)} ({ci_text(h.ci95)}) on {h.n} answers "
         f"({h.n_wrong} wrong)",
-        f"strongest control: {h.strongest} {h.strongest_auc or 0:.3f} ({_ci(h.strongest_ci95)}); "
-        f"gain {h.gain or 0:+.3f} ({_ci(h.gain_ci95)}): {verdict}",
+        f"strongest control: {h.strongest} {num_text(h.strongest_auc)} "
+        f"({ci_text(h.strongest_ci95)}); gain {num_text(h.gain, '+.3f')} ({ci_text(h.gain_ci95)}): "
+        + verdict,
     ]
     if h.max_cell is not None and h.max_auc is not None:
         lines.append(
@@ -160,8 +159,9 @@ def cmd_suite(args: argparse.Namespace) -> int:
             continue
         print(
             f"{name}: accuracy {d.accuracy:.3f}; nested probe {h.position} layer {h.layer} AUC "
-            f"{h.auc or 0:.3f}; strongest control {h.strongest} {h.strongest_auc or 0:.3f}; gain "
-            f"{h.gain or 0:+.3f}: " + ("the probe beats it" if h.clear else "not beaten")
+            f"{num_text(h.auc)}; strongest control {h.strongest} {num_text(h.strongest_auc)}; "
+            f"gain {num_text(h.gain, '+.3f')}: "
+            + ("the probe beats it" if h.clear else "not beaten")
         )
     if s.transfer.auc:
         print("\n".join(matrix_lines(s.transfer)))
