@@ -25,7 +25,7 @@ from halluscan.analyses.summary import Interval
 from halluscan.positions import Cell
 from halluscan.probes.bank import ProbeBank
 from halluscan.probes.features import Features
-from halluscan.probes.sweep import AUC_BOUNDS, GAIN_BOUNDS, auc_rows
+from halluscan.probes.sweep import AUC_BOUNDS, GAIN_BOUNDS, auc_rows, group_resamples
 from halluscan.records import DEFAULT_C
 
 N_BOOT = 2000
@@ -79,12 +79,8 @@ def paired_bootstrap(
     """AUCs of scores ``a`` and ``b`` for ``y``, and of their difference, resampling groups."""
     both = np.stack([a, b])
     auc = auc_rows(both, y)
-    g = np.unique(np.asarray(groups), return_inverse=True)[1]
-    members = [np.flatnonzero(g == k) for k in range(g.max() + 1)]
-    rng = np.random.default_rng(seed)
     draws = []
-    for _ in range(n_boot):
-        rows = np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
+    for rows in group_resamples(groups, n_boot, seed):
         d = auc_rows(both[:, rows], y[rows])
         if not np.isnan(d).any():
             draws.append(d)

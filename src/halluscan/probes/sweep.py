@@ -8,7 +8,7 @@ Cross-validation folds are stratified by label and grouped by question.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,16 +47,21 @@ def bootstrap_auc(
     auc = float(auc_rows(scores[None], y)[0])
     if np.isnan(auc):
         return auc, None
-    g = np.unique(np.asarray(groups), return_inverse=True)[1]
-    members = [np.flatnonzero(g == k) for k in range(g.max() + 1)]
-    rng = np.random.default_rng(seed)
     draws = []
-    for _ in range(n_boot):
-        rows = np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
+    for rows in group_resamples(groups, n_boot, seed):
         a = auc_rows(scores[rows][None], y[rows])[0]
         if not np.isnan(a):
             draws.append(a)
     return auc, [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+
+
+def group_resamples(groups: Sequence[str], n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """``n_boot`` bootstrap draws of row indices that resample whole groups with replacement."""
+    g = np.unique(np.asarray(groups), return_inverse=True)[1]
+    members = [np.flatnonzero(g == k) for k in range(g.max() + 1)]
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        yield np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
 
 
 def folds_for(
