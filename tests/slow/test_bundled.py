@@ -71,6 +71,7 @@ def test_end_to_end_small_slice(slice_run):
         "report.html",
         "metrics.json",
         "heatmap.png",
+        "heatmap_gain.png",
         "heatmap.html",
         "provenance.json",
         "store/manifest.json",
@@ -91,8 +92,14 @@ def test_end_to_end_small_slice(slice_run):
         "controls",
         "locator_agreement_correct",
         "timings_s",
+        "headline",
+        "versus",
+        "nested",
+        "locator_audit",
     ):
         assert key in saved
+    head = saved["headline"]
+    assert head["strongest"] in saved["versus"] and 0 <= head["ci95"][0] <= head["auc"] <= 1
     assert saved["provenance"]["dataset"]["sha256"] == build_world_facts().sha256
     cell = saved["best_cells"]["exact_answer_last"]
     assert cell["ci95"][0] <= cell["auc"] <= cell["ci95"][1] and isinstance(
@@ -108,7 +115,9 @@ def test_end_to_end_small_slice(slice_run):
     )
     html = (out / "report.html").read_text()
     assert (
-        "Best exact-answer cell" in html
+        "Probe cell, chosen without the test data" in html
+        and "Is it the model, or the answer's text?" in html
+        and "Exact-answer location, audited" in html
         and "data:image/png;base64," in html
         and "plotly" in html.lower()
     )
