@@ -53,6 +53,7 @@ class Dataset:
     entity_vocab: tuple[str, ...] = ()
     # which grader: alias, choice (two candidates), label (mnli) or number (math)
     kind: str = "alias"
+    notes: tuple[str, ...] = ()  # what building it left out, and why
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ class Grade:
     alias_span: Span | None  # where a gold alias matched (correct responses only)
     exact_span: Span | None  # the located exact answer used for probing
     exact_text: str | None
-    locator: str  # which rule found exact_span ("relation", "entity", "fallback", "alias", "none")
+    locator: str  # which rule found exact_span ("type", "entity", "fallback", "alias", "none")
+    ambiguous: str | None = None  # why the grade is unsure (None: it is not)
 
 
 # what a study asks chat models

@@ -1,4 +1,4 @@
-"""Text normalisation shared by the dataset builder and the grader."""
+"""Text normalisation and capitalised names, shared by the dataset builder and the grader."""
 
 from __future__ import annotations
 
@@ -57,3 +57,51 @@ def normalized_words_with_spans(text: str) -> list[tuple[str, int, int]]:
     if cur:
         out.append(("".join(cur), start, len(text)))
     return [w for w in out if w[0] not in _ARTICLES]
+
+
+# A capitalised word, a title ("Dr.") or an initial ("B.", "J.K."), so "Michael B. Jackson" stays
+# whole.
+_CAP_WORD = r"(?:(?:Dr|Mr|Mrs|Ms|St|Mt|Jr|Sr)\.|(?:[A-Z]\.)+(?=\s*[A-Z])|[A-Z][\w'’\-]*)"
+CAP_PHRASE = re.compile(
+    rf"{_CAP_WORD}(?:\s*(?<=[\s.])(?:(?:of|de|del|la|le|du|da|and|the)\s+){{0,2}}{_CAP_WORD})*"
+)
+# Capitalised words that start a sentence rather than a name ("In India", "The capital").
+_STARTERS = set(
+    "the it its this that these those there they he she i a an in on at as to by for from of "
+    "with yes no not located answer however sorry so and but or if".split()
+)
+
+
+def capitalised_names(text: str) -> list[tuple[int, int]]:
+    """Character spans of the capitalised names in ``text``, longest first at each place.
+
+    Words that merely start a sentence are left off the front ("In India" gives "India").
+    """
+    out = []
+    for m in CAP_PHRASE.finditer(text):
+        start, end = m.start(), m.end()
+        for w in re.finditer(r"\S+", m.group(0)):
+            if w.group(0).lower().strip(".,") not in _STARTERS:
+                break
+            start = m.start() + w.end()
+        while start < end and text[start].isspace():
+            start += 1
+        if start < end:
+            out.append((start, end))
+    return out
+
+
+def inside_longer_name(
+    text: str, start: int, end: int, names: list[tuple[int, int]], allowed: set[str]
+) -> bool:
+    """Whether ``text[start:end]`` lies inside a longer capitalised name that is not ``allowed``.
+
+    So "China" in "South China Sea" and "Guatemala" in "Guatemala City" are parts of other names;
+    ``allowed`` holds the normalised names that count as the match itself ("The Netherlands").
+    """
+    own = normalize(text[start:end])
+    for a, b in names:
+        if a <= start and end <= b:
+            whole = normalize(text[a:b])
+            return whole != own and whole not in allowed
+    return False

@@ -4,13 +4,14 @@ Each has one class-blind locator, the same rule for right and wrong answers:
 
 - ``choice`` (winobias, winogrande): the earliest of the two candidates the answer names. It is
   right only when it names the gold candidate and not the other; naming both or neither is
-  wrong, and the locator says which (``both``, ``neither``) so the report can count them.
+  wrong, and ambiguous: ``two candidates``, or ``no choice`` (a restatement or an evasion).
 - ``label`` (mnli): the label the answer says (entailment, contradiction, neutral, in any word
-  form). Saying more than one label is wrong (``ambiguous``).
+  form). Saying more than one label is wrong and ambiguous (``two candidates``), as is saying
+  none (``no choice``).
 - ``number`` (math): the last number the answer gives (digits, "1,000", "21.0", "3/4",
   "2 million", or words: "twenty-one"), unless a refusal comes after it. Right when it is
   within a relative tolerance of a gold number; for an unanswerable question, right when it
-  refuses.
+  refuses. A number that the question itself gives is ambiguous (``echoes the question``).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class ChoiceGrader(Grader):
         span, how = self.locate(q, g.response)
         correct = set(named) == {q.answer}
         text = g.response[span.start : span.end] if span else None
-        return Grade(q.qid, correct, named.get(q.answer), span, text, how)
+        unsure = {"both": "two candidates", "neither": "no choice"}.get(how)
+        return Grade(q.qid, correct, named.get(q.answer), span, text, how, unsure)
 
 
 _LABELS = {
@@ -87,7 +89,8 @@ class LabelGrader(Grader):
         gold = next((lab for lab in _LABELS if normalize(q.answer).startswith(lab[:7])), q.answer)
         correct = set(said) == {gold}
         text = g.response[span.start : span.end] if span else None
-        return Grade(q.qid, correct, said.get(gold) if correct else None, span, text, how)
+        unsure = {"ambiguous": "two candidates", "none": "no choice"}.get(how)
+        return Grade(q.qid, correct, said.get(gold) if correct else None, span, text, how, unsure)
 
 
 _UNITS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
@@ -209,7 +212,12 @@ class NumberGrader(Grader):
             golds = [x for a in (q.answer, *q.aliases) for x in gold_numbers(a)]
             correct = any(abs(value - x) <= max(TOLERANCE, TOLERANCE * abs(x)) for x in golds)
         text = g.response[span.start : span.end] if span else None
-        return Grade(q.qid, correct, span if correct else None, span, text, how)
+        unsure = None
+        if how == "number" and span is not None:
+            asked = {v for v, _ in numbers(q.question)}
+            if numbers(g.response[span.start : span.end])[0][0] in asked:
+                unsure = "echoes the question"  # the answer's number is one the question gave
+        return Grade(q.qid, correct, span if correct else None, span, text, how, unsure)
 
 
 def grader_for(ds: Dataset, mode: str = "class-blind") -> Grader:
