@@ -61,6 +61,19 @@ def token_span(span: Span, starts: Sequence[int], text_len: int) -> tuple[int, i
     return (hit[0], hit[-1]) if hit else None
 
 
+def fallback_token(response: str, starts: Sequence[int]) -> tuple[int, int] | None:
+    """Where an answer with no located exact answer is read: its last answer token.
+
+    That is the last token holding a letter or digit, before any closing punctuation. None for an
+    empty answer.
+    """
+    ends = list(starts[1:]) + [len(response)]
+    for i in range(len(starts) - 1, -1, -1):
+        if any(ch.isalnum() for ch in response[starts[i] : ends[i]]):
+            return (i, i)
+    return None
+
+
 def resolve(name: str, n_prompt: int, n_resp: int, exact: tuple[int, int] | None) -> int | None:
     """Index of position ``name`` in the full sequence, or None when it does not exist."""
     rules: dict[str, Callable[[], int | None]] = {

@@ -156,6 +156,12 @@ class Example:
     token_logprobs: tuple[float, ...] = ()
     token_entropies: tuple[float, ...] = ()
     token_starts: tuple[int, ...] = ()  # where each response token starts in ``response``
+    ambiguous: str | None = None  # why the grade is unsure (None: it is not)
+
+    @property
+    def exact_fallback(self) -> bool:
+        """No exact answer was located: the exact-answer positions are the answer's last token."""
+        return self.exact_span is None and self.positions.get("exact_answer_last") is not None
 
     @classmethod
     def of(cls, q: Question, g: Generation, gr: Grade, positions: dict[str, int | None]) -> Example:
@@ -178,6 +184,7 @@ class Example:
             token_logprobs=g.token_logprobs,
             token_entropies=g.token_entropies,
             token_starts=g.token_starts,
+            ambiguous=gr.ambiguous,
         )
 
     def to_json(self) -> JsonObject:

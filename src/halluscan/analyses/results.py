@@ -77,6 +77,8 @@ class Metrics:
     headline: Headline | None = field(default=None, metadata=OMIT)
     versus: dict[str, Compared] | None = field(default=None, metadata=OMIT)
     nested: Nested | None = field(default=None, metadata=OMIT)
+    # the same nested selection without the answers read at the fallback position
+    nested_located: Nested | None = field(default=None, metadata=OMIT)
     locator_audit: LocatorAudit | None = field(default=None, metadata=OMIT)
     error_types: ErrorTypes | None = field(default=None, metadata=OMIT)
     # folder of the saved own-answer bank (None: none could be fitted)

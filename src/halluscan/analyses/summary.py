@@ -7,6 +7,7 @@ nothing here reads or writes files (the study's metrics owner writes them).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,6 +47,13 @@ class Summary:
     locator_agreement_correct: float
     locator_rules: dict[str, int]
     stopped_by: dict[str, int]
+    # answers with no located exact answer, read at their last answer token instead (per class)
+    read_at_fallback: dict[str, int] | None = field(default=None, metadata=OMIT)
+    # why a grade is unsure -> {"correct": n, "wrong": n}; left out of the probes by default
+    ambiguous: dict[str, dict[str, int]] | None = field(default=None, metadata=OMIT)
+    ambiguous_in_probes: bool | None = field(default=None, metadata=OMIT)
+    # what the dataset's build left out
+    dataset_notes: list[str] | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,15 @@ class Finding:
     warnings: list[str] = field(default_factory=list)
 
 
-def summarise(examples: list[Example]) -> Summary:
+def class_counts(examples: Sequence[Example]) -> dict[str, int]:
+    """How many of ``examples`` are correct and wrong."""
+    right = sum(e.correct for e in examples)
+    return {"correct": right, "wrong": len(examples) - right}
+
+
+def summarise(
+    examples: list[Example], keep_ambiguous: bool = False, notes: Sequence[str] = ()
+) -> Summary:
     """Accuracy (overall, by relation), exact-answer coverage and locator agreement."""
     rel = Counter(e.relation for e in examples)
     corr = [e for e in examples if e.correct]
@@ -127,6 +143,13 @@ def summarise(examples: list[Example]) -> Summary:
         locator_agreement_correct=float(np.mean(agree)) if agree else 0.0,
         locator_rules=dict(Counter(e.locator for e in examples)),
         stopped_by=dict(Counter(e.stopped_by for e in examples)),
+        read_at_fallback=class_counts([e for e in examples if e.exact_fallback]),
+        ambiguous={
+            why: class_counts([e for e in examples if e.ambiguous == why])
+            for why in sorted({e.ambiguous for e in examples if e.ambiguous})
+        },
+        ambiguous_in_probes=keep_ambiguous,
+        dataset_notes=list(notes),
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from halluscan.analyses.controls import Compared
 from halluscan.analyses.nested import Nested
-from halluscan.analyses.summary import OMIT, Interval
+from halluscan.analyses.summary import OMIT, Interval, class_counts
 from halluscan.positions import NEGATIVE, Cell
 from halluscan.records import Example
 
@@ -46,6 +46,8 @@ class Headline:
     token: str | None = field(
         default=None, metadata=OMIT
     )  # the usual token at a past-answer position
+    # of the answers scored, those with no located exact answer, read at their last answer token
+    read_at_fallback: dict[str, int] | None = field(default=None, metadata=OMIT)
 
 
 def strongest(versus: dict[str, Compared]) -> str | None:
@@ -80,13 +82,21 @@ def headline(
     versus: dict[str, Compared],
     examples: Sequence[Example],
     heat_max: tuple[float | None, Cell | None],
+    probed: Sequence[bool] | None = None,
+    scored: Sequence[int] = (),
 ) -> Headline:
-    """The headline of a study from its nested run, its comparisons and its heatmap's maximum."""
+    """The headline of a study from its nested run, its comparisons and its heatmap's maximum.
+
+    ``probed``: which examples the probes may use (ambiguous grades are not); ``scored``: the
+    rows the outer folds scored.
+    """
     name = strongest(versus) or ""
     top = versus.get(name)
     cell = run.cell
-    absent = [e for e in examples if e.positions.get(cell.position) is None]
-    left = {"correct": sum(e.correct for e in absent), "wrong": sum(not e.correct for e in absent)}
+    use = list(probed) if probed is not None else [True] * len(examples)
+    absent = [e for e, ok in zip(examples, use, strict=True) if ok and cell.position not in
+              {k for k, v in e.positions.items() if v is not None}]  # fmt: skip
+    fallback = [examples[i] for i in sorted(set(scored)) if examples[i].exact_fallback]
     return Headline(
         cell.position,
         cell.layer,
@@ -94,7 +104,7 @@ def headline(
         run.ci95,
         run.n,
         run.n_wrong,
-        left,
+        class_counts(absent),
         name,
         top.auc if top else None,
         top.ci95 if top else None,
@@ -105,6 +115,7 @@ def headline(
         heat_max[0],
         heat_max[1],
         usual_token(examples, cell.position),
+        class_counts(fallback),
     )
 
 

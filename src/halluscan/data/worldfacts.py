@@ -188,9 +188,7 @@ def build_world_facts() -> Dataset:
     )
     keep = sorted(big, key=lambda iso: countries[iso]["name"])
     qs = [
-        q
-        for iso in keep
-        for q in _country_questions(iso, countries[iso], ci, currencies, demonyms)
+        q for iso in keep for q in _country_questions(iso, countries[iso], ci, currencies, demonyms)
     ]
     capitals = [countries[iso]["capital"] for iso in keep]
     qs.extend(_city_questions(gc, countries, ci, set(capitals), demonyms))

@@ -25,7 +25,7 @@ from halluscan.grade import Grader
 from halluscan.models.hooks import to_host_async
 from halluscan.models.loading import LoadedModel
 from halluscan.models.sites import first_layer
-from halluscan.positions import resolve, token_span
+from halluscan.positions import fallback_token, resolve, token_span
 from halluscan.records import Example, GenerateOptions, Generation, Grade, Question
 from halluscan.store import ChunkSink, NewChunk
 
@@ -79,6 +79,8 @@ def gather_batch(
         exact = (
             token_span(gr.exact_span, g.token_starts, len(g.response)) if gr.exact_span else None
         )
+        # no exact answer: read at the answer's last token instead, and say so (Example)
+        exact = exact or fallback_token(g.response, g.token_starts)
         idx = {name: resolve(name, p, r, exact) for name in positions}
         for j, name in enumerate(positions):
             k = idx[name]

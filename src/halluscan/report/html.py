@@ -75,6 +75,7 @@ def _finding(m: Metrics) -> str:
         f"Compared on n = {head.n} answers ({head.n_wrong} wrong); left out, with no "
         f"<code>{head.position}</code>: {head.left_out.get('correct', 0)} correct and "
         f"{head.left_out.get('wrong', 0)} wrong",
+        *_fallback_items(m),
         f"The heatmap's maximum over its {head.n_cells} exact-answer cells reads "
         f"{num(head.max_auc)}, chosen on the folds it is scored on: optimistic",
     ]
@@ -86,6 +87,32 @@ def _finding(m: Metrics) -> str:
         f"at layer {head.layer}, AUC <b>{num(head.auc)}</b> ({interval(head.ci95)})."
         f"<ul>{lis}</ul></div>"
     )
+
+
+def _fallback_items(m: Metrics) -> list[str]:
+    """The finding box's lines on answers read at the fallback and on ambiguous grades."""
+    head, s, out = m.headline, m.summary, []
+    assert head is not None
+    fb = head.read_at_fallback or {}
+    if sum(fb.values()):
+        line = (
+            f"Of those, {fb.get('correct', 0)} correct and {fb.get('wrong', 0)} wrong answers "
+            "had no located exact answer and were read at their last answer token"
+        )
+        again = m.nested_located
+        if again is not None:
+            line += (
+                f"; without them the nested probe reads {num(again.auc)} "
+                f"({interval(again.ci95)}) on {again.n} answers"
+            )
+        out.append(line)
+    unsure = s.ambiguous or {}
+    n = sum(sum(c.values()) for c in unsure.values())
+    if n:
+        why = ", ".join(f"{k} {sum(c.values())}" for k, c in unsure.items())
+        where = "kept in" if s.ambiguous_in_probes else "left out of"
+        out.append(f"{n} answers with an ambiguous grade ({why}) are {where} the probes")
+    return out
 
 
 AUTO_PAIR = "picked automatically: the first wrong and the first correct response of one relation"
@@ -202,9 +229,28 @@ def _location(m: Metrics) -> str:
     return f"""<h2>Exact-answer location, audited</h2>
 <p>Located by one class-blind rule for correct and wrong responses (mode: <code>{mode}</code>).
 Found for <b>{found_c}</b> of correct and <b>{found_w}</b> of wrong responses;
-{s.exact_answer_missing} responses without a located answer are left out of the exact-answer cells.
+{s.exact_answer_missing} responses without a located answer are read at their last answer token
+instead (flagged; the finding gives the headline without them).
 On correct responses the located span overlaps the gold alias span in <b>{agree}</b> of cases.</p>
-{_audit(m)}"""
+{_audit(m)}
+{_unsure(m)}"""
+
+
+def _unsure(m: Metrics) -> str:
+    """Ambiguous grades by reason and class, and what the dataset's build left out."""
+    s = m.summary
+    rows = [(why, c["correct"], c["wrong"]) for why, c in (s.ambiguous or {}).items()]
+    where = "kept in" if s.ambiguous_in_probes else "left out of"
+    out = ""
+    if rows:
+        out = f"""<h3>Ambiguous grades</h3>
+<p>Answers the grader could not grade with confidence: a candidate of the asked type after a
+negation, a second candidate beside the right one, no choice at all, or a number the question
+itself gave. They are counted here and {where} the probes (<code>--keep-ambiguous</code> keeps
+them).</p>
+{table(rows, ("why", "graded correct", "graded wrong"))}"""
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in s.dataset_notes or [])
+    return out + (f"<p class='muted'>The dataset: <ul>{notes}</ul></p>" if notes else "")
 
 
 def _audit(m: Metrics) -> str:

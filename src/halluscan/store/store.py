@@ -18,6 +18,7 @@ verifies every committed chunk's CRC-32 (several GB/s) and refuses a damaged one
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
@@ -63,6 +64,7 @@ class ActivationStore:
         self._manifest = manifest  # what manifest.json says; replaced (never edited) by each commit
         # stored ids, read on first need and kept up to date by append
         self._ids: set[str] | None = None
+        self._keep: np.ndarray | None = None  # a read view's rows (see ``only``)
 
     @classmethod
     def open_or_create(
@@ -225,6 +227,8 @@ class ActivationStore:
 
     def _check_new(self, ids: list[str]) -> set[str]:
         """The live stored ids, after refusing ``ids`` that are stored already or repeated."""
+        if self._keep is not None:
+            raise HalluscanError(f"{self.root}: a view of some rows is read-only")
         from collections import Counter
 
         stored = self._stored()
@@ -354,8 +358,19 @@ class ActivationStore:
             yield np.load(self.root / sub / f"{c['name']}.npy", mmap_mode="r")
 
     def valid(self) -> np.ndarray:
-        """``[example, position]`` bool."""
-        return np.concatenate(list(self._chunks("valid")), axis=0)
+        """``[example, position]`` bool (in a view from ``only``, False outside its rows)."""
+        valid = np.concatenate(list(self._chunks("valid")), axis=0)
+        return valid if self._keep is None else valid & self._keep[:, None]
+
+    def only(self, keep: np.ndarray) -> ActivationStore:
+        """A read-only view in which only the examples ``keep`` selects are valid.
+
+        Every row stays in place (examples, positions), so row ``i`` is the same answer in both;
+        whatever reads ``valid`` (sweeps, banks, checks) leaves the others out.
+        """
+        view = copy.copy(self)
+        view._keep = np.asarray(keep, dtype=bool)
+        return view
 
     def position(self, pos: str, site: str | None = None) -> torch.Tensor:
         """``[example, layer, *dims]`` float32 at one named position (reads only that slice).

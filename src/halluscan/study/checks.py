@@ -42,6 +42,7 @@ class Checks:
     headline: Headline
     audit: LocatorAudit
     warnings: list[str]
+    located: Nested | None = None  # the same selection without the answers read at the fallback
 
 
 def heat_max(sweep: SweepResult) -> tuple[float | None, Cell | None]:
@@ -148,9 +149,34 @@ def check(
         return None
     with clock("controls"):
         versus = controls(features, examples, y, groups, run, scores, cv, device)
-        head = headline(run.result, versus, examples, heat_max(sweep))
+        valid = np.asarray(features.valid, dtype=bool)
+        probed = [bool(valid[i].any()) for i in range(len(valid))]  # not the ambiguous grades
+        scored = [int(i) for _, te in run.splits for i in te]
+        head = headline(run.result, versus, examples, heat_max(sweep), probed, scored)
         found = audit(examples, features, y, head.position, cv, device)
-    return Checks(run.result, versus, head, found, warnings(versus, head))
+    with clock("nested_selection"):
+        located = without_fallback(features, examples, y, groups, exact, cv, device)
+    return Checks(run.result, versus, head, found, warnings(versus, head), located)
+
+
+def without_fallback(
+    features: Features,
+    examples: list[Example],
+    y: np.ndarray,
+    groups: np.ndarray,
+    exact: list[str],
+    cv: CV,
+    device: str,
+) -> Nested | None:
+    """The nested selection again, on the answers whose exact answer was located.
+
+    None when no answer was read at the fallback, or when too few are left.
+    """
+    located = np.array([not e.exact_fallback for e in examples])
+    if located.all():
+        return None
+    again = nested(features.restrict(located), y, list(groups), exact, cv, device)
+    return again.result if again is not None else None
 
 
 def controls(

@@ -59,6 +59,11 @@ class StudyConfig:
         "class-blind",
         "'class-blind' (same rule for both classes) or 'asymmetric' (alias for correct)",
     )
+    keep_ambiguous: bool = knob(
+        False,
+        "keep answers whose grade is ambiguous (a negated or second candidate, no choice, a number "
+        "from the question) in the probes; by default they are counted and left out",
+    )
     folds: int = knob(5, "cross-validation folds of the probe sweep")
     probe_c: float = knob(DEFAULT_C, "inverse L2 strength of the probes (sklearn's C)")
     seed: int = knob(0, "seed for sampling, splits and probes")

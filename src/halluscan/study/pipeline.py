@@ -200,12 +200,18 @@ def analyse(
     from halluscan.study.report import write_study_report
 
     y, groups = wrong_labels(examples), [e.qid for e in examples]
-    why = too_few(ctx.config, y)
+    keep = np.array([ctx.config.keep_ambiguous or e.ambiguous is None for e in examples])
+    if not keep.all():  # ambiguous grades stay in the store and the counts, not in the probes
+        stores = replace(stores, own=stores.own.only(keep))
+    why = too_few(ctx.config, y[keep])
     own = given_stage.OwnStudy(stores.own, examples, None)
     if why is not None:
         log.warning("warning: %s", why)
         metrics = Metrics(
-            ctx.config.name, analysis.summarise(examples), no_probes=why, probe_bank=None
+            ctx.config.name,
+            analysis.summarise(examples, ctx.config.keep_ambiguous, ctx.dataset.notes),
+            no_probes=why,
+            probe_bank=None,
         )
         given, gsweep = _given(ctx, stores, own, prov, timer)
         draw = lambda m: write_study_report(ctx.run, m, examples, None, [], gsweep)  # noqa: E731
@@ -238,7 +244,7 @@ def sweep_metrics(
     ctrl = analysis.controls(result, examples, y, cfg.folds, cfg.seed)
     return Metrics(
         cfg.name,
-        analysis.summarise(examples),
+        analysis.summarise(examples, ctx.config.keep_ambiguous, ctx.dataset.notes),
         heatmap=analysis.heatmap(result, ctx.site),
         best_cells=analysis.best_cells(result, ctrl),
         controls=ctrl,
@@ -301,6 +307,7 @@ def with_checks(m: Metrics, checks: Checks) -> Metrics:
         headline=head,
         versus=versus,
         nested=checks.nested,
+        nested_located=checks.located,
         locator_audit=checks.audit,
     )
 
