@@ -86,22 +86,38 @@ def capitalised_names(text: str) -> list[tuple[int, int]]:
             start = m.start() + w.end()
         while start < end and text[start].isspace():
             start += 1
-        if start < end:
-            out.append((start, end))
+        # a possessive ends a name: "China's Hubei province" names China, then Hubei
+        cuts = [m.span() for m in re.finditer(r"['’]s\b", text[start:end])]
+        bounds = [0, *[x for span in cuts for x in span], end - start]
+        for a, b in zip(bounds[::2], bounds[1::2], strict=True):
+            a, b = start + a, start + b
+            while a < b and not text[a].isalnum():
+                a += 1
+            if a < b:
+                out.append((a, b))
     return out
 
 
 def inside_longer_name(
-    text: str, start: int, end: int, names: list[tuple[int, int]], allowed: set[str]
+    text: str,
+    start: int,
+    end: int,
+    names: list[tuple[int, int]],
+    allowed: set[str],
+    known: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> bool:
-    """Whether ``text[start:end]`` lies inside a longer capitalised name that is not ``allowed``.
+    """Whether ``text[start:end]`` is part of a longer capitalised name, so does not name itself.
 
-    So "China" in "South China Sea" and "Guatemala" in "Guatemala City" are parts of other names;
+    It is, when the longer name goes on after it ("China" in "South China Sea", "Guatemala" in
+    "Guatemala City"), or is a ``known`` name of something else ("Africa" in "South Africa").
+    A qualifier in front of it does not make another name ("Europe" in "Central Europe").
     ``allowed`` holds the normalised names that count as the match itself ("The Netherlands").
     """
     own = normalize(text[start:end])
     for a, b in names:
         if a <= start and end <= b:
             whole = normalize(text[a:b])
-            return whole != own and whole not in allowed
+            if whole == own or whole in allowed:
+                return False
+            return not whole.endswith(" " + own) or whole in known
     return False

@@ -110,6 +110,10 @@ class Grader:
         self.relation = {r: Matcher.of(v) for r, v in relation_vocab.items()}
         self.type_names = {r: {normalize(n) for n in v} for r, v in relation_vocab.items()}
         self.entities = Matcher.of(entity_vocab)
+        # every name the grader knows: a longer name among them names something else
+        self.known = {normalize(n) for n in entity_vocab} | {
+            n for names in self.type_names.values() for n in names
+        }
         self.mode = mode
 
     @classmethod
@@ -132,7 +136,7 @@ class Grader:
         located = normalize(response[exact.start : exact.end]) if exact else None
         for hit in Matcher.of(aliases).find(normalized_words_with_spans(response)):
             text = normalize(response[hit.start : hit.end])
-            if inside_longer_name(response, hit.start, hit.end, names, allowed):
+            if inside_longer_name(response, hit.start, hit.end, names, allowed, self.known):
                 continue
             if len(text.replace(" ", "")) <= SHORT and text != located:
                 continue
@@ -150,12 +154,16 @@ class Grader:
             return []
         names = capitalised_names(response)
         echo, allowed = question_names(q.question), self.type_names[q.relation]
-        return [
-            h
-            for h in rel.find(normalized_words_with_spans(response))
-            if normalize(response[h.start : h.end]) not in echo
-            and not inside_longer_name(response, h.start, h.end, names, allowed)
-        ]
+        out: list[Span] = []
+        for h in rel.find(normalized_words_with_spans(response)):
+            if out and h.start < out[-1].end:
+                continue  # inside the previous, longer match ("Dollar" in "Australian Dollar")
+            if normalize(response[h.start : h.end]) in echo or inside_longer_name(
+                response, h.start, h.end, names, allowed, self.known
+            ):
+                continue
+            out.append(h)
+        return out
 
     def locate(self, q: Question, response: str) -> tuple[Span | None, str]:
         """The class-blind exact-answer span and which rule found it.
