@@ -206,9 +206,15 @@ class Grader:
             return "two candidates"
         return None
 
-    def grade(self, q: Question, g: Generation) -> Grade:
-        """Locate the exact answer (class-blind), then grade; and say when the grade is unsure."""
-        span, how = self.locate(q, g.response)
+    def grade(
+        self, q: Question, g: Generation, located: tuple[Span | None, str] | None = None
+    ) -> Grade:
+        """Locate the exact answer (class-blind), then grade; and say when the grade is unsure.
+
+        ``located``: the exact answer and its method when another locator found it (the model's
+        own extraction); else this grader's rule locates it.
+        """
+        span, how = located if located is not None else self.locate(q, g.response)
         alias = self.alias_span(q, g.response, span)
         correct = alias is not None
         if self.mode == "asymmetric" and correct:

@@ -46,13 +46,15 @@ class ChoiceGrader(Grader):
         how = "both" if len(named) == 2 else "candidate"
         return min(named.values(), key=lambda s: s.start), how
 
-    def grade(self, q: Question, g: Generation) -> Grade:
+    def grade(
+        self, q: Question, g: Generation, located: tuple[Span | None, str] | None = None
+    ) -> Grade:
         """Right when the gold candidate, and only it, is named."""
         named = self.named(q, g.response)
-        span, how = self.locate(q, g.response)
+        span, how = located if located is not None else self.locate(q, g.response)
         correct = set(named) == {q.answer}
         text = g.response[span.start : span.end] if span else None
-        unsure = {"both": "two candidates", "neither": "no choice"}.get(how)
+        unsure = "two candidates" if len(named) > 1 else None if named else "no choice"
         return Grade(q.qid, correct, named.get(q.answer), span, text, how, unsure)
 
 
@@ -82,14 +84,16 @@ class LabelGrader(Grader):
             return None, "none"
         return min(said.values(), key=lambda s: s.start), "ambiguous" if len(said) > 1 else "label"
 
-    def grade(self, q: Question, g: Generation) -> Grade:
+    def grade(
+        self, q: Question, g: Generation, located: tuple[Span | None, str] | None = None
+    ) -> Grade:
         """Right when the one label said is the gold label."""
         said = self.said(g.response)
-        span, how = self.locate(q, g.response)
+        span, how = located if located is not None else self.locate(q, g.response)
         gold = next((lab for lab in _LABELS if normalize(q.answer).startswith(lab[:7])), q.answer)
         correct = set(said) == {gold}
         text = g.response[span.start : span.end] if span else None
-        unsure = {"ambiguous": "two candidates", "none": "no choice"}.get(how)
+        unsure = "two candidates" if len(said) > 1 else None if said else "no choice"
         return Grade(q.qid, correct, said.get(gold) if correct else None, span, text, how, unsure)
 
 
@@ -196,28 +200,33 @@ class NumberGrader(Grader):
             return Span(refusal.start(), refusal.end()), "refusal"
         return (found[-1][1], "number") if found else (None, "none")
 
-    def grade(self, q: Question, g: Generation) -> Grade:
+    def grade(
+        self, q: Question, g: Generation, located: tuple[Span | None, str] | None = None
+    ) -> Grade:
         """Right.
 
         A refusal for an unanswerable question, else the located number within tolerance of a gold
         one.
         """
-        span, how = self.locate(q, g.response)
+        # correctness reads the number the rule finds, whoever locates the exact answer
+        found, kind = self.locate(q, g.response)
+        span, how = located if located is not None else (found, kind)
+        value = (
+            numbers(g.response[found.start : found.end])[0][0]
+            if kind == "number" and found is not None
+            else None
+        )
         if not q.answerable:
-            correct = how == "refusal"
-        elif how != "number" or span is None:
+            correct = kind == "refusal"
+        elif value is None:
             correct = False
         else:
-            value = numbers(g.response[span.start : span.end])[0][0]
             golds = [x for a in (q.answer, *q.aliases) for x in gold_numbers(a)]
             correct = any(abs(value - x) <= max(TOLERANCE, TOLERANCE * abs(x)) for x in golds)
         text = g.response[span.start : span.end] if span else None
-        unsure = None
-        if how == "number" and span is not None:
-            asked = {v for v, _ in numbers(q.question)}
-            if numbers(g.response[span.start : span.end])[0][0] in asked:
-                unsure = "echoes the question"  # the answer's number is one the question gave
-        return Grade(q.qid, correct, span if correct else None, span, text, how, unsure)
+        # the answer's number is one the question gave
+        unsure = "echoes the question" if value in {v for v, _ in numbers(q.question)} else None
+        return Grade(q.qid, correct, found if correct else None, span, text, how, unsure)
 
 
 def grader_for(ds: Dataset, mode: str = "class-blind") -> Grader:
