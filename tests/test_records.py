@@ -28,6 +28,7 @@ def test_example_record_round_trips():
         "token_entropies": [0.4, 1.5],
         "token_starts": [0, 5],
         "ambiguous": None,
+        "rule_agrees": None,
     }
     assert list(rec) == list(rec.keys()) and Example.from_json(rec) == ex
     # a record from before the baselines

@@ -157,6 +157,8 @@ class Example:
     token_entropies: tuple[float, ...] = ()
     token_starts: tuple[int, ...] = ()  # where each response token starts in ``response``
     ambiguous: str | None = None  # why the grade is unsure (None: it is not)
+    # located by the model's extraction: whether the rule locator's span overlaps it
+    rule_agrees: bool | None = None
 
     @property
     def exact_fallback(self) -> bool:

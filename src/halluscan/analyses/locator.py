@@ -46,6 +46,22 @@ class SameRule:
 
 
 @dataclass(frozen=True)
+class SelfExtraction:
+    """How well the model extracts its own exact answers, and whether they located the study's.
+
+    Measured on a pilot sample before the study (``pilot``), or on every answer when it was the
+    locator.
+    """
+
+    n: int
+    extracted: dict[str, float]  # class -> share whose extraction is a span of the response
+    agreement: float | None  # of those, the share that overlaps the rule locator's span
+    used: bool  # whether it located the study's exact answers
+    pilot: bool
+    threshold: float  # the share it needs, over all answers, to be the study's locator
+
+
+@dataclass(frozen=True)
 class LocatorAudit:
     """Rule x class counts, the share of each class left out of the exact-answer cells, and more."""
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from halluscan.analyses.controls import Compared
 from halluscan.analyses.errortypes import ErrorTypes
 from halluscan.analyses.given import GivenBank
-from halluscan.analyses.locator import LocatorAudit
+from halluscan.analyses.locator import LocatorAudit, SelfExtraction
 from halluscan.analyses.nested import Nested
 from halluscan.analyses.summary import OMIT, BestCell, Controls, Finding, Heatmap, Summary
 from halluscan.analyses.verdict import Headline
@@ -80,6 +80,8 @@ class Metrics:
     # the same nested selection without the answers read at the fallback position
     nested_located: Nested | None = field(default=None, metadata=OMIT)
     locator_audit: LocatorAudit | None = field(default=None, metadata=OMIT)
+    # the model's extraction of its own exact answers: on a pilot, or on every answer it located
+    self_extraction: SelfExtraction | None = field(default=None, metadata=OMIT)
     error_types: ErrorTypes | None = field(default=None, metadata=OMIT)
     # folder of the saved own-answer bank (None: none could be fitted)
     probe_bank: str | None = None

@@ -21,7 +21,8 @@ import torch
 from halluscan.engine.decode import EagerFeed
 from halluscan.engine.generate import batch_order, generate
 from halluscan.engine.given import GivenFeed, collect_during
-from halluscan.grade import Grader
+from halluscan.engine.selfextract import self_extract
+from halluscan.grade import Grader, spans_overlap
 from halluscan.models.hooks import to_host_async
 from halluscan.models.loading import LoadedModel
 from halluscan.models.sites import first_layer
@@ -42,6 +43,7 @@ class CollectJob:
     grader: Grader
     positions: tuple[str, ...]
     site: str
+    self_extract: bool = False  # the model extracts its exact answers (else the grader's rule)
 
 
 @dataclass(frozen=True)
@@ -102,18 +104,39 @@ def gather_batch(
 
 
 def batch_chunk(
+    lm: LoadedModel,
     job: CollectJob,
     by_id: dict[str, Question],
     gens: list[Generation],
     states: torch.Tensor | None,
     tail: int,
 ) -> Picked:
-    """Grade and locate one generated batch and pick its positions."""
+    """Locate and grade one generated batch and pick its positions.
+
+    With ``job.self_extract`` the model extracts each exact answer first (one batched pass).
+    """
     assert states is not None
-    grades = [job.grader.grade(by_id[g.qid], g) for g in gens]
+    qs = [by_id[g.qid] for g in gens]
+    agrees: list[bool | None] = [None] * len(gens)
+    if job.self_extract:
+        items = [(q.question, g.response) for q, g in zip(qs, gens, strict=True)]
+        found = self_extract(lm, items, job.generation.batch_size)
+        grades = [
+            job.grader.grade(q, g, (span, "self" if span else "none"))
+            for q, g, (_, span) in zip(qs, gens, found, strict=True)
+        ]
+        agrees = [
+            spans_overlap(gr.exact_span, job.grader.locate(q, g.response)[0])
+            if gr.exact_span
+            else None
+            for q, g, gr in zip(qs, gens, grades, strict=True)
+        ]
+    else:
+        grades = [job.grader.grade(q, g) for q, g in zip(qs, gens, strict=True)]
     acts, valid, idx, ready = gather_batch(gens, grades, states, tail, job.positions)
     examples = [
-        Example.of(by_id[g.qid], g, gr, ix) for g, gr, ix in zip(gens, grades, idx, strict=True)
+        replace(Example.of(q, g, gr, ix), rule_agrees=a)
+        for q, g, gr, ix, a in zip(qs, gens, grades, idx, agrees, strict=True)
     ]
     return Picked(acts, valid, examples, ready)
 
@@ -155,7 +178,7 @@ def collect(
         opts = replace(job.generation, batch_size=len(batch))
         by_id = {q.qid: q for q in batch}
         for gens, states, tail in generate(lm, batch, opts, layers, on_prefill=hook, site=job.site):
-            chunk = batch_chunk(job, by_id, gens, states, tail)
+            chunk = batch_chunk(lm, job, by_id, gens, states, tail)
             records = [e.to_json() for e in chunk.examples]
             sink.put(NewChunk({job.site: chunk.acts}, chunk.valid, records, chunk.ready))
             if progress is not None:

@@ -24,6 +24,7 @@ from halluscan.records import GenerateOptions, Span
 from halluscan.text import fold
 
 NONE = "NONE"
+MAX_WORDS = 6  # a longer copy is most of the sentence, not its exact answer
 INSTRUCTION = """You read a question and a response to it. Copy the exact answer out of the \
 response: the few words that answer the question, exactly as they are written there. If the \
 response gives no answer, write NONE. Write nothing else.
@@ -52,10 +53,11 @@ OPTIONS = GenerateOptions(
 def span_in(response: str, extracted: str) -> Span | None:
     """Where ``extracted`` occurs in ``response`` (case, accents and spacing folded), or None.
 
-    Quotes and closing punctuation around the extraction are dropped first; NONE is None.
+    Quotes and closing punctuation around the extraction are dropped first. NONE, and a copy of
+    more than ``MAX_WORDS`` words (most of a sentence, not its answer), are None.
     """
     text = extracted.strip().strip("\"'“”‘’`").rstrip(".,;:!?").strip()
-    if not text or text.upper() == NONE:
+    if not text or text.upper() == NONE or len(text.split()) > MAX_WORDS:
         return None
     words = [re.escape(w) for w in fold(text).lower().split()]
     pattern = re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)")

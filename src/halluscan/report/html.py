@@ -232,8 +232,27 @@ Found for <b>{found_c}</b> of correct and <b>{found_w}</b> of wrong responses;
 {s.exact_answer_missing} responses without a located answer are read at their last answer token
 instead (flagged; the finding gives the headline without them).
 On correct responses the located span overlaps the gold alias span in <b>{agree}</b> of cases.</p>
+{_extraction(m)}
 {_audit(m)}
 {_unsure(m)}"""
+
+
+def _extraction(m: Metrics) -> str:
+    """How the model's extraction of its own exact answers did, and whether it located them."""
+    x = m.self_extraction
+    if x is None:
+        return ""
+    where = f"a pilot of {x.n} answers before the study" if x.pilot else f"all {x.n} answers"
+    shares = " and ".join(f"<b>{num(v, '.0%')}</b> of {k} answers" for k, v in x.extracted.items())
+    used = (
+        "so it located this study's exact answers"
+        if x.used
+        else f"short of the {num(x.threshold, '.0%')} it needs, so the class-blind rule did"
+    )
+    return f"""<p><b>The model's own extraction.</b> Asked to copy the exact answer out of each
+response (a few worked examples, then greedy decoding), the model gave a span of the response on
+{where} for {shares}: {used}. Where both found one, the rule's span overlaps the model's in
+{num(x.agreement, ".0%")} of answers.</p>"""
 
 
 def _unsure(m: Metrics) -> str:

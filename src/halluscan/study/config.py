@@ -56,8 +56,11 @@ class StudyConfig:
     site: str = knob(RESIDUAL, "activation site to extract")
     store_dtype: str = knob("bfloat16", "bfloat16 or float32 on disk")
     locator: str = knob(
-        "class-blind",
-        "'class-blind' (same rule for both classes) or 'asymmetric' (alias for correct)",
+        "auto",
+        "how the exact answer is found: 'self' (the model extracts it from its own answer), "
+        "'class-blind' (one rule for both classes, by the answer's type), 'auto' ('self' when "
+        "it succeeds on 90 percent of a pilot of answers, else 'class-blind') or 'asymmetric' (the "
+        "gold alias for correct answers, as the published study did)",
     )
     keep_ambiguous: bool = knob(
         False,
@@ -127,7 +130,7 @@ class StudyConfig:
         self._check_numbers()
         _choice("stop", self.stop, ("sentence", "line", "none"))
         _choice("store_dtype", self.store_dtype, ("bfloat16", "float32"))
-        _choice("locator", self.locator, ("class-blind", "asymmetric"))
+        _choice("locator", self.locator, ("auto", "self", "class-blind", "asymmetric"))
         _choice("site", self.site, (RESIDUAL,))
         check_dtype(self.dtype, "config: dtype")
         _choice("decoder", self.decoder, DECODERS)

@@ -20,6 +20,7 @@ from halluscan.study.config import StudyConfig
 from halluscan.study.runs import RunDir
 
 if TYPE_CHECKING:
+    from halluscan.analyses.locator import SelfExtraction
     from halluscan.cluster import RayPlan
     from halluscan.cluster.worker import WorkerSetup
     from halluscan.engine.collect import CollectJob
@@ -49,7 +50,8 @@ class StudyPlan:
         qs = select_questions(ds, cfg.n_questions, cfg.seed)
         check_folds(cfg, len(qs))
         run = RunDir.named(cfg.name, cfg.runs_dir)
-        return cls(cfg, ds, tuple(qs), run, grader_for(ds, cfg.locator))
+        mode = "asymmetric" if cfg.locator == "asymmetric" else "class-blind"
+        return cls(cfg, ds, tuple(qs), run, grader_for(ds, mode))
 
 
 @dataclass(frozen=True)
@@ -64,17 +66,26 @@ class StudyContext:
     lm: LoadedModel
     config: StudyConfig
     generation: GenerateOptions
+    pilot: SelfExtraction | None = None  # the locator's pilot (``--locator auto``)
 
     @classmethod
     def build(cls, plan: StudyPlan) -> StudyContext:
-        """Load the plan's model on its device and resolve the batch size."""
+        """Load the plan's model on its device; resolve the batch size and the locator."""
         from halluscan.models import load_model
 
         cfg = plan.config
         lm = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
         if not cfg.batch_size:  # auto: from the device, and recorded as the number it became
             cfg = replace(cfg, batch_size=auto_batch(cfg, lm, plan.questions))
-        return cls(plan, lm, cfg, cfg.generate_options())
+        tried = None
+        if cfg.locator == "auto":  # recorded as the locator it became (the store key says so)
+            from halluscan.study import locating
+
+            tried = locating.pilot(
+                lm, plan.grader, plan.questions, cfg.generate_options(), cfg.seed
+            )
+            cfg = replace(cfg, locator=locating.SELF if tried.used else locating.RULE)
+        return cls(plan, lm, cfg, cfg.generate_options(), tried)
 
     @property
     def dataset(self) -> Dataset:
@@ -117,7 +128,13 @@ class StudyContext:
 
         # captured as the store keeps it
         opts = replace(self.generation, capture_dtype=self.config.store_dtype)
-        return CollectJob(opts, self.grader, tuple(self.config.positions), self.site)
+        return CollectJob(
+            opts,
+            self.grader,
+            tuple(self.config.positions),
+            self.site,
+            self_extract=self.config.locator == "self",
+        )
 
     def ray_plan(self) -> RayPlan:
         """The config's Ray settings."""

@@ -33,8 +33,8 @@ from halluscan.provenance import DatasetInfo, Provenance
 from halluscan.records import Example
 from halluscan.store import ActivationStore, ChunkWriter
 from halluscan.study import given as given_stage
+from halluscan.study import locating, runs
 from halluscan.study import metrics as metrics_io
-from halluscan.study import runs
 from halluscan.study.arrays import fit_bank, study_sweep
 from halluscan.study.baselines import consistency, error_types, p_true_scores, sample
 from halluscan.study.checks import Checks, run_checks
@@ -200,6 +200,7 @@ def analyse(
     from halluscan.study.report import write_study_report
 
     y, groups = wrong_labels(examples), [e.qid for e in examples]
+    extraction = locating.of_study(examples) if ctx.config.locator == locating.SELF else ctx.pilot
     keep = np.array([ctx.config.keep_ambiguous or e.ambiguous is None for e in examples])
     if not keep.all():  # ambiguous grades stay in the store and the counts, not in the probes
         stores = replace(stores, own=stores.own.only(keep))
@@ -212,13 +213,14 @@ def analyse(
             analysis.summarise(examples, ctx.config.keep_ambiguous, ctx.dataset.notes),
             no_probes=why,
             probe_bank=None,
+            self_extraction=extraction,
         )
         given, gsweep = _given(ctx, stores, own, prov, timer)
         draw = lambda m: write_study_report(ctx.run, m, examples, None, [], gsweep)  # noqa: E731
         return finish(ctx, replace(metrics, given_bank=given), prov, timer, draw)
     with timer("probe_sweep"):
         result = study_sweep(ctx, stores.own, y, groups, ctx.site, "probe sweep")
-        metrics = sweep_metrics(ctx, examples, result, y)
+        metrics = replace(sweep_metrics(ctx, examples, result, y), self_extraction=extraction)
     metrics = baselines_stage(ctx, stores.own, examples, result, metrics, timer)
     with timer("probe_bank"):
         has_bank = own_bank(ctx, stores.own, result, y, prov)
