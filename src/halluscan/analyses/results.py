@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from halluscan.analyses.audit import GradingAudit
 from halluscan.analyses.controls import Compared
 from halluscan.analyses.errortypes import ErrorTypes
 from halluscan.analyses.given import GivenBank
@@ -82,6 +83,8 @@ class Metrics:
     locator_audit: LocatorAudit | None = field(default=None, metadata=OMIT)
     # the model's extraction of its own exact answers: on a pilot, or on every answer it located
     self_extraction: SelfExtraction | None = field(default=None, metadata=OMIT)
+    # the grades checked by hand (``halluscan audit RUN --labels FILE``)
+    grading_audit: GradingAudit | None = field(default=None, metadata=OMIT)
     error_types: ErrorTypes | None = field(default=None, metadata=OMIT)
     # folder of the saved own-answer bank (None: none could be fitted)
     probe_bank: str | None = None

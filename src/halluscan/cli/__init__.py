@@ -14,7 +14,14 @@ from typing import Any
 
 from halluscan.cli.probe import cmd_probe
 from halluscan.cli.score import cmd_score
-from halluscan.cli.study import cmd_choose, cmd_data, cmd_positions, cmd_run, cmd_suite
+from halluscan.cli.study import (
+    cmd_audit,
+    cmd_choose,
+    cmd_data,
+    cmd_positions,
+    cmd_run,
+    cmd_suite,
+)
 from halluscan.errors import HalluscanError
 from halluscan.models.sites import RESIDUAL
 from halluscan.study.config import StudyConfig
@@ -190,6 +197,19 @@ def _data_commands(sub: Any) -> None:
     data.set_defaults(func=cmd_data)
     pos = sub.add_parser("positions", help="list the named token positions")
     pos.set_defaults(func=cmd_positions)
+    audit = sub.add_parser(
+        "audit", help="check a study's grades by hand: write a sample to label, or read it back"
+    )
+    audit.add_argument("run", help="a finished study folder (runs/NAME)")
+    audit.add_argument(
+        "--n", type=int, default=50, help="answers to sample, half of each grade (default: 50)"
+    )
+    audit.add_argument("--out", default="", help="the sample's CSV (default: RUN/audit.csv)")
+    audit.add_argument("--seed", type=int, default=0, help="seed of the sample (default: 0)")
+    audit.add_argument(
+        "--labels", default="", help="a labelled sample: report the grader's error rate"
+    )
+    audit.set_defaults(func=cmd_audit)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

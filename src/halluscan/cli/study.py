@@ -168,3 +168,33 @@ def cmd_suite(args: argparse.Namespace) -> int:
     run = RunDir.named(cfg.name, cfg.runs_dir)
     print(f"wrote {run.suite_html}, {run.suite_json} ({s.wall_s:.0f} s)")
     return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """``halluscan audit RUN``: write a sample of grades to check, or read the checked one back."""
+    from halluscan.errors import HalluscanError
+    from halluscan.study.audit import read_labels, write_sample
+    from halluscan.study.runs import RunDir
+
+    run = RunDir(Path(args.run))
+    if not run.has_metrics():
+        raise HalluscanError(f"{run.root}: no finished study there (no metrics.json); run it first")
+    if args.labels:
+        a = read_labels(run, Path(args.labels))
+        for grade, e in a.by_grade.items():
+            lo, hi = e.ci95 or (float("nan"), float("nan"))
+            rate = "n/a" if e.rate is None else f"{e.rate:.1%}"
+            print(
+                f"graded {grade}: {e.errors} of {e.checked} wrong ({rate}, 95 % {lo:.1%}–{hi:.1%})"
+            )
+        lo, hi = a.ci95 or (float("nan"), float("nan"))
+        rate = "n/a" if a.error_rate is None else f"{a.error_rate:.1%}"
+        print(f"grading error rate of the study: {rate} (95 % {lo:.1%}–{hi:.1%}); {a.skipped} rows "
+              f"not labelled; wrote {run.metrics}, {run.report}")  # fmt: skip
+        return 0
+    if args.n < 2:
+        raise HalluscanError(f"audit: --n {args.n}; give at least 2 answers to check")
+    path = write_sample(run, args.n, Path(args.out) if args.out else None, args.seed)
+    print(f"wrote {path}: fill its label column (correct, wrong or ambiguous), then run "
+          f"`halluscan audit {run.root} --labels {path}`")  # fmt: skip
+    return 0

@@ -14,6 +14,7 @@ from halluscan.analyses.results import Metrics
 from halluscan.positions import Cell
 from halluscan.records import Example, Span
 from halluscan.report.baselines import label
+from halluscan.report.location import location_section
 from halluscan.report.maps import DrawnPair
 from halluscan.report.page import CSS, b64, img, interval, num, table
 
@@ -218,94 +219,6 @@ folds is in the table "Is it the model, or the answer's text?").</p>
 {_accuracy(m)}"""
 
 
-def _location(m: Metrics) -> str:
-    s = m.summary
-    mode = html.escape(str(m.provenance.config.get("locator")) if m.provenance else "?")
-    found_c, found_w = (
-        num(s.exact_answer_found["correct"], ".1%"),
-        num(s.exact_answer_found["wrong"], ".1%"),
-    )
-    agree = num(s.locator_agreement_correct, ".1%")
-    return f"""<h2>Exact-answer location, audited</h2>
-<p>Located by one class-blind rule for correct and wrong responses (mode: <code>{mode}</code>).
-Found for <b>{found_c}</b> of correct and <b>{found_w}</b> of wrong responses;
-{s.exact_answer_missing} responses without a located answer are read at their last answer token
-instead (flagged; the finding gives the headline without them).
-On correct responses the located span overlaps the gold alias span in <b>{agree}</b> of cases.</p>
-{_extraction(m)}
-{_audit(m)}
-{_unsure(m)}"""
-
-
-def _extraction(m: Metrics) -> str:
-    """How the model's extraction of its own exact answers did, and whether it located them."""
-    x = m.self_extraction
-    if x is None:
-        return ""
-    where = f"a pilot of {x.n} answers before the study" if x.pilot else f"all {x.n} answers"
-    shares = " and ".join(f"<b>{num(v, '.0%')}</b> of {k} answers" for k, v in x.extracted.items())
-    used = (
-        "so it located this study's exact answers"
-        if x.used
-        else f"short of the {num(x.threshold, '.0%')} it needs, so the class-blind rule did"
-    )
-    return f"""<p><b>The model's own extraction.</b> Asked to copy the exact answer out of each
-response (a few worked examples, then greedy decoding), the model gave a span of the response on
-{where} for {shares}: {used}. Where both found one, the rule's span overlaps the model's in
-{num(x.agreement, ".0%")} of answers.</p>"""
-
-
-def _unsure(m: Metrics) -> str:
-    """Ambiguous grades by reason and class, and what the dataset's build left out."""
-    s = m.summary
-    rows = [(why, c["correct"], c["wrong"]) for why, c in (s.ambiguous or {}).items()]
-    where = "kept in" if s.ambiguous_in_probes else "left out of"
-    out = ""
-    if rows:
-        out = f"""<h3>Ambiguous grades</h3>
-<p>Answers the grader could not grade with confidence: a candidate of the asked type after a
-negation, a second candidate beside the right one, no choice at all, or a number the question
-itself gave. They are counted here and {where} the probes (<code>--keep-ambiguous</code> keeps
-them).</p>
-{table(rows, ("why", "graded correct", "graded wrong"))}"""
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in s.dataset_notes or [])
-    return out + (f"<p class='muted'>The dataset: <ul>{notes}</ul></p>" if notes else "")
-
-
-def _audit(m: Metrics) -> str:
-    """Which rule located the answers of each class; the probe on the rules both classes share."""
-    a = m.locator_audit
-    if a is None:
-        return table(sorted(m.summary.locator_rules.items()), ("rule", "responses"))
-    rows = [(r, c["correct"], c["wrong"]) for r, c in a.rules.items()]
-    left = ", ".join(f"{num(v, '.1%')} of {k} answers" for k, v in a.left_out.items())
-    rule = (m.versus or {}).get("rule")
-    alone = (
-        f" The rule alone, as a classifier on the same folds as the probe, reads AUC "
-        f"<b>{num(rule.auc)}</b> ({interval(rule.ci95)})."
-        if rule is not None
-        else ""
-    )
-    out = f"""<p>Rule by class (<code>none</code>: not located). Left out of the exact-answer
-cells: {left}.{alone} When one rule finds one class's answers and not the other's, a probe at the
-exact answer can learn the rule instead of the model's knowledge.</p>
-{table(rows, ("rule", "correct", "wrong"))}"""
-    same = a.same_rule
-    if same is None:
-        return out + (
-            "<p class='muted'>Same-rule control: no rule located enough answers of both classes "
-            "to cross-validate a probe on them alone.</p>"
-        )
-    return (
-        out
-        + f"""<p><b>Same-rule control</b>: on the {same.n} answers ({same.n_wrong} wrong)
-located by the rules both classes share ({html.escape(", ".join(same.rules))}), the probe at
-<code>{same.position}</code> reads {num(same.best.auc)} ({interval(same.best.ci95)}) at its best
-layer {same.best.layer} (the best of the layers: optimistic), and layer {same.layer0.layer} (token
-identity) {num(same.layer0.auc)} ({interval(same.layer0.ci95)}).</p>"""
-    )
-
-
 def _maps(maps: list[DrawnPair]) -> str:
     return f"""<h2>One response, token by token</h2>
 <p class="muted">Activity: the log-odds of <i>wrong</i> that each layer's probe (trained at the
@@ -356,7 +269,7 @@ def write_report(
             _head(metrics),
             _no_probes(metrics),
             extra,
-            _location(metrics),
+            location_section(metrics),
             _tail(metrics, examples),
         ]
         return atomic.write_text(path, "\n".join(parts))
@@ -369,7 +282,7 @@ def write_report(
     parts += [
         _controls(metrics),
         extra,
-        _location(metrics),
+        location_section(metrics),
         _maps(maps or []),
         _tail(metrics, examples),
     ]

@@ -5,6 +5,10 @@ The heatmap (PNG + HTML) and the HTML page, written into its run folder.
 
 from __future__ import annotations
 
+import html
+
+import numpy as np
+
 from halluscan.analyses.results import Metrics
 from halluscan.probes.sweep import SweepResult
 from halluscan.records import Example
@@ -71,3 +75,34 @@ def write_study_report(
         versus_section(metrics) + error_types_section(metrics) + given_section(metrics, given_png)
     )
     write_report(run.report, metrics, examples, (png, gain), div, maps, extra)
+
+
+def rewrite_report(run: RunDir, metrics: Metrics, examples: list[Example]) -> None:
+    """Write ``report.html`` again from a finished study's metrics and its drawn figures.
+
+    For what changes after the study (a grading audit): nothing is fitted or drawn again; the
+    interactive surfaces are linked rather than embedded.
+    """
+    from halluscan.errors import HalluscanError
+
+    heat = metrics.heatmap
+    if heat is None or not run.heatmap_png.is_file():
+        raise HalluscanError(f"{run.root}: the study has no heatmap to report; run it again")
+    auc = np.array(heat.auc, dtype=float)
+    fig = heatmap.heatmap_figure(
+        auc, np.array(heat.auc_std, dtype=float), heat.n_per_position, heat.layers,
+        heat.positions, metrics.name,
+    )  # fmt: skip
+    div = fig.to_html(include_plotlyjs=True, full_html=False)
+    maps = [
+        DrawnPair(
+            m, f"<p><a href='{html.escape(m.activity_html)}'>the interactive surfaces</a></p>"
+        )
+        for m in metrics.response_maps or []
+    ]
+    given_png = run.heatmap_given_png if run.heatmap_given_png.is_file() else None
+    extra = (
+        versus_section(metrics) + error_types_section(metrics) + given_section(metrics, given_png)
+    )
+    pngs = (run.heatmap_png, run.heatmap_gain_png)
+    write_report(run.report, metrics, examples, pngs, div, maps, extra)
