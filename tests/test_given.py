@@ -34,9 +34,21 @@ def test_distractors_are_never_aliases_and_repeat_under_the_seed(world):
     from halluscan.grade import Grader
 
     grader = Grader.for_dataset(world)
-    pairs = given_answers(world.questions, world, seed=0)
+    every = given_answers(world.questions, world, seed=0)
+    near = [a for a in every if a.kind == "plausible"]
+    pairs = [a for a in every if a.kind != "plausible"]
     assert len(pairs) == 2 * len(world.questions)  # every world-facts question gets one
     by_id = {q.qid: q for q in world.questions}
+    # a plausible false answer for capitals and countries (a city, a neighbour), never an alias
+    assert len(near) > 900 and {a.relation for a in near} == {
+        "capital_of_country",
+        "country_of_capital",
+        "country_of_city",
+    }
+    for a in near:
+        q = by_id[a.qid]
+        assert a.false and a.item_id == f"{q.qid}#plausible" and not is_alias(a.answer, q)
+        assert grader.alias_span(q, a.response) is None
     for true, false in zip(pairs[::2], pairs[1::2], strict=True):
         q = by_id[true.qid]
         assert (true.false, false.false, true.answer, false.qid) == (False, True, q.answer, q.qid)
@@ -44,12 +56,12 @@ def test_distractors_are_never_aliases_and_repeat_under_the_seed(world):
         assert grader.alias_span(q, false.response) is None  # the study's own grader calls it wrong
         assert grader.alias_span(q, true.response) is not None
         assert f" {false.answer.lower()} " not in f" {q.question.lower()} "
-    assert given_answers(world.questions, world, seed=0) == pairs  # the seed fixes the draw
-    other = given_answers(world.questions, world, seed=1)
+    assert given_answers(world.questions, world, seed=0) == every  # the seed fixes the draw
+    other = [a for a in given_answers(world.questions, world, seed=1) if a.kind != "plausible"]
     assert sum(a.answer != b.answer for a, b in zip(pairs, other, strict=True)) > len(pairs) // 4
     # a question's draw does not move when the study selects other questions of the dataset
     subset = given_answers(world.questions[::7], world, seed=0)
-    assert {(a.qid, a.answer) for a in subset} <= {(a.qid, a.answer) for a in pairs}
+    assert {(a.qid, a.answer) for a in subset} <= {(a.qid, a.answer) for a in every}
 
 
 def test_a_distractor_is_of_the_questions_type():
@@ -193,6 +205,7 @@ def _run(tiny: Path, *extra: str) -> list[str]:
 
 
 def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):
+    from halluscan.study import runs
     from halluscan.study.runs import RunDir
 
     assert (
@@ -202,7 +215,13 @@ def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):
     run = RunDir.named("g", tiny / "runs")
     m = metrics_io.read(run)
     g = m.given_bank
-    assert (g.n_answers, g.n_questions) == (96, 48)
+    examples = runs.study_examples(run.open_store())
+    own_wrong = sum(not e.correct and bool(e.exact_text) for e in examples)
+    # a true and a random false answer per question, and the model's own wrong answers
+    assert g.n_questions == 48 and 96 < g.n_answers <= 96 + own_wrong
+    assert {"false", "own"} <= set(g.by_kind) and all(
+        0 <= c.auc <= 1 for c in g.by_kind.values() if c.auc is not None
+    )
     assert 0 <= g.best.auc <= 1 and g.best.ci95[0] <= g.best.auc <= g.best.ci95[1]
     meta = json.loads((run.probes_given / "probes.json").read_text())
     assert (meta["kind"], meta["position"], meta["best_layer"]) == (

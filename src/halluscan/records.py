@@ -38,6 +38,9 @@ class Question:
     # a false answer of the same type (user CSVs, the other candidate of winobias/winogrande)
     wrong_answer: str = ""
     answerable: bool = True  # False: the right answer is a refusal (unanswerable math questions)
+    # a false answer that sits close to the truth (world-facts: the country's largest city that
+    # is not its capital; a neighbouring country), for the given-answer bank's hard negatives
+    plausible: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,10 @@ class Grade:
     locator: str  # which rule found exact_span ("type", "entity", "fallback", "alias", "none")
     ambiguous: str | None = None  # why the grade is unsure (None: it is not)
 
+
+# The kinds of given answer: the truth; a random answer of the type; a plausible one (close to the
+# truth); the model's own wrong answer (its greedy one's exact answer). Store ids end in them.
+TRUE, RANDOM, PLAUSIBLE, OWN = "true", "false", "plausible", "own"
 
 # what a study asks chat models
 DEFAULT_SYSTEM_PROMPT = "Answer the question in one short sentence."

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from halluscan.analyses.summary import OMIT, Interval
 from halluscan.probes.crossfit import Answers, CrossFit, cross_auc, question_folds
 from halluscan.probes.sweep import SweepResult
+from halluscan.records import OWN, PLAUSIBLE, RANDOM, TRUE
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class GivenBank:
     layer0: HeldOut | None = field(default=None, metadata=OMIT)  # the answer's identity alone
     probe_bank: str | None = field(default=None, metadata=OMIT)
     cross: CrossBanks | None = field(default=None, metadata=OMIT)
+    # the bank, held out by question, on the truth against each kind of false answer
+    by_kind: dict[str, HeldOut] | None = field(default=None, metadata=OMIT)
 
 
 def cross_banks(
@@ -106,3 +110,36 @@ def cross_banks(
         "own_answers": HeldOut.of_fit(cross_auc(given, own.answers, split, c, device), given_layer),
     }
     return CrossBanks(given_bank, own_bank)
+
+
+MODEL_RIGHT = "plausible, where the model answers right"
+
+
+def by_kind(
+    given: Answers,
+    kinds: np.ndarray,
+    right: set[str],
+    layer: int,
+    folds: int,
+    seed: int,
+    c: float,
+    device: str | torch.device = "cpu",
+) -> dict[str, HeldOut]:
+    """The bank held out by question on the true answers against each kind of false answer.
+
+    Fitted on every kind (one question-level split, as the sweep's); scored on the truth and
+    one kind at a time. ``right``: the questions the model itself answers right, where a
+    plausible distractor is a fact the model knows and a bank that reads knowledge must see it.
+    """
+    split = question_folds(given.y, list(given.groups), folds, seed)
+    g = np.asarray(given.groups)
+    tests = {k: (kinds == TRUE) | (kinds == k) for k in (RANDOM, PLAUSIBLE, OWN)}
+    tests[MODEL_RIGHT] = tests[PLAUSIBLE] & np.isin(g, sorted(right))
+    out = {}
+    for name, mask in tests.items():
+        if not (kinds[mask] != TRUE).any():
+            continue
+        rows = torch.from_numpy(mask)
+        sub = Answers(given.x[rows], given.y[mask], list(g[mask]))
+        out[name] = HeldOut.of_fit(cross_auc(given, sub, split, c, device), layer)
+    return out

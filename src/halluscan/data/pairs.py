@@ -1,6 +1,7 @@
 """Given answers for the given-answer probe bank.
 
-Each question's gold answer and a false one of its type.
+Each question's gold answer and false ones: a random one of its type, a plausible one, and the
+model's own wrong answer.
 
 
 The own-answer bank reads the model's confidence in what it wrote itself; an answer forced on the
@@ -20,11 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from halluscan.records import Dataset, Question
+from halluscan.records import OWN, PLAUSIBLE, RANDOM, TRUE, Dataset, Question
 from halluscan.text import normalize
 
 # the response that is teacher-forced: the bare answer, as a short answer reads
 TEMPLATE = "{answer}."
+
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class GivenAnswer:
     relation: str
     answer: str  # the entity itself
     false: bool
+    kind: str = ""  # TRUE, RANDOM, PLAUSIBLE or OWN ("": by ``false``, TRUE or RANDOM)
 
     @property
     def response(self) -> str:
@@ -46,9 +49,14 @@ class GivenAnswer:
         return TEMPLATE.format(answer=self.answer)
 
     @property
+    def what(self) -> str:
+        """Which kind of answer it is: the truth, or which kind of false answer."""
+        return self.kind or (RANDOM if self.false else TRUE)
+
+    @property
     def item_id(self) -> str:
         """The id of this answer in the store: the question's id and which answer it is."""
-        return f"{self.qid}#{'false' if self.false else 'true'}"
+        return f"{self.qid}#{self.what}"
 
 
 def _words(text: str) -> str:
@@ -127,4 +135,23 @@ def given_answers(qs: Sequence[Question], ds: Dataset, seed: int) -> list[GivenA
             continue
         out.append(GivenAnswer(q.qid, q.question, q.relation, q.answer, False))
         out.append(GivenAnswer(q.qid, q.question, q.relation, wrong, True))
+        near = q.plausible
+        if near and not is_alias(near, q) and _words(near) not in _words(q.question):
+            out.append(GivenAnswer(q.qid, q.question, q.relation, near, True, PLAUSIBLE))
+    return out
+
+
+def own_wrong(
+    qs: Sequence[Question], answered: dict[str, tuple[bool, str | None]]
+) -> list[GivenAnswer]:
+    """The model's own wrong answers as given answers: hard negatives it actually believed.
+
+    ``answered``: question id -> (graded correct, its exact answer). A wrong answer counts when
+    its exact answer was located and does not name the gold answer (a grader's miss).
+    """
+    out = []
+    for q in qs:
+        correct, text = answered.get(q.qid, (True, None))
+        if not correct and text and normalize(text) and not is_alias(text, q):
+            out.append(GivenAnswer(q.qid, q.question, q.relation, text, True, OWN))
     return out

@@ -160,6 +160,27 @@ def _currency_names(countries: JsonObject, ci: JsonObject) -> dict[str, tuple[st
     return out
 
 
+def _plausible(gc: Any, countries: JsonObject) -> dict[str, str]:
+    """False answers close to the truth, from geonames' populations and borders.
+
+    ``city/ISO``: the country's most populous city that is not its capital; ``neighbour/ISO``:
+    its most populous neighbouring country.
+    """
+    out: dict[str, str] = {}
+    biggest: dict[str, tuple[int, str]] = {}
+    for city in gc.get_cities().values():
+        iso, name = city["countrycode"], city["name"]
+        if iso in countries and normalize(name) != normalize(countries[iso]["capital"]):
+            biggest[iso] = max(biggest.get(iso, (-1, "")), (city["population"], name))
+    out |= {f"city/{iso}": name for iso, (_, name) in biggest.items()}
+    for iso, c in countries.items():
+        near = [n for n in (c.get("neighbours") or "").split(",") if n in countries]
+        if near:
+            top = max(near, key=lambda n: (countries[n]["population"], n))
+            out[f"neighbour/{iso}"] = countries[top]["name"]
+    return out
+
+
 def _echoes(question: str) -> set[str]:
     """The question's own capitalised names, normalised ("Guatemala City", not "Guatemala")."""
     from halluscan.text import capitalised_names
@@ -187,11 +208,14 @@ def build_world_facts() -> Dataset:
         if v["capital"] and v["population"] >= MIN_COUNTRY_POPULATION
     )
     keep = sorted(big, key=lambda iso: countries[iso]["name"])
+    plausible = _plausible(gc, countries)
     qs = [
-        q for iso in keep for q in _country_questions(iso, countries[iso], ci, currencies, demonyms)
+        q
+        for iso in keep
+        for q in _country_questions(iso, countries[iso], ci, currencies, demonyms, plausible)
     ]
     capitals = [countries[iso]["capital"] for iso in keep]
-    qs.extend(_city_questions(gc, countries, ci, set(capitals), demonyms))
+    qs.extend(_city_questions(gc, countries, ci, set(capitals), demonyms, plausible))
     echoed = [q.qid for q in qs if not q.aliases]
     qs = [q for q in qs if q.aliases]
     every_country = [
@@ -228,6 +252,7 @@ def _country_questions(
     ci: JsonObject,
     currencies: dict[str, tuple[str, ...]],
     demonyms: dict[str, str],
+    plausible: dict[str, str],
 ) -> list[Question]:
     """A country's questions: its capital, its capital's country, its continent, its currency."""
     name = c["name"]
@@ -243,12 +268,14 @@ def _country_questions(
             f"What is the capital of {name}?",
             _dedupe(cap_aliases),
             "capital_of_country",
+            plausible.get(f"city/{iso}", ""),
         ),
         _q(
             f"country_of_capital/{iso}",
             f"{c['capital']} is the capital of which country?",
             _country_aliases(iso, name, ci, demonyms),
             "country_of_capital",
+            plausible.get(f"neighbour/{iso}", ""),
         ),
         _q(
             f"continent_of_country/{iso}",
@@ -269,7 +296,9 @@ def _country_questions(
     return out
 
 
-def _q(qid: str, question: str, aliases: tuple[str, ...], relation: str) -> Question:
+def _q(
+    qid: str, question: str, aliases: tuple[str, ...], relation: str, plausible: str = ""
+) -> Question:
     """A question; an alias that is one of the question's own names is no answer to it.
 
     When the main name is such an echo, the question keeps no alias (and is dropped).
@@ -279,12 +308,22 @@ def _q(qid: str, question: str, aliases: tuple[str, ...], relation: str) -> Ques
     if aliases and normalize(aliases[0]) in echo:
         kept = ()
     return Question(
-        qid=qid, question=question, answer=kept[0] if kept else "", aliases=kept, relation=relation
+        qid=qid,
+        question=question,
+        answer=kept[0] if kept else "",
+        aliases=kept,
+        relation=relation,
+        plausible=plausible,
     )
 
 
 def _city_questions(
-    gc: Any, countries: JsonObject, ci: JsonObject, capitals: set[str], demonyms: dict[str, str]
+    gc: Any,
+    countries: JsonObject,
+    ci: JsonObject,
+    capitals: set[str],
+    demonyms: dict[str, str],
+    plausible: dict[str, str],
 ) -> list[Question]:
     cities = gc.get_cities().values()
     name_count = Counter(normalize(c["name"]) for c in cities)
@@ -309,6 +348,7 @@ def _city_questions(
                 f"In which country is the city of {c['name']}?",
                 aliases,
                 "country_of_city",
+                plausible.get(f"neighbour/{iso}", ""),
             )
         )
     return out

@@ -55,6 +55,7 @@ class Forced:
             "question": a.question,
             "response": a.response,
             "false": a.false,
+            "kind": a.what,
             "n_tokens": len(self.ids),
             "positions": self.cols,
         }
@@ -234,7 +235,11 @@ def collect_given(
     How many were stored.
     """
     left = {f.id() for f in store.left_to_do(items, key=Forced.id)}
-    by_q = {q: fs for q, fs in pairs_by_question(items).items() if any(f.id() in left for f in fs)}
+    by_q = {
+        q: [f for f in fs if f.id() in left]
+        for q, fs in pairs_by_question(items).items()
+        if any(f.id() in left for f in fs)
+    }
     if not by_q:
         return 0
     prompts = {

@@ -66,4 +66,29 @@ question:
 for each fold the probe is fitted on the other folds' questions. Own answers: the study's graded
 greedy answers.
 Given pairs: the true and false answers above.</p>
-{table(rows, ("bank (trained on)", *(label for _, label in KINDS)))}"""
+{table(rows, ("bank (trained on)", *(label for _, label in KINDS)))}
+{_by_kind(m)}"""
+
+
+FALSE_KINDS = {
+    "false": "a random answer of the type",
+    "plausible": "a plausible answer (the country's largest other city; a neighbouring country)",
+    "own": "the model's own wrong answer",
+    "plausible, where the model answers right": "a plausible answer, on questions the model "
+    "itself answers right",
+}
+
+
+def _by_kind(m: Metrics) -> str:
+    """The given-answer bank on the truth against each kind of false answer."""
+    g = m.given_bank
+    if g is None or not g.by_kind:
+        return ""
+    rows = [(FALSE_KINDS.get(k, k), _ci(v), v.n) for k, v in g.by_kind.items()]
+    return f"""<h3>True against which false answers?</h3>
+<p>The given-answer bank is trained on the truth against every kind of false answer below, the
+model's own wrong answers among them (teacher-forced like the rest). Held out by question, its
+AUC on the truth against each kind alone. A random answer is easy to reject; a plausible one
+tests knowledge; on the questions the model answers right, it knows the fact, so a bank that
+reads knowledge must tell it from a plausible distractor.</p>
+{table(rows, ("truth against", "AUC (95 % interval)", "answers"))}"""

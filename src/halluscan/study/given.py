@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from halluscan.analyses.given import GivenBank, HeldOut, OwnAnswers, cross_banks
-from halluscan.data.pairs import TEMPLATE, given_answers
+from halluscan.analyses.given import GivenBank, HeldOut, OwnAnswers, by_kind, cross_banks
+from halluscan.data.pairs import TEMPLATE, given_answers, own_wrong
 from halluscan.engine.given import Forced, forced
 from halluscan.models.sites import RESIDUAL
 from halluscan.positions import BANK_POSITION, GIVEN_POSITIONS
@@ -48,8 +48,14 @@ class OwnStudy:
 
 
 def given_items(ctx: StudyContext) -> list[Forced]:
-    """The study's given answers (gold + distractor per question), tokenised as ``score`` does."""
+    """The study's given answers (gold + distractors per question), tokenised as ``score`` does."""
     return forced(ctx.lm, given_answers(list(ctx.questions), ctx.dataset, ctx.config.seed))
+
+
+def own_wrong_items(ctx: StudyContext, examples: list[Example]) -> list[Forced]:
+    """The model's own wrong answers of the study, as given answers to teacher-force."""
+    answered = {e.qid: (e.correct, e.exact_text) for e in examples}
+    return forced(ctx.lm, own_wrong(list(ctx.questions), answered))
 
 
 def open_given_store(ctx: StudyContext, own_key: str, prov: Provenance) -> ActivationStore:
@@ -94,6 +100,10 @@ def given_bank(
     assert bank is not None  # the sweep found both classes there
     bank.save(ctx.run.probes_given)
     given = Answers(_cell(gstore, SITE, layer, keep), y[keep], list(np.asarray(groups)[keep]))
+    kinds = np.array([r.get("kind") or str(r["qid"]).rsplit("#", 1)[-1] for r in recs])[keep]
+    right = {e.qid for e in own.examples if e.correct}
+    cfg = ctx.config
+    kinds_auc = by_kind(given, kinds, right, layer, folds, cfg.seed, cfg.probe_c, ctx.probe_device)
     cross = cross_banks(
         given,
         layer,
@@ -113,6 +123,7 @@ def given_bank(
         layer0=HeldOut.of_sweep(result, BANK_POSITION, result.layers[0], n),
         probe_bank=str(ctx.run.probes_given),
         cross=cross,
+        by_kind=kinds_auc,
     )
     return out, result
 

@@ -117,10 +117,15 @@ def run_study(cfg: StudyConfig) -> Metrics:
             if not ctx.config.ray:  # on Ray the workers fork them, and their time is the workers'
                 # part of generate_extract
                 timer.s["given_answers_in_generation"] = round(forked, 2)
-            # answers not fed during generation (a resumed run, the static decoder)
+            # answers not fed during generation (a resumed run, the static decoder), and the
+            # model's own wrong answers (known only now), teacher-forced as given answers
             with timer("given_bank"):
+                own = given_stage.own_wrong_items(ctx, runs.study_examples(stores.own))
                 collect_given(
-                    ctx.lm, stores.given.items, stores.given.store, ctx.collect_job().generation
+                    ctx.lm,
+                    [*stores.given.items, *own],
+                    stores.given.store,
+                    ctx.collect_job().generation,
                 )
         return analyse(ctx, stores, runs.study_examples(stores.own), prov, timer)
 
