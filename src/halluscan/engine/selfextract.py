@@ -53,8 +53,9 @@ OPTIONS = GenerateOptions(
 def span_in(response: str, extracted: str) -> Span | None:
     """Where ``extracted`` occurs in ``response`` (case, accents and spacing folded), or None.
 
-    Quotes and closing punctuation around the extraction are dropped first. NONE, and a copy of
-    more than ``MAX_WORDS`` words (most of a sentence, not its answer), are None.
+    Quotes and closing punctuation around the extraction are dropped first. NONE, a copy of more
+    than ``MAX_WORDS`` words, and a copy of the whole of a longer answer (a sentence, not its
+    answer) are None.
     """
     text = extracted.strip().strip("\"'“”‘’`").rstrip(".,;:!?").strip()
     if not text or text.upper() == NONE or len(text.split()) > MAX_WORDS:
@@ -67,7 +68,12 @@ def span_in(response: str, extracted: str) -> Span | None:
         folded += f
         where += [i] * len(f)
     hit = pattern.search(folded)
-    return Span(where[hit.start()], where[hit.end() - 1] + 1) if hit else None
+    if hit is None:
+        return None
+    span = Span(where[hit.start()], where[hit.end() - 1] + 1)
+    rest = (response[: span.start] + response[span.end :]).strip(" .,;:!?\n")
+    # a copy of a whole sentence-long answer is no extraction of its exact answer
+    return None if not rest and len(text.split()) > 3 else span
 
 
 @torch.inference_mode()
