@@ -158,7 +158,7 @@ def test_the_locator_audit_tabulates_rules_by_class_and_warns_when_the_rule_pred
     checks = run(activations(y, rng, 1.5), examples)
     a = checks.audit
     assert a.rules["fallback"]["correct"] == 0 and a.rules["fallback"]["wrong"] > 50
-    assert a.shared_rules == ["relation"] and a.left_out == {"correct": 0.0, "wrong": 0.0}
+    assert a.shared_rules == ["relation"] and a.not_located == {"correct": 0.0, "wrong": 0.0}
     same = a.same_rule
     assert same.rules == ["relation"]
     assert same.n == a.rules["relation"]["correct"] + a.rules["relation"]["wrong"]

@@ -88,7 +88,7 @@ def metrics(positions=("last_q", "exact_answer_last")):
         },
         "locator_audit": {
             "rules": {"relation": {"correct": 2, "wrong": 1}, "none": {"correct": 0, "wrong": 1}},
-            "left_out": {"correct": 0.0, "wrong": 0.5},
+            "not_located": {"correct": 0.0, "wrong": 0.5},
             "shared_rules": ["relation"],
         },
         "timings_s": {"probe_sweep": 1.25},

@@ -3,7 +3,7 @@
 A locator can be one rule in code and still split by class: when its first rule looks answers up
 in the gold vocabulary, every correct answer passes it and most wrong ones fall to fallbacks,
 so the rule alone predicts the label and a probe at the exact answer can learn the rule. The
-audit tabulates rule x class, counts the answers left out of the exact-answer cells, and re-runs
+audit tabulates rule x class, counts the answers with no located exact answer, and re-runs
 the probe on the answers found by rules that occur in both classes (the same-rule control).
 """
 
@@ -63,10 +63,11 @@ class SelfExtraction:
 
 @dataclass(frozen=True)
 class LocatorAudit:
-    """Rule x class counts, the share of each class left out of the exact-answer cells, and more."""
+    """Rule x class counts, the share of each class not located, and more."""
 
     rules: dict[str, dict[str, int]]  # rule -> {"correct": n, "wrong": n}
-    left_out: dict[str, float]  # class -> share with no exact answer (out of those cells)
+    # class -> share with no located exact answer (read at the fallback position instead)
+    not_located: dict[str, float]
     shared_rules: list[str]  # rules that located answers of both classes
     same_rule: SameRule | None = field(default=None, metadata=OMIT)
 

@@ -74,7 +74,7 @@ def _audit(m: Metrics) -> str:
     if a is None:
         return table(sorted(m.summary.locator_rules.items()), ("rule", "responses"))
     rows = [(r, c["correct"], c["wrong"]) for r, c in a.rules.items()]
-    left = ", ".join(f"{num(v, '.1%')} of {k} answers" for k, v in a.left_out.items())
+    left = ", ".join(f"{num(v, '.1%')} of {k} answers" for k, v in a.not_located.items())
     rule = (m.versus or {}).get("rule")
     alone = (
         f" The rule alone, as a classifier on the same folds as the probe, reads AUC "
@@ -82,9 +82,10 @@ def _audit(m: Metrics) -> str:
         if rule is not None
         else ""
     )
-    out = f"""<p>Rule by class (<code>none</code>: not located). Left out of the exact-answer
-cells: {left}.{alone} When one rule finds one class's answers and not the other's, a probe at the
-exact answer can learn the rule instead of the model's knowledge.</p>
+    out = f"""<p>Rule by class (<code>none</code>: not located; such answers are read at their
+last answer token instead): {left} had no located exact answer.{alone} When one rule finds one
+class's answers and not the other's, a probe at the exact answer can learn the rule instead of
+the model's knowledge.</p>
 {table(rows, ("rule", "correct", "wrong"))}"""
     same = a.same_rule
     if same is None:
