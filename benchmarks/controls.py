@@ -57,7 +57,8 @@ def rerun(run: RunDir) -> dict[str, object]:
     cfg = stored_config(store)
     examples = study_examples(store)
     y, groups = wrong_labels(examples), [e.qid for e in examples]
-    features = store_features(store, cfg.site)
+    keep = np.array([cfg.keep_ambiguous or e.ambiguous is None for e in examples])
+    features = store_features(store.only(keep), cfg.site)  # as the study's probes read it
     candidates = [p for p in EXACT if p in features.positions]
     times: dict[str, list[float]] = {"sweep": [], "nested": []}
     picks = []

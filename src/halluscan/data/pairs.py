@@ -28,7 +28,6 @@ from halluscan.text import normalize
 TEMPLATE = "{answer}."
 
 
-
 @dataclass(frozen=True)
 class GivenAnswer:
     """One teacher-forced answer.

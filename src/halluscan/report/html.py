@@ -103,8 +103,8 @@ def _fallback_items(m: Metrics) -> list[str]:
         again = m.nested_located
         if again is not None:
             line += (
-                f"; without them the nested probe reads {num(again.auc)} "
-                f"({interval(again.ci95)}) on {again.n} answers"
+                f"; without them, the same cells fitted and scored again read "
+                f"{num(again.auc)} ({interval(again.ci95)}) on {again.n} answers"
             )
         out.append(line)
     unsure = s.ambiguous or {}

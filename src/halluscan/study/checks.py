@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from halluscan.analyses import controls as ctl
 from halluscan.analyses.baselines import Scores
 from halluscan.analyses.locator import LocatorAudit, audit
 from halluscan.analyses.nested import Nested, NestedRun, Positions, choose, nested, score_cell
+from halluscan.analyses.summary import mean_ci
 from halluscan.analyses.verdict import LAST_Q, Headline, headline, warnings
 from halluscan.positions import EXACT, Cell
 from halluscan.probes.features import Features
@@ -154,8 +155,8 @@ def check(
         scored = [int(i) for _, te in run.splits for i in te]
         head = headline(run.result, versus, examples, heat_max(sweep), probed, scored)
         found = audit(examples, features, y, head.position, cv, device)
-    with clock("nested_selection"):
-        located = without_fallback(features, examples, y, groups, exact, cv, device)
+    with clock("controls"):
+        located = without_fallback(features, examples, y, run, cv, device)
     return Checks(run.result, versus, head, found, warnings(versus, head), located)
 
 
@@ -163,20 +164,31 @@ def without_fallback(
     features: Features,
     examples: list[Example],
     y: np.ndarray,
-    groups: np.ndarray,
-    exact: list[str],
+    run: NestedRun,
     cv: CV,
     device: str,
 ) -> Nested | None:
-    """The nested selection again, on the answers whose exact answer was located.
+    """The headline's own picks, fitted and scored again without the answers read at the fallback.
 
-    None when no answer was read at the fallback, or when too few are left.
+    Those are the answers with no located exact answer. None when there were none, or when a
+    fold has too few left.
     """
     located = np.array([not e.exact_fallback for e in examples])
     if located.all():
         return None
-    again = nested(features.restrict(located), y, list(groups), exact, cv, device)
-    return again.result if again is not None else None
+    aucs, splits = [], []
+    for cell, (tr, te) in zip(run.result.picks, run.splits, strict=True):
+        split = (tr[located[tr]], te[located[te]])
+        if len(set(y[split[0]].tolist())) < 2 or len(set(y[split[1]].tolist())) < 2:
+            return None
+        li = features.layers.index(cell.layer)
+        aucs.append(score_cell(features.at(cell.position), li, y, split, cv, device))
+        splits.append(split)
+    auc, ci = mean_ci(np.array(aucs))
+    n = int(sum(len(te) for _, te in splits))
+    wrong = int(sum(y[te].sum() for _, te in splits))
+    r = run.result
+    return replace(r, auc=auc, ci95=ci, n=n, n_wrong=wrong, per_fold=aucs)
 
 
 def controls(

@@ -71,7 +71,9 @@ class Side:
         """The store's features (read when first needed: after the stores were checked)."""
         if not self.examples:
             raise HalluscanError(f"{self.store.root}: the store holds no answers; run its study")
-        return store_features(self.store, self.site)
+        # ambiguous grades are left out, as the study's own probes leave them out
+        keep = np.array([e.ambiguous is None for e in self.examples])
+        return store_features(self.store, self.site).restrict(keep)
 
     @classmethod
     def of(cls, store: ActivationStore, site: str) -> Side:
