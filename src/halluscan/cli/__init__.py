@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,14 +43,29 @@ def add_device_flags(p: argparse.ArgumentParser, model: bool = True) -> None:
         )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad flag or value reported in one line (and exit code 2)."""
+
+    def error(self, message: str) -> Any:  # noqa: D102
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with its subcommands."""
-    p = argparse.ArgumentParser(
+    """The argument parser with its subcommands, each with a description and examples."""
+    from halluscan.cli.helptext import HELP
+    from halluscan.provenance import package_version
+
+    p = Parser(
         prog="halluscan", description="Find hallucinations by reading a model's hidden states."
     )
+    p.add_argument("--version", action="version", version=f"halluscan {package_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
     for add in (_study_commands, _probe_command, _score_command, _choose_command, _data_commands):
         add(sub)
+    for name, cmd in sub.choices.items():
+        text, cmd.epilog = HELP[name]
+        cmd.description = textwrap.fill(text, 79)
+        cmd.formatter_class = argparse.RawDescriptionHelpFormatter
     return p
 
 
@@ -68,7 +84,7 @@ def _study_commands(sub: Any) -> None:
     suite = sub.add_parser(
         "suite", help="a study per dataset on one model: probe vs baselines, and transfer"
     )
-    add_config_flags(suite)
+    add_config_flags(suite, skip=("dataset",))
     suite.add_argument(
         "--datasets",
         nargs="+",
@@ -91,9 +107,15 @@ def _probe_command(sub: Any) -> None:
         help="several run folders: for every train/test pair, the AUC at the training run's cell "
         "and its gain over the test run's logits",
     )
-    probe.add_argument("--site", default=RESIDUAL, help="activation site (default: %(default)s)")
     probe.add_argument(
-        "--c",
+        "--site",
+        default=RESIDUAL,
+        choices=(RESIDUAL,),
+        help="activation site (default: %(default)s)",
+    )
+    probe.add_argument(
+        "--probe-c",
+        dest="c",
         type=float,
         default=StudyConfig.probe_c,
         help="inverse L2 strength (default: %(default)s)",

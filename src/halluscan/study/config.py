@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from halluscan.errors import HalluscanError
-from halluscan.models.placement import check_device, check_dtype
+from halluscan.models.placement import DTYPES, check_device
 from halluscan.models.sites import RESIDUAL
 from halluscan.positions import VALID, check_position_names
 from halluscan.records import CV, DEFAULT_C, DEFAULT_SYSTEM_PROMPT, GenerateOptions, JsonObject
@@ -39,7 +39,11 @@ class StudyConfig:
         "'world-facts', an LLMsKnow set (movies, winobias, winogrande, mnli, math) or a CSV/JSONL"
         " file",
     )
-    split: str = knob("test", "LLMsKnow sets: test (or validation; the default) or train")
+    split: str = knob(
+        "test",
+        "which file of an LLMsKnow set: test (mnli: validation), or train",
+        choices=("test", "validation", "train"),
+    )
     data_dir: str = knob("", "folder of the LLMsKnow files ('' = $HALLUSCAN_DATA, else the cache)")
     n_questions: int = knob(0, "use this many questions (0 = all), sampled with the seed")
     name: str = knob("demo", "run name: output goes to RUNS_DIR/NAME")
@@ -48,19 +52,26 @@ class StudyConfig:
         0, "questions generated per batch (0 = auto: 64 on CPU, from the GPU's memory on a GPU)"
     )
     max_new_tokens: int = knob(GenerateOptions.max_new_tokens, "hard cap on generated tokens")
-    stop: str = knob(GenerateOptions.stop, "stop at end of first 'sentence', 'line', or 'none'")
+    stop: str = knob(
+        GenerateOptions.stop,
+        "stop at the end of the first sentence or line, or only at the token cap",
+        choices=("sentence", "line", "none"),
+    )
     system_prompt: str = knob(
         DEFAULT_SYSTEM_PROMPT, "system prompt for chat models ('' = the template's own default)"
     )
     positions: tuple[str, ...] = knob(DEFAULT_POSITIONS, "named token positions")
-    site: str = knob(RESIDUAL, "activation site to extract")
-    store_dtype: str = knob("bfloat16", "bfloat16 or float32 on disk")
+    site: str = knob(RESIDUAL, "activation site to extract", choices=(RESIDUAL,))
+    store_dtype: str = knob(
+        "bfloat16", "the activations' dtype on disk", choices=("bfloat16", "float32")
+    )
     locator: str = knob(
         "auto",
         "how the exact answer is found: 'self' (the model extracts it from its own answer), "
         "'class-blind' (one rule for both classes, by the answer's type), 'auto' ('self' when "
         "it succeeds on 90 percent of a pilot of answers, else 'class-blind') or 'asymmetric' (the "
         "gold alias for correct answers, as the published study did)",
+        choices=("auto", "self", "class-blind", "asymmetric"),
     )
     keep_ambiguous: bool = knob(
         False,
@@ -75,9 +86,12 @@ class StudyConfig:
     dtype: str = knob(
         "auto",
         "model weights: auto (bfloat16 on a GPU, float32 on CPU), float32, bfloat16, float16",
+        choices=DTYPES,
     )
     decoder: str = knob(
-        "auto", "auto (compiled static decoding on a GPU, eager on CPU), eager, static or compiled"
+        "auto",
+        "auto (compiled static decoding on a GPU, eager on CPU), eager, static or compiled",
+        choices=DECODERS,
     )
     probe_device: str = knob("", "where probes are fitted ('' = the study's device)")
     given_bank: bool = knob(
@@ -107,6 +121,7 @@ class StudyConfig:
         "object",
         "'object': chunks come back through Ray's object store, 'shared': workers write them into"
         " the store on a shared file system",
+        choices=("object", "shared"),
     )
     report_pairs: tuple[Any, ...] = knob(
         (),
@@ -128,13 +143,9 @@ class StudyConfig:
             )
         self._check_name()
         self._check_numbers()
-        _choice("stop", self.stop, ("sentence", "line", "none"))
-        _choice("store_dtype", self.store_dtype, ("bfloat16", "float32"))
-        _choice("locator", self.locator, ("auto", "self", "class-blind", "asymmetric"))
-        _choice("site", self.site, (RESIDUAL,))
-        check_dtype(self.dtype, "config: dtype")
-        _choice("decoder", self.decoder, DECODERS)
-        _choice("split", self.split, ("test", "validation", "train"))
+        for f in dataclasses.fields(self):
+            if "choices" in f.metadata:
+                _choice(f.name, getattr(self, f.name), f.metadata["choices"])
         self._check_ray()
         check_device(self.device, "config: device")
         if self.probe_device:
@@ -179,7 +190,6 @@ class StudyConfig:
                 )
 
     def _check_ray(self) -> None:
-        _choice("ray_write", self.ray_write, ("object", "shared"))
         if self.ray and self.gpus_per_worker > 0 and self.batch_size == 0:
             raise HalluscanError(
                 "config: --ray with --gpus-per-worker needs --batch-size (the driver cannot size a "

@@ -52,11 +52,14 @@ def load_yaml(path: str | Path) -> JsonObject:
     return data
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """Add one ``--flag`` per StudyConfig field; defaults are None so that YAML can sit between."""
+def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """Add one ``--flag`` per StudyConfig field; defaults are None so that YAML can sit between.
+
+    ``skip``: fields the command sets another way (``suite`` takes ``--datasets``).
+    """
     parser.add_argument("--config", help="YAML file of config keys (flags override it)")
     for f in dataclasses.fields(StudyConfig):
-        if f.metadata.get("yaml_only"):
+        if f.metadata.get("yaml_only") or f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         typ = _field_type(f)
@@ -72,7 +75,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                 flag, nargs="?", const="local", default=None, metavar="ADDRESS", help=help_
             )
         else:
-            parser.add_argument(flag, type=typ, default=None, help=help_)
+            choices = f.metadata.get("choices")
+            parser.add_argument(flag, type=typ, default=None, choices=choices, help=help_)
 
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
