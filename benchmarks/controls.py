@@ -28,7 +28,7 @@ from halluscan.positions import EXACT
 from halluscan.probes.sweep import sweep, wrong_labels
 from halluscan.study import metrics as metrics_io
 from halluscan.study.arrays import store_features
-from halluscan.study.config import StudyConfig
+from halluscan.study.config import DEMO, StudyConfig
 from halluscan.study.pipeline import run_study
 from halluscan.study.runs import RunDir, stored_config, study_examples
 
@@ -109,7 +109,7 @@ def main() -> None:
     else:
         tmp = Path(tempfile.mkdtemp(prefix="halluscan-controls-"))
         run_study(StudyConfig(runs_dir=str(tmp), quiet=True))
-        run = RunDir.named(StudyConfig.name, tmp)
+        run = RunDir.named(DEMO, tmp)
     res = {
         "run": str(run.root),
         "study": study_shares(run),

@@ -124,7 +124,6 @@ def test_missing_gguf_and_non_model_folder(capsys, tmp_path):
         ),
         ("probe_c: 0\n", r"config: probe_c=0 must be a positive number"),
         ("probe_c: -0.5\n", r"config: probe_c=-0.5 must be a positive number"),
-        ("name: ''\n", r"config: name is empty; give a run name"),
         ("name: '  '\n", r"config: name is empty"),
         (
             "positions: [last_q, '-1', last_q]\n",

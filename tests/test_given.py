@@ -331,7 +331,7 @@ def test_score_chooses_the_bank_by_what_it_is_given(tiny, monkeypatch, tmp_path)
 
     picked = []
     monkeypatch.setattr(
-        score, "default_bank", lambda model, runs, quiet, kind: picked.append(kind) or Path("x")
+        score, "default_bank", lambda model, runs, kind: picked.append(kind) or Path("x")
     )
     monkeypatch.setattr(score, "_score_one", lambda scanner, args, out: 0)
 

@@ -287,24 +287,16 @@ def test_long_responses_wrap_in_the_attention_png(tmp_path):
     assert w_long < 0.32 * plots.ATTN_WRAP * 110 + 400
 
 
-def test_default_bank_runs_the_default_study_when_missing(tmp_path, monkeypatch, capsys):
+def test_a_missing_default_bank_is_refused_with_the_command_that_makes_it(tmp_path):
     from halluscan.cli.score import default_bank
-    from halluscan.study import pipeline
+    from halluscan.errors import HalluscanError
 
-    calls = []
-
-    def fake_run(cfg):
-        calls.append(cfg)
-        random_bank().save(tmp_path / cfg.name / "probes")
-
-    monkeypatch.setattr(pipeline, "run_study", fake_run)
-    folder = default_bank("smollm2", str(tmp_path), quiet=True)
-    assert (
-        folder == tmp_path / "demo" / "probes" and len(calls) == 1 and calls[0].model == "smollm2"
-    )
-    assert "running the default study" in capsys.readouterr().err
-    # now it exists
-    assert default_bank("smollm2", str(tmp_path), quiet=True) == folder and len(calls) == 1
-    assert str(default_bank("org/other-model", str(tmp_path), quiet=True)).endswith(
-        "default-other-model/probes"
-    )
+    with pytest.raises(HalluscanError) as err:
+        default_bank("org/other-model", str(tmp_path))
+    msg = str(err.value)
+    assert "`halluscan run --model org/other-model --runs-dir " + str(tmp_path) + "`" in msg
+    assert "other-model-world-facts" in msg and "\n" not in msg
+    with pytest.raises(HalluscanError, match=r"`halluscan run --runs-dir"):
+        default_bank("smollm2", str(tmp_path), kind="given")
+    random_bank().save(tmp_path / "demo" / "probes")
+    assert default_bank("smollm2", str(tmp_path)) == tmp_path / "demo" / "probes"

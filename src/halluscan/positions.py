@@ -2,8 +2,9 @@
 
 ``last_q`` is the last prompt token (the one that predicts the first answer token).
 ``-k`` counts from the end of the full sequence, as the reference study does, so a short
-response reaches back into the prompt. Exact-answer positions need a located answer
-span; without one they resolve to None and the example is left out of those cells.
+response reaches back into the prompt. Exact-answer positions need a located answer span; a
+study reads an answer without one at its last answer token instead (:func:`fallback_token`)
+and flags it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,21 @@ NAMED = (
 NEGATIVE = tuple(str(-k) for k in range(8, 0, -1))
 VALID = NAMED + NEGATIVE
 EXACT = tuple(p for p in NAMED if p.startswith("exact_answer"))
+_ORDINAL = {"2": "nd", "3": "rd"}
+MEANING = {
+    "last_q": "the last prompt token, which predicts the answer's first token (before any answer)",
+    "first_answer": "the answer's first token",
+    "second_answer": "the answer's second token",
+    "exact_answer_before_first": "the token just before the exact answer",
+    "exact_answer_first": "the exact answer's first token",
+    "exact_answer_last": "the exact answer's last token (where the probe banks read)",
+    "exact_answer_after_last": "the token just after the exact answer (often its full stop)",
+    **{
+        p: f"the {p[1:]}{_ORDINAL.get(p[1:], 'th')}-from-last token of prompt + answer"
+        for p in NEGATIVE
+    },
+    "-1": "the last token of prompt + answer (a short answer's -k reach into the prompt)",
+}
 # Where every probe bank is trained and read: the last token of the located exact answer.
 BANK_POSITION = "exact_answer_last"
 # Where the given-answer bank reads a given answer: inside the answer (the prompt is the same for

@@ -25,7 +25,7 @@ from halluscan.cli.study import (
 )
 from halluscan.errors import HalluscanError
 from halluscan.models.sites import RESIDUAL
-from halluscan.study.config import StudyConfig
+from halluscan.study.config import DEMO, StudyConfig
 from halluscan.study.flags import add_config_flags
 from halluscan.study.runs import RUNS_DIR, output_dir
 
@@ -190,7 +190,7 @@ def _choose_command(sub: Any) -> None:
     )
     ch.add_argument(
         "--run",
-        default=output_dir(StudyConfig.name),
+        default=output_dir(DEMO),
         help="a finished study folder (default: %(default)s)",
     )
     ch.add_argument(

@@ -4,40 +4,37 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from halluscan.errors import HalluscanError
 from halluscan.records import JsonObject, ToScore
+from halluscan.study.config import StudyConfig
+from halluscan.study.runs import RUNS_DIR
 
 BANKS = ("auto", "own", "given")
 
 
-def default_bank(model: str, runs_dir: str, quiet: bool, kind: str = "own") -> Path:
-    """The ``kind`` probe bank (own or given) of the default study for ``model``.
+def default_bank(model: str, runs_dir: str, kind: str = "own") -> Path:
+    """The ``kind`` probe bank (own or given) of ``model``'s default study.
 
-    Runs that study first when missing.
+    That is the study ``halluscan run --model MODEL`` writes. A missing one is refused with the
+    command that makes it: scoring never starts a study by itself.
     """
     from halluscan.probes.bank import ProbeBank
-    from halluscan.study import pipeline
     from halluscan.study.runs import RunDir, default_study
 
-    cfg = default_study(model, runs_dir, quiet)
+    cfg = default_study(model, runs_dir)
     run = RunDir.named(cfg.name, cfg.runs_dir)
     folder = run.probes_given if kind == "given" else run.probes
     if not ProbeBank.exists(folder):
-        what = "given-answer" if kind == "given" else "probe"
-        print(
-            f"halluscan: no {what} bank at {folder}; running the default study for {model} first "
-            f"(`halluscan run --name {cfg.name}`, a few minutes on the bundled model; a finished "
-            "one resumes)",
-            file=sys.stderr,
-        )
-        pipeline.run_study(cfg)
-    if not ProbeBank.exists(folder):  # the study could not train it (too few answers of a class)
+        what = "given-answer" if kind == "given" else "own-answer"
+        model_flag = "" if model == StudyConfig.model else f" --model {model}"
+        dir_flag = "" if runs_dir == RUNS_DIR else f" --runs-dir {runs_dir}"
         raise HalluscanError(
-            f"the default study wrote no bank at {folder}; see {run.report}, or give --probes"
+            f"no {what} bank at {folder}: run the default study first (`halluscan run"
+            f"{model_flag}{dir_flag}`, a few minutes on the bundled model on 2 CPU cores), or "
+            "give --probes FOLDER"
         )
     return folder
 
@@ -57,7 +54,7 @@ def _scanner(args: argparse.Namespace, lm: Any, kind: str) -> Any:
     from halluscan.probes.bank import ProbeBank
     from halluscan.scan import Scanner
 
-    bank = ProbeBank.load(args.probes or default_bank(args.model, args.runs_dir, args.quiet, kind))
+    bank = ProbeBank.load(args.probes or default_bank(args.model, args.runs_dir, kind))
     scanner = Scanner(
         lm, bank, layer=args.layer, standardise=args.standardise, query=_query(args.query)
     )

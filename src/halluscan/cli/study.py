@@ -6,6 +6,7 @@ The commands that work on whole studies.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -127,10 +128,15 @@ def cmd_choose(args: argparse.Namespace) -> int:
 
 
 def cmd_positions(_args: argparse.Namespace) -> int:
-    """List the valid position names."""
-    from halluscan.positions import VALID
+    """List the valid position names and what each one is."""
+    from halluscan.positions import MEANING, VALID
 
-    print("\n".join(VALID))
+    width = max(map(len, VALID))
+    print("\n".join(f"{p:<{width}}  {MEANING[p]}" for p in VALID))
+    print(
+        "An answer with no located exact answer is read at its last answer token at the "
+        "exact_answer_* positions, and flagged."
+    )
     return 0
 
 
@@ -146,11 +152,14 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_suite(args: argparse.Namespace) -> int:
     """Run a study per dataset and print each one's probe against its best baseline."""
     from halluscan.cli.probe import matrix_lines
+    from halluscan.study.config import short_name
     from halluscan.study.flags import config_from_args
     from halluscan.study.runs import RunDir
     from halluscan.study.suite import run_suite
 
     cfg = config_from_args(args)
+    if args.name is None:  # a suite's own default name, not a study's
+        cfg = replace(cfg, name=f"{short_name(cfg.model)}-suite")
     s = run_suite(cfg, args.datasets or [])
     for name, d in s.datasets.items():
         h = d.headline

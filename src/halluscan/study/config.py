@@ -46,7 +46,11 @@ class StudyConfig:
     )
     data_dir: str = knob("", "folder of the LLMsKnow files ('' = $HALLUSCAN_DATA, else the cache)")
     n_questions: int = knob(0, "use this many questions (0 = all), sampled with the seed")
-    name: str = knob("demo", "run name: output goes to RUNS_DIR/NAME")
+    name: str = knob(
+        "",
+        "run name: output goes to RUNS_DIR/NAME ('' = from the model and the dataset: 'demo' for "
+        "the bundled model on world-facts, else e.g. 'smollm2-winobias')",
+    )
     runs_dir: str = knob("runs", "folder that holds the runs")
     batch_size: int = knob(
         0, "questions generated per batch (0 = auto: 64 on CPU, from the GPU's memory on a GPU)"
@@ -129,6 +133,12 @@ class StudyConfig:
         "side by side (no answer: the model's own)",
         yaml_only=True,
     )
+
+    def __post_init__(self) -> None:
+        if (
+            not self.name
+        ):  # the default name: from the model and the dataset, so runs do not collide
+            object.__setattr__(self, "name", default_name(self.model, self.dataset))
 
     def validate(self) -> StudyConfig:
         """Check values that argparse cannot; return self for chaining."""
@@ -239,6 +249,27 @@ class StudyConfig:
             decoder=self.decoder,
         )
         return dataclasses.replace(base, **overrides)
+
+
+DEMO = "demo"  # the run folder of the bundled model's default study
+
+
+def short_name(text: str) -> str:
+    """A model's or dataset's name as a folder name: its last path part, without an extension."""
+    import re
+    from pathlib import PurePath
+
+    stem = PurePath(text.rstrip("/\\")).name
+    for ext in (".gguf", ".csv", ".jsonl", ".json"):
+        stem = stem.removesuffix(ext)
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "run"
+
+
+def default_name(model: str, dataset: str) -> str:
+    """The run name a study gets unless given one: ``demo`` for the demo, else model-dataset."""
+    if (model, dataset) == ("smollm2", "world-facts"):
+        return DEMO
+    return f"{short_name(model)}-{short_name(dataset)}"[:80]
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -106,10 +106,12 @@ def run_study(cfg: StudyConfig) -> Metrics:
     timer = Timer()
     with timer("load_dataset"):
         plan = StudyPlan.of(cfg)
-    with timer("load_model"):
-        ctx = StudyContext.build(plan)
-    prov = study_provenance(ctx)
-    with ctx.run.hold("halluscan run"):
+    # every refusal that needs no model comes before it loads: the lock, another study's store
+    with plan.run.hold("halluscan run"):
+        runs.check_reuse(plan.run, plan.config, plan.dataset.sha256)
+        with timer("load_model"):
+            ctx = StudyContext.build(plan)
+        prov = study_provenance(ctx)
         stores = open_stores(ctx, prov)
         with timer("generate_extract"):
             forked = collect_stage(ctx, stores, timer)

@@ -150,6 +150,10 @@ class RunDir:
             raise HalluscanError(
                 f"{self.root}: no such run folder; give a finished study folder (runs/NAME)"
             )
+        top = self.root  # the highest folder this call creates, removed again if left empty
+        while not top.parent.exists():
+            top = top.parent
+        created = not self.root.exists()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -175,7 +179,21 @@ class RunDir:
             os.write(fd, json.dumps(note).encode())
             yield
         finally:
+            if created:  # a run refused before it wrote anything leaves no empty folder behind
+                self._remove_if_only_lock(top)
             os.close(fd)  # closing the descriptor releases the lock
+
+    def _remove_if_only_lock(self, top: Path) -> None:
+        try:
+            if [p.name for p in self.root.iterdir()] != [self.lock.name]:
+                return
+            self.lock.unlink()
+            for folder in (self.root, *self.root.parents):
+                folder.rmdir()
+                if folder == top:
+                    return
+        except OSError:
+            pass
 
 
 def _holder(fd: int) -> str:
@@ -207,6 +225,38 @@ def store_key(model: ModelInfo, dataset_sha256: str, cfg: StudyConfig) -> str:
     return provenance.digest(
         {"model_provenance": model.to_json(), "dataset": dataset_sha256, **fields}
     )
+
+
+RESOLVED_LATER = {"batch_size": 0, "locator": "auto"}  # set when the model loads
+
+
+def check_reuse(run: RunDir, cfg: StudyConfig, dataset_sha256: str) -> None:
+    """Refuse, before any model loads, a run folder whose store another study made.
+
+    Names the first setting that differs and the command that works (another ``--name``). The
+    model's own identity (its file or revision) is checked again once it has loaded.
+    """
+    if not (run.store / "manifest.json").is_file():
+        return
+    from halluscan.store import ActivationStore
+
+    prov = ActivationStore.open(run.store).provenance
+    before = prov.get("config") or {}
+    now = cfg.to_dict()
+    diff = [
+        (k, before[k], now[k])
+        for k in STORE_FIELDS
+        if k in before and before[k] != now[k] and RESOLVED_LATER.get(k, object()) != now[k]
+    ]
+    data = (prov.get("dataset") or {}).get("sha256")
+    if data and data != dataset_sha256:
+        diff.insert(0, ("dataset content", f"sha256 {data[:12]}", f"sha256 {dataset_sha256[:12]}"))
+    if diff:
+        key, old, new = diff[0]
+        raise HalluscanError(
+            f"{run.root} holds a study made with {key}={old!r}, not {new!r}; give this one its own "
+            f"folder with --name (e.g. --name {cfg.name}-2), or delete {run.root}"
+        )
 
 
 def given_store_key(own_key: str, template: str, positions: tuple[str, ...]) -> str:
@@ -310,11 +360,9 @@ def bank_meta(
 
 
 def default_study(model: str, runs_dir: str | Path = RUNS_DIR, quiet: bool = False) -> StudyConfig:
-    """The default study of ``model``.
+    """The default study of ``model``: what ``halluscan run --model MODEL`` runs.
 
-    Its bank is what ``halluscan score`` uses without ``--probes``.
+    Its bank is what ``halluscan score`` uses without ``--probes`` (``runs/demo`` for the bundled
+    model, ``runs/MODEL-world-facts`` for another).
     """
-    name = StudyConfig.name
-    if model != StudyConfig.model:
-        name = "default-" + "".join(ch if ch.isalnum() else "-" for ch in Path(model).name)[:60]
-    return StudyConfig(model=model, runs_dir=str(runs_dir), quiet=quiet, name=name)
+    return StudyConfig(model=model, runs_dir=str(runs_dir), quiet=quiet)
