@@ -300,3 +300,31 @@ def test_a_missing_default_bank_is_refused_with_the_command_that_makes_it(tmp_pa
         default_bank("smollm2", str(tmp_path), kind="given")
     random_bank().save(tmp_path / "demo" / "probes")
     assert default_bank("smollm2", str(tmp_path)) == tmp_path / "demo" / "probes"
+
+
+def test_a_study_folder_scores_given_and_generated_answers_with_their_own_banks(lm, tmp_path):
+    """Handed runs/NAME, the scanner chooses the bank as `halluscan score` does."""
+    own, given = random_bank(seed=1), random_bank(seed=2)
+    own.meta["kind"], given.meta["kind"] = "own", "given"
+    own.save(tmp_path / "run" / "probes")
+    given.save(tmp_path / "run" / "probes_given")
+    opts = GenerateOptions(max_new_tokens=4)
+    both = Scanner(lm, tmp_path / "run", generation=opts)
+    q, a = "what is the capital of peru ?", "the capital of peru is lima ."
+    r = both.score(q, a)
+    alone = Scanner(lm, given, generation=opts).score(q, a)
+    assert r.bank == "given" and r.p_wrong == pytest.approx(alone.p_wrong)
+    assert r.p_wrong != pytest.approx(Scanner(lm, own, generation=opts).score(q, a).p_wrong)
+    generated = both.score(q)
+    assert generated.bank == "own" and generated.source.answer_source == "generated"
+    assert [s.p_wrong for s in both.stream(q)] == [
+        s.p_wrong for s in Scanner(lm, own, generation=opts).stream(q)
+    ]
+    # a bank's own folder reads every answer with that bank
+    assert Scanner(lm, tmp_path / "run" / "probes", generation=opts).score(q, a).bank == "own"
+    # a study without a given-answer bank refuses a given answer, naming the other bank
+    (tmp_path / "run" / "probes_given" / "probes.json").unlink()
+    with pytest.raises(HalluscanError, match="no given-answer bank.*probes'"):
+        Scanner(lm, tmp_path / "run", generation=opts).score(q, a)
+    with pytest.raises(HalluscanError, match="neither a probe bank nor a study folder"):
+        Scanner(lm, tmp_path / "nothing")

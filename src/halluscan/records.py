@@ -105,6 +105,14 @@ DEFAULT_SYSTEM_PROMPT = "Answer the question in one short sentence."
 # The settings a probe bank records of its study, so that scoring prompts and stops as its study
 # did.
 BANK_SETTINGS = ("system_prompt", "max_new_tokens", "stop")
+# where a study folder keeps its probe banks, by the answers each reads: the model's own
+# (graded) and answers given to it (true / false)
+RUN_BANKS = {"own": "probes", "given": "probes_given"}
+
+
+def bank_kind(given_answer: bool) -> str:
+    """The bank that reads an answer: given-answer for one given to the model, else own-answer."""
+    return "given" if given_answer else "own"
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,9 @@ def test_end_to_end_small_slice(slice_run):
     assert set(maps) == {"auto", "pair1"}
     assert [r["graded"] for r in maps["auto"]["responses"]] == ["wrong", "correct"]
     assert maps["pair1"]["responses"][0]["response"] == "The capital of Australia is Sydney."
+    # the rule of `halluscan score`: the given answer is read by the given-answer bank
+    assert [r["bank"] for r in maps["pair1"]["responses"]] == ["given", "own"]
+    assert [r["bank"] for r in maps["auto"]["responses"]] == ["own", "own"]
     for pm in maps.values():
         for f in [pm["activity_png"], pm["activity_html"], *pm["attention_png"]]:
             assert Path(f).is_file() and Path(f).stat().st_size > 1000

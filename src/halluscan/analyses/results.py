@@ -33,6 +33,7 @@ class MapResponse:
     verdict: str
     p_wrong: float
     graded: str | None  # "correct", "wrong", or None for a pair from the config
+    bank: str = "own"  # the bank that read it: "own" (the model's answer) or "given"
 
 
 @dataclass(frozen=True)

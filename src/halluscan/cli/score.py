@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from halluscan.errors import HalluscanError
-from halluscan.records import JsonObject, ToScore
+from halluscan.records import JsonObject, ToScore, bank_kind
 from halluscan.study.config import StudyConfig
 from halluscan.study.runs import RUNS_DIR
 
@@ -46,7 +46,7 @@ def _bank_kind(args: argparse.Namespace, given_answer: bool) -> str:
     """
     if args.bank not in BANKS:
         raise HalluscanError(f"--bank {args.bank!r}: give own, given or auto")
-    return args.bank if args.bank != "auto" else ("given" if given_answer else "own")
+    return args.bank if args.bank != "auto" else bank_kind(given_answer)
 
 
 def _scanner(args: argparse.Namespace, lm: Any, kind: str) -> Any:

@@ -13,7 +13,7 @@ import torch
 from halluscan import atomic
 from halluscan.errors import HalluscanError
 from halluscan.probes.logreg import fit_logreg
-from halluscan.records import DEFAULT_C, JsonObject
+from halluscan.records import DEFAULT_C, RUN_BANKS, JsonObject
 
 META, WEIGHTS = "probes.json", "probes.safetensors"
 
@@ -120,6 +120,18 @@ class ProbeBank:
     def exists(folder: str | Path) -> bool:
         """Whether ``folder`` holds a saved bank."""
         return (Path(folder) / META).is_file() and (Path(folder) / WEIGHTS).is_file()
+
+    @classmethod
+    def of_run(cls, folder: str | Path) -> dict[str, ProbeBank]:
+        """A study folder's banks by kind (``own``, ``given``): the ones it has."""
+        root = Path(folder)
+        banks = {k: root / sub for k, sub in RUN_BANKS.items() if cls.exists(root / sub)}
+        if not banks:
+            raise HalluscanError(
+                f"{root}: neither a probe bank nor a study folder with one (probes/, "
+                "probes_given/); give runs/NAME of a finished `halluscan run`"
+            )
+        return {k: cls.load(p) for k, p in banks.items()}
 
     @classmethod
     def load(cls, folder: str | Path) -> ProbeBank:

@@ -127,12 +127,18 @@ def _response_maps(maps: list[DrawnPair]) -> str:
         m = drawn.record
         who = AUTO_PAIR if m.name == "auto" else "named in the config (report_pairs)"
         rows = [
-            (r.question, r.response, r.graded or "n/a", f"{r.verdict} ({r.p_wrong:.2f})")
+            (
+                r.question,
+                r.response,
+                r.graded or "n/a",
+                f"{r.verdict} ({r.p_wrong:.2f})",
+                f"{r.bank}-answer",
+            )
             for r in m.responses
         ]
         parts.append(
             f"<h3>{html.escape(m.name)} <span class='muted'>({who})</span></h3>"
-            + table(rows, ("question", "response", "graded", "probe verdict (p wrong)"))
+            + table(rows, ("question", "response", "graded", "probe verdict (p wrong)", "bank"))
             + img(m.activity_png, "activity surfaces")
             + "<details><summary>Interactive (rotatable) surfaces</summary>"
             + drawn.div

@@ -32,7 +32,7 @@ def draw_pair(
         for i, r in enumerate(results, start=1)
     ]
     responses = [
-        MapResponse(r.question, r.response, r.verdict, r.p_wrong, g)
+        MapResponse(r.question, r.response, r.verdict, r.p_wrong, g, r.bank)
         for r, g in zip(results, graded, strict=True)
     ]
     record = ResponseMap(name, responses, str(act[0]), str(act[1]), [str(p) for p in att])

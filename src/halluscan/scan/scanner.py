@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,12 +35,14 @@ from halluscan.positions import BANK_POSITION, token_span
 from halluscan.probes.bank import ProbeBank
 from halluscan.provenance import model_identity
 from halluscan.records import (
+    RUN_BANKS,
     GenerateOptions,
     Question,
     ScoreResult,
     ScoreSource,
     StreamStep,
     ToScore,
+    bank_kind,
 )
 from halluscan.scan import scoring
 from halluscan.scan.attention import (
@@ -75,6 +78,10 @@ def check_bank(lm: LoadedModel, bank: ProbeBank) -> None:
 class Scanner:
     """Scores responses of ``lm`` with the probes of ``bank``.
 
+    ``bank`` is a :class:`ProbeBank`, or a study folder (``runs/NAME``): then an answer given to
+    the model is read by the study's given-answer bank and an answer the model writes by its
+    own-answer bank, as ``halluscan score`` chooses (:func:`~halluscan.records.bank_kind`).
+
     ``layer`` is the probe used for the verdict (default: the bank's ``best_layer``, the
     sweep's best layer at the bank's position, else its last layer). ``standardise`` turns
     each layer's log-odds into z-scores against the bank's training set, so that layers
@@ -86,7 +93,7 @@ class Scanner:
     def __init__(
         self,
         lm: LoadedModel,
-        bank: ProbeBank,
+        bank: ProbeBank | str | Path,
         *,
         layer: int | None = None,
         standardise: bool = False,
@@ -94,6 +101,29 @@ class Scanner:
         generation: GenerateOptions | None = None,
         grader: Grader | None = None,
     ):
+        if grader is None:
+            from halluscan.data import build_world_facts
+
+            grader = Grader.for_dataset(build_world_facts())
+        self.run: Path | None = None  # the study folder whose banks it reads, when given one
+        self.by_kind: dict[str, Scanner] = {}
+        if not isinstance(bank, ProbeBank) and ProbeBank.exists(bank):
+            bank = ProbeBank.load(bank)  # a bank's own folder: that bank for every answer
+        if not isinstance(bank, ProbeBank):
+            self.run, banks = Path(bank), ProbeBank.of_run(bank)
+            self.by_kind = {
+                k: Scanner(
+                    lm,
+                    b,
+                    layer=layer,
+                    standardise=standardise,
+                    query=query,
+                    generation=generation,
+                    grader=grader,
+                )
+                for k, b in banks.items()
+            }
+            bank = banks.get("own") or banks["given"]
         check_bank(lm, bank)
         self.lm, self.bank = lm, bank
         # own answers (graded) or given ones (true / false)
@@ -116,11 +146,23 @@ class Scanner:
         self.generation = (
             generation if generation is not None else GenerateOptions.of_bank(bank.meta)
         )
-        if grader is None:
-            from halluscan.data import build_world_facts
-
-            grader = Grader.for_dataset(build_world_facts())
         self.grader = grader
+
+    def for_answer(self, given: bool) -> Scanner:
+        """The scanner that reads a given (or a generated) answer.
+
+        Itself, unless it was handed a study folder: then the scanner of that kind's bank.
+        """
+        if self.run is None:
+            return self
+        kind = bank_kind(given)
+        if kind not in self.by_kind:
+            raise HalluscanError(
+                f"{self.run} has no {kind}-answer bank (its study ran without it); "
+                f"pass ProbeBank.load('{self.run}/{RUN_BANKS[next(iter(self.by_kind))]}') to "
+                "score with the other bank knowingly"
+            )
+        return self.by_kind[kind]
 
     def prompt_ids(self, question: str) -> list[int]:
         """The prompt the model sees for ``question`` (chat template, the study's system prompt)."""
@@ -130,6 +172,9 @@ class Scanner:
         self, question: str, answer: str | None = None, *, relation: str = "custom"
     ) -> ScoreResult:
         """Score ``answer`` to ``question`` by teacher forcing (or generate it first when None)."""
+        target = self.for_answer(given=answer is not None)
+        if target is not self:
+            return target.score(question, answer, relation=relation)
         if answer is None:
             ids = [s.token_id for s in self.stream(question)]
             if not ids:
@@ -170,8 +215,17 @@ class Scanner:
         """Score answers given as token ids, in padded batches.
 
         ``attention=False`` skips the attention weights (their map is then empty), which is
-        what scoring many answers for a verdict needs.
+        what scoring many answers for a verdict needs. ``generated``: the model wrote them.
         """
+        target = self.for_answer(given=not generated)
+        if target is not self:
+            return target.score_many(
+                items,
+                batch_size=batch_size,
+                progress=progress,
+                generated=generated,
+                attention=attention,
+            )
         out: list[ScoreResult] = []
         for b in range(0, len(items), batch_size):
             chunk = items[b : b + batch_size]
@@ -298,6 +352,9 @@ class Scanner:
         A token's activations exist once it is fed back to the model, which is the same
         forward pass that proposes the next token; so each step costs one forward pass.
         """
+        if self.for_answer(given=False) is not self:
+            yield from self.for_answer(given=False).stream(question)
+            return
         row = Row()
         opts = replace(self.generation, tail=0)  # no prompt states are needed
         steps = decode(

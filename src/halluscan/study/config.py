@@ -157,6 +157,11 @@ class StudyConfig:
             if "choices" in f.metadata:
                 _choice(f.name, getattr(self, f.name), f.metadata["choices"])
         self._check_ray()
+        if not self.given_bank and any(e.get("answer") for p in self.report_pairs for e in p):
+            raise HalluscanError(
+                "config: report_pairs gives answers, which the given-answer bank reads, but "
+                "given_bank is off; turn it on (drop --no-given-bank) or leave the answers out"
+            )
         check_device(self.device, "config: device")
         if self.probe_device:
             check_device(self.probe_device, "config: probe_device")

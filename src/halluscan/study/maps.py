@@ -9,20 +9,26 @@ The model scores each response here (:class:`~halluscan.scan.Scanner`); the repo
 from __future__ import annotations
 
 from halluscan.analyses.summary import pick_pair
-from halluscan.probes.bank import ProbeBank
 from halluscan.records import Example
 from halluscan.report.maps import DrawnPair, draw_pair
 from halluscan.scan import Scanner
 from halluscan.study.context import StudyContext
 
 
-def response_maps(ctx: StudyContext, bank: ProbeBank, examples: list[Example]) -> list[DrawnPair]:
-    """Score each pair with ``bank``; draw its activity surfaces and attention heatmaps."""
-    scanner = Scanner(ctx.lm, bank, generation=ctx.generation, grader=ctx.grader)
+def response_maps(ctx: StudyContext, examples: list[Example]) -> list[DrawnPair]:
+    """Score each pair with the study's banks, as saved; draw activity surfaces and attention.
+
+    The rule is ``halluscan score``'s: the model's own answers are read by the own-answer bank,
+    an answer a pair gives by the given-answer bank.
+    """
+    scanner = Scanner(ctx.lm, ctx.run.root, generation=ctx.generation, grader=ctx.grader)
     out = []
     auto = pick_pair(examples)
     if auto:
-        scored = [scanner.score_ids(e.question, e.response_ids, relation=e.relation) for e in auto]
+        scored = [
+            scanner.score_ids(e.question, e.response_ids, relation=e.relation, generated=True)
+            for e in auto
+        ]
         graded: list[str | None] = ["correct" if e.correct else "wrong" for e in auto]
         out.append(draw_pair("auto", scored, graded, ctx.run.responses))
     for k, pair in enumerate(ctx.config.report_pairs, start=1):

@@ -27,7 +27,6 @@ from halluscan.analyses.verdict import LAST_Q
 from halluscan.engine.collect import batches, collect
 from halluscan.engine.given import GivenFeed, GivenWork, collect_given
 from halluscan.positions import BANK_POSITION, Cell
-from halluscan.probes.bank import ProbeBank
 from halluscan.probes.sweep import SweepResult, wrong_labels
 from halluscan.provenance import DatasetInfo, Provenance
 from halluscan.records import Example
@@ -236,7 +235,7 @@ def analyse(
     with timer("response_maps"):  # the bank as saved, as `halluscan score` will read it
         from halluscan.study.maps import response_maps
 
-        maps = response_maps(ctx, ProbeBank.load(ctx.run.probes), examples) if has_bank else []
+        maps = response_maps(ctx, examples) if has_bank else []
     metrics = replace(metrics, given_bank=given, response_maps=[m.record for m in maps])
     draw = lambda m: write_study_report(ctx.run, m, examples, result, maps, gsweep)  # noqa: E731
     return finish(ctx, metrics, prov, timer, draw)

@@ -38,7 +38,7 @@ from halluscan.errors import HalluscanError
 from halluscan.models.sites import first_layer
 from halluscan.positions import BANK_POSITION
 from halluscan.provenance import ModelInfo
-from halluscan.records import BANK_SETTINGS, Example, Generation, JsonObject
+from halluscan.records import BANK_SETTINGS, RUN_BANKS, Example, Generation, JsonObject
 from halluscan.store.layout import Layout, SiteLayout
 from halluscan.study.config import StudyConfig
 
@@ -67,7 +67,7 @@ STORE_FIELDS = (
 # What a study writes into its run folder: RunDir attribute -> path inside the folder.
 LAYOUT = {
     "store": "store",
-    "probes": "probes",
+    "probes": RUN_BANKS["own"],
     "responses": "responses",
     "metrics": "metrics.json",
     "provenance": "provenance.json",
@@ -78,7 +78,7 @@ LAYOUT = {
     "answer_choice": "answer_choice.json",
     "lock": ".lock",
     "store_given": "store_given",
-    "probes_given": "probes_given",
+    "probes_given": RUN_BANKS["given"],
     "heatmap_given_png": "heatmap_given.png",
     "suite_json": "suite.json",
     "samples": "samples.json",
