@@ -15,9 +15,15 @@ the work minus the RSS before it. Model loading never hides growth, so these che
   longest batch, not N, sets the peak: a 2,000-example run's RSS climbs with the length-sorted
   batches and stays flat when the lengths repeat.)
 
-Writes benchmarks/results/memory.json.
+- ``overlong_row``: ``halluscan run`` on a CSV whose one row is 2 MB of text (about 500,000
+  tokens against SmolLM2's 8,192), padded with 3 ordinary rows, in a fresh process: its exit
+  code, its stderr (one line), whether a run folder was left behind, and the process's peak
+  RSS (``ru_maxrss``, model load included). Goal: exit 2, one line, no folder, under 2,048 MB.
 
-    python benchmarks/memory.py [--chars 5000 20000] [--extract 500 4000]
+Writes benchmarks/results/memory.json (``--parts`` measures some parts and keeps the others'
+figures from the last run).
+
+    python benchmarks/memory.py [--chars 5000 20000] [--extract 500 4000] [--parts overlong]
 """
 
 from __future__ import annotations
@@ -80,14 +86,67 @@ print(json.dumps({{"n": {n}, "seconds": secs, "tokens": tokens, **m.to_json()}})
 """
 
 
+def overlong_row(tmp: Path) -> dict:
+    """``halluscan run`` on a 2 MB row: exit code, stderr, folder left, peak RSS of the process."""
+    import resource
+    import subprocess
+    import sys
+
+    csv = tmp / "long.csv"
+    rows = ["What is the capital of Peru?,Lima", "What is the capital of Chad?,N'Djamena"]
+    rows += ["What is the capital of Fiji?,Suva"]
+    rows.insert(1, "Tell me: " + "the quick brown fox jumps over the lazy dog " * 48_000 + "?,X")
+    csv.write_text("question,answer\n" + "\n".join(rows) + "\n")
+    exe = str(Path(sys.executable).parent / "halluscan")  # the console script, as a user runs it
+    cmd = [exe, "run", "--dataset", str(csv), "--folds", "2"]
+    out = subprocess.run(
+        [*cmd, "--runs-dir", str(tmp / "runs"), "--quiet"], capture_output=True, text=True
+    )
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    err = out.stderr.strip()
+    return {
+        "row_chars": len(rows[1]),
+        "exit_code": out.returncode,
+        "stderr": err,
+        "stderr_lines": len(err.splitlines()),
+        "run_folder_left": (tmp / "runs").exists(),
+        "peak_rss_mb": round(peak, 1),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--chars", type=int, nargs="*", default=[5000, 20000])
     ap.add_argument("--extract", type=int, nargs=2, default=[500, 4000])
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "memory.json"))
+    ap.add_argument(
+        "--parts", nargs="*", default=["score", "extraction", "overlong"], help="what to measure"
+    )
     args = ap.parse_args()
-    res: dict = {"score": {}, "extraction": {}}
+    out = Path(args.out)
+    res: dict = json.loads(out.read_text()) if out.is_file() else {}
+    if "overlong" in args.parts:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            res["overlong_row"] = r = overlong_row(Path(tmp))
+        print(
+            f"over-long row ({r['row_chars']:,} chars): exit {r['exit_code']}, "
+            f"{r['stderr_lines']} line(s), folder left: {r['run_folder_left']}, peak RSS "
+            f"{r['peak_rss_mb']:.0f} MB\n  {r['stderr']}"
+        )
+    if "score" in args.parts:
+        score(args, res)
+    if "extraction" in args.parts:
+        extraction(args, res)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+
+
+def score(args: argparse.Namespace, res: dict) -> None:
+    """Peak RSS growth of ``halluscan score`` on long answers."""
+    res["score"] = {}
     for chars in args.chars:
         r = run_child(SCORE_CHILD.format(chars=chars))
         assert r["exit_code"] == 0, r
@@ -106,6 +165,10 @@ def main() -> None:
             f"score growth ratio / length ratio: {res['score_growth_ratio_vs_length_ratio']:.2f} "
             "(1 = linear)"
         )
+
+
+def extraction(args: argparse.Namespace, res: dict) -> None:
+    """Peak RSS growth of extracting N examples against N/8."""
     lo = min(args.extract)
     small, large = (
         run_child(EXTRACT_CHILD.format(n=n, base=lo, bs=args.batch_size)) for n in args.extract
@@ -117,8 +180,6 @@ def main() -> None:
         f"extraction: growth {small['growth_mb']:.0f} MB for {small['n']}, "
         f"{large['growth_mb']:.0f} MB for {large['n']} (ratio {ratio:.3f})"
     )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=2))
 
 
 if __name__ == "__main__":

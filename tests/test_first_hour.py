@@ -76,3 +76,51 @@ def test_the_example_study_yaml_holds_every_key_and_loads_as_the_defaults():
     data = load_yaml(str(path))
     assert set(data) == {f.name for f in dataclasses.fields(StudyConfig)}
     assert StudyConfig.from_dict(data) == StudyConfig(name="demo")
+
+
+def test_an_over_long_question_is_refused_before_generation_and_leaves_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    from tests.conftest import tiny_folder
+
+    model = tiny_folder(tmp_path / "model")
+    rows = [f"What is the capital of Peru {i},Lima" for i in range(9)]
+    rows.insert(3, "What is the capital of " + "Peru " * 200 + ",Lima")  # row 4: 205 words
+    csv = tmp_path / "q.csv"
+    csv.write_text("question,answer\n" + "\n".join(rows) + "\n")
+
+    def no_generation(*a, **k):
+        raise AssertionError("generation started")
+
+    monkeypatch.setattr("halluscan.engine.generate.generate_batch", no_generation)
+    args = ["run", "--model", str(model), "--dataset", str(csv), "--runs-dir", str(tmp_path / "r")]
+    assert main([*args, "--max-new-tokens", "4", "--folds", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert "q.csv: question 4 (its id or row number) is" in err and "context of 64" in err
+    assert not (tmp_path / "r").exists()  # no run folder, no store
+
+
+def test_batches_are_sized_by_tokens_as_well_as_rows():
+    from halluscan.engine.generate import ROW_TOKENS, batch_order
+
+    short, long = [0] * 10, [0] * (2 * ROW_TOKENS - 10)
+    prompts = [short] * 20 + [long] * 5
+    by_rows = batch_order(prompts, 8)
+    assert [len(b) for b in by_rows] == [8, 8, 8, 1]  # rows only: a long prompt rides with shorts
+    by_tokens = batch_order(prompts, 8, new_tokens=10)
+    # the shorts fill batches; four longs (4 x 1,024 tokens) fill the budget of 8 x 512
+    assert [len(b) for b in by_tokens] == [8, 8, 4, 4, 1]
+    assert sorted(sum(by_tokens, [])) == list(range(25))
+    for b in by_tokens:
+        assert len(b) * (max(len(prompts[i]) for i in b) + 10) <= 8 * ROW_TOKENS
+
+
+def test_titles_use_the_models_short_name():
+    from halluscan.text import display_name, short_name
+
+    assert display_name("/home/me/models/gemma-3-270m-it.Q4_K_M.gguf") == "gemma-3-270m-it.Q4_K_M"
+    assert display_name("smollm2 (SmolLM2-135M-Instruct.Q4_1.gguf)") == "smollm2"
+    assert display_name("meta-llama/Llama-3.1-8B-Instruct") == "meta-llama/Llama-3.1-8B-Instruct"
+    assert display_name("./local-hf-folder/") == "local-hf-folder"
+    assert short_name("smollm2 (SmolLM2-135M-Instruct.Q4_1.gguf)") == "smollm2"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import PurePath
 
 _ARTICLES = {"the", "a", "an"}
 _NON_WORD = re.compile(r"[^0-9a-z]+")
@@ -121,3 +122,27 @@ def inside_longer_name(
                 return False
             return not whole.endswith(" " + own) or whole in known
     return False
+
+
+def short_name(text: str) -> str:
+    """A model's or dataset's name as a folder name: its last path part, without an extension."""
+    stem = PurePath(display_name(text).rstrip("/\\")).name
+    for ext in (".gguf", ".csv", ".jsonl", ".json"):
+        stem = stem.removesuffix(ext)
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "run"
+
+
+def display_name(ident: str) -> str:
+    """A model's or dataset's name for a title: a local file or folder by its last part.
+
+    ``/models/gemma-3-270m.gguf`` -> ``gemma-3-270m``; ``smollm2 (SmolLM2-135M-Instruct.gguf)``
+    -> ``smollm2``; a hub id (``org/name``) stays whole. Provenance keeps the full path.
+    """
+    ident = re.sub(r" \(.*\)$", "", ident.strip())
+    local = ident.startswith(("/", ".", "~")) or "\\" in ident
+    if not local and not ident.endswith((".gguf", ".csv", ".jsonl", ".json")):
+        return ident
+    stem = PurePath(ident.rstrip("/\\")).name
+    for ext in (".gguf", ".csv", ".jsonl", ".json"):
+        stem = stem.removesuffix(ext)
+    return stem or ident

@@ -152,10 +152,10 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_suite(args: argparse.Namespace) -> int:
     """Run a study per dataset and print each one's probe against its best baseline."""
     from halluscan.cli.probe import matrix_lines
-    from halluscan.study.config import short_name
     from halluscan.study.flags import config_from_args
     from halluscan.study.runs import RunDir
     from halluscan.study.suite import run_suite
+    from halluscan.text import short_name
 
     cfg = config_from_args(args)
     if args.name is None:  # a suite's own default name, not a study's

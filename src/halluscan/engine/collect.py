@@ -142,9 +142,13 @@ def batch_chunk(
 
 
 def batches(lm: LoadedModel, qs: Sequence[Question], opts: GenerateOptions) -> list[list[Question]]:
-    """The batches of ``qs`` a study runs: sorted by prompt length, ``opts.batch_size`` each."""
+    """The batches of ``qs`` a study runs: sorted by prompt length, sized by rows and tokens.
+
+    At most ``opts.batch_size`` rows, and fewer for long prompts (see :func:`batch_order`).
+    """
     prompts = [lm.prompt_ids(q.question, opts.system_prompt) for q in qs]
-    return [[qs[i] for i in idx] for idx in batch_order(prompts, opts.batch_size)]
+    order = batch_order(prompts, opts.batch_size, opts.max_new_tokens)
+    return [[qs[i] for i in idx] for idx in order]
 
 
 def collect(

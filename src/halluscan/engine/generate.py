@@ -69,13 +69,34 @@ def finish_row(lm: LoadedModel, qid: str, prompt: list[int], row: Row) -> Genera
     )
 
 
-def batch_order(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+# a batch's token budget per row of its batch size: rows x (longest prompt + new tokens) stays
+# within batch_size x ROW_TOKENS, so long prompts get fewer rows (short ones fill the batch)
+ROW_TOKENS = 512
+
+
+def batch_order(
+    prompts: Sequence[Sequence[int]], batch_size: int, new_tokens: int | None = None
+) -> list[list[int]]:
     """The batches of prompt indices :func:`generate` runs.
 
-    Sorted by prompt length (ties by index).
+    Sorted by prompt length (ties by index), at most ``batch_size`` rows each. With
+    ``new_tokens``, batches are sized by tokens too: a batch's rows times its longest prompt plus
+    ``new_tokens`` stay within ``batch_size * ROW_TOKENS`` (at least one row).
     """
     order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
-    return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
+    if new_tokens is None:
+        return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
+    budget = batch_size * ROW_TOKENS
+    out: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:  # ascending length: the row joining is the batch's longest
+        if cur and (
+            len(cur) >= batch_size or (len(cur) + 1) * (len(prompts[i]) + new_tokens) > budget
+        ):
+            out.append(cur)
+            cur = []
+        cur.append(i)
+    return out + [cur] if cur else out
 
 
 def generate(

@@ -17,6 +17,7 @@ from halluscan.report.baselines import label
 from halluscan.report.location import location_section
 from halluscan.report.maps import DrawnPair
 from halluscan.report.page import CSS, b64, img, interval, num, table
+from halluscan.text import display_name
 
 
 def _highlight(text: str, span: Span | None) -> str:
@@ -152,13 +153,15 @@ def _head(m: Metrics) -> str:
     prov = m.provenance
     assert prov is not None
     name, model, ds = html.escape(m.name), prov.model, prov.dataset
-    model_id, rev = html.escape(model.model_id), html.escape(model.revision[:23])
+    full, rev = html.escape(model.model_id), html.escape(model.revision[:23])
+    model_id = html.escape(display_name(model.model_id))
+    data_full, data = html.escape(ds.name), html.escape(display_name(ds.name))
     made = f"halluscan {prov.halluscan_version} · seed {prov.seed} · {html.escape(prov.created)}"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>halluscan: {name}</title>
 <style>{CSS}</style></head><body>
 <h1>halluscan report: {name}</h1>
-<div class="muted">model <b>{model_id}</b> ({rev}) ·
-dataset <b>{html.escape(ds.name)}</b> (sha256 {ds.sha256[:12]}) · {made}</div>"""
+<div class="muted">model <b title="{full}">{model_id}</b> ({rev}) ·
+dataset <b title="{data_full}">{data}</b> (sha256 {ds.sha256[:12]}) · {made}</div>"""
 
 
 def _question(m: Metrics) -> str:

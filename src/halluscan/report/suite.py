@@ -13,6 +13,7 @@ from pathlib import Path
 from halluscan import atomic
 from halluscan.analyses.results import Suite
 from halluscan.report.page import CSS, interval, num, table
+from halluscan.text import display_name
 
 
 def _cell(v: float | None) -> str:
@@ -85,11 +86,13 @@ gain over its strongest log-prob baseline.</p>
 <p class="muted">For comparison only: the best of the test heatmap's cells, chosen on the test
 data (optimistic).</p>
 {_matrix(t.runs, t.max_auc, _cell)}"""
+    model = html.escape(display_name(s.model))
     page = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>halluscan suite: {html.escape(s.name)}</title>
 <style>{CSS}</style></head><body>
 <h1>halluscan suite: {html.escape(s.name)}</h1>
-<div class="muted">model <b>{html.escape(s.model)}</b> · {len(s.datasets)} datasets ·
+<div class="muted">model <b title="{html.escape(s.model)}">{model}</b> ·
+{len(s.datasets)} datasets ·
 {s.wall_s:.0f} s</div>
 <h2>The probe against the strongest control, per dataset</h2>
 <p class="muted">The exact-answer cell chosen by nested cross-validation, with its AUC on the

@@ -16,6 +16,7 @@ from halluscan.models.placement import DTYPES, check_device
 from halluscan.models.sites import RESIDUAL
 from halluscan.positions import VALID, check_position_names
 from halluscan.records import CV, DEFAULT_C, DEFAULT_SYSTEM_PROMPT, GenerateOptions, JsonObject
+from halluscan.text import short_name
 
 # GenerateOptions.decoder; see halluscan.engine.static
 DECODERS = ("auto", "eager", "static", "compiled")
@@ -257,17 +258,6 @@ class StudyConfig:
 
 
 DEMO = "demo"  # the run folder of the bundled model's default study
-
-
-def short_name(text: str) -> str:
-    """A model's or dataset's name as a folder name: its last path part, without an extension."""
-    import re
-    from pathlib import PurePath
-
-    stem = PurePath(text.rstrip("/\\")).name
-    for ext in (".gguf", ".csv", ".jsonl", ".json"):
-        stem = stem.removesuffix(ext)
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "run"
 
 
 def default_name(model: str, dataset: str) -> str:

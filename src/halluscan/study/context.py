@@ -18,6 +18,7 @@ from halluscan.positions import BANK_POSITION
 from halluscan.records import Dataset, GenerateOptions, Question
 from halluscan.study.config import StudyConfig
 from halluscan.study.runs import RunDir
+from halluscan.text import short_name
 
 if TYPE_CHECKING:
     from halluscan.analyses.locator import SelfExtraction
@@ -75,6 +76,7 @@ class StudyContext:
 
         cfg = plan.config
         lm = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
+        check_lengths(cfg, lm, plan.questions, plan.dataset.name)
         if not cfg.batch_size:  # auto: from the device, and recorded as the number it became
             cfg = replace(cfg, batch_size=auto_batch(cfg, lm, plan.questions))
         tried = None
@@ -162,6 +164,34 @@ def check_folds(cfg: StudyConfig, n_questions: int) -> None:
         raise HalluscanError(
             f"--folds {cfg.folds} needs at least {2 * cfg.folds} questions ({cfg.folds} of each "
             f"class), but the study has {n_questions}; use fewer --folds or more questions"
+        )
+
+
+def check_lengths(
+    cfg: StudyConfig, lm: LoadedModel, qs: tuple[Question, ...], dataset: str
+) -> None:
+    """Refuse, before any generation, a question whose prompt and answer exceed the context.
+
+    Names the question (its id, or its row number in a file without ids), its token count and
+    the model's context size: positions beyond it were never trained, and the batch would not fit.
+    """
+    limit = lm.context_length
+    if limit is None:
+        return
+    need = cfg.max_new_tokens
+    over = [
+        (q.qid, n)
+        for q in qs
+        if (n := len(lm.prompt_ids(q.question, cfg.system_prompt))) + need > limit
+    ]
+    if over:
+        qid, n = over[0]
+        more = f" ({len(over) - 1} more are too)" if len(over) > 1 else ""
+        model = short_name(lm.model_id)
+        raise HalluscanError(
+            f"{dataset}: question {qid} (its id or row number) is {n} tokens with the prompt; with "
+            f"{need} new tokens that is beyond {model}'s context of {limit}{more}; shorten or "
+            "remove it"
         )
 
 

@@ -19,6 +19,7 @@ from halluscan.report.given import given_section
 from halluscan.report.html import write_report
 from halluscan.report.maps import DrawnPair
 from halluscan.study.runs import RunDir
+from halluscan.text import display_name
 
 
 def write_study_report(
@@ -53,7 +54,8 @@ def write_study_report(
         )
         return
     assert metrics.provenance is not None
-    model, dataset = metrics.provenance.model.model_id, metrics.provenance.dataset.name
+    prov = metrics.provenance
+    model, dataset = display_name(prov.model.model_id), display_name(prov.dataset.name)
     base = title = f"{model} · {dataset} · n={len(examples)} · {sweep.folds}-fold CV"
     head = metrics.headline
     if head is not None and head.max_auc is not None and head.auc is not None:
