@@ -14,7 +14,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "halluscan"
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
-KERNEL = ("errors", "text", "records", "atomic", "provenance", "positions")
+KERNEL = ("errors", "text", "records", "atomic", "provenance", "positions", "progress")
 # A package imports only packages of a lower rank (and the kernel); packages of one rank never
 # import each other.
 RANK = {

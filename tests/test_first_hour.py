@@ -124,3 +124,24 @@ def test_titles_use_the_models_short_name():
     assert display_name("meta-llama/Llama-3.1-8B-Instruct") == "meta-llama/Llama-3.1-8B-Instruct"
     assert display_name("./local-hf-folder/") == "local-hf-folder"
     assert short_name("smollm2 (SmolLM2-135M-Instruct.Q4_1.gguf)") == "smollm2"
+
+
+def test_progress_is_plain_lines_in_a_log_and_a_bar_only_when_asked(capsys, monkeypatch):
+    from halluscan import progress
+
+    monkeypatch.delenv("HALLUSCAN_PROGRESS", raising=False)
+    assert progress.mode() == "lines"  # pytest's stderr is not a terminal
+    with progress.bar(3, "work", "q") as b:
+        for _ in range(3):
+            b.update(1)
+    err = capsys.readouterr().err
+    assert "\r" not in err and "work: 100%" in err and err.endswith("\n")
+    with progress.bar(3, "quiet work", "q", quiet=True) as b:
+        b.update(3)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("HALLUSCAN_PROGRESS", "bar")
+    with progress.bar(3, "forced", "q") as b:
+        b.update(3)
+    assert "\r" in capsys.readouterr().err
+    args = build_parser().parse_args(["score", "--question", "Q?", "--progress", "off"])
+    assert args.progress == "off"

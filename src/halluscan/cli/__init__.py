@@ -13,6 +13,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+from halluscan import progress
 from halluscan.cli.probe import cmd_probe
 from halluscan.cli.score import cmd_score
 from halluscan.cli.study import (
@@ -72,19 +73,33 @@ def build_parser() -> argparse.ArgumentParser:
 def _model_command(p: argparse.ArgumentParser, func: Any) -> None:
     """What every command that loads a model has: ``--quiet``, ``--device`` and ``--dtype``."""
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_flag(p)
     add_device_flags(p)
     p.set_defaults(func=func, loads_model=True)
+
+
+def add_progress_flag(p: argparse.ArgumentParser) -> None:
+    """``--progress``: how progress shows (a bar on a terminal, lines in a log file)."""
+    p.add_argument(
+        "--progress",
+        choices=progress.MODES,
+        default=None,
+        help="bar: tqdm's bar; lines: a plain line every 30 s (for log files); off; auto (the "
+        "default, or $HALLUSCAN_PROGRESS): a bar on a terminal, lines otherwise",
+    )
 
 
 def _study_commands(sub: Any) -> None:
     """``run`` and ``suite``: every config key as a flag."""
     run = sub.add_parser("run", help="generate, grade, extract, probe and write a report")
     add_config_flags(run)
+    add_progress_flag(run)
     run.set_defaults(func=cmd_run, loads_model=True)
     suite = sub.add_parser(
         "suite", help="a study per dataset on one model: probe vs baselines, and transfer"
     )
     add_config_flags(suite, skip=("dataset",))
+    add_progress_flag(suite)
     suite.add_argument(
         "--datasets",
         nargs="+",
@@ -238,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: bad input ends with one line on stderr and exit code 2."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="halluscan: %(message)s")
+    if getattr(args, "progress", None):
+        os.environ["HALLUSCAN_PROGRESS"] = args.progress  # read by every bar (Ray's driver too)
     if getattr(args, "loads_model", False):
         from transformers.utils import logging as hf_logging
 

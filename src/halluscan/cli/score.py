@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from halluscan import progress
 from halluscan.errors import HalluscanError
 from halluscan.records import JsonObject, ToScore, bank_kind
 from halluscan.study.config import StudyConfig
@@ -186,12 +187,10 @@ def _score_rows(
     args: argparse.Namespace, lm: Any, rows: list[JsonObject]
 ) -> tuple[list[Any], set[str]]:
     """Every row scored (given answers in batches, the rest generated first); the banks used."""
-    from tqdm import tqdm
-
     given = [(i, r) for i, r in enumerate(rows) if (r.get("answer") or "").strip()]
     results: list[Any] = [None] * len(rows)
     banks: set[str] = set()
-    bar = tqdm(total=len(rows), desc="score", unit="answer", disable=args.quiet)
+    bar = progress.bar(len(rows), "score", "answer", args.quiet)
     if given:
         scanner = _scanner(args, lm, _bank_kind(args, True))
         banks.add(scanner.kind)

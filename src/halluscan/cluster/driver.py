@@ -23,8 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tqdm.auto import tqdm
-
+from halluscan import progress
 from halluscan.cluster import RayPlan, init_ray
 from halluscan.cluster.commit import Committer, RayStats
 from halluscan.cluster.worker import Shard, ShardDone, Worker, WorkerSetup
@@ -94,11 +93,8 @@ def start_workers(ray: Any, plan: RayPlan, setup: WorkerSetup) -> tuple[list[Any
     loading = [w.load.remote(box) for w in workers]
     # every worker has the model before any shard goes out: a failed load is one error, not a hang
     try:
-        with tqdm(
-            total=len(loading),
-            desc="loading the model on Ray workers",
-            unit="worker",
-            disable=plan.quiet,
+        with progress.bar(
+            len(loading), "loading the model on Ray workers", "worker", plan.quiet
         ) as bar:
             for ref in loading:
                 ray.get(ref)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from halluscan import progress
+
 
 class Progress:
     """A tqdm bar over questions; its postfix shows each worker's questions per second."""
 
     def __init__(self, total: int, initial: int, quiet: bool):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(
-            total=total, initial=initial, desc="generate+extract on Ray", unit="q", disable=quiet
-        )
+        self.bar = progress.bar(total, "generate+extract on Ray", "q", quiet, initial=initial)
         self.rates: dict[str, float] = {}
 
     def __enter__(self) -> Progress:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from halluscan import progress
 from halluscan.cluster import RayPlan, init_ray
 from halluscan.cluster.driver import cause_of
 from halluscan.errors import HalluscanError
@@ -42,15 +43,13 @@ def sweep_on_ray(
     plan: RayPlan, store: ActivationStore, site: str, y: np.ndarray, groups: Sequence[str], cv: CV
 ) -> SweepResult:
     """The sweep of ``store``'s ``site`` with each position's fit as a Ray task."""
-    from tqdm.auto import tqdm
-
     ray = init_ray(plan)
     task = ray.remote(num_cpus=plan.cpus_per_worker, max_retries=2)(fit_position)
     valid, g = store.valid(), np.asarray(groups)
     todo = [j for j in range(len(store.positions)) if fits(valid[:, j], y, cv.folds)]
     running: dict[Any, int] = {}
     per_pos: dict[int, np.ndarray] = {}
-    with tqdm(total=len(todo), desc="probe sweep on Ray", unit="pos", disable=plan.quiet) as bar:
+    with progress.bar(len(todo), "probe sweep on Ray", "pos", plan.quiet) as bar:
         # -1: no more to start, drain the last ones
         for k, j in enumerate(todo + [-1] * plan.workers):
             if j >= 0:  # at most one position per worker in flight: bounded object-store memory

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from halluscan import progress
 from halluscan.engine.generate import generate
 from halluscan.models.loading import LoadedModel
 from halluscan.records import GenerateOptions, Generation, Question
@@ -26,17 +27,10 @@ def sample_answers(
     Nothing is captured: only the answers are needed. Each batch draws from its own generator,
     seeded with the options' seed and the batch, so the draw is the same on every run.
     """
-    from tqdm.auto import tqdm
-
     rep = [q for q in qs for _ in range(samples)]
     gens: dict[Key, Generation] = {}
     count: dict[str, int] = {}
-    bar = tqdm(
-        total=len(rep),
-        desc=f"sample answers ({samples} per question)",
-        unit="answer",
-        disable=quiet,
-    )
+    bar = progress.bar(len(rep), f"sample answers ({samples} per question)", "answer", quiet)
     for batch, _, _ in generate(lm, rep, opts, progress=bar.update):
         for g in batch:
             k = count.get(g.qid, 0)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from halluscan import progress
 from halluscan.errors import HalluscanError
 from halluscan.probes.bank import ProbeBank
 from halluscan.probes.features import Features
@@ -47,9 +48,7 @@ def sweep_store(
     quiet: bool = False,
 ) -> SweepResult:
     """The sweep of every layer and position of ``store``'s ``site``, with a progress bar."""
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(store.positions), desc=desc, unit="pos", disable=quiet) as bar:
+    with progress.bar(len(store.positions), desc, "pos", quiet) as bar:
         features = store_features(store, site)
         return sweep(
             features,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from halluscan import progress
 from halluscan.analyses import errortypes
 from halluscan.analyses.baselines import Scores, consistency_scores
 from halluscan.engine.ptrue import ORDERS, p_true
@@ -39,11 +40,9 @@ def p_true_scores(ctx: StudyContext, examples: Sequence[Example]) -> Scores:
 
     The proposed answer is the located exact answer, else the whole response.
     """
-    from tqdm.auto import tqdm
-
     items = [(e.question, e.exact_text or e.response) for e in examples]
     out = {}
-    bar = tqdm(total=2 * len(items), desc="p(True)", unit="answer", disable=ctx.config.quiet)
+    bar = progress.bar(2 * len(items), "p(True)", "answer", ctx.config.quiet)
     for order in ORDERS:
         out[f"p_true_{order}"] = 1.0 - p_true(
             ctx.lm, items, order, ctx.config.batch_size, bar.update

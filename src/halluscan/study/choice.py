@@ -12,9 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from halluscan import atomic
+from halluscan import atomic, progress
 from halluscan.analyses.choice import (
     Candidate,
     ChoiceResult,
@@ -158,7 +157,7 @@ def _candidates(
     by_id = {q.qid: q for q in qs}
     keys = [(q.qid, k) for q in qs for k in range(samples)]
     scorable = [key for key in keys if gens[key].response_ids]
-    bar = tqdm(total=len(scorable), desc="probe scores", unit="answer", disable=quiet)
+    bar = progress.bar(len(scorable), "probe scores", "answer", quiet)
     items = [
         ToScore(by_id[q].question, gens[(q, k)].response_ids, by_id[q].relation)
         for q, k in scorable

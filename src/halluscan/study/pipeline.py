@@ -28,6 +28,7 @@ from halluscan.engine.collect import batches, collect
 from halluscan.engine.given import GivenFeed, GivenWork, collect_given
 from halluscan.positions import BANK_POSITION, Cell
 from halluscan.probes.sweep import SweepResult, wrong_labels
+from halluscan.progress import bar as progress_bar
 from halluscan.provenance import DatasetInfo, Provenance
 from halluscan.records import Example
 from halluscan.store import ActivationStore, ChunkWriter
@@ -174,14 +175,11 @@ def collect_stage(ctx: StudyContext, stores: Stores, timer: Timer) -> float:
         )
         timer.ray = stats.report()
         return 0.0
-    from tqdm.auto import tqdm
 
     todo = stores.own.left_to_do(ctx.questions, key=lambda q: q.qid)
     job = ctx.collect_job()
     n = len(ctx.questions)
-    bar = tqdm(
-        total=n, initial=n - len(todo), desc="generate+extract", unit="q", disable=ctx.config.quiet
-    )
+    bar = progress_bar(n, "generate+extract", "q", ctx.config.quiet, initial=n - len(todo))
 
     def progress(examples: list[Example]) -> None:
         bar.update(len(examples))
