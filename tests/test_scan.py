@@ -328,3 +328,45 @@ def test_a_study_folder_scores_given_and_generated_answers_with_their_own_banks(
         Scanner(lm, tmp_path / "run", generation=opts).score(q, a)
     with pytest.raises(HalluscanError, match="neither a probe bank nor a study folder"):
         Scanner(lm, tmp_path / "nothing")
+
+
+def test_score_writes_a_new_folder_each_time_and_checks_out_before_scoring(
+    tmp_path, capsys, monkeypatch
+):
+    import os
+    from pathlib import Path
+
+    from halluscan.cli import main
+    from halluscan.cli.score import SHOWN, clip
+
+    model = tiny_folder(tmp_path / "m")
+    random_bank().save(tmp_path / "bank")
+    base = ["score", "--model", str(model), "--probes", str(tmp_path / "bank"), "--quiet"]
+    base += ["--runs-dir", str(tmp_path / "runs")]
+    q = ["--question", "What is the capital of Peru", "--answer", "It is Lima ."]
+    assert main([*base, *q]) == 0 and main([*base, *q]) == 0
+    made = sorted((tmp_path / "runs" / "score").iterdir())
+    assert len(made) == 2 and all((f / "score.json").is_file() for f in made)
+    assert f"wrote {made[-1]}/: score.json, activity.png" in capsys.readouterr().out
+
+    def no_model(*a, **k):
+        raise AssertionError("the model loaded before the refusal")
+
+    monkeypatch.setattr("halluscan.models.load_model", no_model)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o555)
+    if os.access(locked, os.W_OK):  # root writes anywhere: deny as the kernel would a user
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, m: Path(p) != locked and real(p, m))
+    try:
+        assert main([*base, *q, "--out", str(locked / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"{locked} is not writable" in err
+    finally:
+        os.chmod(locked, 0o755)
+    assert main([*base, *q, "--out", str(tmp_path / "bank" / "probes.json")]) == 2
+    assert "a file, not a folder" in capsys.readouterr().err
+    long = "word " * 5000
+    assert len(clip(long)) < SHOWN + 80 and "25,000 characters" in clip(long)
+    assert clip("Lima.") == "Lima."

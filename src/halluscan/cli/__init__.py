@@ -193,7 +193,10 @@ def _score_command(sub: Any) -> None:
         help="print each generated token and its score as it appears",
     )
     sc.add_argument(
-        "--out", default=output_dir("score"), help="output folder (default: %(default)s)"
+        "--out",
+        default=None,
+        help="output folder (default: a new RUNS_DIR/score/DATE-TIME folder each time; an --out "
+        "given is written over)",
     )
     _model_command(sc, cmd_score)
 

@@ -144,11 +144,48 @@ def cmd_score(args: argparse.Namespace) -> int:
         )
     rows = _read_answers(args.jsonl) if args.jsonl else None
     _bank_kind(args, True)  # a bad --bank fails before the model loads
+    out = out_folder(args.out, args.runs_dir)  # checked now: created by the first write
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
-    out = Path(args.out)  # created by the first write: a failed score leaves no empty folder
     if rows is not None:
         return _score_file(args, lm, rows, out)
     return _score_one(_scanner(args, lm, _bank_kind(args, args.answer is not None)), args, out)
+
+
+SHOWN = 300  # characters of an answer printed on stdout (score.json holds it whole)
+
+
+def clip(text: str) -> str:
+    """An answer for the terminal: whole when short, else its start and how long it is."""
+    if len(text) <= SHOWN:
+        return text
+    return f"{text[:SHOWN]}… ({len(text):,} characters; the whole answer is in score.json)"
+
+
+def out_folder(out: str | None, runs_dir: str) -> Path:
+    """Where ``score`` writes: ``--out``, else a new ``RUNS_DIR/score/DATE-TIME`` folder.
+
+    Refuses, before any scoring, a folder that cannot be written (the nearest existing folder
+    above it is read-only, or it is a file). Nothing is created here.
+    """
+    import os
+    import time
+
+    if out is None:
+        base = Path(runs_dir) / "score" / time.strftime("%Y-%m-%d_%H-%M-%S")
+        path, k = base, 1
+        while path.exists():  # two scores in one second: each its own folder
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
+    else:
+        path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise HalluscanError(f"--out {path}: a file, not a folder; give a folder to write into")
+    above = next(p for p in (path, *path.parents) if p.exists())
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise HalluscanError(
+            f"--out {path}: {above} is not writable; give a folder you can write (--out DIR)"
+        )
+    return path
 
 
 def _score_file(args: argparse.Namespace, lm: Any, rows: list[JsonObject], out: Path) -> int:
@@ -272,11 +309,12 @@ def _score_one(scanner: Any, args: argparse.Namespace, out: Path) -> int:
         if result.exact_answer
         else "at the last token (no exact answer found)"
     )
-    print(f"answer: {result.response}")
+    print(f"answer: {clip(result.response)}")
     bank = result.bank
     print(
         f"verdict: {result.verdict} (p_wrong {result.p_wrong:.3f}; {bank}-answer bank, probe layer "
         f"{result.verdict_layer} {where})"
     )
-    print(f"wrote {out / 'score.json'}, " + ", ".join(str(f) for f in files))
+    names = ", ".join(Path(f).name for f in [out / "score.json", *files])
+    print(f"wrote {out}/: {names}")
     return 0
