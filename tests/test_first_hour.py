@@ -70,9 +70,11 @@ def test_the_example_study_yaml_holds_every_key_and_loads_as_the_defaults():
     import dataclasses
     from pathlib import Path
 
-    from halluscan.study.flags import load_yaml
+    from halluscan.study.flags import example_yaml, load_yaml
 
     path = Path(__file__).resolve().parents[1] / "examples" / "study.yaml"
+    # regenerate: from halluscan.study.flags import example_yaml; write example_yaml() there
+    assert path.read_text() == example_yaml(), "examples/study.yaml is out of step with the config"
     data = load_yaml(str(path))
     assert set(data) == {f.name for f in dataclasses.fields(StudyConfig)}
     assert StudyConfig.from_dict(data) == StudyConfig(name="demo")
@@ -145,3 +147,29 @@ def test_progress_is_plain_lines_in_a_log_and_a_bar_only_when_asked(capsys, monk
     assert "\r" in capsys.readouterr().err
     args = build_parser().parse_args(["score", "--question", "Q?", "--progress", "off"])
     assert args.progress == "off"
+
+
+def test_chat_template_and_revision_flags(tmp_path, capsys):
+    from halluscan.models import load_model
+    from halluscan.models.loading import CHAT, PLAIN
+    from tests.conftest import tiny_folder
+
+    model = str(tiny_folder(tmp_path / "model"))
+    lm = load_model(model)
+    assert not lm.is_chat and lm.provenance().prompt_format == PLAIN
+    want = list(lm.tokenizer("Q: What is the capital of Peru\nA:").input_ids)
+    assert lm.prompt_ids("What is the capital of Peru", "") == want
+    capsys.readouterr()
+    csv = tmp_path / "q.csv"
+    csv.write_text("question,answer\n" + "".join(f"What is {i},Lima\n" for i in range(10)))
+    base = ["run", "--model", model, "--dataset", str(csv), "--runs-dir", str(tmp_path / "r")]
+    assert main([*base, "--chat-template", "on"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "has no chat template, so --chat-template on" in err
+    assert main([*base, "--revision", "v1"]) == 2
+    assert "--revision 'v1' applies to hub ids" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    # a chat model's template can be turned off, and provenance says which format was used
+    smol = load_model("smollm2", chat_template="off")
+    assert smol.provenance().prompt_format == PLAIN
+    assert load_model("smollm2").provenance().prompt_format == CHAT

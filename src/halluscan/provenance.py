@@ -25,6 +25,8 @@ class ModelInfo:
     hidden_size: int
     dtype: str
     device: str
+    # how questions were put to it: "chat template" or "Q: ... A:" (older records: "")
+    prompt_format: str = ""
 
     def to_json(self) -> JsonObject:
         """The record as provenance files keep it."""

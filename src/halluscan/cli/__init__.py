@@ -160,15 +160,17 @@ def _score_command(sub: Any) -> None:
         help="score a JSONL (or CSV) of {question, answer?, relation?, id?, label?} rows in "
         "batches (label: is the answer true, true/false or 1/0; gives an AUC)",
     )
-    sc.add_argument("--model", default="smollm2", help="model (default: the bundled smollm2)")
+    _model_source(sc)
     sc.add_argument(
         "--probes",
-        help="probe bank folder (default: RUNS_DIR/demo/probes for the bundled model, "
-        "RUNS_DIR/default-MODEL/probes for another; made by running that study when missing)",
+        help="probe bank folder (default: the default study's, RUNS_DIR/demo for the bundled "
+        "model, RUNS_DIR/MODEL-world-facts for another; a missing one is refused with the "
+        "command that makes it)",
     )
     sc.add_argument(
         "--bank",
         default="auto",
+        choices=("auto", "own", "given"),
         help="auto (the given-answer bank for --answer / rows with an answer, the own-answer bank "
         "for generated answers), own or given: which bank of the default study scores "
         "(default: %(default)s)",
@@ -199,6 +201,21 @@ def _score_command(sub: Any) -> None:
         "given is written over)",
     )
     _model_command(sc, cmd_score)
+
+
+def _model_source(sc: argparse.ArgumentParser) -> None:
+    """``--model``, ``--revision`` and ``--chat-template`` of ``score``."""
+    sc.add_argument("--model", default="smollm2", help="model (default: the bundled smollm2)")
+    sc.add_argument(
+        "--revision", default="", help="a hub id's branch, tag or commit (hub ids only)"
+    )
+    sc.add_argument(
+        "--chat-template",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="auto: the tokenizer's template when it has one, else 'Q: ... A:'; on; off; it must "
+        "match the bank's study (default: %(default)s)",
+    )
 
 
 def _choose_command(sub: Any) -> None:

@@ -145,7 +145,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     rows = _read_answers(args.jsonl) if args.jsonl else None
     _bank_kind(args, True)  # a bad --bank fails before the model loads
     out = out_folder(args.out, args.runs_dir)  # checked now: created by the first write
-    lm = load_model(args.model, device=args.device, dtype=args.dtype)
+    lm = load_model(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        revision=args.revision,
+        chat_template=args.chat_template,
+    )
     if rows is not None:
         return _score_file(args, lm, rows, out)
     return _score_one(_scanner(args, lm, _bank_kind(args, args.answer is not None)), args, out)

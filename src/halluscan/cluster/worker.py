@@ -38,6 +38,8 @@ class ModelSpec:
     dtype: str
     seed: int
     threads: int
+    revision: str = ""
+    chat_template: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,14 @@ class Worker:
             if setup.spec.threads > 0:
                 torch.set_num_threads(setup.spec.threads)
             torch.manual_seed(setup.spec.seed)
-            self.lm = load_model(setup.spec.model, device=setup.spec.device, dtype=setup.spec.dtype)
+            sp = setup.spec
+            self.lm = load_model(
+                sp.model,
+                device=sp.device,
+                dtype=sp.dtype,
+                revision=sp.revision,
+                chat_template=sp.chat_template,
+            )
             self.setup = setup
         return self.host
 

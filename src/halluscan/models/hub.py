@@ -7,11 +7,11 @@ import os
 from halluscan.errors import HalluscanError
 
 
-def check_hub(spec: str, timeout: float = 3.0) -> None:
+def check_hub(spec: str, revision: str = "", timeout: float = 3.0) -> None:
     """Fail at once (not after a minute of retries) for a hub id neither cached nor reachable."""
     from huggingface_hub import constants, try_to_load_from_cache
 
-    if isinstance(try_to_load_from_cache(spec, "config.json"), str):
+    if isinstance(try_to_load_from_cache(spec, "config.json", revision=revision or None), str):
         return  # cached: transformers reads it (offline too)
     host = (
         (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").split("://")[-1].split("/")[0]
@@ -24,7 +24,8 @@ def check_hub(spec: str, timeout: float = 3.0) -> None:
     )
     if offline or not _reachable(host, timeout):
         raise HalluscanError(
-            f"model {spec!r} is not in the Hugging Face cache and {host} cannot be "
+            f"model {spec!r}{f' at revision {revision!r}' if revision else ''} is not in the "
+            f"Hugging Face cache and {host} cannot be "
             f"reached{' (HF_HUB_OFFLINE is set)' if offline else ''}; connect to the network, or "
             "give a local model folder, a .gguf file, or 'smollm2'"
         )

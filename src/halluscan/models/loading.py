@@ -95,6 +95,7 @@ class LoadedModel:
             self.hidden_size,
             dtype,
             self.device,
+            CHAT if self.is_chat else PLAIN,
         )
 
 
@@ -132,8 +133,23 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def load_model(spec: str, *, dtype: str = "auto", device: str = "auto") -> LoadedModel:
+CHAT, PLAIN = "chat template", "Q: ... A:"  # the two prompt formats
+CHAT_TEMPLATE = ("auto", "on", "off")
+
+
+def load_model(
+    spec: str,
+    *,
+    dtype: str = "auto",
+    device: str = "auto",
+    revision: str = "",
+    chat_template: str = "auto",
+) -> LoadedModel:
     """Load ``spec`` (bundled name, .gguf file, local folder or hub id) in eval mode.
+
+    ``revision``: a hub id's branch, tag or commit (hub ids only). ``chat_template``: ``auto``
+    prompts through the tokenizer's chat template when it has one, else ``Q: ... A:``; ``on``
+    requires the template, ``off`` never uses it.
 
     ``device``/``dtype`` ``auto``: see :func:`resolve_device`. With ``cuda`` and several GPUs
     visible, a model too large for the first one is spread over all of them
@@ -146,6 +162,39 @@ def load_model(spec: str, *, dtype: str = "auto", device: str = "auto") -> Loade
 
     device, dtype = resolve_device(device, dtype)
     torch_dtype = getattr(torch, dtype)
+    hub = spec not in BUNDLED and not spec.endswith(".gguf") and not Path(spec).exists()
+    if revision and not hub:
+        raise HalluscanError(
+            f"--revision {revision!r} applies to hub ids; {spec!r} is a local model (drop "
+            "--revision)"
+        )
+    lm = _load(spec, torch_dtype, revision)
+    _prompt_format(lm, chat_template)
+    # Refuse an architecture without hook sites now, before a caller makes a run folder or a store
+    # for it.
+    site_table(lm.model)
+    if not spread(lm.model, device):
+        lm.model.to(device)
+    lm.model.eval()
+    lm.device = device
+    return lm
+
+
+def _prompt_format(lm: LoadedModel, chat_template: str) -> None:
+    """Apply ``--chat-template``: refuse ``on`` for a model without one; ``off`` turns it off."""
+    if chat_template not in CHAT_TEMPLATE:
+        raise HalluscanError(f"--chat-template {chat_template!r}: give auto, on or off")
+    if chat_template == "on" and not lm.is_chat:
+        raise HalluscanError(
+            f"{lm.model_id}: its tokenizer has no chat template, so --chat-template on cannot "
+            "apply; use auto or off (questions are then put as 'Q: ... A:')"
+        )
+    if chat_template == "off":
+        lm.is_chat = False
+
+
+def _load(spec: str, torch_dtype: Any, revision: str) -> LoadedModel:
+    """The model and tokenizer of ``spec``, on the CPU."""
     if spec in BUNDLED:
         lm = _load_gguf(bundled_gguf(spec), torch_dtype, model_id=f"{spec} ({BUNDLED[spec][1]})")
     elif spec.endswith(".gguf"):
@@ -161,15 +210,8 @@ def load_model(spec: str, *, dtype: str = "auto", device: str = "auto") -> Loade
             "file or a hub id"
         )
     else:
-        check_hub(spec)
-        lm = _load_pretrained(spec, torch_dtype, source="hub", revision="")
-    # Refuse an architecture without hook sites now, before a caller makes a run folder or a store
-    # for it.
-    site_table(lm.model)
-    if not spread(lm.model, device):
-        lm.model.to(device)
-    lm.model.eval()
-    lm.device = device
+        check_hub(spec, revision)
+        lm = _load_pretrained(spec, torch_dtype, source="hub", revision=revision)
     return lm
 
 
@@ -187,9 +229,10 @@ def _load_pretrained(
 ) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    pin = {"revision": revision} if source == "hub" and revision else {}
     try:
-        tok = AutoTokenizer.from_pretrained(spec)
-        model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch_dtype)
+        tok = AutoTokenizer.from_pretrained(spec, **pin)
+        model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch_dtype, **pin)
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         where = "local folder" if source == "local" else "hub id (no network or cache here?)"

@@ -156,11 +156,12 @@ def _head(m: Metrics) -> str:
     full, rev = html.escape(model.model_id), html.escape(model.revision[:23])
     model_id = html.escape(display_name(model.model_id))
     data_full, data = html.escape(ds.name), html.escape(display_name(ds.name))
+    fmt = f"; prompt: {html.escape(model.prompt_format)}" if model.prompt_format else ""
     made = f"halluscan {prov.halluscan_version} · seed {prov.seed} · {html.escape(prov.created)}"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>halluscan: {name}</title>
 <style>{CSS}</style></head><body>
 <h1>halluscan report: {name}</h1>
-<div class="muted">model <b title="{full}">{model_id}</b> ({rev}) ·
+<div class="muted">model <b title="{full}">{model_id}</b> ({rev}{fmt}) ·
 dataset <b title="{data_full}">{data}</b> (sha256 {ds.sha256[:12]}) · {made}</div>"""
 
 

@@ -63,6 +63,14 @@ def check_bank(lm: LoadedModel, bank: ProbeBank) -> None:
             f"the probe bank was trained on {trained_on.get('model_id')} but the model is "
             f"{lm.model_id}; use the bank of a study of this model (--probes runs/NAME/probes)"
         )
+    fmt = trained_on.get("prompt_format") if isinstance(trained_on, dict) else None
+    now = lm.provenance().prompt_format
+    if fmt and fmt != now:
+        flag = "on" if fmt == "chat template" else "off"
+        raise HalluscanError(
+            f"the probe bank's study put questions as {fmt!r}, but the model now prompts as "
+            f"{now!r}; give --chat-template {flag} as that study did"
+        )
     if bank.meta.get("hidden") not in (None, lm.hidden_size):
         raise HalluscanError(
             f"the probe bank was trained on {bank.meta['hidden']}-dim activations but "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from halluscan.analyses.choice import (
 from halluscan.engine.sampling import Key, sample_answers
 from halluscan.errors import HalluscanError
 from halluscan.models import load_model
+from halluscan.models.loading import LoadedModel
 from halluscan.positions import BANK_POSITION
 from halluscan.probes.bank import ProbeBank
 from halluscan.probes.sweep import sweep, wrong_labels
@@ -94,12 +96,7 @@ def answer_choice(
     test_q, train_q = split_questions([e.qid for e in examples], n_test, seed)
     bank = _train_bank(folder, store, examples, train_q)
     plan = StudyPlan.of(runs.stored_config(store))
-    lm = load_model(plan.config.model, device=device, dtype=dtype)
-    trained_on = store.provenance.get("model")
-    if trained_on and model_identity(trained_on) != model_identity(lm.provenance()):
-        raise HalluscanError(
-            f"{plan.config.model} is not the model this study ran ({trained_on.get('model_id')})"
-        )
+    lm = _study_model(plan, store.provenance.get("model"), device, dtype)
     qs = _held_out(plan, test_q, run)
     opts = replace(plan.config.generate_options(), temperature=temperature, seed=seed)
     stored = runs.load_samples(folder, samples, temperature, seed)  # the study's own samples
@@ -127,6 +124,19 @@ def answer_choice(
     )
     atomic.write_json(folder.answer_choice, to_json(out))
     return out
+
+
+def _study_model(plan: StudyPlan, trained_on: Any, device: str, dtype: str) -> LoadedModel:
+    """The study's model, as the study loaded it; refused when its file is another."""
+    c = plan.config
+    lm = load_model(
+        c.model, device=device, dtype=dtype, revision=c.revision, chat_template=c.chat_template
+    )
+    if trained_on and model_identity(trained_on) != model_identity(lm.provenance()):
+        raise HalluscanError(
+            f"{c.model} is not the model this study ran ({trained_on.get('model_id')})"
+        )
+    return lm
 
 
 def _held_out(plan: StudyPlan, test_q: set[str], run: str | Path) -> list[Question]:

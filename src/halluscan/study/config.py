@@ -35,6 +35,13 @@ class StudyConfig:
     """Every knob of a study. Field docs become the CLI help."""
 
     model: str = knob("smollm2", "hub id, local folder, .gguf file, or 'smollm2' (bundled)")
+    revision: str = knob("", "a hub id's branch, tag or commit ('' = main; hub ids only)")
+    chat_template: str = knob(
+        "auto",
+        "auto: the tokenizer's chat template when it has one, else 'Q: ... A:'; on: require it; "
+        "off: always 'Q: ... A:'",
+        choices=("auto", "on", "off"),
+    )
     dataset: str = knob(
         "world-facts",
         "'world-facts', an LLMsKnow set (movies, winobias, winogrande, mnli, math) or a CSV/JSONL"

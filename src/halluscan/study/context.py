@@ -75,7 +75,13 @@ class StudyContext:
         from halluscan.models import load_model
 
         cfg = plan.config
-        lm = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
+        lm = load_model(
+            cfg.model,
+            device=cfg.device,
+            dtype=cfg.dtype,
+            revision=cfg.revision,
+            chat_template=cfg.chat_template,
+        )
         check_lengths(cfg, lm, plan.questions, plan.dataset.name)
         if not cfg.batch_size:  # auto: from the device, and recorded as the number it became
             cfg = replace(cfg, batch_size=auto_batch(cfg, lm, plan.questions))
@@ -154,7 +160,8 @@ class StudyContext:
 
         c = self.config
         device, dtype = worker_placement(c.gpus_per_worker, c.dtype)
-        spec = ModelSpec(c.model, device, dtype, c.seed, self.ray_plan().worker_threads)
+        threads = self.ray_plan().worker_threads
+        spec = ModelSpec(c.model, device, dtype, c.seed, threads, c.revision, c.chat_template)
         return WorkerSetup(spec, self.collect_job(), c.store_dtype)
 
 

@@ -89,3 +89,34 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         if v is not None:
             values[f.name] = v
     return StudyConfig.from_dict(values)  # lists (YAML, nargs) become the config's tuples there
+
+
+EXAMPLE_HEAD = """\
+# A halluscan study: every config key, with its default and what it does. Use it with
+#   halluscan run --config examples/study.yaml [flags, which override it]
+# Keys use underscores where the flags use dashes (n_questions here, --n-questions there).
+# Written by halluscan.study.flags.example_yaml(); a test keeps it in step with the config.
+"""
+PAIR_EXAMPLE = """\
+# e.g. report_pairs: [[{question: "What is the capital of Australia?", answer: "Sydney."},
+#                      {question: "What is the capital of Australia?"}]]
+"""
+
+
+def example_yaml() -> str:
+    """A YAML file of every config key at its default, each under its help as a comment."""
+    import textwrap
+
+    import yaml
+
+    parts = [EXAMPLE_HEAD]
+    for f in dataclasses.fields(StudyConfig):
+        help_ = f.metadata.get("help", "")
+        if "choices" in f.metadata:
+            help_ += "; one of: " + ", ".join(f.metadata["choices"])
+        lines = textwrap.wrap(help_, 98)
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        value = yaml.safe_dump({f.name: default}, default_flow_style=True, width=10_000)
+        extra = PAIR_EXAMPLE if f.name == "report_pairs" else ""
+        parts.append("".join(f"# {x}\n" for x in lines) + extra + value.strip("{}\n") + "\n")
+    return "\n".join(parts)

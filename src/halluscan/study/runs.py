@@ -222,9 +222,11 @@ def store_key(model: ModelInfo, dataset_sha256: str, cfg: StudyConfig) -> str:
     """
     conf = cfg.to_dict()
     fields = {k: conf[k] for k in STORE_FIELDS}
-    return provenance.digest(
-        {"model_provenance": model.to_json(), "dataset": dataset_sha256, **fields}
-    )
+    if cfg.chat_template != "auto":  # a forced prompt format (auto follows the model's file)
+        fields["chat_template"] = cfg.chat_template
+    # the prompt format follows from the model and chat_template (stores made before it kept it)
+    prov = {k: v for k, v in model.to_json().items() if k != "prompt_format"}
+    return provenance.digest({"model_provenance": prov, "dataset": dataset_sha256, **fields})
 
 
 RESOLVED_LATER = {"batch_size": 0, "locator": "auto"}  # set when the model loads
