@@ -34,6 +34,8 @@ def tiny(tmp_path_factory):
     return peru_france(tmp_path_factory.mktemp("ray"), 36, vary=True)
 
 
+RAY_AUC_TOLERANCE = 0.01  # what the README states for a heatmap cell, Ray vs one process
+
 def _study(tiny: Path, name: str, **over):
     """The context and stores (its own, and its given answers') of a fresh study ``name``."""
     from halluscan.study.config import StudyConfig
@@ -100,7 +102,7 @@ def test_a_ray_study_stores_what_one_process_stores(cluster, tiny, write):
     from halluscan.cluster.sweep import sweep_on_ray
     from halluscan.probes.sweep import wrong_labels
     from halluscan.study.arrays import sweep_store
-    from halluscan.study.pipeline import Timer, collect_stage
+    from halluscan.study.pipeline import Timer, collect_stage, in_batch_order
     from halluscan.study.runs import study_examples
 
     ctx, one = _study(tiny, f"one_{write}", ray="")
@@ -123,6 +125,17 @@ def test_a_ray_study_stores_what_one_process_stores(cluster, tiny, write):
     assert np.isfinite(here.auc).sum() > 0
     np.testing.assert_allclose(there.auc, here.auc, atol=1e-6)
     np.testing.assert_allclose(there.per_fold, here.per_fold, atol=1e-6)
+    # read in batch order, the Ray store feeds the probes the one-process rows in the same order:
+    # the same heatmap, to the README's tolerance, whatever order its chunks were committed in
+    ours, theirs = in_batch_order(ctx, one.own), in_batch_order(ctx, on_ray.own)
+    ex = study_examples(ours)
+    assert [e.qid for e in ex] == [e.qid for e in study_examples(theirs)]
+    assert [r["qid"] for r in one.own.examples()] == [e.qid for e in ex]  # one process: as written
+    y, groups = wrong_labels(ex), [e.qid for e in ex]
+    a = sweep_store(ours, y, groups, ctx.config.cv, quiet=True).auc
+    b = sweep_store(theirs, y, groups, ctx.config.cv, quiet=True).auc
+    np.testing.assert_allclose(a, b, atol=RAY_AUC_TOLERANCE)
+    assert np.array_equal(a[0], b[0], equal_nan=True)  # layer 0 (the tokens' embeddings) is equal
 
 
 def _complete(store, want: list[str]) -> None:

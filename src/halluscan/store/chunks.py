@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,15 @@ import torch
 from halluscan.atomic import write_bytes
 from halluscan.records import JsonObject
 from halluscan.store.arrays import to_numpy, write_npy
+
+
+@dataclass(frozen=True)
+class ChunkEntry:
+    """A written chunk to list in the manifest: its name, its example ids, each file's CRC-32."""
+
+    name: str
+    ids: list[str]
+    crc: dict[str, int]
 
 
 def encode(arrays: dict[str, torch.Tensor], valid: np.ndarray, dtype: str) -> dict[str, np.ndarray]:

@@ -7,13 +7,12 @@ Layout of a store folder::
     valid/chunk_000000.npy      [example, position] bool: does the position exist for the example
     examples/chunk_000000.jsonl one JSON record per example (question, response, grade, indices)
 
-Every file is written under a temporary name and renamed, and the manifest is rewritten
-(atomically) only after a chunk's files are in place, so a killed run leaves a store whose
-manifest lists only complete chunks; a chunk file that no manifest names (left by a killed
-run or a retried Ray worker) is never read, and is deleted when a writer opens the store.
-Reading memory-maps the chunks: one position or one layer for all examples never loads the
-rest. An id is stored at most once: appending one that is already there is refused. Resuming
-verifies every committed chunk's CRC-32 (several GB/s) and refuses a damaged one by name.
+Files are written under temporary names and renamed; the manifest is rewritten (atomically) only
+after a chunk's files are in place, so a killed run leaves a store whose manifest lists only
+complete chunks; a chunk file no manifest names (a killed run's, a retried Ray worker's) is never
+read, and is deleted when a writer opens the store. Reads memory-map the chunks: one position or
+one layer never loads the rest. An id is stored at most once. Resuming verifies every committed
+chunk's CRC-32 (several GB/s) and refuses a damaged one by name.
 """
 
 from __future__ import annotations
@@ -22,9 +21,8 @@ import copy
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -33,21 +31,12 @@ from halluscan.atomic import write_json
 from halluscan.errors import HalluscanError
 from halluscan.records import JsonObject
 from halluscan.store.arrays import file_crc32, from_numpy
-from halluscan.store.chunks import encode, remove_orphans, write_chunk
+from halluscan.store.chunks import ChunkEntry, encode, remove_orphans, write_chunk
 from halluscan.store.layout import Layout, layout_diff
 
 MANIFEST = "manifest.json"
 FORMAT = 3  # 3: CRC-32 per file (2: one SHA-256 per chunk, still verified when read)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ChunkEntry:
-    """A written chunk to list in the manifest: its name, its example ids, each file's CRC-32."""
-
-    name: str
-    ids: list[str]
-    crc: dict[str, int]
 
 
 class ActivationStore:
@@ -370,6 +359,19 @@ class ActivationStore:
         """
         view = copy.copy(self)
         view._keep = np.asarray(keep, dtype=bool)
+        return view
+
+    def ordered(self, key: Callable[[JsonObject], Any]) -> ActivationStore:
+        """A read-only view, its chunks sorted by ``key`` of each one's first example record."""
+        ex = self.root / "examples"
+        first = [
+            (ex / f"{c['name']}.jsonl").read_text("utf-8").split("\n")[0]
+            for c in self._manifest["chunks"]
+        ]
+        view = copy.copy(self)
+        order = sorted(range(len(first)), key=lambda i: key(json.loads(first[i])))
+        chunks = [self._manifest["chunks"][i] for i in order]
+        view._manifest = {**self._manifest, "chunks": chunks}
         return view
 
     def position(self, pos: str, site: str | None = None) -> torch.Tensor:

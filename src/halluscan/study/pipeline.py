@@ -115,6 +115,7 @@ def run_study(cfg: StudyConfig) -> Metrics:
         stores = open_stores(ctx, prov)
         with timer("generate_extract"):
             forked = collect_stage(ctx, stores, timer)
+        stores = replace(stores, own=in_batch_order(ctx, stores.own))
         if stores.given is not None:
             if not ctx.config.ray:  # on Ray the workers fork them, and their time is the workers'
                 # part of generate_extract
@@ -130,6 +131,17 @@ def run_study(cfg: StudyConfig) -> Metrics:
                     ctx.collect_job().generation,
                 )
         return analyse(ctx, stores, runs.study_examples(stores.own), prov, timer)
+
+
+def in_batch_order(ctx: StudyContext, store: ActivationStore) -> ActivationStore:
+    """The store read in the order one process writes it fresh, whatever order chunks came in.
+
+    That is the batches' order: by prompt length, then by the question's place in the study.
+    On Ray, chunks arrive as workers finish; read in this order, a Ray run and a one-process run
+    feed the probes the same rows in the same order (see the README on what is equal).
+    """
+    place = {q.qid: i for i, q in enumerate(ctx.questions)}
+    return store.ordered(lambda r: (r["n_prompt"], place.get(r["qid"], len(place))))
 
 
 def study_provenance(ctx: StudyContext) -> Provenance:
