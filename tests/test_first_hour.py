@@ -173,3 +173,18 @@ def test_chat_template_and_revision_flags(tmp_path, capsys):
     smol = load_model("smollm2", chat_template="off")
     assert smol.provenance().prompt_format == PLAIN
     assert load_model("smollm2").provenance().prompt_format == CHAT
+
+
+def test_a_semicolon_csv_and_a_one_row_file_say_what_is_wrong(tmp_path, capsys):
+    semi = tmp_path / "semi.csv"
+    semi.write_text("question;answer\nWhat is the capital of Peru?;Lima\n")
+    runs = ["--runs-dir", str(tmp_path / "r")]
+    assert main(["run", "--dataset", str(semi), *runs]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "looks ';'-separated; save it comma-separated" in err
+    one = tmp_path / "one.csv"  # e.g. a file whose other rows repeat the first
+    one.write_text("question,answer\nWhat is the capital of Peru?,Lima\n")
+    assert main(["run", "--dataset", str(one), *runs]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "one.csv holds 1 question, but --folds 5 needs at least 10" in err
+    assert not (tmp_path / "r").exists()

@@ -36,6 +36,7 @@ def tiny(tmp_path_factory):
 
 RAY_AUC_TOLERANCE = 0.01  # what the README states for a heatmap cell, Ray vs one process
 
+
 def _study(tiny: Path, name: str, **over):
     """The context and stores (its own, and its given answers') of a fresh study ``name``."""
     from halluscan.study.config import StudyConfig

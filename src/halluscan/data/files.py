@@ -58,9 +58,16 @@ def read_table(path: str | Path, required: tuple[str, ...] | None = None) -> lis
     header = [str(h).strip().lower() for h in header]
     for col in REQUIRED if required is None else required:
         if col not in header:
+            sep = next((c for c in ";\t|" if len(header) == 1 and c in header[0]), None)
+            fix = (
+                f"the header is one column holding {sep!r}: this file looks {sep!r}-separated; "
+                "save it comma-separated"
+                if sep
+                else "add it"
+            )
             raise HalluscanError(
                 f"{p}: missing column {col!r} (found: {', '.join(map(str, header)) or 'none'}); "
-                "add it"
+                + fix
             )
     return rows
 

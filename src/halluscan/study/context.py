@@ -49,7 +49,7 @@ class StudyPlan:
         cfg.validate()
         ds = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.split, cfg.data_dir)
         qs = select_questions(ds, cfg.n_questions, cfg.seed)
-        check_folds(cfg, len(qs))
+        check_folds(cfg, len(qs), ds)
         run = RunDir.named(cfg.name, cfg.runs_dir)
         mode = "asymmetric" if cfg.locator == "asymmetric" else "class-blind"
         return cls(cfg, ds, tuple(qs), run, grader_for(ds, mode))
@@ -165,12 +165,20 @@ class StudyContext:
         return WorkerSetup(spec, self.collect_job(), c.store_dtype)
 
 
-def check_folds(cfg: StudyConfig, n_questions: int) -> None:
-    """Refuse, before any generation, folds that the question count can never fill."""
+def check_folds(cfg: StudyConfig, n_questions: int, ds: Dataset) -> None:
+    """Refuse, before any generation, folds that the question count can never fill.
+
+    Names the dataset and how many questions it holds, so that a file cut short (one row left
+    after duplicates, a malformed file read as one row) is seen for what it is.
+    """
     if cfg.folds * 2 > n_questions:
+        held = len(ds.questions)
+        took = f" (--n-questions {cfg.n_questions} of them)" if n_questions < held else ""
+        many = "s" if held != 1 else ""
         raise HalluscanError(
-            f"--folds {cfg.folds} needs at least {2 * cfg.folds} questions ({cfg.folds} of each "
-            f"class), but the study has {n_questions}; use fewer --folds or more questions"
+            f"{ds.name} holds {held} question{many}{took}, but --folds {cfg.folds} needs at least "
+            f"{2 * cfg.folds} ({cfg.folds} of each class); give a file with more questions (check "
+            "that it was read as you meant), or fewer --folds (2 needs 4)"
         )
 
 
