@@ -188,3 +188,31 @@ def test_a_semicolon_csv_and_a_one_row_file_say_what_is_wrong(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "one.csv holds 1 question, but --folds 5 needs at least 10" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_full_disk_stops_the_run_before_the_next_batch_is_generated(
+    tmp_path, monkeypatch, capsys
+):
+    import shutil
+    from collections import namedtuple
+
+    from halluscan.engine import collect as collect_mod
+
+    tiny = peru_france(tmp_path, 24)
+    capsys.readouterr()
+    generated = []
+    real = collect_mod.generate
+
+    def counting(*a, **k):
+        generated.append(1)
+        yield from real(*a, **k)
+
+    monkeypatch.setattr(collect_mod, "generate", counting)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 100, 100))
+    args = ["run", "--name", "full", *tiny_flags(tiny), *SETTINGS.split()]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "MB free, and a chunk takes about" in err
+    assert "free disk space and run again (it resumes)" in err
+    assert len(generated) == 1  # the first batch's chunk was taken; no second batch was generated

@@ -107,6 +107,9 @@ class _Collected:
         """Keep one chunk (the arrays are copied to the host first)."""
         self.items.append(chunk.on_host())
 
+    def ready(self) -> None:
+        """Always ready: the driver, which writes the store, checks the disk."""
+
 
 class Worker:
     """Loads the study's model (on ``cuda`` when Ray gave it a GPU, else the CPU) once.

@@ -179,6 +179,7 @@ def collect(
             forked[0] += time.perf_counter() - t
 
     for batch in work:
+        sink.ready()  # a failed write or a full disk stops the run before the batch, not after
         opts = replace(job.generation, batch_size=len(batch))
         by_id = {q.qid: q for q in batch}
         for gens, states, tail in generate(lm, batch, opts, layers, on_prefill=hook, site=job.site):

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from halluscan.errors import HalluscanError
 from halluscan.records import JsonObject
 from halluscan.store.store import ActivationStore
 
@@ -42,6 +43,9 @@ class ChunkSink(Protocol):
     def put(self, chunk: NewChunk) -> None:
         """Take one chunk."""
 
+    def ready(self) -> None:
+        """Raise now, before the next batch is generated, when the next chunk cannot be taken."""
+
 
 class ChunkWriter:
     """Appends chunks to a store on a background thread, so disk writes overlap the next batch.
@@ -58,6 +62,7 @@ class ChunkWriter:
         self.store, self.progress = store, progress
         self.q: queue.Queue[Any] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
+        self.last_bytes = 0  # the last chunk's arrays: the next one's size, about
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> ChunkWriter:
@@ -79,7 +84,25 @@ class ChunkWriter:
         """Queue one chunk (blocks while the previous one is still being written)."""
         if self.error is not None:
             raise self.error
+        self.last_bytes = sum(int(a.nbytes) for a in chunk.arrays.values())
         self.q.put(chunk)
+
+    def ready(self) -> None:
+        """Before a batch is generated: a write that failed, or a disk too full for one more chunk.
+
+        The last chunk's size is the estimate (the chunk being written and the next one must
+        both fit), so a full disk stops the run before a batch is generated in vain.
+        """
+        import shutil
+
+        if self.error is not None:
+            raise self.error
+        free = shutil.disk_usage(self.store.root).free
+        if self.last_bytes and free < 2 * self.last_bytes:
+            raise HalluscanError(
+                f"{self.store.root}: {free / 2**20:,.1f} MB free, and a chunk takes about "
+                f"{self.last_bytes / 2**20:,.1f} MB; free disk space and run again (it resumes)"
+            )
 
     def __exit__(self, *exc: object) -> None:
         self.q.put(None)
