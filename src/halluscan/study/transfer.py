@@ -12,7 +12,7 @@ compared.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from halluscan.analyses.transfer import (
 from halluscan.errors import HalluscanError
 from halluscan.positions import EXACT, Cell
 from halluscan.probes.features import Features
-from halluscan.probes.sweep import wrong_labels
+from halluscan.probes.sweep import bootstrap_auc, wrong_labels
 from halluscan.probes.transfer import transfer_auc
 from halluscan.records import CV, DEFAULT_C, Example
 from halluscan.store import ActivationStore
@@ -164,7 +164,11 @@ def fixed_cell(
     base = strongest_logit(train_lp, train.y, test_lp, test.y, rows)
     b = None if base is None else base[1] * test_lp[base[0]][rows]
     ok = np.ones(len(rows), bool) if b is None else np.isfinite(b)
-    pair = paired_bootstrap(p[rows][ok], b[ok] if b is not None else p[rows][ok], y[ok], groups)
+    kept = [g for g, k in zip(groups, ok, strict=True) if k]  # answers both scores read
+    pair = paired_bootstrap(p[rows][ok], b[ok] if b is not None else p[rows][ok], y[ok], kept)
+    if not ok.all():  # the probe's own AUC on all its answers; the gain on those both read
+        auc_a, ci_a = bootstrap_auc(p[rows], y, groups)
+        pair = replace(pair, auc_a=auc_a, ci_a=None if ci_a is None else (ci_a[0], ci_a[1]))
     j = int(np.nanargmax(np.nan_to_num(heat, nan=-1.0)))
     layers, positions = list(train.features.layers), list(train.features.positions)
     result = FixedCell(
