@@ -207,3 +207,11 @@ def test_a_missing_heatmap_is_a_clear_error(tmp_path):
             (tmp_path / "nope.png", tmp_path / "nope.png"),
             "",
         )
+
+
+def test_long_plotly_titles_wrap_instead_of_clipping():
+    from halluscan.report.literal import plotly_wrap
+
+    title = "smollm2 · world-facts · n=1492 · 5-fold CV · exact-answer max 0.940 = the best of " * 2
+    lines = plotly_wrap(title + "<b>", 100).split("<br>")
+    assert len(lines) == 2 and all(len(x) <= 100 for x in lines) and lines[-1].endswith("&lt;b&gt;")

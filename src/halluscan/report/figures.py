@@ -13,7 +13,14 @@ import numpy as np
 
 from halluscan import atomic
 from halluscan.records import ScoreResult
-from halluscan.report.literal import LITERAL, hover_tokens, plotly_text, plotly_texts, short
+from halluscan.report.literal import (
+    LITERAL,
+    hover_tokens,
+    plotly_text,
+    plotly_texts,
+    plotly_wrap,
+    short,
+)
 
 # Diverging: green = the probes lean "correct" (negative log-odds of wrong), red = "wrong".
 ACTIVITY_CMAP = "RdYlGn_r"
@@ -77,9 +84,9 @@ def activity_figure(results: list[ScoreResult]) -> Any:
     lim = shared_limit(results)
     top = shared_limit(results, 100.0)  # z axes: every point shows, the same range on both
     n = len(results)
-    titles = [
-        f"Q: {plotly_text(short(r.question))}<br>A: "
-        f"{plotly_text(short(r.response))}<br><b>{_caption(r)}</b>"
+    titles = [  # a panel of 760 px holds about 85 characters a line; plotly never wraps
+        f"{plotly_wrap('Q: ' + short(r.question, 170), 85)}<br>"
+        f"{plotly_wrap('A: ' + short(r.response, 170), 85)}<br><b>{_caption(r)}</b>"
         for r in results
     ]
     fig = make_subplots(
@@ -95,11 +102,15 @@ def activity_figure(results: list[ScoreResult]) -> Any:
     for c, r in enumerate(results, start=1):
         _add_activity(fig, r, c, lim, top, label)
     fig.update_annotations(font_size=11)
-    head = (
+    head = plotly_wrap(
         f"Activity: probe score per layer and generated token ({label}; shared colour scale "
-        f"±{lim:.1f})"
+        f"±{lim:.1f})",
+        85 * n,
     )
-    fig.update_layout(title=head, height=1000, width=min(760 * n, MAX_WIDTH_PX), margin={"t": 150})
+    # room above the panels for the title's lines and the panel titles' lines (none overlap)
+    top = 40 + 26 * (head.count("<br>") + 1) + 16 * max(t.count("<br>") + 1 for t in titles)
+    title = {"text": head, "y": 0.955, "yanchor": "top"}  # below the toolbar, into the margin
+    fig.update_layout(title=title, height=1000, width=min(760 * n, MAX_WIDTH_PX), margin={"t": top})
     return fig
 
 

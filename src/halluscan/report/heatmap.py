@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from halluscan import atomic
-from halluscan.report.literal import LITERAL, plotly_text
+from halluscan.report.literal import LITERAL, plotly_wrap
 
 AUC_RANGE = (0.5, 1.0)
 CMAP = "Blues"
@@ -147,12 +147,13 @@ def heatmap_figure(
             ),
         )
     )
+    head = plotly_wrap(title, 100)  # 900 px holds about 100 characters of title a line
     fig.update_layout(
-        title=plotly_text(title),
+        title=head,
         xaxis_title="token position",
         yaxis_title="layer (0 = embedding output)",
         height=max(500, 22 * len(layers) + 200),
         width=900,
-        margin={"b": 140},
+        margin={"b": 140, "t": 60 + 18 * head.count("<br>")},
     )
     return fig

@@ -23,6 +23,13 @@ def plotly_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def plotly_wrap(text: str, chars: int) -> str:
+    """:func:`plotly_text` broken into lines of at most ``chars`` (plotly titles never wrap)."""
+    import textwrap
+
+    return "<br>".join(plotly_text(line) for line in textwrap.wrap(text, chars) or [""])
+
+
 def plotly_texts(texts: Sequence[str]) -> list[str]:
     """:func:`plotly_text` of each."""
     return [plotly_text(t) for t in texts]
