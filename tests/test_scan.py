@@ -370,3 +370,25 @@ def test_score_writes_a_new_folder_each_time_and_checks_out_before_scoring(
     long = "word " * 5000
     assert len(clip(long)) < SHOWN + 80 and "25,000 characters" in clip(long)
     assert clip("Lima.") == "Lima."
+
+
+def test_score_checks_its_banks_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    from halluscan.cli import main
+
+    def no_model(*a, **k):
+        raise AssertionError("the model loaded before the refusal")
+
+    monkeypatch.setattr("halluscan.models.load_model", no_model)
+    q = ["score", "--question", "Q?", "--answer", "A.", "--runs-dir", str(tmp_path), "--quiet"]
+    assert main([*q, "--model", "org/other"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no given-answer bank" in err and "--model org/other" in err
+    random_bank().save(tmp_path / "run" / "probes")  # a study folder with its own bank only
+    assert main([*q, "--probes", str(tmp_path / "run")]) == 2
+    assert "no probe bank there (nor a study folder with a given-answer bank" in (
+        capsys.readouterr().err
+    )
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"question": "Q?"}\n')  # a generated answer: the own bank, which exists
+    with pytest.raises(AssertionError, match="the model loaded"):
+        main([*q[:1], "--jsonl", str(rows), "--probes", str(tmp_path / "run"), "--quiet"])

@@ -9,7 +9,7 @@ from typing import Any
 
 from halluscan import progress
 from halluscan.errors import HalluscanError
-from halluscan.records import JsonObject, ToScore, bank_kind
+from halluscan.records import RUN_BANKS, JsonObject, ToScore, bank_kind
 from halluscan.study.config import StudyConfig
 from halluscan.study.runs import RUNS_DIR
 
@@ -55,12 +55,31 @@ def _scanner(args: argparse.Namespace, lm: Any, kind: str) -> Any:
     from halluscan.probes.bank import ProbeBank
     from halluscan.scan import Scanner
 
-    bank = ProbeBank.load(args.probes or default_bank(args.model, args.runs_dir, kind))
+    bank = ProbeBank.load(bank_folder(args, kind))
     scanner = Scanner(
         lm, bank, layer=args.layer, standardise=args.standardise, query=_query(args.query)
     )
     print(bank_line(bank.meta, bank.position, scanner.layer))
     return scanner
+
+
+def bank_folder(args: argparse.Namespace, kind: str) -> Path:
+    """The folder of the bank that scores ``kind`` answers; a missing one refused in one line.
+
+    ``--probes`` names a bank, or a study folder (then its ``kind`` bank); else the default study's.
+    """
+    from halluscan.probes.bank import ProbeBank
+
+    if not args.probes:
+        return default_bank(args.model, args.runs_dir, kind)
+    given = Path(args.probes)
+    for folder in (given, given / RUN_BANKS[kind]):
+        if ProbeBank.exists(folder):
+            return folder
+    raise HalluscanError(
+        f"--probes {given}: no probe bank there (nor a study folder with a {kind}-answer bank in "
+        f"{RUN_BANKS[kind]}/); give runs/NAME of a finished `halluscan run`, or its probes folder"
+    )
 
 
 def bank_line(meta: JsonObject, position: str, layer: int) -> str:
@@ -145,6 +164,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     rows = _read_answers(args.jsonl) if args.jsonl else None
     _bank_kind(args, True)  # a bad --bank fails before the model loads
     out = out_folder(args.out, args.runs_dir)  # checked now: created by the first write
+    for kind in _kinds(args, rows):  # every bank it will need exists, before the model loads
+        bank_folder(args, kind)
     lm = load_model(
         args.model,
         device=args.device,
@@ -155,6 +176,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     if rows is not None:
         return _score_file(args, lm, rows, out)
     return _score_one(_scanner(args, lm, _bank_kind(args, args.answer is not None)), args, out)
+
+
+def _kinds(args: argparse.Namespace, rows: list[JsonObject] | None) -> set[str]:
+    """The banks a score will read: by what it is given (see :func:`_bank_kind`)."""
+    if rows is None:
+        return {_bank_kind(args, args.answer is not None)}
+    return {_bank_kind(args, bool((r.get("answer") or "").strip())) for r in rows}
 
 
 SHOWN = 300  # characters of an answer printed on stdout (score.json holds it whole)
