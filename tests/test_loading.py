@@ -118,9 +118,7 @@ def test_unsupported_architecture_is_refused_before_a_run_folder_exists(tmp_path
     assert not runs.exists()
 
 
-def test_a_bundled_model_in_parts_is_assembled_into_the_cache_and_checked(
-    tmp_path, monkeypatch
-):
+def test_a_bundled_model_in_parts_is_assembled_into_the_cache_and_checked(tmp_path, monkeypatch):
     """The assembled path (Gemma 3 270M's): the package joins its parts; a bad hash is one line."""
     import hashlib
     import sys
