@@ -19,7 +19,15 @@ from halluscan.analyses.errortypes import ErrorTypes
 from halluscan.analyses.given import GivenBank
 from halluscan.analyses.locator import LocatorAudit, SelfExtraction
 from halluscan.analyses.nested import Nested
-from halluscan.analyses.summary import OMIT, BestCell, Controls, Finding, Heatmap, Summary
+from halluscan.analyses.summary import (
+    OMIT,
+    BestCell,
+    Controls,
+    Finding,
+    Heatmap,
+    Interval,
+    Summary,
+)
 from halluscan.analyses.verdict import Headline
 from halluscan.provenance import Provenance
 
@@ -66,6 +74,22 @@ class RayReport:
 
 
 @dataclass(frozen=True)
+class SiteResult:
+    """One site beside the residual stream: its heatmap, its nested cell, and how it differs.
+
+    ``gain`` is the site's nested AUC minus the residual stream's, paired over the same outer
+    folds, with a 95 % t-interval; ``differs`` when that interval clears zero.
+    """
+
+    site: str
+    heatmap: Heatmap
+    nested: Nested | None
+    gain: float | None
+    gain_ci95: Interval | None
+    differs: bool
+
+
+@dataclass(frozen=True)
 class Metrics:
     """Everything a study found. Without probes (too few of a class) only the summary and why."""
 
@@ -91,6 +115,8 @@ class Metrics:
     probe_bank: str | None = None
     given_bank: GivenBank | None = field(default=None, metadata=OMIT)
     response_maps: list[ResponseMap] | None = field(default=None, metadata=OMIT)
+    # the other sites probed (--sites), each against the residual stream
+    sites: list[SiteResult] | None = field(default=None, metadata=OMIT)
     timings_s: dict[str, float] = field(default_factory=dict)
     provenance: Provenance | None = None
     ray: RayReport | None = field(default=None, metadata=OMIT)

@@ -13,7 +13,7 @@ from typing import Any
 
 from halluscan.errors import HalluscanError
 from halluscan.models.placement import DTYPES, check_device
-from halluscan.models.sites import RESIDUAL
+from halluscan.models.sites import RESIDUAL, STUDY_SITES
 from halluscan.positions import VALID, check_position_names
 from halluscan.records import CV, DEFAULT_C, DEFAULT_SYSTEM_PROMPT, GenerateOptions, JsonObject
 from halluscan.text import short_name
@@ -74,6 +74,12 @@ class StudyConfig:
     )
     positions: tuple[str, ...] = knob(DEFAULT_POSITIONS, "named token positions")
     site: str = knob(RESIDUAL, "activation site to extract", choices=(RESIDUAL,))
+    sites: tuple[str, ...] = knob(
+        (RESIDUAL,),
+        "sites to probe and compare: residual (always: the study's own, with its controls), mlp "
+        "(the MLP output, the published study's site), attn (the attention output); e.g. "
+        "residual,mlp,attn",
+    )
     store_dtype: str = knob(
         "bfloat16", "the activations' dtype on disk", choices=("bfloat16", "float32")
     )
@@ -143,6 +149,10 @@ class StudyConfig:
     )
 
     def __post_init__(self) -> None:
+        # a comma list ("residual,mlp") is several sites; residual is always probed: it holds the
+        # study's controls (layer 0 is the tokens' identity)
+        sites = tuple(x.strip() for s in self.sites for x in str(s).split(",") if x.strip())
+        object.__setattr__(self, "sites", (RESIDUAL, *[s for s in sites if s != RESIDUAL]))
         if (
             not self.name
         ):  # the default name: from the model and the dataset, so runs do not collide
@@ -160,6 +170,7 @@ class StudyConfig:
                 "once"
             )
         self._check_name()
+        self._check_sites()
         self._check_numbers()
         for f in dataclasses.fields(self):
             if "choices" in f.metadata:
@@ -188,6 +199,14 @@ class StudyConfig:
             raise HalluscanError(
                 f"config: name {self.name!r} is not a plain folder name; give a name without '/', "
                 "'\\' or surrounding spaces (choose the parent folder with --runs-dir)"
+            )
+
+    def _check_sites(self) -> None:
+        bad = [s for s in self.sites if s not in STUDY_SITES]
+        if bad or len(set(self.sites)) != len(self.sites):
+            raise HalluscanError(
+                f"config: sites {', '.join(self.sites) or '(none)'}: give each of "
+                f"{', '.join(STUDY_SITES)} at most once (e.g. --sites residual,mlp,attn)"
             )
 
     def _check_numbers(self) -> None:
@@ -234,6 +253,7 @@ class StudyConfig:
         """Plain-JSON form, for provenance."""
         d = dataclasses.asdict(self)
         d["positions"] = list(self.positions)
+        d["sites"] = list(self.sites)
         return d
 
     @classmethod
@@ -245,8 +265,9 @@ class StudyConfig:
         """
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in d.items() if k in known}
-        if isinstance(values.get("positions"), list):
-            values["positions"] = tuple(values["positions"])
+        for key in ("positions", "sites"):
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
         if isinstance(values.get("report_pairs"), list):
             values["report_pairs"] = tuple(tuple(p) for p in values["report_pairs"])
         return cls(**values).validate()
@@ -285,9 +306,13 @@ _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str:
 def check_type(key: str, value: Any, where: str) -> None:
     """Raise a clear error when ``value`` is not of the type of config key ``key``."""
     typ = typing.get_type_hints(StudyConfig)[key]
-    if key == "positions":
+    if key in ("positions", "sites"):
         ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
-        want = "a list of position names, e.g. [last_q, exact_answer_last, '-1']"
+        want = (
+            "a list of position names, e.g. [last_q, exact_answer_last, '-1']"
+            if key == "positions"
+            else "a list of sites, e.g. [residual, mlp, attn]"
+        )
     elif key == "report_pairs":
         ok = isinstance(value, list | tuple) and all(_is_pair(v) for v in value)
         want = (

@@ -68,7 +68,7 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=None, help=help_
             )
-        elif f.name == "positions":
+        elif f.name in ("positions", "sites"):
             parser.add_argument(flag, nargs="+", default=None, help=help_)
         elif f.name == "ray":  # a bare --ray starts a local instance
             parser.add_argument(

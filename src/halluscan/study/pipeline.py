@@ -242,6 +242,7 @@ def analyse(
         has_bank = own_bank(ctx, stores.own, result, y, prov)
     metrics = replace(metrics, probe_bank=str(ctx.run.probes) if has_bank else None)
     given, gsweep = _given(ctx, stores, replace(own, sweep=result), prov, timer)
+    metrics = other_sites(ctx, stores.own, examples, prov, metrics, timer)
     with timer("response_maps"):  # the bank as saved, as `halluscan score` will read it
         from halluscan.study.maps import response_maps
 
@@ -249,6 +250,26 @@ def analyse(
     metrics = replace(metrics, given_bank=given, response_maps=[m.record for m in maps])
     draw = lambda m: write_study_report(ctx.run, m, examples, result, maps, gsweep)  # noqa: E731
     return finish(ctx, metrics, prov, timer, draw)
+
+
+def other_sites(
+    ctx: StudyContext,
+    own: ActivationStore,
+    examples: list[Example],
+    prov: Provenance,
+    metrics: Metrics,
+    timer: Timer,
+) -> Metrics:
+    """``--sites``: each other site extracted, swept and compared with the residual stream."""
+    from halluscan.study import sites
+
+    if not sites.others(ctx):
+        return metrics
+    with timer("extract_sites"):
+        store = sites.extract_sites(ctx, examples, prov, own.key)
+    with timer("site_sweeps"):
+        found = sites.compare_sites(ctx, store, examples, own.valid(), metrics.nested)
+    return replace(metrics, sites=found)
 
 
 def sweep_metrics(

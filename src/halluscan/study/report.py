@@ -6,10 +6,12 @@ The heatmap (PNG + HTML) and the HTML page, written into its run folder.
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 import numpy as np
 
 from halluscan.analyses.results import Metrics
+from halluscan.models.sites import RESIDUAL
 from halluscan.probes.sweep import SweepResult
 from halluscan.records import Example
 from halluscan.report import heatmap
@@ -18,6 +20,7 @@ from halluscan.report.figures import write_html
 from halluscan.report.given import given_section
 from halluscan.report.html import write_report
 from halluscan.report.maps import DrawnPair
+from halluscan.report.sites import sites_section
 from halluscan.study.runs import RunDir
 from halluscan.text import display_name
 
@@ -73,10 +76,27 @@ def write_study_report(
     )
     write_html(fig, run.heatmap_html)
     div = fig.to_html(include_plotlyjs=True, full_html=False)
+    sites = sites_section(metrics, {RESIDUAL: png, **draw_sites(run, metrics, base)})
     extra = (
-        versus_section(metrics) + error_types_section(metrics) + given_section(metrics, given_png)
+        versus_section(metrics)
+        + sites
+        + error_types_section(metrics)
+        + given_section(metrics, given_png)
     )
     write_report(run.report, metrics, examples, (png, gain), div, maps, extra)
+
+
+def draw_sites(run: RunDir, metrics: Metrics, base: str) -> dict[str, Path]:
+    """Each other site's heatmap (``--sites``), on the residual stream's colour scale."""
+    out = {}
+    for s in metrics.sites or []:
+        h, nest = s.heatmap, s.nested
+        title = f"{base} · {s.site}" + (f" · nested {nest.auc:.3f}" if nest and nest.auc else "")
+        auc = np.array(h.auc, dtype=float)
+        out[s.site] = heatmap.heatmap_png(
+            auc, h.layers, h.positions, run.heatmap_site_png(s.site), title
+        )
+    return out
 
 
 def rewrite_report(run: RunDir, metrics: Metrics, examples: list[Example]) -> None:
@@ -103,8 +123,12 @@ def rewrite_report(run: RunDir, metrics: Metrics, examples: list[Example]) -> No
         for m in metrics.response_maps or []
     ]
     given_png = run.heatmap_given_png if run.heatmap_given_png.is_file() else None
+    drawn = {s.site: run.heatmap_site_png(s.site) for s in metrics.sites or []}
     extra = (
-        versus_section(metrics) + error_types_section(metrics) + given_section(metrics, given_png)
+        versus_section(metrics)
+        + sites_section(metrics, {RESIDUAL: run.heatmap_png, **drawn})
+        + error_types_section(metrics)
+        + given_section(metrics, given_png)
     )
     pngs = (run.heatmap_png, run.heatmap_gain_png)
     write_report(run.report, metrics, examples, pngs, div, maps, extra)

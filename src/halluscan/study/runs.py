@@ -13,6 +13,7 @@ A study writes into its run folder::
     answer_choice.json  written by ``halluscan choose``
     store_given/        activations of the given true and false answers; probes_given/: their bank
     heatmap_given.png   the given-answer sweep
+    store_sites/        the other sites' activations (--sites mlp attn); heatmap_SITE.png each
     samples.json        the sampled answers of ``--samples`` (reused by ``halluscan choose``)
     suite.json          a suite's results, with suite.html (its studies are subfolders)
     .lock               held (flock) by the one process that works on the folder
@@ -80,6 +81,7 @@ LAYOUT = {
     "store_given": "store_given",
     "probes_given": RUN_BANKS["given"],
     "heatmap_given_png": "heatmap_given.png",
+    "store_sites": "store_sites",
     "suite_json": "suite.json",
     "samples": "samples.json",
     "suite_html": "suite.html",
@@ -107,6 +109,7 @@ class RunDir:
     store_given: Path = field(init=False, repr=False)
     probes_given: Path = field(init=False, repr=False)  # the given-answer probe bank
     heatmap_given_png: Path = field(init=False, repr=False)  # the given-answer sweep's heatmap
+    store_sites: Path = field(init=False, repr=False)  # the other sites' activations
     # a suite's results (its studies are subfolders)
     suite_json: Path = field(init=False, repr=False)
     # the study's sampled answers (--samples), for answer choice
@@ -117,6 +120,10 @@ class RunDir:
         object.__setattr__(self, "root", Path(self.root))
         for name, rel in LAYOUT.items():
             object.__setattr__(self, name, self.root / rel)
+
+    def heatmap_site_png(self, site: str) -> Path:
+        """The heatmap of another site than the residual stream."""
+        return self.root / f"heatmap_{site}.png"
 
     @classmethod
     def named(cls, name: str, runs_dir: str | Path = RUNS_DIR) -> RunDir:

@@ -1,0 +1,70 @@
+"""The report's section on sites: the residual stream beside the MLP and attention outputs."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from halluscan.analyses.results import Metrics
+from halluscan.models.sites import ATTN, MLP, RESIDUAL
+from halluscan.report.page import b64, interval, num, table
+
+NAMES = {
+    RESIDUAL: "residual stream",
+    MLP: "MLP output (the published study's site)",
+    ATTN: "attention output",
+}
+
+
+def sites_section(m: Metrics, pngs: dict[str, Path]) -> str:
+    """HTML for ``--sites`` (empty when the study probed the residual stream only).
+
+    ``pngs``: each site's heatmap, the residual stream's first; all on the 0.5 to 1.0 scale.
+    """
+    if not m.sites or m.nested is None:
+        return ""
+    rows: list[tuple[str, ...]] = [
+        (NAMES[RESIDUAL], _cell(m.nested), num(m.nested.auc), interval(m.nested.ci95), "—", "—")
+    ]
+    lines = []
+    for s in m.sites:
+        n = s.nested
+        rows.append(
+            (
+                NAMES.get(s.site, s.site),
+                _cell(n),
+                num(n.auc) if n else "—",
+                interval(n.ci95) if n else "—",
+                num(s.gain, "+.3f") if s.gain is not None else "—",
+                interval(s.gain_ci95),
+            )
+        )
+        if s.gain is not None:
+            word = "differs from" if s.differs else "does not differ from"
+            lines.append(
+                f"The {html.escape(NAMES.get(s.site, s.site))} {word} the residual stream: "
+                f"{num(s.gain, '+.3f')} ({interval(s.gain_ci95)}), paired over the same outer "
+                "folds at each site's own nested cell."
+            )
+    images = "".join(
+        f'<figure style="display:inline-block;margin:0 8px"><img style="max-width:420px" '
+        f'alt="{html.escape(site)} heatmap" src="data:image/png;base64,{b64(p, "the heatmap")}">'
+        f"<figcaption>{html.escape(NAMES.get(site, site))}</figcaption></figure>"
+        for site, p in pngs.items()
+        if p.is_file()
+    )
+    head = ("site", "nested cell", "nested AUC", "95 % interval", "minus residual", "95 %")
+    return f"""<h2>Sites: where in the block the signal is</h2>
+<p>Each site was probed on the same answers and outer folds as the headline; each cell chosen by
+its own nested cross-validation. The residual stream holds the controls (its layer 0 is the
+tokens' identity); the other sites were read by one teacher-forced pass over the same answers.
+The published study probed the MLP output and reported no significant difference between
+sites.</p>
+{table(rows, head)}
+<p>{"<br>".join(lines)}</p>
+<div>{images}</div>"""
+
+
+def _cell(n: object) -> str:
+    cell = getattr(n, "cell", None)
+    return f"{cell.position} L{cell.layer}" if cell is not None else "—"
