@@ -32,7 +32,7 @@ def test_a_run_on_another_studys_folder_is_refused_before_the_model_loads(
     def no_model(*a, **k):
         raise AssertionError("the model was loaded before the refusal")
 
-    monkeypatch.setattr("halluscan.models.load_model", no_model)
+    monkeypatch.setattr("halluscan.models.loading.load_model", no_model)
     t = time.perf_counter()
     assert main([*args, "--n-questions", "30"]) == 2
     took = time.perf_counter() - t

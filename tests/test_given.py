@@ -343,7 +343,7 @@ def test_score_chooses_the_bank_by_what_it_is_given(tiny, monkeypatch, tmp_path)
     monkeypatch.setattr(
         "halluscan.scan.Scanner", lambda lm, bank, **kw: argparse.Namespace(kind="k", layer=1)
     )
-    monkeypatch.setattr("halluscan.models.load_model", lambda *a, **kw: None)
+    monkeypatch.setattr("halluscan.models.loading.load_model", lambda *a, **kw: None)
     base = ["score", "--question", "Q?", "--out", str(tmp_path)]
     for extra, want in (
         ([], "own"),

@@ -352,7 +352,7 @@ def test_score_writes_a_new_folder_each_time_and_checks_out_before_scoring(
     def no_model(*a, **k):
         raise AssertionError("the model loaded before the refusal")
 
-    monkeypatch.setattr("halluscan.models.load_model", no_model)
+    monkeypatch.setattr("halluscan.models.loading.load_model", no_model)
     locked = tmp_path / "locked"
     locked.mkdir()
     os.chmod(locked, 0o555)
@@ -378,7 +378,7 @@ def test_score_checks_its_banks_before_the_model_loads(tmp_path, capsys, monkeyp
     def no_model(*a, **k):
         raise AssertionError("the model loaded before the refusal")
 
-    monkeypatch.setattr("halluscan.models.load_model", no_model)
+    monkeypatch.setattr("halluscan.models.loading.load_model", no_model)
     q = ["score", "--question", "Q?", "--answer", "A.", "--runs-dir", str(tmp_path), "--quiet"]
     assert main([*q, "--model", "org/other"]) == 2
     err = capsys.readouterr().err.strip()

@@ -148,7 +148,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     Write score.json and figures.
     """
-    from halluscan.models import load_model
+    from halluscan.models.loading import load_as
 
     if args.question is None and not args.jsonl:
         raise HalluscanError(
@@ -166,13 +166,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     out = out_folder(args.out, args.runs_dir)  # checked now: created by the first write
     for kind in _kinds(args, rows):  # every bank it will need exists, before the model loads
         bank_folder(args, kind)
-    lm = load_model(
-        args.model,
-        device=args.device,
-        dtype=args.dtype,
-        revision=args.revision,
-        chat_template=args.chat_template,
-    )
+    lm = load_as(args)
     if rows is not None:
         return _score_file(args, lm, rows, out)
     return _score_one(_scanner(args, lm, _bank_kind(args, args.answer is not None)), args, out)

@@ -133,7 +133,7 @@ class Worker:
         if self.lm is None:
             import torch
 
-            from halluscan.models import load_model
+            from halluscan.models.loading import load_as
 
             setup = box[0]
             if not isinstance(setup, WorkerSetup):
@@ -143,14 +143,7 @@ class Worker:
             if setup.spec.threads > 0:
                 torch.set_num_threads(setup.spec.threads)
             torch.manual_seed(setup.spec.seed)
-            sp = setup.spec
-            self.lm = load_model(
-                sp.model,
-                device=sp.device,
-                dtype=sp.dtype,
-                revision=sp.revision,
-                chat_template=sp.chat_template,
-            )
+            self.lm = load_as(setup.spec)
             self.setup = setup
         return self.host
 

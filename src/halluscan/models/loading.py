@@ -197,6 +197,16 @@ def load_model(
     return lm
 
 
+def load_as(c: Any) -> LoadedModel:
+    """:func:`load_model` with ``c``'s settings (a study's config, a command's flags, a spec).
+
+    ``c`` has ``model``, ``device``, ``dtype``, ``revision`` and ``chat_template``.
+    """
+    return load_model(
+        c.model, device=c.device, dtype=c.dtype, revision=c.revision, chat_template=c.chat_template
+    )
+
+
 def _prompt_format(lm: LoadedModel, chat_template: str) -> None:
     """Apply ``--chat-template``: refuse ``on`` for a model without one; ``off`` turns it off."""
     if chat_template not in CHAT_TEMPLATE:

@@ -72,16 +72,10 @@ class StudyContext:
     @classmethod
     def build(cls, plan: StudyPlan) -> StudyContext:
         """Load the plan's model on its device; resolve the batch size and the locator."""
-        from halluscan.models import load_model
+        from halluscan.models.loading import load_as
 
         cfg = plan.config
-        lm = load_model(
-            cfg.model,
-            device=cfg.device,
-            dtype=cfg.dtype,
-            revision=cfg.revision,
-            chat_template=cfg.chat_template,
-        )
+        lm = load_as(cfg)
         check_lengths(cfg, lm, plan.questions, plan.dataset.name)
         if not cfg.batch_size:  # auto: from the device, and recorded as the number it became
             cfg = replace(cfg, batch_size=auto_batch(cfg, lm, plan.questions))
