@@ -58,3 +58,31 @@ def test_sites_are_checked_before_anything_runs(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "give each of residual, mlp, attn at most once" in err
     assert not (tiny / "runs").exists()
+
+
+def test_suite_models_writes_the_grid_of_models_and_datasets(tmp_path, capsys):
+    import shutil
+
+    from tests.conftest import tiny_folder
+
+    tiny = peru_france(tmp_path, 12)
+    tiny_folder(tmp_path / "other", split_punct=True)
+    shutil.copy(tiny / "q.csv", tiny / "q2.csv")
+    capsys.readouterr()
+    args = ["suite", "--name", "g", "--runs-dir", str(tmp_path / "runs"), *SETTINGS.split()]
+    args += ["--models", str(tiny / "model"), str(tmp_path / "other")]
+    args += ["--datasets", str(tiny / "q.csv"), str(tiny / "q2.csv"), "--no-p-true"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "model · q: accuracy" in out and "other · q2: accuracy" in out
+    root = tmp_path / "runs" / "g"
+    html = (root / "grid.html").read_text()
+    assert html.count("data:image/png;base64,") == 4  # 2 models x 2 datasets
+    assert "The probe against the strongest control" in html and "strongest log-prob" in html
+    grid = json.loads((root / "grid.json").read_text())
+    assert set(grid) == {"model", "other"} and set(grid["other"]["datasets"]) == {"q", "q2"}
+    assert (root / "other" / "q2" / "metrics.json").is_file()
+    # resumes: the finished studies are not run again
+    done = (root / "other" / "q2" / "metrics.json").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (root / "other" / "q2" / "metrics.json").stat().st_mtime_ns == done

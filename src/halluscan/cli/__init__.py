@@ -106,6 +106,13 @@ def _study_commands(sub: Any) -> None:
         default=None,
         help="world-facts, movies, winobias, winogrande, mnli, math or files",
     )
+    suite.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="several models: a suite each, side by side in RUNS_DIR/NAME/grid.html (e.g. "
+        "smollm2 gemma3-270m); default: --model alone",
+    )
     suite.set_defaults(func=cmd_suite, loads_model=True)
 
 

@@ -14,6 +14,7 @@ from halluscan.cli.probe import ci_text, num_text
 
 if TYPE_CHECKING:
     from halluscan.analyses.results import Metrics
+    from halluscan.study.config import StudyConfig
 
 
 def _given_line(m: Metrics) -> list[str]:
@@ -158,6 +159,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
     from halluscan.text import short_name
 
     cfg = config_from_args(args)
+    if args.models:
+        return _grid(args, cfg)
     if args.name is None:  # a suite's own default name, not a study's
         cfg = replace(cfg, name=f"{short_name(cfg.model)}-suite")
     s = run_suite(cfg, args.datasets or [])
@@ -176,6 +179,25 @@ def cmd_suite(args: argparse.Namespace) -> int:
         print("\n".join(matrix_lines(s.transfer)))
     run = RunDir.named(cfg.name, cfg.runs_dir)
     print(f"wrote {run.suite_html}, {run.suite_json} ({s.wall_s:.0f} s)")
+    return 0
+
+
+def _grid(args: argparse.Namespace, cfg: StudyConfig) -> int:
+    """``suite --models``: a suite per model, and the grid page."""
+    from halluscan.study.grid import run_grid
+    from halluscan.study.runs import RunDir
+
+    if args.name is None:
+        cfg = replace(cfg, name="grid")
+    suites = run_grid(cfg, list(args.models), args.datasets or [])
+    for folder, s in suites.items():
+        for name, d in s.datasets.items():
+            h = d.headline
+            auc = (
+                "no probes" if h is None else f"nested {num_text(h.auc)} at {h.position} L{h.layer}"
+            )
+            print(f"{folder} · {name}: accuracy {d.accuracy:.3f}; {auc}")
+    print(f"wrote {RunDir.named(cfg.name, cfg.runs_dir).root / 'grid.html'}")
     return 0
 
 
