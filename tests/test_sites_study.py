@@ -16,6 +16,7 @@ def test_a_study_probes_each_site_and_compares_it_with_the_residual_stream(tmp_p
     tiny = peru_france(tmp_path, 24)
     args = ["run", "--name", "s", *tiny_flags(tiny), *SETTINGS.split()]
     assert main([*args, "--sites", "residual,mlp,attn"]) == 0
+    assert "site mlp: nested" in capsys.readouterr().out
     run = tiny / "runs" / "s"
     m = json.loads((run / "metrics.json").read_text())
     assert [s["site"] for s in m["sites"]] == ["mlp", "attn"]

@@ -17,6 +17,22 @@ if TYPE_CHECKING:
     from halluscan.study.config import StudyConfig
 
 
+def _site_lines(m: Metrics) -> list[str]:
+    """Each other site (``--sites``): its nested cell and its difference from the residual."""
+    out = []
+    for s in m.sites or []:
+        n = s.nested
+        if n is None or n.auc is None:
+            out.append(f"site {s.site}: no nested cell")
+            continue
+        line = f"site {s.site}: nested {n.cell.position} L{n.cell.layer} AUC {n.auc:.3f}"
+        if s.gain is not None:
+            line += f"; minus residual {s.gain:+.3f} ({ci_text(s.gain_ci95)})"
+            line += ": differs" if s.differs else ": no significant difference"
+        out.append(line)
+    return out
+
+
 def _given_line(m: Metrics) -> list[str]:
     """The given-answer bank's headline.
 
@@ -76,6 +92,7 @@ def _summary(m: Metrics) -> str:
         f"agreement on correct {s.locator_agreement_correct:.3f}",
         *headline_lines(m),
         *_given_line(m),
+        *_site_lines(m),
         "timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in m.timings_s.items()),
     ]
     return "\n".join(lines)

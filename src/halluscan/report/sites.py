@@ -47,7 +47,7 @@ def sites_section(m: Metrics, pngs: dict[str, Path]) -> str:
                 "folds at each site's own nested cell."
             )
     images = "".join(
-        f'<figure style="display:inline-block;margin:0 8px"><img style="max-width:420px" '
+        f'<figure style="display:inline-block;margin:0 8px"><img style="max-width:340px" '
         f'alt="{html.escape(site)} heatmap" src="data:image/png;base64,{b64(p, "the heatmap")}">'
         f"<figcaption>{html.escape(NAMES.get(site, site))}</figcaption></figure>"
         for site, p in pngs.items()
