@@ -34,6 +34,7 @@ SKIP = {
     "halluscan data fetch llmsknow": "downloads the LLMsKnow files: needs the network",
     "halluscan run --dataset winobias": LLMSKNOW,
     "halluscan suite --name paper": LLMSKNOW,
+    "halluscan suite --name grid": LLMSKNOW,
     "halluscan run --name winobias --dataset winobias": LLMSKNOW,
     "halluscan probe --train runs/demo --test runs/winobias": "needs the winobias run above",
     "halluscan run --ray HEAD:6379": "needs a Ray cluster of GPU nodes",
