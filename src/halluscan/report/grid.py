@@ -8,6 +8,7 @@ from pathlib import Path
 from halluscan import atomic
 from halluscan.analyses.results import Suite, SuiteStudy
 from halluscan.report.page import CSS, b64, interval, num, table
+from halluscan.report.suite import HEADLINE_HEAD, headline_cells
 from halluscan.text import display_name
 
 
@@ -20,17 +21,11 @@ def _rows(suites: dict[str, Suite]) -> list[tuple[object, ...]]:
 
 
 def _numbers(d: SuiteStudy) -> tuple[str, ...]:
-    h, b = d.headline, d.best_baseline
-    if h is None:
-        return ("no probes", "", "", "", "")
+    b = d.best_baseline
+    if d.headline is None:
+        return (*headline_cells(None), "")
     base = f"{b.name}: {num(b.scores.auc)} ({interval(b.scores.ci95)})" if b else "—"
-    return (
-        f"{h.position} L{h.layer}: {num(h.auc)} ({interval(h.ci95)})",
-        f"{h.strongest}: {num(h.strongest_auc)} ({interval(h.strongest_ci95)})",
-        f"{num(h.gain, '+.3f')} ({interval(h.gain_ci95)})",
-        "yes" if h.clear else "no",
-        base,
-    )
+    return (*headline_cells(d.headline, "+.3f"), base)
 
 
 def _heatmaps(suites: dict[str, Suite], pngs: dict[str, dict[str, Path]]) -> str:
@@ -54,17 +49,7 @@ def write_grid_report(
     path: Path, name: str, suites: dict[str, Suite], pngs: dict[str, dict[str, Path]]
 ) -> Path:
     """Write ``grid.html``: the heatmaps in a grid, and every study's numbers in one table."""
-    head = (
-        "model",
-        "dataset",
-        "accuracy",
-        "n",
-        "nested probe cell (95 %)",
-        "strongest control",
-        "gain over it (95 %)",
-        "probe beats it",
-        "strongest log-prob baseline",
-    )
+    head = ("model", "dataset", "accuracy", "n", *HEADLINE_HEAD, "strongest log-prob baseline")
     page = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>halluscan grid: {html.escape(name)}</title>
 <style>{CSS}</style></head><body>

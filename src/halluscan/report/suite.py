@@ -12,6 +12,7 @@ from pathlib import Path
 
 from halluscan import atomic
 from halluscan.analyses.results import Suite
+from halluscan.analyses.verdict import Headline
 from halluscan.report.page import CSS, interval, num, table
 from halluscan.text import display_name
 
@@ -41,35 +42,41 @@ def _gain(v: float | None) -> str:
     return "<td>n/a</td>" if v is None else f"<td>{v:+.3f}</td>"
 
 
+# the columns of a study's headline, in the suite's and the grid's tables
+HEADLINE_HEAD = (
+    "nested probe cell (95 %)",
+    "strongest control",
+    "gain over it (95 %)",
+    "probe beats it",
+)
+
+
+def headline_cells(h: Headline | None, gain: str = ".3f") -> tuple[str, str, str, str]:
+    """A study's headline as table cells: the nested cell, the strongest control, the gain.
+
+    ``gain``: the gain's format (``+.3f`` to sign it).
+    """
+    if h is None:
+        return ("no probes", "", "", "")
+    return (
+        f"{h.position} L{h.layer}: {num(h.auc)} ({interval(h.ci95)})",
+        f"{h.strongest}: {num(h.strongest_auc)} ({interval(h.strongest_ci95)})",
+        f"{num(h.gain, gain)} ({interval(h.gain_ci95)})",
+        "yes" if h.clear else "no",
+    )
+
+
 def _rows(s: Suite) -> list[tuple[object, ...]]:
     rows: list[tuple[object, ...]] = []
     for name, d in s.datasets.items():
-        h = d.headline
-        if h is None:
-            rows.append((name, num(d.accuracy), d.n_graded, "no probes", "", "", "", ""))
-            continue
-        cell = f"{h.position} L{h.layer}: {num(h.auc)} ({interval(h.ci95)})"
-        strongest = f"{h.strongest}: {num(h.strongest_auc)} ({interval(h.strongest_ci95)})"
-        gain = f"{num(h.gain)} ({interval(h.gain_ci95)})"
-        beats = "yes" if h.clear else "no"
-        rows.append(
-            (name, num(d.accuracy), d.n_graded, cell, strongest, gain, beats, f"{d.wall_s:.0f}")
-        )
+        tail = f"{d.wall_s:.0f}" if d.headline is not None else ""
+        rows.append((name, num(d.accuracy), d.n_graded, *headline_cells(d.headline), tail))
     return rows
 
 
 def write_suite_report(path: Path, s: Suite) -> Path:
     """Write ``suite.html`` from the suite's record."""
-    head = (
-        "dataset",
-        "accuracy",
-        "n",
-        "nested probe cell (95 %)",
-        "strongest control",
-        "gain over it (95 %)",
-        "probe beats it",
-        "seconds",
-    )
+    head = ("dataset", "accuracy", "n", *HEADLINE_HEAD, "seconds")
     t = s.transfer
     matrix = ""
     if t.runs and t.auc:
