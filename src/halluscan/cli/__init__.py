@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from halluscan import progress
+from halluscan.cli.detect import add_detect_command
 from halluscan.cli.probe import cmd_probe
 from halluscan.cli.score import cmd_score
 from halluscan.cli.study import (
@@ -61,7 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"halluscan {package_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
-    for add in (_study_commands, _probe_command, _score_command, _choose_command, _data_commands):
+    for add in (
+        _study_commands,
+        _probe_command,
+        add_detect_command,
+        _score_command,
+        _choose_command,
+        _data_commands,
+    ):
         add(sub)
     for name, cmd in sub.choices.items():
         text, cmd.epilog = HELP[name]

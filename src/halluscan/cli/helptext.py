@@ -30,6 +30,18 @@ HELP: dict[str, tuple[str, str]] = {
   halluscan probe --train runs/demo --test runs/winobias
   halluscan probe --runs runs/demo runs/winobias runs/mnli   # the train x test matrix""",
     ),
+    "detect": (
+        "A detector that reads an answer's whole layer x position tensor (per-model adapters, "
+        "one small shared transformer; ACT-ViT's idea). Cross-validated on each training "
+        "study's nested folds against its best single cell and every control; with several "
+        "studies, also trained on all at once; then fitted on all, saved, and scored on the "
+        "held-out --test studies against the training study's fixed-cell probe.",
+        """examples:
+  halluscan detect --runs runs/demo
+  halluscan detect --runs runs/grid/smollm2/world-facts runs/grid/gemma3-270m/world-facts \\
+      --test runs/grid/smollm2/winobias --out runs/detector-wf
+  halluscan score --question "..." --detector runs/detector""",
+    ),
     "score": (
         "Score one answer token by token and layer by layer (given with --answer, or generated), "
         "or a file of them; writes score.json, the activity surface and the attention heatmap. "
