@@ -51,7 +51,7 @@ def test_version_help_examples_and_choices(capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.startswith("halluscan ")
-    for cmd in ("run", "suite", "probe", "score", "choose", "audit", "data", "positions"):
+    for cmd in ("run", "suite", "probe", "detect", "score", "choose", "audit", "data", "positions"):
         with pytest.raises(SystemExit):
             build_parser().parse_args([cmd, "--help"])
         out = capsys.readouterr().out

@@ -279,6 +279,19 @@ def test_a_study_trains_the_given_bank_and_score_picks_the_bank(tiny, capsys):
         assert json.loads((out / "score.json").read_text())["bank"] == bank
         assert f"{bank}-answer bank" in capsys.readouterr().out
 
+    # the whole-tensor detector of this study, saved, and read by score --detector
+    det = tiny / "det"
+    flags = ["--no-cv", "--bins", "2", "--epochs", "2", "--out", str(det)]
+    assert main(["detect", "--runs", str(run.root), *flags]) == 0
+    assert "wrote" in capsys.readouterr().out and (det / "detect.json").is_file()
+    out = tiny / "score_det"
+    args = ["--question", f"{PERU} 1", "--answer", "Lima", "--probes", probes["given"]]
+    assert main([*base, *args, "--detector", str(det), "--out", str(out)]) == 0
+    scored = json.loads((out / "score.json").read_text())["detector"]
+    assert 0 <= scored["p_wrong"] <= 1 and scored["trained_on"] == [str(run.root)]
+    assert "whole-tensor detector" in capsys.readouterr().out
+    assert main([*base, *args, "--detector", str(tiny), "--out", str(out)]) == 2  # no detector
+
     labelled = tiny / "labelled.jsonl"
     pair = (("Lima", 1), ("Paris", "false"))
     lines = [

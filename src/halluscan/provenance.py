@@ -101,3 +101,10 @@ def model_identity(model: JsonObject | ModelInfo) -> tuple[Any, ...]:
     if m.get("source") == "gguf":
         return ("gguf", m.get("revision"))
     return (m.get("model_id"), m.get("revision"))
+
+
+def model_label(model: JsonObject | ModelInfo) -> str:
+    """A model's name for a reader and a detector's adapter: its id, and a GGUF's file hash."""
+    m = model.to_json() if isinstance(model, ModelInfo) else model
+    ident = model_identity(m)
+    return str(m.get("model_id")) + (f" [{ident[1]}]" if ident[0] == "gguf" else "")

@@ -163,6 +163,10 @@ def _score_command(sub: Any) -> None:
         "score",
         help="score an answer token by token and layer by layer (writes score.json + figures)",
     )
+    sc.add_argument(
+        "--detector",
+        help="also score with a whole-tensor detector folder (from `halluscan detect`)",
+    )
     sc.add_argument("--question", help="the question")
     sc.add_argument(
         "--answer", help="the answer to score (teacher forcing); leave out to generate one"

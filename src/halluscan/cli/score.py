@@ -166,6 +166,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     out = out_folder(args.out, args.runs_dir)  # checked now: created by the first write
     for kind in _kinds(args, rows):  # every bank it will need exists, before the model loads
         bank_folder(args, kind)
+    if args.detector:  # a missing detector is refused before the model loads
+        from halluscan.probes.tensor import load_detector
+
+        args.loaded_detector = load_detector(args.detector)
     lm = load_as(args)
     if rows is not None:
         return _score_file(args, lm, rows, out)
@@ -330,7 +334,8 @@ def _score_one(scanner: Any, args: argparse.Namespace, out: Path) -> int:
         result = scanner.score_ids(args.question, ids, relation=args.relation, generated=True)
     else:
         result = scanner.score(args.question, args.answer, relation=args.relation)
-    atomic.write_json(out / "score.json", result.to_json())
+    extra = _detector_json(scanner, args, result)
+    atomic.write_json(out / "score.json", result.to_json() | extra)
     files = figures.activity_files([result], out) + figures.attention_files(result, out)
     where = (
         f"at {result.exact_answer!r}"
@@ -343,6 +348,25 @@ def _score_one(scanner: Any, args: argparse.Namespace, out: Path) -> int:
         f"verdict: {result.verdict} (p_wrong {result.p_wrong:.3f}; {bank}-answer bank, probe layer "
         f"{result.verdict_layer} {where})"
     )
+    if extra:
+        d = extra["detector"]
+        print(
+            f"whole-tensor detector ({args.detector}, trained on {', '.join(d['trained_on'])}): "
+            f"p_wrong {d['p_wrong']:.3f}, read at {len(d['positions_read'])} positions"
+        )
     names = ", ".join(Path(f).name for f in [out / "score.json", *files])
     print(f"wrote {out}/: {names}")
     return 0
+
+
+def _detector_json(scanner: Any, args: argparse.Namespace, result: Any) -> JsonObject:
+    """``{"detector": ...}`` with ``--detector``: its verdict on the scored answer; else ``{}``."""
+    from dataclasses import asdict
+
+    from halluscan.scan.detector import detector_verdict
+
+    if not getattr(args, "loaded_detector", None):
+        return {}
+    det, meta = args.loaded_detector
+    v = detector_verdict(scanner, det, meta, result, args.relation)
+    return {"detector": {"folder": str(args.detector), **asdict(v)}}

@@ -41,7 +41,7 @@ from halluscan.probes.tensor import (
     grid,
     save_detector,
 )
-from halluscan.provenance import model_identity, package_version
+from halluscan.provenance import model_label, package_version
 from halluscan.records import CV, JsonObject
 from halluscan.study.checks import controls
 from halluscan.study.transfer import Side, new_questions, training_cell
@@ -75,9 +75,8 @@ class Study:
 
 def model_key(side: Side) -> str:
     """The adapter's name for a run's model: its id, and the file hash of a GGUF."""
-    m = side.store.provenance.get("model") or {}
-    ident = model_identity(m)
-    return str(m.get("model_id")) + (f" [{ident[1]}]" if ident[0] == "gguf" else "")
+    m = side.store.provenance.get("model")
+    return model_label(m if isinstance(m, dict) else {})
 
 
 def open_study(folder: str | Path, bins: int) -> Study:
