@@ -44,6 +44,7 @@ SMALL = {
     "run": ["--n-questions", "40", "--folds", "2", "--max-new-tokens", "12", "--workers", "1"],
     "choose": ["--questions", "10", "--samples", "2"],
     "audit": ["--n", "10"],
+    "detect": ["--folds", "2", "--epochs", "2"],
 }
 # ... and in the Python snippets (each text must be found, so a changed snippet is seen).
 SMALL_PY = {
