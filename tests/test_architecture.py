@@ -30,7 +30,8 @@ RANK = {
     "scan": 3,
     "cluster": 3,
     "study": 4,
-    "cli": 5,
+    "serve": 5,
+    "cli": 6,
 }
 # Maths on arrays and records: no disk, no model, no study plumbing (the kernel's atomic writer
 # aside,

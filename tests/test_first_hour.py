@@ -51,7 +51,8 @@ def test_version_help_examples_and_choices(capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.startswith("halluscan ")
-    for cmd in ("run", "suite", "probe", "detect", "score", "choose", "audit", "data", "positions"):
+    commands = ("run", "suite", "probe", "detect", "serve", "score", "choose", "audit", "data")
+    for cmd in (*commands, "positions"):
         with pytest.raises(SystemExit):
             build_parser().parse_args([cmd, "--help"])
         out = capsys.readouterr().out

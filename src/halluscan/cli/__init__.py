@@ -17,6 +17,7 @@ from halluscan import progress
 from halluscan.cli.detect import add_detect_command
 from halluscan.cli.probe import cmd_probe
 from halluscan.cli.score import cmd_score
+from halluscan.cli.serve import add_serve_command
 from halluscan.cli.study import (
     cmd_audit,
     cmd_choose,
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         _study_commands,
         _probe_command,
         add_detect_command,
+        add_serve_command,
         _score_command,
         _choose_command,
         _data_commands,
@@ -163,10 +165,7 @@ def _score_command(sub: Any) -> None:
         "score",
         help="score an answer token by token and layer by layer (writes score.json + figures)",
     )
-    sc.add_argument(
-        "--detector",
-        help="also score with a whole-tensor detector folder (from `halluscan detect`)",
-    )
+    sc.add_argument("--detector", help="also score with a `halluscan detect` detector folder")
     sc.add_argument("--question", help="the question")
     sc.add_argument(
         "--answer", help="the answer to score (teacher forcing); leave out to generate one"

@@ -42,6 +42,15 @@ HELP: dict[str, tuple[str, str]] = {
       --test runs/grid/smollm2/winobias --out runs/detector-wf
   halluscan score --question "..." --detector runs/detector""",
     ),
+    "serve": (
+        "A local web page over one finished study's model and banks: type a question and "
+        "watch the answer's tokens and its layer x token map appear as they are written, score "
+        "a typed answer, compare two side by side, and click through the study's heatmap to "
+        "the answers a cell scores most and least likely wrong. Binds to 127.0.0.1.",
+        """examples:
+  halluscan serve                      # runs/demo, http://127.0.0.1:8765/
+  halluscan serve --run runs/mine --port 9000""",
+    ),
     "score": (
         "Score one answer token by token and layer by layer (given with --answer, or generated), "
         "or a file of them; writes score.json, the activity surface and the attention heatmap. "
