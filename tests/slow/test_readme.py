@@ -38,6 +38,7 @@ SKIP = {
     "halluscan run --name winobias --dataset winobias": LLMSKNOW,
     "halluscan probe --train runs/demo --test runs/winobias": "needs the winobias run above",
     "halluscan run --ray HEAD:6379": "needs a Ray cluster of GPU nodes",
+    "halluscan serve": "serves until interrupted; tests/test_serve.py drives it in Chromium",
 }
 # The size, made small: appended to each command's own flags (the last flag wins).
 SMALL = {
