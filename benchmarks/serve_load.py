@@ -12,7 +12,7 @@ last lone client (flat: the burst leaves nothing behind).
 
 Writes ``benchmarks/results/serve_load.json``.
 
-    python benchmarks/serve_load.py --run runs/demo
+    python benchmarks/serve_load.py            # the demo study
 """
 
 from __future__ import annotations
@@ -84,8 +84,11 @@ def pct(v: list[float], q: float) -> float | None:
 
 
 def main() -> None:
+    from halluscan.study.config import DEMO
+    from halluscan.study.runs import RunDir
+
     ap = argparse.ArgumentParser()
-    ap.add_argument("--run", default="runs/demo")
+    ap.add_argument("--run", default=str(RunDir.named(DEMO).root))
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--max-queue", type=int, default=8)
     ap.add_argument("--timeout", type=float, default=300.0)

@@ -108,6 +108,7 @@ BANK_SETTINGS = ("system_prompt", "max_new_tokens", "stop")
 # where a study folder keeps its probe banks, by the answers each reads: the model's own
 # (graded) and answers given to it (true / false)
 RUN_BANKS = {"own": "probes", "given": "probes_given"}
+TOKEN_BANK = "probes_tokens"  # a study's token-level bank (every answer token from the answer on)
 
 
 def bank_kind(given_answer: bool) -> str:

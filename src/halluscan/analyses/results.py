@@ -74,6 +74,35 @@ class RayReport:
 
 
 @dataclass(frozen=True)
+class OffsetAuc:
+    """The token-level bank at one token offset from the exact answer's first token."""
+
+    offset: int
+    auc: float | None  # out-of-fold, at the bank's layer, over the answers that reach this offset
+    ci95: Interval | None  # bootstrap over questions
+    n: int
+    n_wrong: int
+
+
+@dataclass(frozen=True)
+class TokenBank:
+    """A probe per layer on every answer token from the exact answer's first token on.
+
+    Labelled by the answer's grade, fitted with the study's grouped folds; what the activity maps
+    and the live page colour tokens with. ``layer`` is the study's headline layer (chosen by the
+    nested selection, before these scores were seen).
+    """
+
+    layer: int
+    offsets: list[OffsetAuc]
+    layers: list[int]
+    pooled_by_layer: list[float | None]  # out-of-fold AUC per layer, every offset pooled
+    n_answers: int
+    n_tokens: int
+    max_offset: int
+
+
+@dataclass(frozen=True)
 class SiteResult:
     """One site beside the residual stream: its heatmap, its nested cell, and how it differs.
 
@@ -117,6 +146,8 @@ class Metrics:
     response_maps: list[ResponseMap] | None = field(default=None, metadata=OMIT)
     # the other sites probed (--sites), each against the residual stream
     sites: list[SiteResult] | None = field(default=None, metadata=OMIT)
+    # the token-level bank (every answer token from the exact answer on)
+    token_bank: TokenBank | None = field(default=None, metadata=OMIT)
     timings_s: dict[str, float] = field(default_factory=dict)
     provenance: Provenance | None = None
     ray: RayReport | None = field(default=None, metadata=OMIT)

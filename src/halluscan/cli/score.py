@@ -330,7 +330,12 @@ def _score_one(scanner: Any, args: argparse.Namespace, out: Path) -> int:
         ids = []
         for step in scanner.stream(args.question):
             ids.append(step.token_id)
-            print(f"{step.token:>16}  p(wrong) {step.p_wrong:.2f}", flush=True)
+            p = (
+                "—  (before the answer: not read)"
+                if step.p_wrong != step.p_wrong
+                else f"{step.p_wrong:.2f}"
+            )
+            print(f"{step.token:>16}  p(wrong) {p}", flush=True)
         result = scanner.score_ids(args.question, ids, relation=args.relation, generated=True)
     else:
         result = scanner.score(args.question, args.answer, relation=args.relation)

@@ -33,6 +33,15 @@ def _site_lines(m: Metrics) -> list[str]:
     return out
 
 
+def _token_lines(m: Metrics) -> list[str]:
+    """The token-level bank's AUC at the first token offsets."""
+    t = m.token_bank
+    if t is None:
+        return []
+    shown = ", ".join(f"+{o.offset} {num_text(o.auc)}" for o in t.offsets[:6])
+    return [f"token-level bank (layer {t.layer}): AUC by token offset from the answer: {shown}"]
+
+
 def _given_line(m: Metrics) -> list[str]:
     """The given-answer bank's headline.
 
@@ -93,6 +102,7 @@ def _summary(m: Metrics) -> str:
         *headline_lines(m),
         *_given_line(m),
         *_site_lines(m),
+        *_token_lines(m),
         "timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in m.timings_s.items()),
     ]
     return "\n".join(lines)

@@ -68,3 +68,22 @@ sites.</p>
 def _cell(n: object) -> str:
     cell = getattr(n, "cell", None)
     return f"{cell.position} L{cell.layer}" if cell is not None else "—"
+
+
+def tokens_section(m: Metrics) -> str:
+    """HTML for the token-level bank: its AUC at each token offset from the exact answer."""
+    t = m.token_bank
+    if t is None:
+        return ""
+    rows = [(f"+{o.offset}", num(o.auc), interval(o.ci95), o.n, o.n_wrong) for o in t.offsets]
+    best = max(
+        (a, layer) for a, layer in zip(t.pooled_by_layer, t.layers, strict=True) if a is not None
+    )
+    return f"""<h2>Token by token: the token-level bank</h2>
+<p>A probe per layer trained on every answer token from the exact answer's first token on (up to
+{t.max_offset} tokens; {t.n_tokens} tokens of {t.n_answers} answers), each labelled by its
+answer's grade, every token of an answer in one fold. The activity maps colour tokens with it and
+leave the tokens before the answer grey. Out-of-fold AUC at each offset, at the headline layer
+{t.layer} (chosen before these scores existed); with every offset pooled, the best layer reads
+{num(best[0])} (layer {best[1]}, the best of {len(t.layers)}: optimistic).</p>
+{table(rows, ("token offset", "AUC", "95 % (bootstrap over questions)", "answers", "wrong"))}"""

@@ -33,7 +33,6 @@ from halluscan.models.loading import LoadedModel
 from halluscan.models.sites import ATTN_RECEIVED, ATTN_WEIGHTS, RESIDUAL
 from halluscan.positions import BANK_POSITION, token_span
 from halluscan.probes.bank import ProbeBank
-from halluscan.provenance import model_identity
 from halluscan.records import (
     RUN_BANKS,
     GenerateOptions,
@@ -51,36 +50,7 @@ from halluscan.scan.attention import (
     received_from_query,
     received_from_sums,
 )
-
-
-def check_bank(lm: LoadedModel, bank: ProbeBank) -> None:
-    """Refuse a bank of another model, another width, or another position than exact_answer_last."""
-    trained_on = bank.meta.get("model")
-    if isinstance(trained_on, dict) and model_identity(trained_on) != model_identity(
-        lm.provenance()
-    ):
-        raise HalluscanError(
-            f"the probe bank was trained on {trained_on.get('model_id')} but the model is "
-            f"{lm.model_id}; use the bank of a study of this model (--probes runs/NAME/probes)"
-        )
-    fmt = trained_on.get("prompt_format") if isinstance(trained_on, dict) else None
-    now = lm.provenance().prompt_format
-    if fmt and fmt != now:
-        flag = "on" if fmt == "chat template" else "off"
-        raise HalluscanError(
-            f"the probe bank's study put questions as {fmt!r}, but the model now prompts as "
-            f"{now!r}; give --chat-template {flag} as that study did"
-        )
-    if bank.meta.get("hidden") not in (None, lm.hidden_size):
-        raise HalluscanError(
-            f"the probe bank was trained on {bank.meta['hidden']}-dim activations but "
-            f"{lm.model_id} has {lm.hidden_size}; use the bank of a study of this model (--probes)"
-        )
-    if bank.position != BANK_POSITION:
-        raise HalluscanError(
-            f"this probe bank was trained at {bank.position!r}; per-response scoring needs one "
-            f"trained at {BANK_POSITION!r} (what `halluscan run` saves in runs/NAME/probes)"
-        )
+from halluscan.scan.banks import check_bank, token_bank_of
 
 
 class Scanner:
@@ -108,6 +78,7 @@ class Scanner:
         query: int | None = None,
         generation: GenerateOptions | None = None,
         grader: Grader | None = None,
+        tokens: ProbeBank | None = None,
     ):
         if grader is None:
             from halluscan.data import build_world_facts
@@ -119,16 +90,10 @@ class Scanner:
             bank = ProbeBank.load(bank)  # a bank's own folder: that bank for every answer
         if not isinstance(bank, ProbeBank):
             self.run, banks = Path(bank), ProbeBank.of_run(bank)
+            tokens = token_bank_of(self.run)
+            same = dict(layer=layer, standardise=standardise, query=query, generation=generation)
             self.by_kind = {
-                k: Scanner(
-                    lm,
-                    b,
-                    layer=layer,
-                    standardise=standardise,
-                    query=query,
-                    generation=generation,
-                    grader=grader,
-                )
+                k: Scanner(lm, b, **same, grader=grader, tokens=tokens)  # type: ignore[arg-type]
                 for k, b in banks.items()
             }
             bank = banks.get("own") or banks["given"]
@@ -155,6 +120,8 @@ class Scanner:
             generation if generation is not None else GenerateOptions.of_bank(bank.meta)
         )
         self.grader = grader
+        # the token-level bank colours the activity map (None: the bank itself, at every token)
+        self.tokens = tokens if tokens is not None and tokens.layers == bank.layers else None
 
     def for_answer(self, given: bool) -> Scanner:
         """The scanner that reads a given (or a generated) answer.
@@ -282,7 +249,12 @@ class Scanner:
 
         # [B, token] per layer, not [B, token, d]
         def probe(layer: int, x: torch.Tensor) -> torch.Tensor:
-            return self.bank.layer_logit(x, layer)
+            z = self.bank.layer_logit(x, layer)
+            return (
+                z
+                if self.tokens is None
+                else torch.stack([z, self.tokens.layer_logit(x, layer)], -1)
+            )
 
         pad = self.lm.tokenizer.pad_token_id
         return forward_capture(
@@ -325,8 +297,13 @@ class Scanner:
         span, how = self.grader.locate(Question("q", question, "", (), relation), text)
         toks = token_span(span, starts, len(text)) if span is not None else None
         t = toks[1] if toks is not None else len(ids) - 1
+        tok = logits[..., 1] if logits.dim() == 3 else None  # the token-level bank's
+        logits = logits[..., 0] if logits.dim() == 3 else logits
         p = float(torch.sigmoid(logits[self.bank.layers.index(self.layer), t]))
         act = scoring.scaled(self.bank, logits.T, self.standardise).T  # [layer, token]
+        if tok is not None and self.tokens is not None:
+            first = scoring.answer_start(text, starts, toks)
+            act = scoring.from_answer(self.tokens, tok, first, self.standardise)
         attention = normalise_layers(att) if len(att) else torch.zeros(0, len(ids))
         return ScoreResult(
             question=question,
@@ -376,10 +353,20 @@ class Scanner:
         for step in steps:
             if step.index < 0 or step.states is None:
                 continue  # the prompt
-            acts = step.states[0, :, 0]  # [layer, d]
-            act = scoring.activity(self.bank, acts, self.standardise).numpy().astype(np.float64)
+            act, p = self._step_scores(question, row, step.states[0, :, 0])
             # the row keeps its offsets: no re-decoding
             label = scoring.token_labels(row.text, row.starts)[-1]
-            yield StreamStep(
-                step.index, label, row.ids[-1], act, scoring.p_wrong(self.bank, acts, self.layer)
-            )
+            yield StreamStep(step.index, label, row.ids[-1], act, p)
+
+    def _step_scores(self, question: str, row: Row, acts: torch.Tensor) -> tuple[np.ndarray, float]:
+        """A new token's layer column and p_wrong (NaN before the answer, with a token bank)."""
+        if self.tokens is None:
+            col = scoring.activity(self.bank, acts, self.standardise).numpy().astype(np.float64)
+            return col, scoring.p_wrong(self.bank, acts, self.layer)
+        span, _ = self.grader.locate(Question("q", question, "", (), "custom"), row.text)
+        toks = token_span(span, row.starts, len(row.text)) if span is not None else None
+        if toks is None or len(row.ids) - 1 < toks[0]:  # the answer has not begun: not read
+            return np.full(len(self.bank.layers), np.nan), float("nan")
+        col = scoring.activity(self.tokens, acts, self.standardise).numpy().astype(np.float64)
+        layer = int(self.tokens.meta.get("best_layer", self.layer))
+        return col, scoring.p_wrong(self.tokens, acts, layer)

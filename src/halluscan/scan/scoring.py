@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
+from halluscan.positions import fallback_token
 from halluscan.probes.bank import ProbeBank
 
 WRONG, RIGHT = "hallucinated", "correct"
@@ -31,6 +32,23 @@ def scaled(bank: ProbeBank, z: torch.Tensor, standardise: bool) -> torch.Tensor:
 def p_wrong(bank: ProbeBank, acts: torch.Tensor, layer: int) -> float:
     """Probability of *wrong* from ``layer``'s probe for one token's ``acts`` [layer, d]."""
     return float(torch.sigmoid(bank.decision_function(acts)[..., bank.layers.index(layer)]))
+
+
+def answer_start(text: str, starts: Sequence[int], exact: tuple[int, int] | None) -> int:
+    """The token the token-level bank reads from: the exact answer's first, else the last word's."""
+    if exact is not None:
+        return exact[0]
+    last = fallback_token(text, starts)
+    return last[0] if last is not None else 0
+
+
+def from_answer(
+    tokens: ProbeBank, z: torch.Tensor, start: int, standardise: bool = False
+) -> torch.Tensor:
+    """The token-level bank's map ``z`` [layer, token], NaN (grey: not read) before ``start``."""
+    act = scaled(tokens, z.T, standardise).T.clone()
+    act[:, :start] = float("nan")
+    return act
 
 
 def verdict(p: float) -> str:

@@ -142,7 +142,7 @@ class Served:
                         "type": "token",
                         "index": step.index,
                         "token": step.token,
-                        "p_wrong": step.p_wrong,
+                        "p_wrong": finite([step.p_wrong])[0],
                         "activity": finite(step.activity),
                     }
                 )

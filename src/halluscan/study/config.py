@@ -116,6 +116,11 @@ class StudyConfig:
         True,
         "also train the given-answer bank (true and false given answers; `score --answer` uses it)",
     )
+    token_bank: bool = knob(
+        True,
+        "also train the token-level bank (a probe per layer on every answer token from the exact "
+        "answer on; the activity maps and the live page colour tokens with it)",
+    )
     p_true: bool = knob(
         True,
         "the p(True) baseline: the model asked whether its answer is true, in both option orders "

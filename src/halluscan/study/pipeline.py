@@ -33,7 +33,7 @@ from halluscan.provenance import DatasetInfo, Provenance
 from halluscan.records import Example
 from halluscan.store import ActivationStore, ChunkWriter
 from halluscan.study import given as given_stage
-from halluscan.study import locating, runs
+from halluscan.study import locating, runs, tokens
 from halluscan.study import metrics as metrics_io
 from halluscan.study.arrays import fit_bank, study_sweep
 from halluscan.study.baselines import consistency, error_types, p_true_scores, sample
@@ -243,6 +243,7 @@ def analyse(
     metrics = replace(metrics, probe_bank=str(ctx.run.probes) if has_bank else None)
     given, gsweep = _given(ctx, stores, replace(own, sweep=result), prov, timer)
     metrics = other_sites(ctx, stores.own, examples, prov, metrics, timer)
+    metrics = tokens.token_stage(ctx, examples, keep, prov, metrics, timer)
     with timer("response_maps"):  # the bank as saved, as `halluscan score` will read it
         from halluscan.study.maps import response_maps
 

@@ -20,7 +20,7 @@ from halluscan.report.figures import write_html
 from halluscan.report.given import given_section
 from halluscan.report.html import write_report
 from halluscan.report.maps import DrawnPair
-from halluscan.report.sites import sites_section
+from halluscan.report.sites import sites_section, tokens_section
 from halluscan.study.runs import RunDir
 from halluscan.text import display_name
 
@@ -80,6 +80,7 @@ def write_study_report(
     extra = (
         versus_section(metrics)
         + sites
+        + tokens_section(metrics)
         + error_types_section(metrics)
         + given_section(metrics, given_png)
     )
@@ -127,6 +128,7 @@ def rewrite_report(run: RunDir, metrics: Metrics, examples: list[Example]) -> No
     extra = (
         versus_section(metrics)
         + sites_section(metrics, {RESIDUAL: run.heatmap_png, **drawn})
+        + tokens_section(metrics)
         + error_types_section(metrics)
         + given_section(metrics, given_png)
     )

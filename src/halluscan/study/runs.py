@@ -39,7 +39,14 @@ from halluscan.errors import HalluscanError
 from halluscan.models.sites import first_layer
 from halluscan.positions import BANK_POSITION
 from halluscan.provenance import ModelInfo
-from halluscan.records import BANK_SETTINGS, RUN_BANKS, Example, Generation, JsonObject
+from halluscan.records import (
+    BANK_SETTINGS,
+    RUN_BANKS,
+    TOKEN_BANK,
+    Example,
+    Generation,
+    JsonObject,
+)
 from halluscan.store.layout import Layout, SiteLayout
 from halluscan.study.config import StudyConfig
 
@@ -80,6 +87,7 @@ LAYOUT = {
     "lock": ".lock",
     "store_given": "store_given",
     "probes_given": RUN_BANKS["given"],
+    "probes_tokens": TOKEN_BANK,
     "heatmap_given_png": "heatmap_given.png",
     "store_sites": "store_sites",
     "suite_json": "suite.json",
@@ -108,6 +116,7 @@ class RunDir:
     # activations of the given (true/false) answers
     store_given: Path = field(init=False, repr=False)
     probes_given: Path = field(init=False, repr=False)  # the given-answer probe bank
+    probes_tokens: Path = field(init=False, repr=False)  # the token-level bank
     heatmap_given_png: Path = field(init=False, repr=False)  # the given-answer sweep's heatmap
     store_sites: Path = field(init=False, repr=False)  # the other sites' activations
     # a suite's results (its studies are subfolders)

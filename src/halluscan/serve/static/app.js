@@ -36,16 +36,17 @@ function drawAttention(div, att, tokens, layers, title) {
     yaxis: { title: { text: "block" } },
   }, { displayModeBar: false });
 }
-function tokenSpan(text, p) {
+function tokenSpan(text, p) { // p null: before the answer, which the token-level bank does not read
   const s = document.createElement("span");
-  s.className = "tok"; s.textContent = text; s.style.background = colour(p);
-  s.title = `p_wrong ${p.toFixed(2)}`;
+  s.className = "tok"; s.textContent = text;
+  s.style.background = p === null || Number.isNaN(p) ? "#e1e4e8" : colour(p);
+  s.title = p === null || Number.isNaN(p) ? "before the answer: not read (the token-level bank reads from the exact answer on)" : `p_wrong ${p.toFixed(2)}`;
   return s;
 }
 function showVerdict(col, v) {
   const toks = $(".tokens", col); toks.replaceChildren();
   const li = v.activity_layers.indexOf(v.verdict_layer);
-  v.tokens.forEach((t, i) => toks.appendChild(tokenSpan(t, sigmoid(v.activity[li][i]))));
+  v.tokens.forEach((t, i) => { const z = v.activity[li][i]; toks.appendChild(tokenSpan(t, z === null ? null : sigmoid(z))); });
   drawMap($(".map", col), v.activity, v.tokens, v.activity_layers, "activity: layer x token");
   const where = v.exact_answer === null ? "at the last token (no exact answer found)" : `at “${v.exact_answer}”`;
   say($(".verdict", col), `${v.verdict}: p_wrong ${v.p_wrong.toFixed(3)} (${v.bank}; read ${where})`);
