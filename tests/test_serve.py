@@ -238,3 +238,32 @@ def test_a_heatmap_cell_click_lists_answers_and_hostile_text_stays_text(browser,
     assert page.locator("#hostile .gtitle").text_content() == HOSTILE
     assert page.locator("img[src='x']").count() == 0 and page.locator("#hostile b").count() == 0
     assert not dialogs
+
+
+def test_the_token_bank_is_trained_and_greys_what_comes_before_the_answer(study):
+    from halluscan.engine.decode import token_starts
+    from halluscan.probes.bank import ProbeBank
+    from halluscan.scan import scoring
+    from halluscan.serve import served_model
+    from halluscan.study import metrics as metrics_io
+    from halluscan.study.runs import RunDir
+
+    run = RunDir(study)
+    t = metrics_io.read(run).token_bank
+    assert t is not None and t.offsets and t.offsets[0].offset == 0
+    assert all(0 <= o.auc <= 1 and o.n > 0 for o in t.offsets)
+    assert t.n_tokens >= t.n_answers and len(t.pooled_by_layer) == len(t.layers)
+    assert ProbeBank.load(run.probes_tokens).meta["kind"] == "tokens"
+    scanner = served_model(study).scanner.for_answer(False)
+    assert scanner.tokens is not None
+    for q in (f"{PERU} 1", f"{PERU} 2", "What is the capital of France 3"):
+        r = scanner.score(q)
+        starts, text = token_starts(scanner.lm.tokenizer, r.response_ids)
+        located = [k for k in range(len(r.tokens)) if not np.isnan(r.activity[0, k])]
+        first = located[0]
+        assert located == list(range(first, len(r.tokens)))  # read from one token to the end
+        assert np.isnan(r.activity[:, :first]).all() and np.isfinite(r.activity[:, first:]).all()
+        exact = None if r.exact_answer is None else r.response.index(r.exact_answer)
+        if exact is not None:  # it starts at the exact answer's first token
+            assert starts[first] <= exact < (starts[first + 1] if first + 1 < len(starts) else 1e9)
+        assert scoring.verdict(r.p_wrong) == r.verdict  # the verdict is still the exact bank's

@@ -55,9 +55,17 @@ def _scanner(args: argparse.Namespace, lm: Any, kind: str) -> Any:
     from halluscan.probes.bank import ProbeBank
     from halluscan.scan import Scanner
 
-    bank = ProbeBank.load(bank_folder(args, kind))
+    from halluscan.scan.banks import token_bank_of
+
+    folder = bank_folder(args, kind)
+    bank = ProbeBank.load(folder)
     scanner = Scanner(
-        lm, bank, layer=args.layer, standardise=args.standardise, query=_query(args.query)
+        lm,
+        bank,
+        layer=args.layer,
+        standardise=args.standardise,
+        query=_query(args.query),
+        tokens=token_bank_of(folder.parent),  # the study's token-level bank, when it has one
     )
     print(bank_line(bank.meta, bank.position, scanner.layer))
     return scanner
