@@ -267,3 +267,16 @@ def test_the_token_bank_is_trained_and_greys_what_comes_before_the_answer(study)
         if exact is not None:  # it starts at the exact answer's first token
             assert starts[first] <= exact < (starts[first + 1] if first + 1 < len(starts) else 1e9)
         assert scoring.verdict(r.p_wrong) == r.verdict  # the verdict is still the exact bank's
+
+
+def test_the_reports_pair_is_one_question_with_its_gold_and_the_models_wrong_answer():
+    from halluscan.analyses.summary import same_question
+    from halluscan.records import Span
+    from tests.conftest import example
+
+    right = example("a", correct=True)
+    echo = example("b", correct=False, exact_text="paris")  # its own answer is the gold: no pair
+    wrong = example("c", correct=False, gold="Lima", exact_text="Cusco", exact_span=Span(0, 5))
+    unlocated = example("d", correct=False, gold="Lima", exact_text=None, exact_span=None)
+    assert same_question([right, echo, unlocated, wrong]) is wrong
+    assert same_question([right, echo, unlocated]) is None

@@ -230,6 +230,25 @@ def _nan_to_none(a: np.ndarray) -> list[list[float | None]]:
     return [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in a]
 
 
+def same_question(examples: list[Example]) -> Example | None:
+    """A question the model got wrong with a located answer of its own, unlike the gold.
+
+    Its gold answer and the model's own wrong answer, given to the same question, make a pair
+    that differs in the answer alone. Prefers ``capital_of_country``; first in store order.
+    """
+    pool = [
+        e
+        for e in examples
+        if not e.correct
+        and e.ambiguous is None
+        and e.exact_span is not None
+        and e.exact_text
+        and e.exact_text.strip().lower() != e.gold.strip().lower()
+    ]
+    pool.sort(key=lambda e: e.relation != "capital_of_country")  # stable: store order within
+    return pool[0] if pool else None
+
+
 def pick_pair(examples: list[Example]) -> list[Example]:
     """A hallucinated and a correct response to questions of one relation (first in store order).
 

@@ -54,7 +54,6 @@ def _scanner(args: argparse.Namespace, lm: Any, kind: str) -> Any:
     """A scanner with the chosen bank: ``--probes``, else the default study's ``kind`` bank."""
     from halluscan.probes.bank import ProbeBank
     from halluscan.scan import Scanner
-
     from halluscan.scan.banks import token_bank_of
 
     folder = bank_folder(args, kind)

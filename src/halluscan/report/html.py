@@ -117,7 +117,11 @@ def _fallback_items(m: Metrics) -> list[str]:
     return out
 
 
-AUTO_PAIR = "picked automatically: the first wrong and the first correct response of one relation"
+AUTO_PAIR = (
+    "picked automatically: one question the model got wrong, given its gold answer and the "
+    "model's own wrong answer (the given-answer bank reads both); without a given-answer bank, "
+    "the first wrong and the first correct response of one relation"
+)
 
 
 def _response_maps(maps: list[DrawnPair]) -> str:
