@@ -210,22 +210,25 @@ def activity_png(results: list[ScoreResult], path: Path) -> Path:
         0.28 * len(r.tokens) + 3 if len(r.tokens) <= LABELLED else INDEX_WIDTH_IN for r in results
     )
     width = min(MAX_WIDTH_IN / n, max(7.0, need))
-    fig = plt.figure(figsize=(width * n, 11))
+    fig = plt.figure(figsize=(width * n, 13))
+    grid = fig.add_gridspec(2, n, height_ratios=[1.5, 1])  # the surface gets the room
     label = _scale_label(results)
     for c, r in enumerate(results):
-        ax3 = fig.add_subplot(2, n, c + 1, projection="3d")
+        ax3 = fig.add_subplot(grid[0, c], projection="3d")
         xx, yy = np.meshgrid(np.arange(len(r.tokens)), r.activity_layers)
         ax3.plot_surface(
             xx, yy, r.activity, cmap=ACTIVITY_CMAP, norm=norm, linewidth=0, antialiased=True
         )
         ax3.set_zlim(-top, top)
-        ax3.set_xlabel("generated token")
+        if len(r.tokens) <= LABELLED:  # the tokens on the axis, as under the heatmap
+            ax3.set_xticks(range(len(r.tokens)), r.tokens, fontsize=7, rotation=30, **LITERAL)
+        ax3.set_xlabel("generated token", labelpad=12)
         ax3.set_ylabel("layer")
         ax3.set_zlabel("score")
         ax3.view_init(elev=28, azim=-60)
         qa = f"Q: {_wrap(short(r.question), 60)}\nA: {_wrap(short(r.response), 60)}"
         ax3.set_title(f"{qa}\n{_caption(r)}", fontsize=9, **LITERAL)
-        ax = fig.add_subplot(2, n, n + c + 1)
+        ax = fig.add_subplot(grid[1, c])
         ext = (-0.5, len(r.tokens) - 0.5, r.activity_layers[0] - 0.5, r.activity_layers[-1] + 0.5)
         im = ax.imshow(
             r.activity, cmap=ACTIVITY_CMAP, norm=norm, origin="lower", aspect="auto", extent=ext
