@@ -280,3 +280,17 @@ def test_the_reports_pair_is_one_question_with_its_gold_and_the_models_wrong_ans
     unlocated = example("d", correct=False, gold="Lima", exact_text=None, exact_span=None)
     assert same_question([right, echo, unlocated, wrong]) is wrong
     assert same_question([right, echo, unlocated]) is None
+
+
+def test_the_question_tokens_are_keys_of_the_answers_attention(study, tmp_path):
+    from halluscan.report import figures
+    from halluscan.serve import served_model
+
+    scanner = served_model(study).scanner
+    r = scanner.score("What is the capital of Peru", "Lima.")
+    assert r.question_tokens == ["What", "is", "the", "capital", "of", "Peru"]
+    qa = r.question_attention
+    assert qa.shape == (len(r.attention_layers), 6) and np.nanmax(qa) == 1.0 and qa.min() >= 0
+    assert json.loads(json.dumps(r.to_json()))["question_tokens"] == r.question_tokens
+    files = figures.attention_files(r, tmp_path)
+    assert (tmp_path / "attention_question.png") in files

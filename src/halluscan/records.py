@@ -252,11 +252,13 @@ class ScoreResult:
     attention_query: str  # "later tokens (mean)" or "token -1"
     response_ids: list[int] = field(default_factory=list)
     source: ScoreSource | None = None  # what scored it (kept in score.json)
+    # the question's tokens as keys: [block, question token], the mean weight the answer's tokens
+    # give each, 0-1 per block (empty without attention, or with one query token)
+    question_tokens: list[str] = field(default_factory=list)
+    question_attention: np.ndarray | None = None
 
     def to_json(self) -> JsonObject:
         """``score.json``: verdict, p_wrong, tokens, activity and attention as nested lists."""
-        import numpy as np
-
         return {
             "question": self.question,
             "response": self.response,
@@ -267,14 +269,16 @@ class ScoreResult:
             "verdict_position": self.verdict_position,
             "exact_answer": self.exact_answer,
             "tokens": self.tokens,
-            "activity": np.round(self.activity, 5).tolist(),
+            "activity": _nullable(self.activity),
             "activity_layers": self.activity_layers,
             "activity_scale": "z-score per layer (training set)"
             if self.standardised
             else "log-odds of wrong",
-            "attention": [
-                [None if np.isnan(v) else round(float(v), 5) for v in row] for row in self.attention
-            ],
+            "attention": _nullable(self.attention),
+            "question_tokens": self.question_tokens,
+            "question_attention": None
+            if self.question_attention is None
+            else _nullable(self.question_attention),
             "attention_layers": self.attention_layers,
             "attention_query": self.attention_query,
             **(asdict(self.source) if self.source is not None else {}),
@@ -315,3 +319,10 @@ class StreamStep:
     token_id: int
     activity: np.ndarray  # [layer] log-odds of wrong (or z-scores)
     p_wrong: float  # the verdict layer's probability for this token
+
+
+def _nullable(rows: np.ndarray) -> list[list[float | None]]:
+    """A ``[row, column]`` array for JSON: 5 decimals, NaN (a cell with nothing) as null."""
+    import numpy as np
+
+    return [[None if np.isnan(v) else round(float(v), 5) for v in row] for row in rows]

@@ -349,4 +349,31 @@ def attention_figure(r: ScoreResult) -> Any:
 def attention_files(r: ScoreResult, folder: str | Path, stem: str = "attention") -> list[Path]:
     """``<stem>.png`` and ``<stem>.html``."""
     html = write_html(attention_figure(r), Path(folder) / f"{stem}.html")
-    return [attention_png(r, Path(folder) / f"{stem}.png"), html]
+    out = [attention_png(r, Path(folder) / f"{stem}.png"), html]
+    if r.question_attention is not None and r.question_tokens:
+        out.append(question_png(r, Path(folder) / f"{stem}_question.png"))
+    return out
+
+
+def question_png(r: ScoreResult, path: Path) -> Path:
+    """The question's tokens as keys: how much the answer's tokens attend to each, per block."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    assert r.question_attention is not None
+    n = len(r.question_tokens)
+    size = (max(5.0, 0.45 * n + 2.5), 1.6 + 0.13 * len(r.attention_layers) + 1.0)
+    fig, ax = plt.subplots(figsize=size, constrained_layout=True)
+    ext = (-0.5, n - 0.5, r.attention_layers[0] - 0.5, r.attention_layers[-1] + 0.5)
+    cmap = matplotlib.colormaps[ATTENTION_CMAP].with_extremes(bad="#d9d9d9")
+    data = np.ma.masked_invalid(r.question_attention)
+    im = ax.imshow(data, cmap=cmap, vmin=0, vmax=1, origin="lower", aspect="auto", extent=ext)
+    ax.set_xticks(range(n), r.question_tokens, rotation=60, ha="right", fontsize=9, **LITERAL)
+    ax.set_ylabel("layer")
+    chars = max(40, int(size[0] * 9))
+    head = "the answer's attention to the question's tokens (mean over its tokens and heads)"
+    ax.set_title(f"A: {_wrap(short(r.response), chars)}\n{head}", fontsize=9, **LITERAL)
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.01).set_label("0-1 per layer")
+    return atomic.write_png(path, fig, dpi=110)

@@ -111,3 +111,28 @@ def normalise_layers(x: torch.Tensor) -> torch.Tensor:
     span = hi - lo
     out = torch.where(span > 0, (x - lo) / span.clamp(min=1e-12), torch.zeros_like(x))
     return torch.where(finite, out, x)
+
+
+def to_question(
+    tokenizer: Any, prompt: Sequence[int], question: str, sums: torch.Tensor, n_resp: int
+) -> dict[str, Any]:
+    """The question's tokens as keys: ``sums`` [block, key] over the answer's query tokens.
+
+    Returns ``question_tokens`` and ``question_attention`` [block, question token] (the mean
+    weight an answer token gives each question token, 0-1 per block); nothing when the question's
+    text is not found in the decoded prompt.
+    """
+    from halluscan.engine.decode import token_starts
+    from halluscan.scan.scoring import token_labels
+
+    starts, text = token_starts(tokenizer, list(prompt))
+    c = text.rfind(question.strip())
+    if c < 0 or not starts:
+        return {}
+    ends = [*starts[1:], len(text)]
+    end = c + len(question.strip())
+    toks = [j for j in range(len(starts)) if starts[j] < end and ends[j] > c]
+    lo, hi = toks[0], toks[-1] + 1
+    mean = sums[:, lo:hi].to(torch.float32) / max(n_resp, 1)
+    labels = token_labels(text, starts)[lo:hi]
+    return {"question_tokens": labels, "question_attention": normalise_layers(mean).numpy()}

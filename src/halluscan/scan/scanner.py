@@ -49,6 +49,7 @@ from halluscan.scan.attention import (
     query_index,
     received_from_query,
     received_from_sums,
+    to_question,
 )
 from halluscan.scan.banks import check_bank, token_bank_of
 
@@ -215,7 +216,12 @@ class Scanner:
                 # [layer, token]: each layer's probe, in the hooks
                 logits = captured[self.site][i, :, : len(r)]
                 att = received[i] if received is not None else torch.zeros(0, len(r))
-                out.append(self._result(it.question, r, it.relation, logits, att, generated))
+                res = self._result(it.question, r, it.relation, logits, att, generated)
+                if received is not None and self.query is None:  # the question's tokens as keys
+                    sums = captured[ATTN_RECEIVED][i]
+                    keys = to_question(self.lm.tokenizer, prompts[i], it.question, sums, len(r))
+                    res = replace(res, **keys)
+                out.append(res)
             if progress is not None:
                 progress(len(chunk))
         return out

@@ -94,6 +94,8 @@ def result_json(r: ScoreResult, bank_cell: str) -> JsonObject:
         "activity_layers": r.activity_layers,
         "attention": finite(r.attention),
         "attention_layers": r.attention_layers,
+        "question_tokens": r.question_tokens,
+        "question_attention": [] if r.question_attention is None else finite(r.question_attention),
         "p_wrong": r.p_wrong,
         "verdict": r.verdict,
         "verdict_layer": r.verdict_layer,

@@ -51,7 +51,16 @@ function showVerdict(col, v) {
   const where = v.exact_answer === null ? "at the last token (no exact answer found)" : `at “${v.exact_answer}”`;
   say($(".verdict", col), `${v.verdict}: p_wrong ${v.p_wrong.toFixed(3)} (${v.bank}; read ${where})`);
   const btn = $(".attn-btn", col); btn.hidden = v.attention.length === 0;
-  btn.onclick = () => drawAttention($(".attn", col), v.attention, v.tokens, v.attention_layers, "attention each token receives");
+  btn.onclick = () => showAttention(col, v);
+}
+
+function showAttention(col, v) { // the answer's own tokens, then the question's tokens as keys
+  const box = $(".attn", col); box.replaceChildren();
+  const own = document.createElement("div"), q = document.createElement("div");
+  box.append(q, own);
+  if (v.question_tokens && v.question_tokens.length)
+    drawAttention(q, v.question_attention, v.question_tokens, v.attention_layers, "the answer's attention to the question's tokens");
+  drawAttention(own, v.attention, v.tokens, v.attention_layers, "attention each answer token receives");
 }
 
 async function readEvents(resp, onEvent) {
@@ -157,7 +166,7 @@ async function loadAnswer(run, qid) {
   box.appendChild(col); say($(".verdict", col), "scoring…");
   const r = await fetch(`/api/answer?run=${encodeURIComponent(run)}&qid=${encodeURIComponent(qid)}`), v = await r.json();
   if (!r.ok) { say($(".verdict", col), v.error, "error"); return; }
-  showVerdict(col, v); drawAttention($(".attn", col), v.attention, v.tokens, v.attention_layers, "attention each token receives");
+  showVerdict(col, v); showAttention(col, v);
 }
 
 async function init() {
