@@ -174,6 +174,7 @@ def test_figures_share_one_colour_scale_and_label_tokens(scanner, tmp_path):
         "activity.png",
         "attention.html",
         "attention.png",
+        "attention_question.png",  # the question's tokens as keys
     ]
     for p in paths:
         assert p.stat().st_size > 1000
