@@ -95,8 +95,8 @@ class TokenBank:
 
     layer: int
     offsets: list[OffsetAuc]
-    layers: list[int]
-    pooled_by_layer: list[float | None]  # out-of-fold AUC per layer, every offset pooled
+    layers: list[int]  # the layers scored out of fold (the headline layer)
+    pooled_by_layer: list[float | None]  # their out-of-fold AUC, every offset pooled
     n_answers: int
     n_tokens: int
     max_offset: int

@@ -76,14 +76,12 @@ def tokens_section(m: Metrics) -> str:
     if t is None:
         return ""
     rows = [(f"+{o.offset}", num(o.auc), interval(o.ci95), o.n, o.n_wrong) for o in t.offsets]
-    best = max(
-        (a, layer) for a, layer in zip(t.pooled_by_layer, t.layers, strict=True) if a is not None
-    )
     return f"""<h2>Token by token: the token-level bank</h2>
 <p>A probe per layer trained on every answer token from the exact answer's first token on (up to
 {t.max_offset} tokens; {t.n_tokens} tokens of {t.n_answers} answers), each labelled by its
 answer's grade, every token of an answer in one fold. The activity maps colour tokens with it and
 leave the tokens before the answer grey. Out-of-fold AUC at each offset, at the headline layer
-{t.layer} (chosen before these scores existed); with every offset pooled, the best layer reads
-{num(best[0])} (layer {best[1]}, the best of {len(t.layers)}: optimistic).</p>
+{t.layer} (chosen before these scores existed); every offset pooled, {num(t.pooled_by_layer[0])}.
+The probe at the exact answer's first token alone reads higher (the headline): one probe for every
+offset trades some accuracy for a map whose every coloured cell means the same thing.</p>
 {table(rows, ("token offset", "AUC", "95 % (bootstrap over questions)", "answers", "wrong"))}"""

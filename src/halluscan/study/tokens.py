@@ -7,7 +7,7 @@ answer was located) up to ``MAX_OFFSET`` tokens on is a training row, labelled b
 grade, with every row of an answer in one fold (the study's grouped folds). The rows come from one
 teacher-forced pass over the study's own answers (the same token ids). Reported: the out-of-fold
 AUC at each token offset, at the study's headline layer (chosen by the nested selection before
-these scores exist), and per layer with every offset pooled. The bank fitted on every row is
+these scores exist), and with every offset pooled. The bank fitted on every row is
 saved as ``probes_tokens/``; the activity maps and the live page colour tokens with it, and leave
 the tokens before the answer grey.
 """
@@ -95,25 +95,26 @@ def fit_token_bank(
         folds_for(ya, [examples[i].qid for i in answers], cv.folds, cv.seed)
     ):
         fold_of[answers[te]] = f
-    layers = list(range(x.shape[1]))
-    oof = np.full((len(y), len(layers)), np.nan)
+    # the folds score the headline layer alone (what the offsets are read at); the saved bank
+    # has every layer, for the maps
+    oof = np.full(len(y), np.nan)
     for f in range(cv.folds):
         tr, te = fold_of[ans] != f, fold_of[ans] == f
-        bank = ProbeBank.fit(x[tr], y[tr], layers, c=cv.c, device=ctx.probe_device)
-        oof[te] = bank.decision_function(x[te]).numpy()
-    pooled: list[float | None] = [float(a) for a in auc_rows(oof.T, y)]
-    li = layers.index(layer)
+        bank = ProbeBank.fit(x[tr][:, [layer]], y[tr], [layer], c=cv.c, device=ctx.probe_device)
+        oof[te] = bank.decision_function(x[te][:, [layer]])[:, 0].numpy()
+    pooled: list[float | None] = [float(auc_rows(oof[None], y)[0])]
     per_offset = []
     for k in range(int(offs.max()) + 1):
         rows = offs == k
         if len(set(y[rows].tolist())) < 2:
             continue
-        auc, ci = bootstrap_auc(oof[rows, li], y[rows], list(groups[rows]))
+        auc, ci = bootstrap_auc(oof[rows], y[rows], list(groups[rows]))
         ci95 = None if ci is None else (float(ci[0]), float(ci[1]))
         per_offset.append(OffsetAuc(k, float(auc), ci95, int(rows.sum()), int(y[rows].sum())))
-    record = TokenBank(layer, per_offset, layers, pooled, len(answers), len(y), MAX_OFFSET)
+    record = TokenBank(layer, per_offset, [layer], pooled, len(answers), len(y), MAX_OFFSET)
     meta: JsonObject = {"kind": "tokens", "best_layer": layer, "max_offset": MAX_OFFSET}
-    final = ProbeBank.fit(x, y, layers, "answer_tokens", c=cv.c, meta=meta, device=ctx.probe_device)
+    every = list(range(x.shape[1]))
+    final = ProbeBank.fit(x, y, every, "answer_tokens", c=cv.c, meta=meta, device=ctx.probe_device)
     return record, final
 
 
