@@ -252,6 +252,7 @@ def test_the_token_bank_is_trained_and_greys_what_comes_before_the_answer(study)
     t = metrics_io.read(run).token_bank
     assert t is not None and t.offsets and t.offsets[0].offset == 0
     assert all(0 <= o.auc <= 1 and o.n > 0 for o in t.offsets)
+    assert all(o.layer0_auc is not None and o.gain is not None for o in t.offsets)
     assert t.n_tokens >= t.n_answers and len(t.pooled_by_layer) == len(t.layers)
     assert ProbeBank.load(run.probes_tokens).meta["kind"] == "tokens"
     scanner = served_model(study).scanner.for_answer(False)

@@ -82,6 +82,9 @@ class OffsetAuc:
     ci95: Interval | None  # bootstrap over questions
     n: int
     n_wrong: int
+    layer0_auc: float | None = None  # the control: a probe on layer 0 (the token's identity)
+    gain: float | None = None  # auc minus layer0_auc on the same tokens
+    gain_ci95: Interval | None = None  # paired bootstrap over questions
 
 
 @dataclass(frozen=True)

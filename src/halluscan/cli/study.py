@@ -39,7 +39,14 @@ def _token_lines(m: Metrics) -> list[str]:
     if t is None:
         return []
     shown = ", ".join(f"+{o.offset} {num_text(o.auc)}" for o in t.offsets[:6])
-    return [f"token-level bank (layer {t.layer}): AUC by token offset from the answer: {shown}"]
+    lines = [f"token-level bank (layer {t.layer}): AUC by token offset from the answer: {shown}"]
+    if t.offsets and t.offsets[0].layer0_auc is not None:
+        o = t.offsets[0]
+        lines.append(
+            f"  at +0, layer 0 (the token's identity) reads {num_text(o.layer0_auc)}; gain "
+            f"{num_text(o.gain, '+.3f')} ({ci_text(o.gain_ci95)})"
+        )
+    return lines
 
 
 def _given_line(m: Metrics) -> list[str]:

@@ -75,7 +75,20 @@ def tokens_section(m: Metrics) -> str:
     t = m.token_bank
     if t is None:
         return ""
-    rows = [(f"+{o.offset}", num(o.auc), interval(o.ci95), o.n, o.n_wrong) for o in t.offsets]
+    rows = [
+        (
+            f"+{o.offset}",
+            num(o.auc),
+            interval(o.ci95),
+            num(o.layer0_auc),
+            num(o.gain, "+.3f") if o.gain is not None else "—",
+            interval(o.gain_ci95),
+            o.n,
+            o.n_wrong,
+        )
+        for o in t.offsets
+    ]
+    head = ("offset", "AUC", "95 %", "layer 0 (token identity)", "gain", "95 %", "answers", "wrong")
     return f"""<h2>Token by token: the token-level bank</h2>
 <p>A probe per layer trained on every answer token from the exact answer's first token on (up to
 {t.max_offset} tokens; {t.n_tokens} tokens of {t.n_answers} answers), each labelled by its
@@ -84,4 +97,5 @@ leave the tokens before the answer grey. Out-of-fold AUC at each offset, at the 
 {t.layer} (chosen before these scores existed); every offset pooled, {num(t.pooled_by_layer[0])}.
 The probe at the exact answer's first token alone reads higher (the headline): one probe for every
 offset trades some accuracy for a map whose every coloured cell means the same thing.</p>
-{table(rows, ("token offset", "AUC", "95 % (bootstrap over questions)", "answers", "wrong"))}"""
+{table(rows, head)}
+<p>Intervals: bootstrap over questions; the gain over layer 0 is paired on the same tokens.</p>"""

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from halluscan.analyses.results import Metrics, OffsetAuc, TokenBank
+from halluscan.analyses.transfer import paired_bootstrap
 from halluscan.engine.extract import forward_capture
 from halluscan.models.sites import RESIDUAL
 from halluscan.probes.bank import ProbeBank
-from halluscan.probes.sweep import auc_rows, bootstrap_auc, folds_for
+from halluscan.probes.sweep import auc_rows, folds_for
 from halluscan.progress import bar
 from halluscan.provenance import Provenance
 from halluscan.records import Example, JsonObject
@@ -95,22 +96,33 @@ def fit_token_bank(
         folds_for(ya, [examples[i].qid for i in answers], cv.folds, cv.seed)
     ):
         fold_of[answers[te]] = f
-    # the folds score the headline layer alone (what the offsets are read at); the saved bank
-    # has every layer, for the maps
-    oof = np.full(len(y), np.nan)
+    # the folds score the headline layer and layer 0 (the tokens' identity, the control) alone;
+    # the saved bank has every layer, for the maps
+    read = [layer, 0]
+    oof = np.full((len(y), 2), np.nan)
     for f in range(cv.folds):
         tr, te = fold_of[ans] != f, fold_of[ans] == f
-        bank = ProbeBank.fit(x[tr][:, [layer]], y[tr], [layer], c=cv.c, device=ctx.probe_device)
-        oof[te] = bank.decision_function(x[te][:, [layer]])[:, 0].numpy()
-    pooled: list[float | None] = [float(auc_rows(oof[None], y)[0])]
+        bank = ProbeBank.fit(x[tr][:, read], y[tr], read, c=cv.c, device=ctx.probe_device)
+        oof[te] = bank.decision_function(x[te][:, read]).numpy()
+    pooled: list[float | None] = [float(auc_rows(oof[:, :1].T, y)[0])]
     per_offset = []
     for k in range(int(offs.max()) + 1):
         rows = offs == k
         if len(set(y[rows].tolist())) < 2:
             continue
-        auc, ci = bootstrap_auc(oof[rows], y[rows], list(groups[rows]))
-        ci95 = None if ci is None else (float(ci[0]), float(ci[1]))
-        per_offset.append(OffsetAuc(k, float(auc), ci95, int(rows.sum()), int(y[rows].sum())))
+        pair = paired_bootstrap(oof[rows, 0], oof[rows, 1], y[rows], list(groups[rows]))
+        per_offset.append(
+            OffsetAuc(
+                k,
+                pair.auc_a,
+                pair.ci_a,
+                int(rows.sum()),
+                int(y[rows].sum()),
+                pair.auc_b,
+                pair.gain,
+                pair.gain_ci,
+            )
+        )
     record = TokenBank(layer, per_offset, [layer], pooled, len(answers), len(y), MAX_OFFSET)
     meta: JsonObject = {"kind": "tokens", "best_layer": layer, "max_offset": MAX_OFFSET}
     every = list(range(x.shape[1]))
