@@ -121,15 +121,20 @@ def test_end_to_end_small_slice(slice_run):
         and "data:image/png;base64," in html
         and "plotly" in html.lower()
     )
-    # per-response maps: the automatic wrong/correct pair and the config's pair, drawn and in the
-    # report
+    # per-response maps: the automatic pair (one wrong-answered question, its gold and the model's
+    # own answer, both given) and the config's pair, drawn and in the report
     maps = {m["name"]: m for m in saved["response_maps"]}
     assert set(maps) == {"auto", "pair1"}
-    assert [r["graded"] for r in maps["auto"]["responses"]] == ["wrong", "correct"]
+    auto = maps["auto"]["responses"]
+    assert [r["graded"] for r in auto] == [
+        "true (the gold answer)",
+        "false (the model's own answer)",
+    ]
+    assert auto[0]["question"] == auto[1]["question"]
     assert maps["pair1"]["responses"][0]["response"] == "The capital of Australia is Sydney."
     # the rule of `halluscan score`: the given answer is read by the given-answer bank
     assert [r["bank"] for r in maps["pair1"]["responses"]] == ["given", "own"]
-    assert [r["bank"] for r in maps["auto"]["responses"]] == ["own", "own"]
+    assert [r["bank"] for r in auto] == ["given", "given"]
     for pm in maps.values():
         for f in [pm["activity_png"], pm["activity_html"], *pm["attention_png"]]:
             assert Path(f).is_file() and Path(f).stat().st_size > 1000
