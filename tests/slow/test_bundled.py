@@ -165,6 +165,17 @@ def test_scanner_on_the_bundled_model(smol, slice_run):
     np.testing.assert_allclose(
         acts, forced.activity, atol=1e-3 * max(1.0, float(np.abs(acts).max()))
     )
+    # with the study's token-level bank: grey before the answer, the same cells from it on
+    from halluscan.scan.banks import token_bank_of
+
+    tokens = Scanner(smol, ProbeBank.load(out / "probes"), tokens=token_bank_of(out))
+    assert tokens.tokens is not None
+    steps = list(tokens.stream("What is the capital of Peru?"))
+    forced = tokens.score_ids("What is the capital of Peru?", [s.token_id for s in steps])
+    acts = np.stack([s.activity for s in steps], axis=1)
+    both = np.isfinite(acts).all(0) & np.isfinite(forced.activity).all(0)
+    assert both.any() and np.isnan(forced.activity[:, 0]).all()  # "The" is before the answer
+    np.testing.assert_allclose(acts[:, both], forced.activity[:, both], rtol=1e-3, atol=1e-2)
 
 
 def test_answer_choice_on_held_out_questions(slice_run):
