@@ -269,16 +269,16 @@ class ScoreResult:
             "verdict_position": self.verdict_position,
             "exact_answer": self.exact_answer,
             "tokens": self.tokens,
-            "activity": _nullable(self.activity),
+            "activity": nullable(self.activity),
             "activity_layers": self.activity_layers,
             "activity_scale": "z-score per layer (training set)"
             if self.standardised
             else "log-odds of wrong",
-            "attention": _nullable(self.attention),
+            "attention": nullable(self.attention),
             "question_tokens": self.question_tokens,
             "question_attention": None
             if self.question_attention is None
-            else _nullable(self.question_attention),
+            else nullable(self.question_attention),
             "attention_layers": self.attention_layers,
             "attention_query": self.attention_query,
             **(asdict(self.source) if self.source is not None else {}),
@@ -321,8 +321,11 @@ class StreamStep:
     p_wrong: float  # the verdict layer's probability for this token
 
 
-def _nullable(rows: np.ndarray) -> list[list[float | None]]:
-    """A ``[row, column]`` array for JSON: 5 decimals, NaN (a cell with nothing) as null."""
+def nullable(a: Any) -> Any:
+    """A numeric array (any shape) as nested lists for JSON: 5 decimals, NaN or inf as null."""
     import numpy as np
 
-    return [[None if np.isnan(v) else round(float(v), 5) for v in row] for row in rows]
+    x = np.asarray(a, dtype=np.float64)
+    if x.ndim == 0:
+        return round(float(x), 5) if np.isfinite(x) else None
+    return [nullable(v) for v in x]

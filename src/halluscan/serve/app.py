@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from halluscan.errors import HalluscanError
-from halluscan.records import JsonObject, ScoreResult
+from halluscan.records import JsonObject, ScoreResult, nullable
 
 STATIC = Path(__file__).parent / "static"
 MAX_QUESTION, MAX_ANSWER = 400, 1000  # characters
@@ -71,18 +71,6 @@ def checked(text: object, what: str, limit: int) -> str:
     return text
 
 
-def finite(a: Any) -> list[Any]:
-    """A numeric array as nested lists, NaN (a cell with nothing to show) as null."""
-    import numpy as np
-
-    x = np.asarray(a, dtype=np.float64)
-    if x.ndim == 0:
-        return [None if not np.isfinite(x) else float(x)]
-    if x.ndim == 1:
-        return [float(v) if np.isfinite(v) else None for v in x]
-    return [finite(row) for row in x]
-
-
 def result_json(r: ScoreResult, bank_cell: str) -> JsonObject:
     """What the page draws of a scored answer (the verdict, both maps, the tokens)."""
     return {
@@ -90,12 +78,14 @@ def result_json(r: ScoreResult, bank_cell: str) -> JsonObject:
         "question": r.question,
         "response": r.response,
         "tokens": r.tokens,
-        "activity": finite(r.activity),
+        "activity": nullable(r.activity),
         "activity_layers": r.activity_layers,
-        "attention": finite(r.attention),
+        "attention": nullable(r.attention),
         "attention_layers": r.attention_layers,
         "question_tokens": r.question_tokens,
-        "question_attention": [] if r.question_attention is None else finite(r.question_attention),
+        "question_attention": []
+        if r.question_attention is None
+        else nullable(r.question_attention),
         "p_wrong": r.p_wrong,
         "verdict": r.verdict,
         "verdict_layer": r.verdict_layer,
@@ -144,8 +134,8 @@ class Served:
                         "type": "token",
                         "index": step.index,
                         "token": step.token,
-                        "p_wrong": finite([step.p_wrong])[0],
-                        "activity": finite(step.activity),
+                        "p_wrong": nullable(step.p_wrong),
+                        "activity": nullable(step.activity),
                     }
                 )
         finally:

@@ -104,10 +104,6 @@ class InDataset:
     beats_cell: bool
 
 
-def _fold_auc(det_scores: np.ndarray, y: np.ndarray, te: np.ndarray) -> float:
-    return ctl.fold_auc(det_scores, y[te])
-
-
 def in_dataset(
     s: Study, cv: CV, cfg: DetectorConfig, device: str, say: Say
 ) -> tuple[InDataset, NestedRun]:
@@ -121,7 +117,7 @@ def in_dataset(
     per_fold = []
     for k, (tr, te) in enumerate(run.splits):
         det = fit_detector([s.labelled(tr)], cfg)
-        per_fold.append(_fold_auc(det.score(s.grid.rows(te)), y, te))
+        per_fold.append(ctl.fold_auc(det.score(s.grid.rows(te)), y[te]))
         say(f"  {s.name} fold {k + 1}/{len(run.splits)}: detector {per_fold[-1]:.3f}")
     mine = np.array(per_fold)
     as_probe = NestedRun(replace(run.result, per_fold=per_fold), run.splits)
@@ -176,7 +172,7 @@ def joint(
         )
         for i, (s, r) in enumerate(zip(studies, runs, strict=True)):
             te = r.splits[k][1]
-            scores[i].append(_fold_auc(det.score(s.grid.rows(te)), s.side.y, te))
+            scores[i].append(ctl.fold_auc(det.score(s.grid.rows(te)), s.side.y[te]))
         say(f"  joint fold {k + 1}: " + ", ".join(f"{a[-1]:.3f}" for a in scores))
     out = []
     for s, r, a, mine in zip(studies, runs, alone, scores, strict=True):
