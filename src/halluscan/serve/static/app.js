@@ -170,11 +170,13 @@ async function loadAnswer(run, qid) {
 }
 
 async function init() {
+  const first = $(".pair .col"), second = first.cloneNode(true); // two answers side by side
+  second.dataset.col = "B"; $(".a", second).value = "Sydney."; first.after(second);
   INFO = await (await fetch("/api/info")).json();
   say($("#info"), `model ${INFO.model}; study ${INFO.run}; generated answers: own-answer bank at ${INFO.own_bank}` +
     (INFO.given_bank ? `; typed answers: given-answer bank at ${INFO.given_bank}` : "") +
     `; at most one generation at a time, ${INFO.max_queue} waiting`);
-  document.querySelectorAll(".col").forEach((col) => { $(".go", col).onclick = () => ask(col); });
+  document.querySelectorAll(".pair .col").forEach((col) => { $(".go", col).onclick = () => ask(col); });
   const sel = $("#runs");
   INFO.runs.filter((r) => r.kind === "study").forEach((r) => {
     const o = document.createElement("option"); o.value = r.name; o.textContent = r.name;
