@@ -80,7 +80,7 @@ def cell(run: RunDir, position: str, layer: int) -> JsonObject:
     auc, std = hm.auc[i][j], hm.auc_std[i][j]
     layer0 = hm.auc[hm.layers.index(0)][j] if 0 in hm.layers else None
     scores, rows = out_of_fold(str(run.root), position, layer, hm.folds)
-    side = _side(str(run.root))
+    side = side_of(str(run.root))
     order = rows[np.argsort(-scores[rows])]
     pick = lambda idx: [_answer(side, int(k), float(scores[k])) for k in idx]  # noqa: E731
     return {
@@ -103,14 +103,15 @@ def cell(run: RunDir, position: str, layer: int) -> JsonObject:
 
 
 @lru_cache(maxsize=4)
-def _side(root: str) -> Side:
+def side_of(root: str) -> Side:
+    """A finished study's answers, labels and features (read once per study, then kept)."""
     return Side.open(root, RESIDUAL)
 
 
 @lru_cache(maxsize=32)
 def out_of_fold(root: str, position: str, layer: int, folds: int) -> tuple[np.ndarray, np.ndarray]:
     """Each answer's log-odds of wrong from a probe at the cell fitted without its question."""
-    side = _side(root)
+    side = side_of(root)
     f = side.features
     rows = np.flatnonzero(f.has(position))
     x = f.at(position)[rows][:, f.layers.index(layer)][:, None]  # [n, 1, d]

@@ -147,7 +147,7 @@ class Routes:
         q = request.query_params
         try:
             run = self._run(q)
-            side = explore._side(str(run.root))
+            side = explore.side_of(str(run.root))
             e = next((x for x in side.examples if x.qid == q.get("qid")), None)
             if e is None:
                 raise HalluscanError(f"no answer {q.get('qid')!r} in {q.get('run')}")

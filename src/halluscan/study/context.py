@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from halluscan.errors import HalluscanError
 from halluscan.grade import Grader, grader_for
 from halluscan.positions import BANK_POSITION
-from halluscan.records import Dataset, GenerateOptions, Question
+from halluscan.records import Dataset, Example, GenerateOptions, Question
 from halluscan.study.config import StudyConfig
 from halluscan.study.runs import RunDir
 from halluscan.text import short_name
@@ -123,6 +123,20 @@ class StudyContext:
     def probe_device(self) -> str:
         """Where probes are fitted: the config's, else the model's device."""
         return self.config.probe_device or self.lm.device
+
+    def answered(self, e: Example) -> list[int]:
+        """A stored answer's whole sequence (prompt + response ids), as it was answered.
+
+        Refused when the prompt is now tokenized to another length (the stored positions would
+        point elsewhere).
+        """
+        prompt = self.lm.prompt_ids(e.question, self.config.system_prompt)
+        if len(prompt) != e.n_prompt:
+            raise HalluscanError(
+                f"{self.run.root}: the prompt of {e.qid} is {len(prompt)} tokens now, "
+                f"{e.n_prompt} when it was answered; re-run the study in a new folder"
+            )
+        return [*prompt, *e.response_ids]
 
     def collect_job(self) -> CollectJob:
         """What the collection loop needs, in this process or on a Ray worker."""

@@ -18,7 +18,6 @@ from halluscan.analyses.nested import Nested, nested
 from halluscan.analyses.results import SiteResult
 from halluscan.analyses.summary import heatmap, mean_ci
 from halluscan.engine.extract import Item, extract_to_store
-from halluscan.errors import HalluscanError
 from halluscan.models.sites import RESIDUAL, first_layer
 from halluscan.positions import EXACT
 from halluscan.probes.features import Features
@@ -51,15 +50,7 @@ def extract_sites(
     store = ActivationStore.open_or_create(
         ctx.run.store_sites, key=key, layout=layout, provenance=prov.to_json()
     )
-    items = []
-    for e in examples:
-        prompt = lm.prompt_ids(e.question, cfg.system_prompt)
-        if len(prompt) != e.n_prompt:
-            raise HalluscanError(
-                f"{ctx.run.root}: the prompt of {e.qid} is {len(prompt)} tokens now, "
-                f"{e.n_prompt} when it was answered; re-run the study in a new folder"
-            )
-        items.append(Item(e.qid, (*prompt, *e.response_ids), dict(e.positions)))
+    items = [Item(e.qid, tuple(ctx.answered(e)), dict(e.positions)) for e in examples]
     n = len(items)
     with bar(n, "other sites", "q", cfg.quiet, initial=n - len(store.left_to_do(items, _qid))) as b:
         extract_to_store(lm.model, lm.tokenizer.pad_token_id, items, store, progress=b.update)

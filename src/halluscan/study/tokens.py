@@ -54,9 +54,7 @@ def token_rows(
     with bar(len(todo), "token bank", "answer", cfg.quiet) as b:
         for a in range(0, len(todo), BATCH):
             chunk = [examples[i] for i in todo[a : a + BATCH]]
-            seqs: list[Sequence[int]] = [
-                [*lm.prompt_ids(e.question, cfg.system_prompt), *e.response_ids] for e in chunk
-            ]
+            seqs: list[Sequence[int]] = [ctx.answered(e) for e in chunk]
             starts = [int(answer_start(e)) for e in chunk]  # type: ignore[arg-type]
             n_k = [max(1, min(MAX_OFFSET, len(s) - st)) for s, st in zip(seqs, starts, strict=True)]
             gather = torch.tensor(
